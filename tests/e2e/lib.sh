@@ -1,0 +1,389 @@
+# Shared helpers for berth's end-to-end tests: temp dir, registry start/stop, private dockerd/podman/buildah, test images, checks.
+#
+# Sourced by run.sh and by every t-*.sh. A t-*.sh can also be run on its own
+# (`bash tests/e2e/t-skopeo.sh`); it then owns its temp dir and prints its own summary line.
+#
+# Environment:
+#   E2E_TARGET          berth (default) or reference (/usr/bin/docker-registry, distribution 2.8)
+#   BERTH_BIN           berth binary (default target/debug/berth, relative to the repo root)
+#   E2E_CHECK_TIMEOUT   seconds one check may take before it is killed and counted as failed (default 180)
+#   E2E_KEEP=1          keep the temp dir after the run (its path is printed)
+#   E2E_WORK            set by run.sh for its children: the shared temp dir of this run
+
+set -uo pipefail
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$E2E_DIR/../.." && pwd)
+E2E_TARGET=${E2E_TARGET:-berth}
+BERTH_BIN=${BERTH_BIN:-target/debug/berth}
+case "$BERTH_BIN" in /*) ;; *) BERTH_BIN="$REPO_ROOT/$BERTH_BIN" ;; esac
+E2E_CHECK_TIMEOUT=${E2E_CHECK_TIMEOUT:-180}
+E2E_GROUP=${E2E_GROUP:-$(basename "$0" .sh)}
+# A t-*.sh exits with this status after abort(): its failure is already recorded.
+E2E_ABORTED=3
+
+case "$E2E_TARGET" in
+  berth|reference) ;;
+  *) echo "E2E_TARGET must be berth or reference, not '$E2E_TARGET'" >&2; exit 2 ;;
+esac
+
+# ---------------------------------------------------------------- temp dirs and cleanup
+# E2E_WORK: one dir per run, shared by run.sh and its children (test images live here).
+# T: this process's own dir inside it (registries, docker, podman state).
+if [[ -z "${E2E_WORK:-}" ]]; then
+  E2E_WORK=$(mktemp -d /tmp/berth-e2e.XXXXXX)
+  E2E_OWNER=1
+else
+  E2E_OWNER=0
+fi
+export E2E_WORK E2E_TARGET BERTH_BIN E2E_CHECK_TIMEOUT
+E2E_RESULTS="$E2E_WORK/results"
+touch "$E2E_RESULTS"
+T=$(mktemp -d "$E2E_WORK/$(basename "$0" .sh).XXXX")
+IMG="$E2E_WORK/images"
+
+REG_PIDS=()      # every registry this process started
+DOCKERD_PID=""
+DOCKER_EXEC_ROOT=""
+
+cleanup() {
+  local rc=$?
+  local pid
+  for pid in "${REG_PIDS[@]}"; do
+    kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  stop_dockerd
+  if [[ "$E2E_OWNER" == 1 ]]; then
+    # Anything still mounted under the temp dir (should be nothing) would make rm fail.
+    grep -o " $E2E_WORK[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+    [[ "${E2E_KEEP:-0}" == 1 ]] && echo "# temp dir kept: $E2E_WORK"
+    summary; rc=$?
+    [[ "${E2E_KEEP:-0}" == 1 ]] || rm -rf "$E2E_WORK"
+    exit "$rc"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- checks
+# Results are appended to $E2E_RESULTS (one line per check) so run.sh can count them
+# across the separate processes of the t-*.sh files.
+
+pass() {
+  echo "ok - $E2E_GROUP: $1"
+  printf 'ok\t%s: %s\n' "$E2E_GROUP" "$1" >>"$E2E_RESULTS"
+}
+
+# fail NAME [DETAIL...]: record a failure; DETAIL lines are printed indented under it.
+fail() {
+  local name=$1; shift
+  echo "FAIL - $E2E_GROUP: $name"
+  if [[ $# -gt 0 ]]; then printf '%s\n' "$@" | sed 's/^/#   /'; fi
+  printf 'FAIL\t%s: %s\n' "$E2E_GROUP" "$name" >>"$E2E_RESULTS"
+}
+
+# skip NAME REASON: a check that cannot apply to this target (e.g. referrers API on
+# distribution 2.8). Never used for a missing tool: that is a failure.
+skip() {
+  echo "skip - $E2E_GROUP: $1 (not supported by E2E_TARGET=$E2E_TARGET: $2)"
+  printf 'skip\t%s: %s\n' "$E2E_GROUP" "$1" >>"$E2E_RESULTS"
+}
+
+# abort NAME [DETAIL...]: record a failure and stop this test file (later checks would be meaningless).
+abort() {
+  fail "$@"
+  exit "$E2E_ABORTED"
+}
+
+# check NAME CMD...: run CMD (a command or shell function) in a subshell with its output
+# captured; pass if it exits 0. On failure the last lines of its output are shown.
+# CMD runs in its own process group so a hung client can be killed after E2E_CHECK_TIMEOUT.
+# Because CMD runs in a subshell it cannot set variables for the caller.
+check() {
+  local name=$1; shift
+  local out="$T/check.out" rc ticks=0
+  set -m
+  ( "$@" ) >"$out" 2>&1 </dev/null &
+  local pid=$!
+  set +m
+  while kill -0 "$pid" 2>/dev/null; do
+    if (( ticks >= E2E_CHECK_TIMEOUT * 10 )); then
+      echo "check timed out after ${E2E_CHECK_TIMEOUT}s: killed" >>"$out"
+      kill -TERM -- "-$pid" 2>/dev/null; sleep 1; kill -KILL -- "-$pid" 2>/dev/null
+      break
+    fi
+    sleep 0.1
+    ticks=$((ticks + 1))
+  done
+  wait "$pid"; rc=$?
+  if [[ $rc == 0 ]]; then
+    pass "$name"
+    return 0
+  fi
+  fail "$name" "command: $*" "exit status: $rc" "$(tail -n 15 "$out")"
+  return 1
+}
+
+# check_fails NAME CMD...: like check, but CMD must exit non-zero.
+check_fails() {
+  local name=$1; shift
+  check "$name" expect_failure "$@"
+}
+expect_failure() {
+  if "$@"; then echo "expected a failure, but the command succeeded"; return 1; fi
+  return 0
+}
+
+# check_eq NAME EXPECTED ACTUAL
+check_eq() {
+  if [[ "$2" == "$3" ]]; then pass "$1"; return 0; fi
+  fail "$1" "expected: $2" "actual:   $3"
+  return 1
+}
+
+# summary: the one final line; exit status 1 if anything failed.
+summary() {
+  local passed failed skipped
+  passed=$(grep -c '^ok' "$E2E_RESULTS" 2>/dev/null || true)
+  failed=$(grep -c '^FAIL' "$E2E_RESULTS" 2>/dev/null || true)
+  skipped=$(grep -c '^skip' "$E2E_RESULTS" 2>/dev/null || true)
+  if [[ "$skipped" != 0 ]]; then
+    echo "# $skipped check(s) not run: unsupported by E2E_TARGET=$E2E_TARGET (see 'skip -' lines)"
+  fi
+  echo "e2e: $passed passed, $failed failed"
+  [[ "$failed" == 0 ]]
+}
+
+# require_tools TOOL...: every missing tool is a recorded failure.
+require_tools() {
+  local t missing=0
+  for t in "$@"; do
+    if ! command -v "$t" >/dev/null 2>&1; then
+      fail "required tool '$t' is missing (run scripts/install-deps.sh)"
+      missing=1
+    fi
+  done
+  return $missing
+}
+
+# ---------------------------------------------------------------- registry under test
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_registry DIR [PORT]: start the E2E_TARGET registry with its data in DIR/data,
+# listening on 127.0.0.1:PORT (a free port if not given). Sets REG_DIR, REG_PORT,
+# REG (host:port), REG_URL and REG_PID. Waits until GET /v2/ answers 200 (10 s).
+start_registry() {
+  REG_DIR=$1
+  REG_PORT=${2:-$(free_port)}
+  REG="127.0.0.1:$REG_PORT"
+  REG_URL="http://$REG"
+  mkdir -p "$REG_DIR/data"
+  case "$E2E_TARGET" in
+    berth)
+      if [[ ! -x "$BERTH_BIN" ]]; then
+        echo "berth binary not found at $BERTH_BIN (build it with: cargo build -p berth)"
+        return 1
+      fi
+      BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "$BERTH_BIN" serve >>"$REG_DIR/registry.log" 2>&1 &
+      ;;
+    reference)
+      cat >"$REG_DIR/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REG_DIR/data
+  delete:
+    enabled: true
+http:
+  addr: $REG
+  secret: berth-e2e-fixed-secret
+EOF
+      /usr/bin/docker-registry serve "$REG_DIR/config.yml" >>"$REG_DIR/registry.log" 2>&1 &
+      ;;
+  esac
+  REG_PID=$!
+  REG_PIDS+=("$REG_PID")
+  local i
+  for i in $(seq 100); do
+    if ! kill -0 "$REG_PID" 2>/dev/null; then
+      echo "$E2E_TARGET registry exited at startup; log:"
+      tail -n 20 "$REG_DIR/registry.log"
+      return 1
+    fi
+    if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$REG_URL/v2/")" == 200 ]]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "$E2E_TARGET registry did not answer 200 on $REG_URL/v2/ within 10 s; log:"
+  tail -n 20 "$REG_DIR/registry.log"
+  return 1
+}
+
+# start_registry_or_abort DIR [PORT]: start_registry, recording a failure and stopping the test file if it fails.
+start_registry_or_abort() {
+  if ! start_registry "$@" >"$T/start-registry.msg" 2>&1; then
+    abort "start $E2E_TARGET registry" "$(cat "$T/start-registry.msg")"
+  fi
+}
+
+# stop_registry [SIGNAL]: stop the registry started last (default SIGTERM) and wait for it.
+stop_registry() {
+  local sig=${1:-TERM}
+  [[ -n "${REG_PID:-}" ]] || return 0
+  kill "-$sig" "$REG_PID" 2>/dev/null
+  wait "$REG_PID" 2>/dev/null
+  REG_PID=""
+}
+
+# ---------------------------------------------------------------- private Docker Engine
+# start_dockerd: a dockerd of our own (vfs, no iptables, no bridge) on a socket in $T.
+# Exports DOCKER_HOST and DOCKER_CONFIG (no credentials land in ~/.docker).
+start_dockerd() {
+  local d="$T/docker"
+  mkdir -p "$d/data" "$d/config"
+  DOCKER_EXEC_ROOT="/tmp/dockerexec-$$"
+  export DOCKER_CONFIG="$d/config"
+  export DOCKER_HOST="unix://$d/docker.sock"
+  /usr/sbin/dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
+    --data-root "$d/data" --exec-root "$DOCKER_EXEC_ROOT" --pidfile "$d/dockerd.pid" \
+    -H "$DOCKER_HOST" >"$d/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  local i
+  for i in $(seq 300); do
+    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      echo "dockerd exited at startup; log:"; tail -n 20 "$d/dockerd.log"; return 1
+    fi
+    if docker version >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "dockerd did not answer within 30 s; log:"; tail -n 20 "$d/dockerd.log"
+  return 1
+}
+
+stop_dockerd() {
+  [[ -n "$DOCKERD_PID" ]] || return 0
+  local i
+  kill -TERM "$DOCKERD_PID" 2>/dev/null
+  for i in $(seq 150); do
+    kill -0 "$DOCKERD_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$DOCKERD_PID" 2>/dev/null
+  wait "$DOCKERD_PID" 2>/dev/null
+  DOCKERD_PID=""
+  umount "$DOCKER_EXEC_ROOT/netns/default" 2>/dev/null
+  rm -rf "$DOCKER_EXEC_ROOT"
+}
+
+# ---------------------------------------------------------------- podman / buildah with private storage
+setup_containers_env() {
+  mkdir -p "$T/containers"
+  cat >"$T/containers/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+EOF
+  export CONTAINERS_CONF="$T/containers/containers.conf"
+  export REGISTRY_AUTH_FILE="$T/containers/auth.json"
+}
+
+pm() {
+  podman --root "$T/podman-root" --runroot "$T/podman-run" --tmpdir "$T/podman-tmp" \
+    --storage-driver vfs "$@"
+}
+
+bh() {
+  buildah --root "$T/buildah-root" --runroot "$T/buildah-run" --storage-driver vfs "$@"
+}
+
+# ---------------------------------------------------------------- test images (built once per run)
+# $IMG/oci            OCI layout, tags:
+#                       v1        busybox + /hello.txt, linux/amd64 (runs here)
+#                       v1-arm64  same base layer + its own /hello.txt layer, linux/arm64 (never run)
+#                       multi     OCI image index of v1 (amd64) and v1-arm64 (arm64)
+# $IMG/busybox-amd64.tar   docker-archive of v1, named e2e-local/busybox:v1 (for docker load)
+build_test_images() {
+  [[ -f "$IMG/.done" ]] && return 0
+  rm -rf "$IMG"
+  mkdir -p "$IMG"
+  (
+    set -e
+    cd "$IMG"
+    umoci init --layout oci
+    umoci new --image oci:v1
+    umoci unpack --image oci:v1 bundle
+    mkdir -p bundle/rootfs/bin
+    cp /bin/busybox bundle/rootfs/bin/busybox
+    ln -s busybox bundle/rootfs/bin/sh
+    ln -s busybox bundle/rootfs/bin/cat
+    echo "hello from amd64" >bundle/rootfs/hello.txt
+    umoci repack --image oci:v1 bundle
+    umoci config --image oci:v1 --config.cmd /bin/sh --config.cmd -c --config.cmd 'cat /hello.txt' \
+      --os linux --architecture amd64
+    # arm64: same base, config says arm64, plus a layer of its own so the two platforms differ.
+    umoci config --image oci:v1 --tag v1-arm64 --architecture arm64
+    rm -rf bundle
+    umoci unpack --image oci:v1-arm64 bundle
+    echo "hello from arm64" >bundle/rootfs/hello.txt
+    umoci repack --image oci:v1-arm64 bundle
+    rm -rf bundle
+    umoci gc --layout oci
+    add_index_to_layout oci multi v1 amd64 v1-arm64 arm64
+    skopeo copy -q oci:oci:v1 docker-archive:busybox-amd64.tar:e2e-local/busybox:v1
+  ) >"$E2E_WORK/build-images.log" 2>&1 || {
+    echo "building test images failed; log:"; tail -n 20 "$E2E_WORK/build-images.log"; return 1
+  }
+  touch "$IMG/.done"
+}
+
+# add_index_to_layout LAYOUT NEWTAG TAG1 ARCH1 TAG2 ARCH2: write an OCI image index of two
+# tagged manifests (with their platforms) into the layout's blobs and tag it NEWTAG.
+add_index_to_layout() {
+  local layout=$1 newtag=$2 tag1=$3 arch1=$4 tag2=$5 arch2=$6
+  local index digest size
+  index=$(jq -c --arg t1 "$tag1" --arg a1 "$arch1" --arg t2 "$tag2" --arg a2 "$arch2" '
+    def pick($t; $a): .manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t)
+      | {mediaType, digest, size, platform: {architecture: $a, os: "linux"}};
+    {schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
+     manifests: [pick($t1; $a1), pick($t2; $a2)]}' "$layout/index.json")
+  digest=$(printf '%s' "$index" | sha256sum | cut -d' ' -f1)
+  size=$(printf '%s' "$index" | wc -c)
+  printf '%s' "$index" >"$layout/blobs/sha256/$digest"
+  jq --arg d "sha256:$digest" --argjson s "$size" --arg t "$newtag" '
+    .manifests += [{mediaType: "application/vnd.oci.image.index.v1+json", digest: $d, size: $s,
+                    annotations: {"org.opencontainers.image.ref.name": $t}}]' \
+    "$layout/index.json" >"$layout/index.json.new"
+  mv "$layout/index.json.new" "$layout/index.json"
+}
+
+# manifest_digest_in_layout TAG: digest of a tag in $IMG/oci
+layout_digest() {
+  jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest' \
+    "$IMG/oci/index.json"
+}
+
+# ensure_test_images: build them (if run.sh has not) or abort this test file.
+ensure_test_images() {
+  local msg
+  msg=$(build_test_images 2>&1) || abort "build test images" "$msg"
+}
+
+# ---------------------------------------------------------------- small HTTP helpers
+# http_code METHOD URL [curl args...]: print only the status code.
+http_code() {
+  local method=$1 url=$2; shift 2
+  curl -s -o /dev/null -w '%{http_code}' --max-time 30 -X "$method" "$url" "$@"
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }

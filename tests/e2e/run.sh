@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs berth's end-to-end tests (every tests/e2e/t-*.sh) with real clients and ends with one line "e2e: N passed, M failed".
+#
+#   tests/e2e/run.sh                         # against target/debug/berth
+#   E2E_TARGET=reference tests/e2e/run.sh    # against /usr/bin/docker-registry (distribution 2.8)
+#   E2E_ONLY=skopeo tests/e2e/run.sh         # only t-*skopeo*.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+E2E_GROUP=setup
+
+echo "# e2e target: $E2E_TARGET$([[ $E2E_TARGET == berth ]] && echo " ($BERTH_BIN)"), temp dir $E2E_WORK"
+
+# Every tool any test needs; a missing one is a failure, never a skip.
+require_tools curl jq python3 sha256sum umoci skopeo podman buildah dockerd docker busybox runc
+if [[ "$E2E_TARGET" == reference ]]; then require_tools docker-registry; fi
+if ! python3 -c 'import oras' 2>/dev/null; then
+  fail "required python module 'oras' is missing (run scripts/install-deps.sh)"
+fi
+if [[ "$E2E_TARGET" == berth && ! -x "$BERTH_BIN" ]]; then
+  fail "berth binary $BERTH_BIN is missing (cargo build -p berth)"
+fi
+
+# Build the test images once; every t-*.sh reuses them through $E2E_WORK.
+msg=$(build_test_images 2>&1) || fail "build test images" "$msg"
+
+for t in "$E2E_DIR"/t-*.sh; do
+  [[ -n "${E2E_ONLY:-}" && "$(basename "$t")" != *"$E2E_ONLY"* ]] && continue
+  echo "# $(basename "$t")"
+  bash "$t"
+  rc=$?
+  if [[ $rc != 0 && $rc != "$E2E_ABORTED" ]]; then
+    fail "$(basename "$t") exited with status $rc"
+  fi
+done
+# The EXIT trap in lib.sh prints the summary line and sets the exit status.
