@@ -296,6 +296,7 @@ events_logger = "file"
 EOF
   export CONTAINERS_CONF="$T/containers/containers.conf"
   export REGISTRY_AUTH_FILE="$T/containers/auth.json"
+  echo '{}' >"$REGISTRY_AUTH_FILE"
 }
 
 pm() {
