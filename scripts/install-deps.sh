@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Installs (idempotently) everything berth's tests need on a fresh Debian 12 machine: real registry clients, the reference registry, ORAS, cargo-nextest.
+set -euo pipefail
+
+# Debian packages the tests use:
+#   docker.io podman skopeo buildah umoci runc uidmap   real clients and their runtimes
+#   docker-registry                                     the reference registry (distribution 2.8)
+#   busybox-static                                      the only binary inside the test images
+#   apache2-utils (htpasswd) jq curl                    auth files, JSON, raw HTTP
+#   wrk hyperfine                                       load / timing tools
+PACKAGES=(docker.io podman skopeo buildah umoci docker-registry busybox-static apache2-utils jq curl
+          uidmap runc wrk hyperfine)
+
+if [[ "$(id -u)" != 0 ]]; then
+  echo "install-deps.sh: must run as root (apt-get install)" >&2
+  exit 1
+fi
+
+log() { echo "install-deps: $*"; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+# pip for python3, needed only to install the ORAS SDK below
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  log "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  log "Debian packages: all present"
+fi
+
+# ORAS Python SDK (there is no ORAS CLI package in Debian 12)
+if ! python3 -c 'import oras' >/dev/null 2>&1; then
+  log "pip install oras"
+  if ! python3 -m pip install -q oras 2>/tmp/install-deps-pip.err; then
+    if grep -q externally-managed /tmp/install-deps-pip.err; then
+      # Debian's system python refuses plain pip installs (PEP 668)
+      python3 -m pip install -q --break-system-packages oras
+    else
+      cat /tmp/install-deps-pip.err >&2
+      exit 1
+    fi
+  fi
+  python3 -c 'import oras'
+else
+  log "python oras: present"
+fi
+
+# cargo-nextest
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps.sh: cargo not found: install the Rust toolchain first" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "cargo install cargo-nextest --locked"
+  cargo install cargo-nextest --locked --quiet
+else
+  log "cargo-nextest: present"
+fi
+
+# Fail loudly if anything the tests call is still not there.
+for tool in docker dockerd podman skopeo buildah umoci runc docker-registry busybox htpasswd jq curl wrk hyperfine; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "install-deps.sh: '$tool' still missing after install" >&2; exit 1; }
+done
+log "done"
