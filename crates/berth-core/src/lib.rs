@@ -1,0 +1,18 @@
+//! berth's domain types: everything about the OCI distribution and image specs that can be
+//! decided without IO — digests and hashing, repository names and tags, manifest parsing and
+//! validation, the spec's error codes, and parsing a `/v2/` request into a typed [`Endpoint`].
+//!
+//! Nothing here touches the network, the disk or a runtime; every function is a pure function
+//! of its input, which is what makes it easy to test and to fuzz.
+
+pub mod digest;
+pub mod endpoint;
+pub mod error;
+pub mod manifest;
+pub mod media_type;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, DigestHasher};
+pub use endpoint::{Access, Action, Endpoint, Reference};
+pub use error::ErrorCode;
+pub use name::{RepositoryName, Tag};

@@ -1,0 +1,135 @@
+//! The metadata store: the source of truth for repositories, blob links, manifests, tags and
+//! upload sessions. Blob *bytes* live in `berth-storage`; everything a request needs to decide
+//! lives here, so no API call ever walks the storage tree.
+//!
+//! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
+//! [`UploadStore`], [`ManifestStore`]) combined into [`MetaStore`]. Each backend implements
+//! them all and must pass the one shared test suite in [`suite`].
+
+use async_trait::async_trait;
+use berth_core::{Digest, RepositoryName, Tag};
+use serde_json::{Map, Value};
+
+mod migrations;
+pub mod sqlite;
+pub mod suite;
+
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A manifest names a blob or child manifest that is not in its repository.
+    #[error("manifest references {digest}, which is not in the repository")]
+    MissingReference { digest: Digest, is_manifest: bool },
+    #[error("metadata database error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("metadata row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// An upload session: how far it has got and the hash state up to there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    pub id: String,
+    pub repository: RepositoryName,
+    pub offset: u64,
+    pub hash_state: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A manifest as pushed, with what the registry derived from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+    pub artifact_type: Option<String>,
+    pub subject: Option<Digest>,
+    pub annotations: Option<Map<String, Value>>,
+    /// Blobs that must already be linked in the repository.
+    pub blobs: Vec<Digest>,
+    /// Manifests that must already be in the repository.
+    pub manifests: Vec<Digest>,
+}
+
+/// A manifest as stored: exact bytes and how to serve them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Vec<u8>,
+}
+
+/// One entry of a referrers listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: Option<Map<String, Value>>,
+}
+
+/// A manifest reference resolved by the store: a tag or a digest.
+pub use berth_core::Reference;
+
+#[async_trait]
+pub trait RepositoryStore: Send + Sync {
+    /// Repository names after `last`, in lexical order, at most `limit`.
+    async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>>;
+}
+
+#[async_trait]
+pub trait BlobIndex: Send + Sync {
+    /// The blob's size if it is linked into `repository`.
+    async fn linked_blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+    /// Record a blob (stored once registry-wide) and link it into `repository`.
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
+    /// Link a blob that `from` has into `to` too; its size if it was there to mount.
+    async fn mount_blob(&self, from: &RepositoryName, to: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+    /// Remove the blob's link from `repository` (the bytes stay until garbage collection).
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+}
+
+#[async_trait]
+pub trait UploadStore: Send + Sync {
+    async fn create_upload(&self, upload: &Upload) -> Result<()>;
+    async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
+    /// Move an upload forward, only if it is still at `from_offset` (so two writers cannot
+    /// both advance it). Returns whether it moved.
+    async fn advance_upload(&self, id: &str, from_offset: u64, to_offset: u64, hash_state: &[u8]) -> Result<bool>;
+    async fn delete_upload(&self, id: &str) -> Result<bool>;
+    /// In one transaction: link the finished blob into the upload's repository and forget
+    /// the session.
+    async fn complete_upload(&self, id: &str, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
+}
+
+#[async_trait]
+pub trait ManifestStore: Send + Sync {
+    /// Store a manifest (and point `tag` at it) after checking, in the same transaction,
+    /// that everything it references is in the repository.
+    async fn put_manifest(&self, repository: &RepositoryName, manifest: &NewManifest, tag: Option<&Tag>) -> Result<()>;
+    async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>>;
+    /// Delete a manifest and every tag pointing at it.
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+    /// Tags after `last` in lexical order, at most `limit`; `None` if the repository is unknown.
+    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>>;
+    /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+}
+
+/// Everything the registry needs from its metadata database.
+pub trait MetaStore: RepositoryStore + BlobIndex + UploadStore + ManifestStore {}
+impl<T: RepositoryStore + BlobIndex + UploadStore + ManifestStore> MetaStore for T {}
+
+/// Seconds since the Unix epoch, for row timestamps.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,457 @@
+//! The embedded SQLite backend.
+//!
+//! One writer connection and a pool of read-only connections over a WAL database: SQLite
+//! allows one writer at a time anyway, and funnelling writes through one connection means a
+//! write transaction never fails half-way with `SQLITE_BUSY` because another connection
+//! upgraded first. Readers never block the writer or each other.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_core::{Digest, Reference, RepositoryName, Tag};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, Transaction};
+
+use crate::migrations::MIGRATIONS;
+use crate::{
+    BlobIndex, ManifestStore, MetaError, NewManifest, Referrer, RepositoryStore, Result,
+    StoredManifest, Upload, UploadStore, now,
+};
+
+impl From<sqlx::Error> for MetaError {
+    fn from(e: sqlx::Error) -> Self {
+        MetaError::Backend(Box::new(e))
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path` and bring its schema up to date.
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a push acknowledged to the client survives a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        migrate(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await?;
+    let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?;
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let mut tx = pool.begin().await?;
+        // Migrations are constants compiled into the binary, not input.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied metadata migration");
+    }
+    Ok(())
+}
+
+fn digest_column(row: &SqliteRow, column: &str) -> Result<Digest> {
+    let text: String = row.try_get(column)?;
+    Digest::from_str(&text).map_err(|e| MetaError::Corrupt(format!("{column} {text:?}: {e}")))
+}
+
+fn annotations_column(row: &SqliteRow) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+    let text: Option<String> = row.try_get("annotations")?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("annotations: {e}"))))
+        .transpose()
+}
+
+/// The id of `name`, creating the repository if it does not exist yet.
+async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &RepositoryName) -> Result<i64> {
+    sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
+        .bind(name.as_str())
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+    let id = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+        .bind(name.as_str())
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+async fn link_in(tx: &mut Transaction<'_, Sqlite>, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+    let repo_id = ensure_repository(tx, repository).await?;
+    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
+        .bind(digest.to_string())
+        .bind(size as i64)
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(repo_id)
+    .bind(digest.to_string())
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl RepositoryStore for SqliteStore {
+    async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
+        let names = sqlx::query_scalar("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(names)
+    }
+}
+
+#[async_trait]
+impl BlobIndex for SqliteStore {
+    async fn linked_blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs l
+             JOIN repositories r ON r.id = l.repository_id
+             JOIN blobs b ON b.digest = l.digest
+             WHERE r.name = ? AND l.digest = ?",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(size.map(|s| s as u64))
+    }
+
+    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        link_in(&mut tx, repository, digest, size).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mount_blob(&self, from: &RepositoryName, to: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let mut tx = self.writer.begin().await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "SELECT b.size FROM repository_blobs l
+             JOIN repositories r ON r.id = l.repository_id
+             JOIN blobs b ON b.digest = l.digest
+             WHERE r.name = ? AND l.digest = ?",
+        )
+        .bind(from.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(size) = size else { return Ok(None) };
+        link_in(&mut tx, to, digest, size as u64).await?;
+        tx.commit().await?;
+        Ok(Some(size as u64))
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = ?
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.to_string())
+        .bind(repository.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl UploadStore for SqliteStore {
+    async fn create_upload(&self, upload: &Upload) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, repository, \"offset\", hash_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&upload.id)
+        .bind(upload.repository.as_str())
+        .bind(upload.offset as i64)
+        .bind(&upload.hash_state)
+        .bind(upload.created_at)
+        .bind(upload.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_upload(&self, id: &str) -> Result<Option<Upload>> {
+        // The writer, not a reader: a PATCH must see the offset the previous PATCH wrote.
+        let row = sqlx::query("SELECT id, repository, \"offset\", hash_state, created_at FROM uploads WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(|row| {
+            let repository: String = row.try_get("repository")?;
+            Ok(Upload {
+                id: row.try_get("id")?,
+                repository: repository.parse().map_err(|e| MetaError::Corrupt(format!("upload repository: {e}")))?,
+                offset: row.try_get::<i64, _>("offset")? as u64,
+                hash_state: row.try_get("hash_state")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn advance_upload(&self, id: &str, from_offset: u64, to_offset: u64, hash_state: &[u8]) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE uploads SET \"offset\" = ?, hash_state = ?, updated_at = ? WHERE id = ? AND \"offset\" = ?",
+        )
+        .bind(to_offset as i64)
+        .bind(hash_state)
+        .bind(now())
+        .bind(id)
+        .bind(from_offset as i64)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn complete_upload(&self, id: &str, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        link_in(&mut tx, repository, digest, size).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ManifestStore for SqliteStore {
+    async fn put_manifest(&self, repository: &RepositoryName, manifest: &NewManifest, tag: Option<&Tag>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let repo_id = ensure_repository(&mut tx, repository).await?;
+        for blob in &manifest.blobs {
+            let linked: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?")
+                    .bind(repo_id)
+                    .bind(blob.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if linked.is_none() {
+                return Err(MetaError::MissingReference { digest: blob.clone(), is_manifest: false });
+            }
+        }
+        for child in &manifest.manifests {
+            let present: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
+                    .bind(repo_id)
+                    .bind(child.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if present.is_none() {
+                return Err(MetaError::MissingReference { digest: child.clone(), is_manifest: true });
+            }
+        }
+        let digest = manifest.digest.to_string();
+        let annotations = manifest.annotations.as_ref().map(|a| serde_json::Value::Object(a.clone()).to_string());
+        sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, content, size, artifact_type, subject, annotations, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(&digest)
+        .bind(&manifest.media_type)
+        .bind(&manifest.content)
+        .bind(manifest.content.len() as i64)
+        .bind(&manifest.artifact_type)
+        .bind(manifest.subject.as_ref().map(Digest::to_string))
+        .bind(annotations)
+        .bind(now())
+        .execute(&mut *tx)
+        .await?;
+        let children = manifest.blobs.iter().map(|d| (d, false)).chain(manifest.manifests.iter().map(|d| (d, true)));
+        for (child, is_manifest) in children {
+            sqlx::query(
+                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
+                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(child.to_string())
+            .bind(is_manifest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(tag) = tag {
+            sqlx::query(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>> {
+        let row = match reference {
+            Reference::Tag(tag) => {
+                sqlx::query(
+                    "SELECT m.digest, m.media_type, m.content FROM tags t
+                     JOIN repositories r ON r.id = t.repository_id
+                     JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest
+                     WHERE r.name = ? AND t.name = ?",
+                )
+                .bind(repository.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&self.reader)
+                .await?
+            }
+            Reference::Digest(digest) => {
+                sqlx::query(
+                    "SELECT m.digest, m.media_type, m.content FROM manifests m
+                     JOIN repositories r ON r.id = m.repository_id
+                     WHERE r.name = ? AND m.digest = ?",
+                )
+                .bind(repository.as_str())
+                .bind(digest.to_string())
+                .fetch_optional(&self.reader)
+                .await?
+            }
+        };
+        row.map(|row| {
+            Ok(StoredManifest {
+                digest: digest_column(&row, "digest")?,
+                media_type: row.try_get("media_type")?,
+                content: row.try_get("content")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        // Tags and references go with it (ON DELETE CASCADE).
+        let done = sqlx::query(
+            "DELETE FROM manifests WHERE digest = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(digest.to_string())
+        .bind(repository.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM tags WHERE name = ? AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        )
+        .bind(tag.as_str())
+        .bind(repository.as_str())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>> {
+        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repository.as_str())
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(repo_id) = repo_id else { return Ok(None) };
+        let tags = sqlx::query_scalar("SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?")
+            .bind(repo_id)
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(Some(tags))
+    }
+
+    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m
+             JOIN repositories r ON r.id = m.repository_id
+             WHERE r.name = ? AND m.subject = ? AND (? IS NULL OR m.artifact_type = ?)
+             ORDER BY m.created_at, m.digest",
+        )
+        .bind(repository.as_str())
+        .bind(subject.to_string())
+        .bind(artifact_type)
+        .bind(artifact_type)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Referrer {
+                    digest: digest_column(row, "digest")?,
+                    media_type: row.try_get("media_type")?,
+                    size: row.try_get::<i64, _>("size")? as u64,
+                    artifact_type: row.try_get("artifact_type")?,
+                    annotations: annotations_column(row)?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn sqlite_passes_the_metadata_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db")).await.expect("opens");
+        crate::suite::run(&store).await;
+        store.close().await;
+        // Reopening applies no migration twice and keeps the data.
+        let store = super::SqliteStore::open(&dir.path().join("meta.db")).await.expect("reopens");
+        crate::suite::reopened(&store).await;
+    }
+}

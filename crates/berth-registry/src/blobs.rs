@@ -1,0 +1,37 @@
+//! Reading, mounting and deleting blobs. Visibility comes from the metadata store's links;
+//! the blob store is only asked for bytes.
+
+use berth_core::{Digest, RepositoryName};
+use berth_storage::{ByteStream, StorageError};
+
+use crate::{Error, Registry, Result};
+
+impl Registry {
+    /// The blob's size, if the repository has it.
+    pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
+        self.meta.linked_blob_size(repository, digest).await?.ok_or_else(|| Error::BlobUnknown(digest.clone()))
+    }
+
+    /// `len` bytes of a blob from `start`. The caller has checked visibility and range.
+    pub async fn read_blob(&self, digest: &Digest, start: u64, len: u64) -> Result<ByteStream> {
+        self.blobs.open(digest, start, len).await.map_err(|e| match e {
+            StorageError::BlobMissing(d) => {
+                tracing::error!(digest = %d, "metadata links a blob that storage does not have");
+                Error::Internal(format!("blob {d} is missing from storage"))
+            }
+            other => other.into(),
+        })
+    }
+
+    /// Link a blob that `from` has into `to`; its size, or `None` if `from` lacks it.
+    pub async fn mount_blob(&self, from: &RepositoryName, to: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.meta.mount_blob(from, to, digest).await?)
+    }
+
+    /// Remove the blob from the repository. Its bytes stay while anything else links them;
+    /// garbage collection reclaims unlinked bytes.
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.check_delete_enabled()?;
+        if self.meta.unlink_blob(repository, digest).await? { Ok(()) } else { Err(Error::BlobUnknown(digest.clone())) }
+    }
+}

@@ -1,0 +1,89 @@
+//! The services' error: one variant per way a request can fail, each mapped to the spec's
+//! error code and status. Only [`Error::Internal`] is the registry's fault.
+
+use berth_core::{Digest, ErrorCode};
+use berth_meta::MetaError;
+use berth_storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("blob {0} is not in this repository")]
+    BlobUnknown(Digest),
+    #[error("upload session unknown: it may have completed, been cancelled or expired")]
+    UploadUnknown,
+    #[error("{0}")]
+    UploadInvalid(String),
+    /// A chunk that does not start where the upload is (out of order, or a retry).
+    #[error("chunk does not start at the upload's current offset {offset}")]
+    RangeInvalid { offset: u64 },
+    #[error("digest mismatch: the client said {expected}, the content is {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("manifest references {0}, which is not in this repository: push it first")]
+    ManifestBlobUnknown(Digest),
+    #[error("{0}")]
+    ManifestInvalid(String),
+    #[error("manifest {0} is not in this repository")]
+    ManifestUnknown(String),
+    #[error("repository {0} is not known to this registry")]
+    NameUnknown(String),
+    #[error("manifest is larger than the {limit} bytes this registry accepts", limit = berth_core::manifest::MAX_MANIFEST_BYTES)]
+    ManifestTooLarge,
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("deletes are disabled on this registry")]
+    DeleteDisabled,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BlobUnknown(_) => ErrorCode::BlobUnknown,
+            Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
+            Error::UploadInvalid(_) | Error::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
+            Error::DigestMismatch { .. } => ErrorCode::DigestInvalid,
+            Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
+            Error::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
+            Error::ManifestUnknown(_) => ErrorCode::ManifestUnknown,
+            Error::NameUnknown(_) => ErrorCode::NameUnknown,
+            Error::ManifestTooLarge | Error::SizeInvalid(_) => ErrorCode::SizeInvalid,
+            Error::DeleteDisabled => ErrorCode::Unsupported,
+            // Never shown as a spec code to the client; the HTTP layer answers 500.
+            Error::Internal(_) => ErrorCode::Unsupported,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::RangeInvalid { .. } => 416,
+            Error::ManifestTooLarge => 413,
+            Error::DeleteDisabled => 405,
+            Error::Internal(_) => 500,
+            other => other.code().default_status(),
+        }
+    }
+}
+
+impl From<MetaError> for Error {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Body(e) => Error::UploadInvalid(format!("request body ended early: {e}")),
+            StorageError::UploadMissing(_) => Error::UploadUnknown,
+            e @ StorageError::UploadTruncated { .. } => {
+                tracing::warn!(error = %e, "upload lost data it had acknowledged; the client must restart it");
+                Error::UploadInvalid("the upload lost data in a crash; start the upload again".into())
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The registry's services: the rules of the OCI distribution spec, between the HTTP layer
+//! (which only translates requests and responses) and the stores (which only keep data).
+//!
+//! - [`uploads`]: the blob upload state machine — sessions, chunk order, digest checks.
+//! - [`blobs`]: reading, mounting and deleting blobs.
+//! - [`manifests`]: manifest validation, reference checks, tags, deletes, referrers.
+//! - [`listing`]: catalog and tag-list pagination.
+
+use std::sync::Arc;
+
+use berth_meta::MetaStore;
+use berth_storage::BlobStore;
+
+pub mod blobs;
+mod error;
+pub mod listing;
+pub mod manifests;
+pub mod uploads;
+
+pub use error::Error;
+pub use listing::Listing;
+pub use manifests::PushedManifest;
+pub use uploads::ContentRange;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Behaviour an operator can switch.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Whether DELETE of manifests, tags and blobs is allowed (405 `UNSUPPORTED` if not).
+    pub delete_enabled: bool,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions { delete_enabled: true }
+    }
+}
+
+/// The registry: its stores and options. Cheap to share behind an `Arc`.
+pub struct Registry {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    options: RegistryOptions,
+    upload_locks: uploads::UploadLocks,
+}
+
+impl Registry {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, options: RegistryOptions) -> Registry {
+        Registry { meta, blobs, options, upload_locks: Default::default() }
+    }
+
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
+    }
+
+    fn check_delete_enabled(&self) -> Result<()> {
+        if self.options.delete_enabled { Ok(()) } else { Err(Error::DeleteDisabled) }
+    }
+}

@@ -1,0 +1,54 @@
+//! Catalog and tag listings with the spec's `n` / `last` pagination.
+
+use berth_core::RepositoryName;
+use berth_core::endpoint::Page;
+
+use crate::{Error, Registry, Result};
+
+/// The most entries one page returns, whatever `n` asks for.
+pub const MAX_PAGE: usize = 10_000;
+/// Catalog page size when the client gives no `n`.
+pub const DEFAULT_CATALOG_PAGE: usize = 1_000;
+
+/// One page of names, and whether another page follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub items: Vec<String>,
+    /// The `n` to carry into the next page's link, if there is a next page.
+    pub next_page_size: Option<usize>,
+}
+
+fn page_size(page: &Page, default: usize) -> usize {
+    page.n.unwrap_or(default).min(MAX_PAGE)
+}
+
+/// Fetch one more than asked, to know whether another page follows.
+fn finish(mut items: Vec<String>, limit: usize) -> Listing {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Listing { items, next_page_size: more.then_some(limit) }
+}
+
+impl Registry {
+    pub async fn catalog(&self, page: &Page) -> Result<Listing> {
+        let limit = page_size(page, DEFAULT_CATALOG_PAGE);
+        if limit == 0 {
+            return Ok(Listing { items: Vec::new(), next_page_size: None });
+        }
+        let names = self.meta.list_repositories(page.last.as_deref(), limit + 1).await?;
+        Ok(finish(names, limit))
+    }
+
+    pub async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Listing> {
+        let limit = page_size(page, MAX_PAGE);
+        let tags = self
+            .meta
+            .list_tags(repository, page.last.as_deref(), limit + 1)
+            .await?
+            .ok_or_else(|| Error::NameUnknown(repository.to_string()))?;
+        if limit == 0 {
+            return Ok(Listing { items: Vec::new(), next_page_size: None });
+        }
+        Ok(finish(tags, limit))
+    }
+}

@@ -1,0 +1,86 @@
+//! Manifests: validation on push, reference checks, tags, deletes and referrers.
+
+use berth_core::manifest::{self, ManifestError, MAX_MANIFEST_BYTES};
+use berth_core::{Algorithm, Digest, Reference, RepositoryName};
+use berth_meta::{NewManifest, Referrer, StoredManifest};
+
+use crate::{Error, Registry, Result};
+
+/// What a successful manifest push reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    /// Set when the manifest has a `subject` (answered as the `OCI-Subject` header).
+    pub subject: Option<Digest>,
+}
+
+impl Registry {
+    /// Validate and store a pushed manifest, exactly as its bytes came.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<PushedManifest> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(Error::ManifestTooLarge);
+        }
+        let parsed = manifest::parse(content_type, body).map_err(|e| match e {
+            ManifestError::Schema1 | ManifestError::Invalid(_) => Error::ManifestInvalid(e.to_string()),
+        })?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), body);
+                if &actual != expected {
+                    return Err(Error::DigestMismatch { expected: expected.clone(), actual });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, body),
+        };
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag),
+            Reference::Digest(_) => None,
+        };
+        let record = NewManifest {
+            digest: digest.clone(),
+            media_type: parsed.media_type,
+            content: body.to_vec(),
+            artifact_type: parsed.artifact_type,
+            subject: parsed.subject.clone(),
+            annotations: parsed.annotations,
+            blobs: parsed.blobs,
+            manifests: parsed.manifests,
+        };
+        self.meta.put_manifest(repository, &record, tag).await?;
+        Ok(PushedManifest { digest, subject: parsed.subject })
+    }
+
+    pub async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<StoredManifest> {
+        self.meta
+            .get_manifest(repository, reference)
+            .await?
+            .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))
+    }
+
+    /// By digest: delete the manifest and its tags. By tag: delete only the tag.
+    pub async fn delete_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<()> {
+        self.check_delete_enabled()?;
+        let deleted = match reference {
+            Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await?,
+            Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await?,
+        };
+        if deleted { Ok(()) } else { Err(Error::ManifestUnknown(reference.to_string())) }
+    }
+
+    /// Manifests whose subject is `subject`; empty (not an error) when there are none.
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        Ok(self.meta.referrers(repository, subject, artifact_type).await?)
+    }
+}

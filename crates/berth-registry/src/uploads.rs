@@ -1,0 +1,245 @@
+//! The blob upload state machine (distribution spec, "Pushing blobs").
+//!
+//! An upload session is a row in the metadata store (repository, offset, hash state) plus
+//! an upload area in the blob store. Each PATCH streams its chunk into the area while
+//! hashing it, then advances the row — so a session survives a restart of the server, and
+//! a chunk that fails half-way leaves the session exactly where it was. Completion checks
+//! the digest before the blob becomes visible; a mismatch leaves nothing behind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use berth_core::{Algorithm, Digest, DigestHasher, RepositoryName};
+use berth_meta::Upload;
+use berth_storage::ByteStream;
+use futures_util::StreamExt;
+
+use crate::{Error, Registry, Result};
+
+/// A chunk's position, from `Content-Range: <start>-<end>` (inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ContentRange {
+    /// Parse `start-end`, also accepting the `bytes start-end/total` form some clients send.
+    pub fn parse(value: &str) -> Option<ContentRange> {
+        let value = value.trim();
+        let value = value.strip_prefix("bytes").map(|v| v.trim_start_matches([' ', '='])).unwrap_or(value);
+        let value = value.split('/').next()?;
+        let (start, end) = value.split_once('-')?;
+        let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
+        (start <= end).then_some(ContentRange { start, end })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+}
+
+/// One async lock per upload session, so two requests on the same session take turns.
+#[derive(Default)]
+pub(crate) struct UploadLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+struct UploadGuard<'a> {
+    locks: &'a UploadLocks,
+    id: String,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl UploadLocks {
+    async fn lock(&self, id: &str) -> UploadGuard<'_> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(id.to_owned()).or_default().clone()
+        };
+        UploadGuard { locks: self, id: id.to_owned(), _held: lock.lock_owned().await }
+    }
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.locks.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map and this guard hold it: nobody is waiting, so forget the lock.
+        if map.get(&self.id).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            map.remove(&self.id);
+        }
+    }
+}
+
+fn new_upload_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+impl Registry {
+    /// Open an upload session; returns its id.
+    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<String> {
+        let id = new_upload_id();
+        self.blobs.create_upload(&id).await?;
+        let upload = Upload {
+            id: id.clone(),
+            repository: repository.clone(),
+            offset: 0,
+            hash_state: DigestHasher::new(Algorithm::Sha256).save(),
+            created_at: now(),
+        };
+        if let Err(e) = self.meta.create_upload(&upload).await {
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    async fn session(&self, repository: &RepositoryName, id: &str) -> Result<Upload> {
+        self.meta.get_upload(id).await?.filter(|u| &u.repository == repository).ok_or(Error::UploadUnknown)
+    }
+
+    /// How many bytes the session holds.
+    pub async fn upload_offset(&self, repository: &RepositoryName, id: &str) -> Result<u64> {
+        Ok(self.session(repository, id).await?.offset)
+    }
+
+    /// Append a chunk; returns the new offset. `range`, when the client sent one, must
+    /// start at the current offset (else 416) and match the body's length.
+    pub async fn patch_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        range: Option<ContentRange>,
+        body: ByteStream,
+    ) -> Result<u64> {
+        let _guard = self.upload_locks.lock(id).await;
+        let upload = self.session(repository, id).await?;
+        self.append(&upload, range, body).await
+    }
+
+    /// Stream a chunk into the session and record its progress. The caller holds the lock.
+    async fn append(&self, upload: &Upload, range: Option<ContentRange>, body: ByteStream) -> Result<u64> {
+        if let Some(range) = range
+            && range.start != upload.offset
+        {
+            return Err(Error::RangeInvalid { offset: upload.offset });
+        }
+        let mut hasher = DigestHasher::restore(&upload.hash_state).map_err(|e| Error::Internal(e.to_string()))?;
+        let written = self.blobs.append(&upload.id, upload.offset, body, &mut |chunk| hasher.update(chunk)).await?;
+        if let Some(range) = range
+            && range.len() != written
+        {
+            // Leave the session as it was: the next append starts from the old offset.
+            return Err(Error::SizeInvalid(format!(
+                "Content-Range says {} bytes but the body had {written}",
+                range.len()
+            )));
+        }
+        let offset = upload.offset + written;
+        if !self.meta.advance_upload(&upload.id, upload.offset, offset, &hasher.save()).await? {
+            return Err(Error::RangeInvalid { offset: upload.offset });
+        }
+        Ok(offset)
+    }
+
+    /// Finish a session: append the last chunk if there is one, check the digest, and make
+    /// the blob visible in the repository. Returns the blob's size.
+    pub async fn complete_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        range: Option<ContentRange>,
+        body: Option<ByteStream>,
+    ) -> Result<u64> {
+        let _guard = self.upload_locks.lock(id).await;
+        let mut upload = self.session(repository, id).await?;
+        if let Some(body) = body {
+            upload.offset = self.append(&upload, range, body).await?;
+            upload = self.session(repository, id).await?;
+        }
+        let size = upload.offset;
+        let hasher = DigestHasher::restore(&upload.hash_state).map_err(|e| Error::Internal(e.to_string()))?;
+        let actual = if hasher.algorithm() == digest.algorithm() {
+            hasher.finish()
+        } else {
+            // Sessions hash sha256 as they go; a client that finishes with another
+            // algorithm pays for one more read of what it sent.
+            self.rehash(id, size, digest.algorithm()).await?
+        };
+        if &actual != digest {
+            self.discard(id).await;
+            return Err(Error::DigestMismatch { expected: digest.clone(), actual });
+        }
+        self.blobs.commit(id, digest).await?;
+        self.meta.complete_upload(id, repository, digest, size).await?;
+        Ok(size)
+    }
+
+    async fn rehash(&self, id: &str, len: u64, algorithm: Algorithm) -> Result<Digest> {
+        let mut hasher = DigestHasher::new(algorithm);
+        let mut stream = self.blobs.read_upload(id, len).await?;
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk.map_err(|e| Error::Internal(e.to_string()))?);
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Forget a session and its bytes. Failures are logged, not returned: the caller is
+    /// already reporting the reason the session ends.
+    async fn discard(&self, id: &str) {
+        if let Err(e) = self.meta.delete_upload(id).await {
+            tracing::error!(upload = id, error = %e, "could not delete upload session");
+        }
+        if let Err(e) = self.blobs.delete_upload(id).await {
+            tracing::error!(upload = id, error = %e, "could not delete upload area");
+        }
+    }
+
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &str) -> Result<()> {
+        let _guard = self.upload_locks.lock(id).await;
+        self.session(repository, id).await?;
+        self.discard(id).await;
+        Ok(())
+    }
+
+    /// A whole blob in one request (`POST ...?digest=`). Returns its size.
+    pub async fn put_blob(&self, repository: &RepositoryName, digest: &Digest, body: ByteStream) -> Result<u64> {
+        // A transient area with no session row: nothing to resume, nothing to leak in the DB.
+        let id = new_upload_id();
+        self.blobs.create_upload(&id).await?;
+        let mut hasher = DigestHasher::new(digest.algorithm());
+        let size = match self.blobs.append(&id, 0, body, &mut |chunk| hasher.update(chunk)).await {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = self.blobs.delete_upload(&id).await;
+                return Err(e.into());
+            }
+        };
+        let actual = hasher.finish();
+        if &actual != digest {
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(Error::DigestMismatch { expected: digest.clone(), actual });
+        }
+        self.blobs.commit(&id, digest).await?;
+        self.meta.link_blob(repository, digest, size).await?;
+        Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ContentRange;
+
+    #[test]
+    fn content_range_forms() {
+        assert_eq!(ContentRange::parse("0-99"), Some(ContentRange { start: 0, end: 99 }));
+        assert_eq!(ContentRange::parse("bytes 10-19/100"), Some(ContentRange { start: 10, end: 19 }));
+        assert_eq!(ContentRange::parse("bytes=10-19"), Some(ContentRange { start: 10, end: 19 }));
+        assert_eq!(ContentRange::parse("9-1"), None);
+        assert_eq!(ContentRange::parse("x"), None);
+        assert_eq!(ContentRange::parse("0-99").map(|r| r.len()), Some(100));
+    }
+}

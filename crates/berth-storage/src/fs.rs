@@ -1,0 +1,197 @@
+//! The filesystem backend: `blobs/<algorithm>/<first two hex>/<hex>` and `uploads/<id>`
+//! under one root.
+//!
+//! Appends are pipelined: the async side reads the body and calls the observer (hashing),
+//! while a blocking thread writes the previous chunks, so hashing and disk writes overlap.
+//! A blob becomes visible only by `rename` of a fully written, fsynced upload file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use berth_core::Digest;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
+
+use crate::{BlobStore, ByteStream, Result, StorageError};
+
+/// Read and write buffer size: large enough that syscalls are not the cost.
+const CHUNK: usize = 256 * 1024;
+
+pub struct FsBlobStore {
+    root: PathBuf,
+}
+
+impl FsBlobStore {
+    /// Use `root` (created if missing) for blobs and uploads.
+    pub fn open(root: &Path) -> io::Result<FsBlobStore> {
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("uploads"))?;
+        Ok(FsBlobStore { root: root.to_owned() })
+    }
+
+    fn upload_path(&self, id: &str) -> PathBuf {
+        // Ids are checked by the endpoint parser; this is a second guard on file names.
+        debug_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        self.root.join("uploads").join(id)
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+fn missing_upload(id: &str) -> impl Fn(io::Error) -> StorageError + '_ {
+    move |e| if e.kind() == io::ErrorKind::NotFound { StorageError::UploadMissing(id.to_owned()) } else { e.into() }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn create_upload(&self, id: &str) -> Result<()> {
+        let path = self.upload_path(id);
+        blocking(move || File::create_new(path).map(drop)).await?;
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut body: ByteStream,
+        observe: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
+    ) -> Result<u64> {
+        let path = self.upload_path(id);
+        let (mut file, actual) = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> io::Result<(File, u64)> {
+                let file = OpenOptions::new().write(true).open(path)?;
+                let len = file.metadata()?.len();
+                Ok((file, len))
+            }
+        })
+        .await
+        .map_err(io::Error::other)?
+        .map_err(missing_upload(id))?;
+        if actual < offset {
+            return Err(StorageError::UploadTruncated { id: id.to_owned(), expected: offset, actual });
+        }
+
+        // The writer thread drains chunks while this task reads and hashes the next ones.
+        let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+            file.set_len(offset)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let mut out = BufWriter::with_capacity(CHUNK, file);
+            let mut written = 0u64;
+            while let Some(chunk) = incoming.blocking_recv() {
+                out.write_all(&chunk)?;
+                written += chunk.len() as u64;
+            }
+            out.flush()?;
+            Ok(written)
+        });
+
+        let mut body_error = None;
+        while let Some(next) = body.next().await {
+            match next {
+                Ok(chunk) => {
+                    observe(&chunk);
+                    if chunks.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    body_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(chunks);
+        let written = writer.await.map_err(io::Error::other)?;
+
+        let failure = match (written, body_error) {
+            (Ok(n), None) => return Ok(n),
+            (Ok(_), Some(e)) => StorageError::Body(e),
+            (Err(e), _) => StorageError::Io(e),
+        };
+        // Leave the upload exactly as it was before this append.
+        blocking(move || OpenOptions::new().write(true).open(path)?.set_len(offset)).await?;
+        Err(failure)
+    }
+
+    async fn read_upload(&self, id: &str, len: u64) -> Result<ByteStream> {
+        let file = tokio::fs::File::open(self.upload_path(id)).await.map_err(missing_upload(id))?;
+        Ok(ReaderStream::with_capacity(file.take(len), CHUNK).boxed())
+    }
+
+    async fn commit(&self, id: &str, digest: &Digest) -> Result<()> {
+        let upload = self.upload_path(id);
+        let blob = self.blob_path(digest);
+        let result = blocking(move || -> io::Result<()> {
+            File::open(&upload)?.sync_all()?;
+            let dir = blob.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
+            std::fs::create_dir_all(dir)?;
+            if blob.exists() {
+                // Same digest, same bytes: the stored copy stands.
+                return std::fs::remove_file(&upload);
+            }
+            std::fs::rename(&upload, &blob)?;
+            // Make the rename itself durable.
+            File::open(dir)?.sync_all()
+        })
+        .await;
+        result.map_err(missing_upload(id))
+    }
+
+    async fn delete_upload(&self, id: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.upload_path(id)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn open(&self, digest: &Digest, start: u64, len: u64) -> Result<ByteStream> {
+        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::BlobMissing(digest.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        if start > 0 {
+            file.seek(SeekFrom::Start(start)).await?;
+        }
+        Ok(ReaderStream::with_capacity(file.take(len), CHUNK).boxed())
+    }
+
+    async fn delete(&self, digest: &Digest) -> Result<()> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn filesystem_passes_the_storage_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::FsBlobStore::open(dir.path()).expect("opens");
+        crate::suite::run(&store).await;
+    }
+}

@@ -1,0 +1,2 @@
+//! berth binary
+fn main() {}
