@@ -45,10 +45,12 @@ IMG="$E2E_WORK/images"
 REG_PIDS=()      # every registry this process started
 DOCKERD_PID=""
 DOCKER_EXEC_ROOT=""
+CHECK_PID=""     # process group of the check running now (killed if we are interrupted)
 
 cleanup() {
   local rc=$?
   local pid
+  [[ -n "$CHECK_PID" ]] && kill -KILL -- "-$CHECK_PID" 2>/dev/null
   for pid in "${REG_PIDS[@]}"; do
     kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
@@ -106,6 +108,7 @@ check() {
   set -m
   ( "$@" ) >"$out" 2>&1 </dev/null &
   local pid=$!
+  CHECK_PID=$pid
   set +m
   while kill -0 "$pid" 2>/dev/null; do
     if (( ticks >= E2E_CHECK_TIMEOUT * 10 )); then
@@ -117,6 +120,7 @@ check() {
     ticks=$((ticks + 1))
   done
   wait "$pid"; rc=$?
+  CHECK_PID=""
   if [[ $rc == 0 ]]; then
     pass "$name"
     return 0
