@@ -1,1 +1,39 @@
-//! placeholder
+//! berth's HTTP API. [`app`] builds the whole router; `main` serves it and the tests drive
+//! it in-process, so both see the same thing.
+//!
+//! - `/v2/…`: the OCI distribution API ([`distribution`]).
+//! - `/healthz`: liveness.
+//!
+//! Handlers are thin: they translate HTTP into calls on `berth_registry::Registry` and its
+//! results back into HTTP. They never decide permissions: [`distribution`] authorizes every
+//! request from its parsed endpoint before any handler runs.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use berth_auth::Authorizer;
+use berth_registry::Registry;
+
+pub mod distribution;
+mod error;
+
+pub use error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub auth: Arc<Authorizer>,
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", any(distribution::dispatch))
+        .route("/v2/", any(distribution::dispatch))
+        .route("/v2/{*rest}", any(distribution::dispatch))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn(error::log_server_errors))
+        .with_state(state)
+}

@@ -91,11 +91,16 @@ impl FromStr for Digest {
             }
         };
         let expected = algorithm.hex_len();
-        let lower_hex = hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let lower_hex = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if hex.len() != expected || !lower_hex {
             return Err(DigestError::BadHex { expected });
         }
-        Ok(Digest { algorithm, hex: hex.to_owned() })
+        Ok(Digest {
+            algorithm,
+            hex: hex.to_owned(),
+        })
     }
 }
 
@@ -180,11 +185,15 @@ impl DigestHasher {
         match tag {
             1 => {
                 let state = state.try_into().map_err(|_| CorruptHashState)?;
-                sha2::Sha256::deserialize(state).map(DigestHasher::Sha256).map_err(|_| CorruptHashState)
+                sha2::Sha256::deserialize(state)
+                    .map(DigestHasher::Sha256)
+                    .map_err(|_| CorruptHashState)
             }
             2 => {
                 let state = state.try_into().map_err(|_| CorruptHashState)?;
-                sha2::Sha512::deserialize(state).map(DigestHasher::Sha512).map_err(|_| CorruptHashState)
+                sha2::Sha512::deserialize(state)
+                    .map(DigestHasher::Sha512)
+                    .map_err(|_| CorruptHashState)
             }
             _ => Err(CorruptHashState),
         }
@@ -195,7 +204,8 @@ impl DigestHasher {
 mod tests {
     use super::*;
 
-    const HELLO_SHA256: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+    const HELLO_SHA256: &str =
+        "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
     #[test]
     fn parses_and_prints_sha256() {
@@ -214,10 +224,16 @@ mod tests {
     #[test]
     fn rejects_bad_digests() {
         assert_eq!("sha256".parse::<Digest>(), Err(DigestError::Malformed));
-        assert_eq!("sha256:abc".parse::<Digest>(), Err(DigestError::BadHex { expected: 64 }));
+        assert_eq!(
+            "sha256:abc".parse::<Digest>(),
+            Err(DigestError::BadHex { expected: 64 })
+        );
         let upper = HELLO_SHA256.to_uppercase().replace("SHA256", "sha256");
         assert!(upper.parse::<Digest>().is_err());
-        assert_eq!("md5:abc".parse::<Digest>(), Err(DigestError::UnsupportedAlgorithm("md5".into())));
+        assert_eq!(
+            "md5:abc".parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm("md5".into()))
+        );
         assert_eq!("SHA256:abc".parse::<Digest>(), Err(DigestError::Malformed));
     }
 

@@ -22,9 +22,13 @@ impl FromStr for Reference {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.contains(':') {
-            s.parse().map(Reference::Digest).map_err(EndpointError::Digest)
+            s.parse()
+                .map(Reference::Digest)
+                .map_err(EndpointError::Digest)
         } else {
-            s.parse().map(Reference::Tag).map_err(|e| EndpointError::Tag(e.to_string()))
+            s.parse()
+                .map(Reference::Tag)
+                .map_err(|e| EndpointError::Tag(e.to_string()))
         }
     }
 }
@@ -50,13 +54,35 @@ pub struct Page {
 pub enum Endpoint {
     /// `GET /v2/`: API version check.
     Base,
-    Catalog { page: Page },
-    ListTags { name: RepositoryName, page: Page },
-    GetManifest { name: RepositoryName, reference: Reference, head: bool },
-    PutManifest { name: RepositoryName, reference: Reference },
-    DeleteManifest { name: RepositoryName, reference: Reference },
-    GetBlob { name: RepositoryName, digest: Digest, head: bool },
-    DeleteBlob { name: RepositoryName, digest: Digest },
+    Catalog {
+        page: Page,
+    },
+    ListTags {
+        name: RepositoryName,
+        page: Page,
+    },
+    GetManifest {
+        name: RepositoryName,
+        reference: Reference,
+        head: bool,
+    },
+    PutManifest {
+        name: RepositoryName,
+        reference: Reference,
+    },
+    DeleteManifest {
+        name: RepositoryName,
+        reference: Reference,
+    },
+    GetBlob {
+        name: RepositoryName,
+        digest: Digest,
+        head: bool,
+    },
+    DeleteBlob {
+        name: RepositoryName,
+        digest: Digest,
+    },
     /// `POST .../blobs/uploads/`, optionally a single-request upload (`digest`) or a
     /// cross-repository mount (`mount`, `from`).
     StartUpload {
@@ -65,11 +91,28 @@ pub enum Endpoint {
         mount: Option<Digest>,
         from: Option<RepositoryName>,
     },
-    UploadStatus { name: RepositoryName, id: String },
-    PatchUpload { name: RepositoryName, id: String },
-    CompleteUpload { name: RepositoryName, id: String, digest: Digest },
-    CancelUpload { name: RepositoryName, id: String },
-    Referrers { name: RepositoryName, digest: Digest, artifact_type: Option<String> },
+    UploadStatus {
+        name: RepositoryName,
+        id: String,
+    },
+    PatchUpload {
+        name: RepositoryName,
+        id: String,
+    },
+    CompleteUpload {
+        name: RepositoryName,
+        id: String,
+        digest: Digest,
+    },
+    CancelUpload {
+        name: RepositoryName,
+        id: String,
+    },
+    Referrers {
+        name: RepositoryName,
+        digest: Digest,
+        artifact_type: Option<String>,
+    },
 }
 
 /// What an endpoint needs to be allowed to do.
@@ -139,9 +182,7 @@ impl Endpoint {
     /// Parse a request. `path` is the full request path (starting `/v2/`), still
     /// percent-encoded as received; `query` is the raw query string.
     pub fn parse(method: &str, path: &str, query: Option<&str>) -> Result<Endpoint, EndpointError> {
-        let rest = path
-            .strip_prefix("/v2")
-            .ok_or(EndpointError::NotFound)?;
+        let rest = path.strip_prefix("/v2").ok_or(EndpointError::NotFound)?;
         let rest = match rest {
             "" | "/" => return only(method, &["GET", "HEAD"], Endpoint::Base),
             r => r.strip_prefix('/').ok_or(EndpointError::NotFound)?,
@@ -173,14 +214,22 @@ impl Endpoint {
             let name = name_of(n - 2)?;
             let reference: Reference = segments[n - 1].parse()?;
             return match method {
-                "GET" | "HEAD" => Ok(Endpoint::GetManifest { name, reference, head: method == "HEAD" }),
+                "GET" | "HEAD" => Ok(Endpoint::GetManifest {
+                    name,
+                    reference,
+                    head: method == "HEAD",
+                }),
                 "PUT" => Ok(Endpoint::PutManifest { name, reference }),
                 "DELETE" => Ok(Endpoint::DeleteManifest { name, reference }),
                 _ => Err(EndpointError::MethodNotAllowed),
             };
         }
         // <name>/blobs/uploads/ (trailing slash optional)
-        let start_upload = if n >= 4 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" && segments[n - 1].is_empty() {
+        let start_upload = if n >= 4
+            && segments[n - 3] == "blobs"
+            && segments[n - 2] == "uploads"
+            && segments[n - 1].is_empty()
+        {
             Some(n - 3)
         } else if n >= 3 && segments[n - 2] == "blobs" && segments[n - 1] == "uploads" {
             Some(n - 2)
@@ -192,7 +241,16 @@ impl Endpoint {
             let digest = query.digest("digest")?;
             let mount = query.digest("mount")?;
             let from = query.get("from").map(|f| f.parse()).transpose()?;
-            return only(method, &["POST"], Endpoint::StartUpload { name, digest, mount, from });
+            return only(
+                method,
+                &["POST"],
+                Endpoint::StartUpload {
+                    name,
+                    digest,
+                    mount,
+                    from,
+                },
+            );
         }
         // <name>/blobs/uploads/<id>
         if n >= 4 && segments[n - 3] == "blobs" && segments[n - 2] == "uploads" {
@@ -220,7 +278,11 @@ impl Endpoint {
             let name = name_of(n - 2)?;
             let digest = segments[n - 1].parse().map_err(EndpointError::Digest)?;
             return match method {
-                "GET" | "HEAD" => Ok(Endpoint::GetBlob { name, digest, head: method == "HEAD" }),
+                "GET" | "HEAD" => Ok(Endpoint::GetBlob {
+                    name,
+                    digest,
+                    head: method == "HEAD",
+                }),
                 "DELETE" => Ok(Endpoint::DeleteBlob { name, digest }),
                 _ => Err(EndpointError::MethodNotAllowed),
             };
@@ -230,17 +292,31 @@ impl Endpoint {
             let name = name_of(n - 2)?;
             let digest = segments[n - 1].parse().map_err(EndpointError::Digest)?;
             let artifact_type = query.get("artifactType").map(str::to_owned);
-            return only(method, &["GET"], Endpoint::Referrers { name, digest, artifact_type });
+            return only(
+                method,
+                &["GET"],
+                Endpoint::Referrers {
+                    name,
+                    digest,
+                    artifact_type,
+                },
+            );
         }
         Err(EndpointError::NotFound)
     }
 
     /// The permissions this endpoint needs: the only input to authorization.
     pub fn required_access(&self) -> Vec<Access> {
-        let on = |name: &RepositoryName, action| Access { repository: Some(name.clone()), action };
+        let on = |name: &RepositoryName, action| Access {
+            repository: Some(name.clone()),
+            action,
+        };
         match self {
             Endpoint::Base => Vec::new(),
-            Endpoint::Catalog { .. } => vec![Access { repository: None, action: Action::Catalog }],
+            Endpoint::Catalog { .. } => vec![Access {
+                repository: None,
+                action: Action::Catalog,
+            }],
             Endpoint::ListTags { name, .. }
             | Endpoint::GetManifest { name, .. }
             | Endpoint::GetBlob { name, .. }
@@ -250,7 +326,9 @@ impl Endpoint {
             | Endpoint::PatchUpload { name, .. }
             | Endpoint::CompleteUpload { name, .. }
             | Endpoint::CancelUpload { name, .. } => vec![on(name, Action::Push)],
-            Endpoint::StartUpload { name, from, mount, .. } => {
+            Endpoint::StartUpload {
+                name, from, mount, ..
+            } => {
                 let mut access = vec![on(name, Action::Push)];
                 if let (Some(from), Some(_)) = (from, mount) {
                     access.push(on(from, Action::Pull));
@@ -284,7 +362,11 @@ impl Endpoint {
 }
 
 fn only(method: &str, allowed: &[&str], endpoint: Endpoint) -> Result<Endpoint, EndpointError> {
-    if allowed.contains(&method) { Ok(endpoint) } else { Err(EndpointError::MethodNotAllowed) }
+    if allowed.contains(&method) {
+        Ok(endpoint)
+    } else {
+        Err(EndpointError::MethodNotAllowed)
+    }
 }
 
 /// Upload ids are ours (UUIDs), but be strict about what reaches a file name.
@@ -303,11 +385,16 @@ impl Query {
     }
 
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn digest(&self, key: &'static str) -> Result<Option<Digest>, EndpointError> {
-        self.get(key).map(|v| v.parse().map_err(EndpointError::Digest)).transpose()
+        self.get(key)
+            .map(|v| v.parse().map_err(EndpointError::Digest))
+            .transpose()
     }
 
     fn page(&self) -> Result<Page, EndpointError> {
@@ -320,7 +407,10 @@ impl Query {
                 })
             })
             .transpose()?;
-        Ok(Page { n, last: self.get("last").map(str::to_owned) })
+        Ok(Page {
+            n,
+            last: self.get("last").map(str::to_owned),
+        })
     }
 }
 
@@ -348,7 +438,12 @@ mod tests {
         assert_eq!(parse("GET", "/v2"), Ok(Endpoint::Base));
         assert_eq!(
             parse("GET", "/v2/_catalog?n=10&last=a%2Fb"),
-            Ok(Endpoint::Catalog { page: Page { n: Some(10), last: Some("a/b".into()) } })
+            Ok(Endpoint::Catalog {
+                page: Page {
+                    n: Some(10),
+                    last: Some("a/b".into())
+                }
+            })
         );
         assert!(parse("GET", "/v2/_catalog?n=x").is_err());
     }
@@ -365,19 +460,37 @@ mod tests {
             }
         );
         let e = parse("GET", "/v2/library/blobs/uploads/blobs/uploads/abc-123").expect("parses");
-        assert_eq!(e, Endpoint::UploadStatus { name: name("library/blobs/uploads"), id: "abc-123".into() });
+        assert_eq!(
+            e,
+            Endpoint::UploadStatus {
+                name: name("library/blobs/uploads"),
+                id: "abc-123".into()
+            }
+        );
     }
 
     #[test]
     fn uploads() {
-        assert!(matches!(parse("POST", "/v2/a/b/blobs/uploads/"), Ok(Endpoint::StartUpload { .. })));
-        assert!(matches!(parse("POST", "/v2/a/blobs/uploads"), Ok(Endpoint::StartUpload { .. })));
+        assert!(matches!(
+            parse("POST", "/v2/a/b/blobs/uploads/"),
+            Ok(Endpoint::StartUpload { .. })
+        ));
+        assert!(matches!(
+            parse("POST", "/v2/a/blobs/uploads"),
+            Ok(Endpoint::StartUpload { .. })
+        ));
         let e = parse("POST", &format!("/v2/a/blobs/uploads/?mount={D}&from=c/d")).expect("parses");
         assert_eq!(
             e.required_access(),
             vec![
-                Access { repository: Some(name("a")), action: Action::Push },
-                Access { repository: Some(name("c/d")), action: Action::Pull }
+                Access {
+                    repository: Some(name("a")),
+                    action: Action::Push
+                },
+                Access {
+                    repository: Some(name("c/d")),
+                    action: Action::Pull
+                }
             ]
         );
         assert!(matches!(
@@ -385,7 +498,10 @@ mod tests {
             Ok(Endpoint::CompleteUpload { .. })
         ));
         assert!(parse("PUT", "/v2/a/blobs/uploads/u1").is_err());
-        assert_eq!(parse("GET", "/v2/a/blobs/uploads/../x"), Err(EndpointError::NotFound));
+        assert_eq!(
+            parse("GET", "/v2/a/blobs/uploads/../x"),
+            Err(EndpointError::NotFound)
+        );
     }
 
     #[test]
@@ -393,15 +509,36 @@ mod tests {
         let bad_name = parse("GET", "/v2/A/tags/list").unwrap_err();
         assert_eq!(bad_name.code_and_status(), (ErrorCode::NameInvalid, 400));
         let bad_digest = parse("GET", "/v2/a/blobs/sha256:zz").unwrap_err();
-        assert_eq!(bad_digest.code_and_status(), (ErrorCode::DigestInvalid, 400));
-        assert_eq!(parse("POST", "/v2/a/tags/list"), Err(EndpointError::MethodNotAllowed));
+        assert_eq!(
+            bad_digest.code_and_status(),
+            (ErrorCode::DigestInvalid, 400)
+        );
+        assert_eq!(
+            parse("POST", "/v2/a/tags/list"),
+            Err(EndpointError::MethodNotAllowed)
+        );
         assert_eq!(parse("GET", "/v2/a/unknown"), Err(EndpointError::NotFound));
-        assert!(matches!(parse("GET", "/v2/a/../b/tags/list"), Err(EndpointError::Name(_))));
+        assert!(matches!(
+            parse("GET", "/v2/a/../b/tags/list"),
+            Err(EndpointError::Name(_))
+        ));
     }
 
     #[test]
     fn never_panics_on_short_or_odd_paths() {
-        let parts = ["", "a", "blobs", "uploads", "manifests", "tags", "list", "referrers", "_catalog", "..", D];
+        let parts = [
+            "",
+            "a",
+            "blobs",
+            "uploads",
+            "manifests",
+            "tags",
+            "list",
+            "referrers",
+            "_catalog",
+            "..",
+            D,
+        ];
         for a in parts {
             for b in parts {
                 for c in parts {
@@ -417,7 +554,13 @@ mod tests {
 
     #[test]
     fn referrers_filter() {
-        let e = parse("GET", &format!("/v2/a/referrers/{D}?artifactType=application%2Fx")).expect("ok");
-        assert!(matches!(e, Endpoint::Referrers { artifact_type: Some(ref t), .. } if t == "application/x"));
+        let e = parse(
+            "GET",
+            &format!("/v2/a/referrers/{D}?artifactType=application%2Fx"),
+        )
+        .expect("ok");
+        assert!(
+            matches!(e, Endpoint::Referrers { artifact_type: Some(ref t), .. } if t == "application/x")
+        );
     }
 }

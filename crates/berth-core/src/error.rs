@@ -19,6 +19,8 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     Toomanyrequests,
+    /// Not in the spec's table; Distribution's code for a 416 (chunk or range out of place).
+    RangeInvalid,
 }
 
 impl ErrorCode {
@@ -38,6 +40,7 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::Toomanyrequests => "TOOMANYREQUESTS",
+            ErrorCode::RangeInvalid => "RANGE_INVALID",
         }
     }
 
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::Toomanyrequests => 429,
+            ErrorCode::RangeInvalid => 416,
             ErrorCode::BlobUploadInvalid
             | ErrorCode::DigestInvalid
             | ErrorCode::ManifestBlobUnknown
@@ -70,7 +74,9 @@ impl ErrorCode {
             ErrorCode::BlobUploadInvalid => "blob upload invalid",
             ErrorCode::BlobUploadUnknown => "blob upload unknown to registry",
             ErrorCode::DigestInvalid => "provided digest did not match uploaded content",
-            ErrorCode::ManifestBlobUnknown => "manifest references a manifest or blob unknown to registry",
+            ErrorCode::ManifestBlobUnknown => {
+                "manifest references a manifest or blob unknown to registry"
+            }
             ErrorCode::ManifestInvalid => "manifest invalid",
             ErrorCode::ManifestUnknown => "manifest unknown to registry",
             ErrorCode::NameInvalid => "invalid repository name",
@@ -80,6 +86,7 @@ impl ErrorCode {
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::Toomanyrequests => "too many requests",
+            ErrorCode::RangeInvalid => "invalid content range",
         }
     }
 }

@@ -36,7 +36,9 @@ pub struct ParsedManifest {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
-    #[error("Docker schema 1 manifests are not supported: push with a client that writes schema 2 or OCI manifests")]
+    #[error(
+        "Docker schema 1 manifests are not supported: push with a client that writes schema 2 or OCI manifests"
+    )]
     Schema1,
     #[error("manifest invalid: {0}")]
     Invalid(String),
@@ -59,7 +61,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| invalid(format!("body is not valid JSON: {e}")))?;
-    let object = value.as_object().ok_or_else(|| invalid("body is not a JSON object"))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| invalid("body is not a JSON object"))?;
 
     match object.get("schemaVersion") {
         Some(v) if v.as_u64() == Some(1) => return Err(ManifestError::Schema1),
@@ -86,7 +90,11 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
         // OCI allows mediaType to be omitted; tell the two OCI kinds apart by shape.
         (None, None) if object.contains_key("manifests") => OCI_INDEX.to_owned(),
         (None, None) if object.contains_key("config") => OCI_MANIFEST.to_owned(),
-        (None, None) => return Err(invalid("cannot tell the manifest's media type: set Content-Type")),
+        (None, None) => {
+            return Err(invalid(
+                "cannot tell the manifest's media type: set Content-Type",
+            ));
+        }
     };
 
     let artifact_type = match object.get("artifactType") {
@@ -115,7 +123,9 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
     match parsed.media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
             let config = descriptor(
-                object.get("config").ok_or_else(|| invalid("config is missing"))?,
+                object
+                    .get("config")
+                    .ok_or_else(|| invalid("config is missing"))?,
                 "config",
             )?;
             let layers = object
@@ -142,10 +152,16 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
                 .as_array()
                 .ok_or_else(|| invalid("manifests must be an array"))?;
             for (i, child) in manifests.iter().enumerate() {
-                parsed.manifests.push(descriptor(child, &format!("manifests[{i}]"))?.digest);
+                parsed
+                    .manifests
+                    .push(descriptor(child, &format!("manifests[{i}]"))?.digest);
             }
         }
-        other => return Err(invalid(format!("unsupported manifest media type {other:?}"))),
+        other => {
+            return Err(invalid(format!(
+                "unsupported manifest media type {other:?}"
+            )));
+        }
     }
     Ok(parsed)
 }
@@ -157,7 +173,9 @@ struct Descriptor {
 }
 
 fn descriptor(value: &Value, field: &str) -> Result<Descriptor, ManifestError> {
-    let object = value.as_object().ok_or_else(|| invalid(format!("{field} must be an object")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| invalid(format!("{field} must be an object")))?;
     let media_type = object
         .get("mediaType")
         .and_then(Value::as_str)
@@ -171,10 +189,21 @@ fn descriptor(value: &Value, field: &str) -> Result<Descriptor, ManifestError> {
         .map_err(|e| invalid(format!("{field}.digest: {e}")))?;
     match object.get("size") {
         Some(v) if v.is_u64() => {}
-        _ => return Err(invalid(format!("{field}.size must be a non-negative integer"))),
+        _ => {
+            return Err(invalid(format!(
+                "{field}.size must be a non-negative integer"
+            )));
+        }
     }
-    let has_urls = object.get("urls").and_then(Value::as_array).is_some_and(|u| !u.is_empty());
-    Ok(Descriptor { media_type, digest, has_urls })
+    let has_urls = object
+        .get("urls")
+        .and_then(Value::as_array)
+        .is_some_and(|u| !u.is_empty());
+    Ok(Descriptor {
+        media_type,
+        digest,
+        has_urls,
+    })
 }
 
 #[cfg(test)]
@@ -200,7 +229,10 @@ mod tests {
     fn image_manifest_lists_config_and_layers() {
         let m = parse(Some(OCI_MANIFEST), image("").as_bytes()).expect("valid");
         assert_eq!(m.blobs.len(), 2);
-        assert_eq!(m.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
+        assert_eq!(
+            m.artifact_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
         assert!(m.subject.is_none());
     }
 
@@ -225,15 +257,36 @@ mod tests {
         assert_eq!(m.manifests.len(), 1);
         assert_eq!(m.media_type, OCI_INDEX);
         // Without Content-Type the shape decides.
-        assert_eq!(parse(None, body.as_bytes()).expect("valid").media_type, OCI_INDEX);
+        assert_eq!(
+            parse(None, body.as_bytes()).expect("valid").media_type,
+            OCI_INDEX
+        );
     }
 
     #[test]
     fn refuses_bad_manifests() {
-        assert_eq!(parse(Some(DOCKER_SCHEMA1_SIGNED), b"{}"), Err(ManifestError::Schema1));
-        assert_eq!(parse(None, br#"{"schemaVersion":1,"name":"x"}"#), Err(ManifestError::Schema1));
-        for bad in ["", "nope", "[]", r#"{"schemaVersion":2}"#, r#"{"schemaVersion":3,"config":{}}"#] {
-            assert!(matches!(parse(Some(OCI_MANIFEST), bad.as_bytes()), Err(ManifestError::Invalid(_))), "{bad}");
+        assert_eq!(
+            parse(Some(DOCKER_SCHEMA1_SIGNED), b"{}"),
+            Err(ManifestError::Schema1)
+        );
+        assert_eq!(
+            parse(None, br#"{"schemaVersion":1,"name":"x"}"#),
+            Err(ManifestError::Schema1)
+        );
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            r#"{"schemaVersion":2}"#,
+            r#"{"schemaVersion":3,"config":{}}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse(Some(OCI_MANIFEST), bad.as_bytes()),
+                    Err(ManifestError::Invalid(_))
+                ),
+                "{bad}"
+            );
         }
         // Content-Type and body disagree.
         assert!(parse(Some(DOCKER_MANIFEST), image("").as_bytes()).is_err());

@@ -30,7 +30,10 @@ impl FromStr for RepositoryName {
     type Err = NameError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |reason| NameError { name: s.chars().take(300).collect(), reason };
+        let fail = |reason| NameError {
+            name: s.chars().take(300).collect(),
+            reason,
+        };
         if s.is_empty() {
             return Err(fail("name is empty"));
         }
@@ -112,7 +115,11 @@ impl FromStr for Tag {
             && bytes.len() <= 128
             && word(bytes[0])
             && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-');
-        if ok { Ok(Tag(s.to_owned())) } else { Err(TagError(s.chars().take(200).collect())) }
+        if ok {
+            Ok(Tag(s.to_owned()))
+        } else {
+            Err(TagError(s.chars().take(200).collect()))
+        }
     }
 }
 
@@ -128,7 +135,13 @@ mod tests {
 
     #[test]
     fn accepts_spec_names() {
-        for ok in ["a", "library/ubuntu", "a.b/c_d/e__f/g---h", "0/1/2", "my-org/team.app"] {
+        for ok in [
+            "a",
+            "library/ubuntu",
+            "a.b/c_d/e__f/g---h",
+            "0/1/2",
+            "my-org/team.app",
+        ] {
             assert!(ok.parse::<RepositoryName>().is_ok(), "{ok}");
         }
     }
@@ -136,9 +149,9 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         let long = "a".repeat(256);
-        for bad in
-            ["", "A", "a//b", "/a", "a/", "..", "a/../b", "a..b", "a___b", "-a", "a-", "a b", &long]
-        {
+        for bad in [
+            "", "A", "a//b", "/a", "a/", "..", "a/../b", "a..b", "a___b", "-a", "a-", "a b", &long,
+        ] {
             assert!(bad.parse::<RepositoryName>().is_err(), "{bad:?}");
         }
     }

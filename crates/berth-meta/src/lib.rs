@@ -85,11 +85,25 @@ pub trait RepositoryStore: Send + Sync {
 #[async_trait]
 pub trait BlobIndex: Send + Sync {
     /// The blob's size if it is linked into `repository`.
-    async fn linked_blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+    async fn linked_blob_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>>;
     /// Record a blob (stored once registry-wide) and link it into `repository`.
-    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()>;
     /// Link a blob that `from` has into `to` too; its size if it was there to mount.
-    async fn mount_blob(&self, from: &RepositoryName, to: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+    async fn mount_blob(
+        &self,
+        from: &RepositoryName,
+        to: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>>;
     /// Remove the blob's link from `repository` (the bytes stay until garbage collection).
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 }
@@ -100,26 +114,57 @@ pub trait UploadStore: Send + Sync {
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
     /// Move an upload forward, only if it is still at `from_offset` (so two writers cannot
     /// both advance it). Returns whether it moved.
-    async fn advance_upload(&self, id: &str, from_offset: u64, to_offset: u64, hash_state: &[u8]) -> Result<bool>;
+    async fn advance_upload(
+        &self,
+        id: &str,
+        from_offset: u64,
+        to_offset: u64,
+        hash_state: &[u8],
+    ) -> Result<bool>;
     async fn delete_upload(&self, id: &str) -> Result<bool>;
     /// In one transaction: link the finished blob into the upload's repository and forget
     /// the session.
-    async fn complete_upload(&self, id: &str, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()>;
+    async fn complete_upload(
+        &self,
+        id: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()>;
 }
 
 #[async_trait]
 pub trait ManifestStore: Send + Sync {
     /// Store a manifest (and point `tag` at it) after checking, in the same transaction,
     /// that everything it references is in the repository.
-    async fn put_manifest(&self, repository: &RepositoryName, manifest: &NewManifest, tag: Option<&Tag>) -> Result<()>;
-    async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>>;
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<()>;
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>>;
     /// Delete a manifest and every tag pointing at it.
     async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
     async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
     /// Tags after `last` in lexical order, at most `limit`; `None` if the repository is unknown.
-    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>>;
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>>;
     /// Manifests in `repository` whose subject is `subject`, optionally of one artifact type.
-    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>>;
 }
 
 /// Everything the registry needs from its metadata database.

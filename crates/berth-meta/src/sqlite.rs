@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::migrations::MIGRATIONS;
@@ -72,9 +75,10 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     )
     .execute(pool)
     .await?;
-    let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        .fetch_one(pool)
-        .await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+            .fetch_one(pool)
+            .await?;
     for (index, sql) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
         if version <= current {
@@ -82,7 +86,9 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
         }
         let mut tx = pool.begin().await?;
         // Migrations are constants compiled into the binary, not input.
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
             .bind(version)
             .bind(now())
@@ -99,19 +105,25 @@ fn digest_column(row: &SqliteRow, column: &str) -> Result<Digest> {
     Digest::from_str(&text).map_err(|e| MetaError::Corrupt(format!("{column} {text:?}: {e}")))
 }
 
-fn annotations_column(row: &SqliteRow) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+fn annotations_column(
+    row: &SqliteRow,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
     let text: Option<String> = row.try_get("annotations")?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("annotations: {e}"))))
-        .transpose()
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("annotations: {e}")))
+    })
+    .transpose()
 }
 
 /// The id of `name`, creating the repository if it does not exist yet.
 async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &RepositoryName) -> Result<i64> {
-    sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-        .bind(name.as_str())
-        .bind(now())
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name.as_str())
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
     let id = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
         .bind(name.as_str())
         .fetch_one(&mut **tx)
@@ -119,7 +131,12 @@ async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &RepositoryNa
     Ok(id)
 }
 
-async fn link_in(tx: &mut Transaction<'_, Sqlite>, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+async fn link_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    repository: &RepositoryName,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
     let repo_id = ensure_repository(tx, repository).await?;
     sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
         .bind(digest.to_string())
@@ -141,18 +158,24 @@ async fn link_in(tx: &mut Transaction<'_, Sqlite>, repository: &RepositoryName, 
 #[async_trait]
 impl RepositoryStore for SqliteStore {
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let names = sqlx::query_scalar("SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?")
-            .bind(last.unwrap_or(""))
-            .bind(limit as i64)
-            .fetch_all(&self.reader)
-            .await?;
+        let names = sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
         Ok(names)
     }
 }
 
 #[async_trait]
 impl BlobIndex for SqliteStore {
-    async fn linked_blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+    async fn linked_blob_size(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs l
              JOIN repositories r ON r.id = l.repository_id
@@ -166,14 +189,24 @@ impl BlobIndex for SqliteStore {
         Ok(size.map(|s| s as u64))
     }
 
-    async fn link_blob(&self, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn mount_blob(&self, from: &RepositoryName, to: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+    async fn mount_blob(
+        &self,
+        from: &RepositoryName,
+        to: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
         let mut tx = self.writer.begin().await?;
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs l
@@ -223,15 +256,19 @@ impl UploadStore for SqliteStore {
 
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>> {
         // The writer, not a reader: a PATCH must see the offset the previous PATCH wrote.
-        let row = sqlx::query("SELECT id, repository, \"offset\", hash_state, created_at FROM uploads WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, repository, \"offset\", hash_state, created_at FROM uploads WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
         row.map(|row| {
             let repository: String = row.try_get("repository")?;
             Ok(Upload {
                 id: row.try_get("id")?,
-                repository: repository.parse().map_err(|e| MetaError::Corrupt(format!("upload repository: {e}")))?,
+                repository: repository
+                    .parse()
+                    .map_err(|e| MetaError::Corrupt(format!("upload repository: {e}")))?,
                 offset: row.try_get::<i64, _>("offset")? as u64,
                 hash_state: row.try_get("hash_state")?,
                 created_at: row.try_get("created_at")?,
@@ -240,7 +277,13 @@ impl UploadStore for SqliteStore {
         .transpose()
     }
 
-    async fn advance_upload(&self, id: &str, from_offset: u64, to_offset: u64, hash_state: &[u8]) -> Result<bool> {
+    async fn advance_upload(
+        &self,
+        id: &str,
+        from_offset: u64,
+        to_offset: u64,
+        hash_state: &[u8],
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE uploads SET \"offset\" = ?, hash_state = ?, updated_at = ? WHERE id = ? AND \"offset\" = ?",
         )
@@ -255,14 +298,26 @@ impl UploadStore for SqliteStore {
     }
 
     async fn delete_upload(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&self.writer).await?;
+        let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
-    async fn complete_upload(&self, id: &str, repository: &RepositoryName, digest: &Digest, size: u64) -> Result<()> {
+    async fn complete_upload(
+        &self,
+        id: &str,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
-        sqlx::query("DELETE FROM uploads WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM uploads WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -270,33 +325,49 @@ impl UploadStore for SqliteStore {
 
 #[async_trait]
 impl ManifestStore for SqliteStore {
-    async fn put_manifest(&self, repository: &RepositoryName, manifest: &NewManifest, tag: Option<&Tag>) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        manifest: &NewManifest,
+        tag: Option<&Tag>,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
         for blob in &manifest.blobs {
-            let linked: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?")
-                    .bind(repo_id)
-                    .bind(blob.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let linked: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo_id)
+            .bind(blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             if linked.is_none() {
-                return Err(MetaError::MissingReference { digest: blob.clone(), is_manifest: false });
+                return Err(MetaError::MissingReference {
+                    digest: blob.clone(),
+                    is_manifest: false,
+                });
             }
         }
         for child in &manifest.manifests {
-            let present: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
-                    .bind(repo_id)
-                    .bind(child.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let present: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo_id)
+            .bind(child.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
             if present.is_none() {
-                return Err(MetaError::MissingReference { digest: child.clone(), is_manifest: true });
+                return Err(MetaError::MissingReference {
+                    digest: child.clone(),
+                    is_manifest: true,
+                });
             }
         }
         let digest = manifest.digest.to_string();
-        let annotations = manifest.annotations.as_ref().map(|a| serde_json::Value::Object(a.clone()).to_string());
+        let annotations = manifest
+            .annotations
+            .as_ref()
+            .map(|a| serde_json::Value::Object(a.clone()).to_string());
         sqlx::query(
             "INSERT INTO manifests (repository_id, digest, media_type, content, size, artifact_type, subject, annotations, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -312,7 +383,11 @@ impl ManifestStore for SqliteStore {
         .bind(now())
         .execute(&mut *tx)
         .await?;
-        let children = manifest.blobs.iter().map(|d| (d, false)).chain(manifest.manifests.iter().map(|d| (d, true)));
+        let children = manifest
+            .blobs
+            .iter()
+            .map(|d| (d, false))
+            .chain(manifest.manifests.iter().map(|d| (d, true)));
         for (child, is_manifest) in children {
             sqlx::query(
                 "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
@@ -341,7 +416,11 @@ impl ManifestStore for SqliteStore {
         Ok(())
     }
 
-    async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<Option<StoredManifest>> {
+    async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Option<StoredManifest>> {
         let row = match reference {
             Reference::Tag(tag) => {
                 sqlx::query(
@@ -400,22 +479,36 @@ impl ManifestStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn list_tags(&self, repository: &RepositoryName, last: Option<&str>, limit: usize) -> Result<Option<Vec<String>>> {
+    async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<String>>> {
         let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
             .bind(repository.as_str())
             .fetch_optional(&self.reader)
             .await?;
-        let Some(repo_id) = repo_id else { return Ok(None) };
-        let tags = sqlx::query_scalar("SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?")
-            .bind(repo_id)
-            .bind(last.unwrap_or(""))
-            .bind(limit as i64)
-            .fetch_all(&self.reader)
-            .await?;
+        let Some(repo_id) = repo_id else {
+            return Ok(None);
+        };
+        let tags = sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+        )
+        .bind(repo_id)
+        .bind(last.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
         Ok(Some(tags))
     }
 
-    async fn referrers(&self, repository: &RepositoryName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
         let rows = sqlx::query(
             "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m
              JOIN repositories r ON r.id = m.repository_id
@@ -447,11 +540,15 @@ mod tests {
     #[tokio::test]
     async fn sqlite_passes_the_metadata_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = super::SqliteStore::open(&dir.path().join("meta.db")).await.expect("opens");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
         crate::suite::run(&store).await;
         store.close().await;
         // Reopening applies no migration twice and keeps the data.
-        let store = super::SqliteStore::open(&dir.path().join("meta.db")).await.expect("reopens");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("reopens");
         crate::suite::reopened(&store).await;
     }
 }

@@ -33,99 +33,297 @@ pub async fn run(store: &dyn MetaStore) {
     let layer = digest("layer");
 
     // Blobs: invisible until linked; linking is per repository; mounting copies a link.
-    assert_eq!(store.linked_blob_size(&repo, &layer).await.expect("query"), None);
+    assert_eq!(
+        store.linked_blob_size(&repo, &layer).await.expect("query"),
+        None
+    );
     store.link_blob(&repo, &layer, 5).await.expect("link");
-    store.link_blob(&repo, &layer, 5).await.expect("linking twice is harmless");
-    assert_eq!(store.linked_blob_size(&repo, &layer).await.expect("query"), Some(5));
-    assert_eq!(store.linked_blob_size(&other, &layer).await.expect("query"), None);
-    assert_eq!(store.mount_blob(&other, &repo, &digest("nope")).await.expect("mount"), None);
-    assert_eq!(store.mount_blob(&repo, &other, &layer).await.expect("mount"), Some(5));
-    assert_eq!(store.linked_blob_size(&other, &layer).await.expect("query"), Some(5));
+    store
+        .link_blob(&repo, &layer, 5)
+        .await
+        .expect("linking twice is harmless");
+    assert_eq!(
+        store.linked_blob_size(&repo, &layer).await.expect("query"),
+        Some(5)
+    );
+    assert_eq!(
+        store.linked_blob_size(&other, &layer).await.expect("query"),
+        None
+    );
+    assert_eq!(
+        store
+            .mount_blob(&other, &repo, &digest("nope"))
+            .await
+            .expect("mount"),
+        None
+    );
+    assert_eq!(
+        store
+            .mount_blob(&repo, &other, &layer)
+            .await
+            .expect("mount"),
+        Some(5)
+    );
+    assert_eq!(
+        store.linked_blob_size(&other, &layer).await.expect("query"),
+        Some(5)
+    );
     assert!(store.unlink_blob(&other, &layer).await.expect("unlink"));
-    assert!(!store.unlink_blob(&other, &layer).await.expect("unlink again"));
+    assert!(
+        !store
+            .unlink_blob(&other, &layer)
+            .await
+            .expect("unlink again")
+    );
 
     // Catalog in lexical order with pagination.
-    assert_eq!(store.list_repositories(None, 10).await.expect("list"), vec!["suite/app", "suite/other"]);
-    assert_eq!(store.list_repositories(Some("suite/app"), 10).await.expect("list"), vec!["suite/other"]);
-    assert_eq!(store.list_repositories(None, 1).await.expect("list"), vec!["suite/app"]);
+    assert_eq!(
+        store.list_repositories(None, 10).await.expect("list"),
+        vec!["suite/app", "suite/other"]
+    );
+    assert_eq!(
+        store
+            .list_repositories(Some("suite/app"), 10)
+            .await
+            .expect("list"),
+        vec!["suite/other"]
+    );
+    assert_eq!(
+        store.list_repositories(None, 1).await.expect("list"),
+        vec!["suite/app"]
+    );
 
     // Uploads: created, advanced only from the offset they are at, completed into a link.
-    let upload = Upload { id: "u1".into(), repository: repo.clone(), offset: 0, hash_state: vec![1, 2], created_at: 7 };
+    let upload = Upload {
+        id: "u1".into(),
+        repository: repo.clone(),
+        offset: 0,
+        hash_state: vec![1, 2],
+        created_at: 7,
+    };
     store.create_upload(&upload).await.expect("create");
-    assert_eq!(store.get_upload("u1").await.expect("get"), Some(upload.clone()));
-    assert!(store.advance_upload("u1", 0, 10, &[3]).await.expect("advance"));
-    assert!(!store.advance_upload("u1", 0, 20, &[4]).await.expect("stale advance"), "stale offset must not move");
+    assert_eq!(
+        store.get_upload("u1").await.expect("get"),
+        Some(upload.clone())
+    );
+    assert!(
+        store
+            .advance_upload("u1", 0, 10, &[3])
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !store
+            .advance_upload("u1", 0, 20, &[4])
+            .await
+            .expect("stale advance"),
+        "stale offset must not move"
+    );
     let moved = store.get_upload("u1").await.expect("get").expect("exists");
     assert_eq!((moved.offset, moved.hash_state), (10, vec![3]));
     let blob = digest("uploaded");
-    store.complete_upload("u1", &repo, &blob, 10).await.expect("complete");
+    store
+        .complete_upload("u1", &repo, &blob, 10)
+        .await
+        .expect("complete");
     assert_eq!(store.get_upload("u1").await.expect("get"), None);
-    assert_eq!(store.linked_blob_size(&repo, &blob).await.expect("query"), Some(10));
-    store.create_upload(&Upload { id: "u2".into(), ..upload }).await.expect("create");
+    assert_eq!(
+        store.linked_blob_size(&repo, &blob).await.expect("query"),
+        Some(10)
+    );
+    store
+        .create_upload(&Upload {
+            id: "u2".into(),
+            ..upload
+        })
+        .await
+        .expect("create");
     assert!(store.delete_upload("u2").await.expect("delete"));
     assert!(!store.delete_upload("u2").await.expect("delete again"));
 
     // Manifests: refused while a reference is missing, stored exactly, tagged.
     let missing = manifest("m-missing", vec![layer.clone(), digest("absent")], None);
     match store.put_manifest(&repo, &missing, None).await {
-        Err(MetaError::MissingReference { digest: d, is_manifest: false }) => assert_eq!(d, digest("absent")),
+        Err(MetaError::MissingReference {
+            digest: d,
+            is_manifest: false,
+        }) => assert_eq!(d, digest("absent")),
         other => panic!("expected MissingReference, got {other:?}"),
     }
     let image = manifest("m-image", vec![layer.clone(), blob.clone()], None);
     let latest: Tag = "latest".parse().expect("tag");
-    store.put_manifest(&repo, &image, Some(&latest)).await.expect("put");
-    store.put_manifest(&repo, &image, Some(&latest)).await.expect("put again is idempotent");
-    let by_tag = store.get_manifest(&repo, &Reference::Tag(latest.clone())).await.expect("get").expect("found");
+    store
+        .put_manifest(&repo, &image, Some(&latest))
+        .await
+        .expect("put");
+    store
+        .put_manifest(&repo, &image, Some(&latest))
+        .await
+        .expect("put again is idempotent");
+    let by_tag = store
+        .get_manifest(&repo, &Reference::Tag(latest.clone()))
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(by_tag.content, b"m-image");
     assert_eq!(by_tag.digest, image.digest);
     let by_digest = Reference::Digest(image.digest.clone());
-    assert!(store.get_manifest(&repo, &by_digest).await.expect("get").is_some());
-    assert!(store.get_manifest(&other, &by_digest).await.expect("get").is_none());
+    assert!(
+        store
+            .get_manifest(&repo, &by_digest)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert!(
+        store
+            .get_manifest(&other, &by_digest)
+            .await
+            .expect("get")
+            .is_none()
+    );
 
     // An index needs its children in the same repository.
     let mut index = manifest("m-index", Vec::new(), None);
     index.manifests = vec![image.digest.clone()];
-    store.put_manifest(&repo, &index, None).await.expect("index with present child");
+    store
+        .put_manifest(&repo, &index, None)
+        .await
+        .expect("index with present child");
     assert!(matches!(
         store.put_manifest(&other, &index, None).await,
-        Err(MetaError::MissingReference { is_manifest: true, .. })
+        Err(MetaError::MissingReference {
+            is_manifest: true,
+            ..
+        })
     ));
 
     // Tags: moved by a later put, listed with pagination, unknown repository is None.
     let v1: Tag = "v1".parse().expect("tag");
-    store.put_manifest(&repo, &image, Some(&v1)).await.expect("tag v1");
-    assert_eq!(store.list_tags(&repo, None, 10).await.expect("tags"), Some(vec!["latest".into(), "v1".into()]));
-    assert_eq!(store.list_tags(&repo, Some("latest"), 10).await.expect("tags"), Some(vec!["v1".into()]));
-    assert_eq!(store.list_tags(&name("suite/none"), None, 10).await.expect("tags"), None);
+    store
+        .put_manifest(&repo, &image, Some(&v1))
+        .await
+        .expect("tag v1");
+    assert_eq!(
+        store.list_tags(&repo, None, 10).await.expect("tags"),
+        Some(vec!["latest".into(), "v1".into()])
+    );
+    assert_eq!(
+        store
+            .list_tags(&repo, Some("latest"), 10)
+            .await
+            .expect("tags"),
+        Some(vec!["v1".into()])
+    );
+    assert_eq!(
+        store
+            .list_tags(&name("suite/none"), None, 10)
+            .await
+            .expect("tags"),
+        None
+    );
     assert!(store.delete_tag(&repo, &v1).await.expect("delete tag"));
-    assert!(store.get_manifest(&repo, &Reference::Tag(v1)).await.expect("get").is_none());
-    assert!(store.get_manifest(&repo, &by_digest).await.expect("get").is_some(), "manifest stays");
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Tag(v1))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &by_digest)
+            .await
+            .expect("get")
+            .is_some(),
+        "manifest stays"
+    );
 
     // Referrers: by subject, filtered by artifact type; the subject need not exist.
     let subject = digest("no-such-manifest");
     let mut sig = manifest("m-sig", vec![layer.clone()], Some(subject.clone()));
-    sig.annotations = Some(serde_json::Map::from_iter([("k".to_string(), serde_json::json!("v"))]));
-    store.put_manifest(&repo, &sig, None).await.expect("referrer");
-    let found = store.referrers(&repo, &subject, None).await.expect("referrers");
+    sig.annotations = Some(serde_json::Map::from_iter([(
+        "k".to_string(),
+        serde_json::json!("v"),
+    )]));
+    store
+        .put_manifest(&repo, &sig, None)
+        .await
+        .expect("referrer");
+    let found = store
+        .referrers(&repo, &subject, None)
+        .await
+        .expect("referrers");
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].digest, sig.digest);
     assert_eq!(found[0].size, 5);
     assert_eq!(found[0].annotations, sig.annotations);
-    assert!(store.referrers(&repo, &subject, Some("other/type")).await.expect("filtered").is_empty());
-    assert_eq!(store.referrers(&repo, &subject, Some("application/x.test")).await.expect("filtered").len(), 1);
+    assert!(
+        store
+            .referrers(&repo, &subject, Some("other/type"))
+            .await
+            .expect("filtered")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .referrers(&repo, &subject, Some("application/x.test"))
+            .await
+            .expect("filtered")
+            .len(),
+        1
+    );
 
     // Deleting a manifest takes its tags with it.
-    assert!(store.delete_manifest(&repo, &sig.digest).await.expect("delete"));
-    assert!(!store.delete_manifest(&repo, &sig.digest).await.expect("delete again"));
-    assert!(store.delete_manifest(&repo, &index.digest).await.expect("delete index"));
-    assert!(store.delete_manifest(&repo, &image.digest).await.expect("delete image"));
-    assert!(store.get_manifest(&repo, &Reference::Tag(latest)).await.expect("get").is_none());
-    assert_eq!(store.list_tags(&repo, None, 10).await.expect("tags"), Some(vec![]));
+    assert!(
+        store
+            .delete_manifest(&repo, &sig.digest)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_manifest(&repo, &sig.digest)
+            .await
+            .expect("delete again")
+    );
+    assert!(
+        store
+            .delete_manifest(&repo, &index.digest)
+            .await
+            .expect("delete index")
+    );
+    assert!(
+        store
+            .delete_manifest(&repo, &image.digest)
+            .await
+            .expect("delete image")
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Tag(latest))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        store.list_tags(&repo, None, 10).await.expect("tags"),
+        Some(vec![])
+    );
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
 pub async fn reopened(store: &dyn MetaStore) {
     let repo = name("suite/app");
-    assert_eq!(store.linked_blob_size(&repo, &digest("layer")).await.expect("query"), Some(5));
-    assert_eq!(store.list_repositories(None, 10).await.expect("list").len(), 2);
+    assert_eq!(
+        store
+            .linked_blob_size(&repo, &digest("layer"))
+            .await
+            .expect("query"),
+        Some(5)
+    );
+    assert_eq!(
+        store.list_repositories(None, 10).await.expect("list").len(),
+        2
+    );
 }

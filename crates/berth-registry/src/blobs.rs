@@ -9,7 +9,10 @@ use crate::{Error, Registry, Result};
 impl Registry {
     /// The blob's size, if the repository has it.
     pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
-        self.meta.linked_blob_size(repository, digest).await?.ok_or_else(|| Error::BlobUnknown(digest.clone()))
+        self.meta
+            .linked_blob_size(repository, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))
     }
 
     /// `len` bytes of a blob from `start`. The caller has checked visibility and range.
@@ -24,7 +27,12 @@ impl Registry {
     }
 
     /// Link a blob that `from` has into `to`; its size, or `None` if `from` lacks it.
-    pub async fn mount_blob(&self, from: &RepositoryName, to: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+    pub async fn mount_blob(
+        &self,
+        from: &RepositoryName,
+        to: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>> {
         Ok(self.meta.mount_blob(from, to, digest).await?)
     }
 
@@ -32,6 +40,10 @@ impl Registry {
     /// garbage collection reclaims unlinked bytes.
     pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
         self.check_delete_enabled()?;
-        if self.meta.unlink_blob(repository, digest).await? { Ok(()) } else { Err(Error::BlobUnknown(digest.clone())) }
+        if self.meta.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown(digest.clone()))
+        }
     }
 }

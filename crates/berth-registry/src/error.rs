@@ -41,7 +41,8 @@ impl Error {
         match self {
             Error::BlobUnknown(_) => ErrorCode::BlobUnknown,
             Error::UploadUnknown => ErrorCode::BlobUploadUnknown,
-            Error::UploadInvalid(_) | Error::RangeInvalid { .. } => ErrorCode::BlobUploadInvalid,
+            Error::UploadInvalid(_) => ErrorCode::BlobUploadInvalid,
+            Error::RangeInvalid { .. } => ErrorCode::RangeInvalid,
             Error::DigestMismatch { .. } => ErrorCode::DigestInvalid,
             Error::ManifestBlobUnknown(_) => ErrorCode::ManifestBlobUnknown,
             Error::ManifestInvalid(_) => ErrorCode::ManifestInvalid,
@@ -56,7 +57,6 @@ impl Error {
 
     pub fn status(&self) -> u16 {
         match self {
-            Error::RangeInvalid { .. } => 416,
             Error::ManifestTooLarge => 413,
             Error::DeleteDisabled => 405,
             Error::Internal(_) => 500,
@@ -81,7 +81,9 @@ impl From<StorageError> for Error {
             StorageError::UploadMissing(_) => Error::UploadUnknown,
             e @ StorageError::UploadTruncated { .. } => {
                 tracing::warn!(error = %e, "upload lost data it had acknowledged; the client must restart it");
-                Error::UploadInvalid("the upload lost data in a crash; start the upload again".into())
+                Error::UploadInvalid(
+                    "the upload lost data in a crash; start the upload again".into(),
+                )
             }
             other => Error::Internal(other.to_string()),
         }

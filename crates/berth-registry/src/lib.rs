@@ -33,7 +33,9 @@ pub struct RegistryOptions {
 
 impl Default for RegistryOptions {
     fn default() -> Self {
-        RegistryOptions { delete_enabled: true }
+        RegistryOptions {
+            delete_enabled: true,
+        }
     }
 }
 
@@ -46,8 +48,17 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, options: RegistryOptions) -> Registry {
-        Registry { meta, blobs, options, upload_locks: Default::default() }
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        options: RegistryOptions,
+    ) -> Registry {
+        Registry {
+            meta,
+            blobs,
+            options,
+            upload_locks: Default::default(),
+        }
     }
 
     pub fn options(&self) -> &RegistryOptions {
@@ -55,6 +66,10 @@ impl Registry {
     }
 
     fn check_delete_enabled(&self) -> Result<()> {
-        if self.options.delete_enabled { Ok(()) } else { Err(Error::DeleteDisabled) }
+        if self.options.delete_enabled {
+            Ok(())
+        } else {
+            Err(Error::DeleteDisabled)
+        }
     }
 }

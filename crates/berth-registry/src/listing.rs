@@ -26,16 +26,25 @@ fn page_size(page: &Page, default: usize) -> usize {
 fn finish(mut items: Vec<String>, limit: usize) -> Listing {
     let more = items.len() > limit;
     items.truncate(limit);
-    Listing { items, next_page_size: more.then_some(limit) }
+    Listing {
+        items,
+        next_page_size: more.then_some(limit),
+    }
 }
 
 impl Registry {
     pub async fn catalog(&self, page: &Page) -> Result<Listing> {
         let limit = page_size(page, DEFAULT_CATALOG_PAGE);
         if limit == 0 {
-            return Ok(Listing { items: Vec::new(), next_page_size: None });
+            return Ok(Listing {
+                items: Vec::new(),
+                next_page_size: None,
+            });
         }
-        let names = self.meta.list_repositories(page.last.as_deref(), limit + 1).await?;
+        let names = self
+            .meta
+            .list_repositories(page.last.as_deref(), limit + 1)
+            .await?;
         Ok(finish(names, limit))
     }
 
@@ -47,7 +56,10 @@ impl Registry {
             .await?
             .ok_or_else(|| Error::NameUnknown(repository.to_string()))?;
         if limit == 0 {
-            return Ok(Listing { items: Vec::new(), next_page_size: None });
+            return Ok(Listing {
+                items: Vec::new(),
+                next_page_size: None,
+            });
         }
         Ok(finish(tags, limit))
     }

@@ -1,6 +1,6 @@
 //! Manifests: validation on push, reference checks, tags, deletes and referrers.
 
-use berth_core::manifest::{self, ManifestError, MAX_MANIFEST_BYTES};
+use berth_core::manifest::{self, MAX_MANIFEST_BYTES, ManifestError};
 use berth_core::{Algorithm, Digest, Reference, RepositoryName};
 use berth_meta::{NewManifest, Referrer, StoredManifest};
 
@@ -27,13 +27,18 @@ impl Registry {
             return Err(Error::ManifestTooLarge);
         }
         let parsed = manifest::parse(content_type, body).map_err(|e| match e {
-            ManifestError::Schema1 | ManifestError::Invalid(_) => Error::ManifestInvalid(e.to_string()),
+            ManifestError::Schema1 | ManifestError::Invalid(_) => {
+                Error::ManifestInvalid(e.to_string())
+            }
         })?;
         let digest = match reference {
             Reference::Digest(expected) => {
                 let actual = Digest::of(expected.algorithm(), body);
                 if &actual != expected {
-                    return Err(Error::DigestMismatch { expected: expected.clone(), actual });
+                    return Err(Error::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
                 }
                 actual
             }
@@ -54,10 +59,17 @@ impl Registry {
             manifests: parsed.manifests,
         };
         self.meta.put_manifest(repository, &record, tag).await?;
-        Ok(PushedManifest { digest, subject: parsed.subject })
+        Ok(PushedManifest {
+            digest,
+            subject: parsed.subject,
+        })
     }
 
-    pub async fn get_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<StoredManifest> {
+    pub async fn get_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
         self.meta
             .get_manifest(repository, reference)
             .await?
@@ -65,13 +77,21 @@ impl Registry {
     }
 
     /// By digest: delete the manifest and its tags. By tag: delete only the tag.
-    pub async fn delete_manifest(&self, repository: &RepositoryName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         self.check_delete_enabled()?;
         let deleted = match reference {
             Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await?,
             Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await?,
         };
-        if deleted { Ok(()) } else { Err(Error::ManifestUnknown(reference.to_string())) }
+        if deleted {
+            Ok(())
+        } else {
+            Err(Error::ManifestUnknown(reference.to_string()))
+        }
     }
 
     /// Manifests whose subject is `subject`; empty (not an error) when there are none.
@@ -81,6 +101,9 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>> {
-        Ok(self.meta.referrers(repository, subject, artifact_type).await?)
+        Ok(self
+            .meta
+            .referrers(repository, subject, artifact_type)
+            .await?)
     }
 }

@@ -27,7 +27,10 @@ impl ContentRange {
     /// Parse `start-end`, also accepting the `bytes start-end/total` form some clients send.
     pub fn parse(value: &str) -> Option<ContentRange> {
         let value = value.trim();
-        let value = value.strip_prefix("bytes").map(|v| v.trim_start_matches([' ', '='])).unwrap_or(value);
+        let value = value
+            .strip_prefix("bytes")
+            .map(|v| v.trim_start_matches([' ', '=']))
+            .unwrap_or(value);
         let value = value.split('/').next()?;
         let (start, end) = value.split_once('-')?;
         let (start, end) = (start.trim().parse().ok()?, end.trim().parse().ok()?);
@@ -55,7 +58,11 @@ impl UploadLocks {
             let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
             map.entry(id.to_owned()).or_default().clone()
         };
-        UploadGuard { locks: self, id: id.to_owned(), _held: lock.lock_owned().await }
+        UploadGuard {
+            locks: self,
+            id: id.to_owned(),
+            _held: lock.lock_owned().await,
+        }
     }
 }
 
@@ -74,7 +81,10 @@ fn new_upload_id() -> String {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Registry {
@@ -97,7 +107,11 @@ impl Registry {
     }
 
     async fn session(&self, repository: &RepositoryName, id: &str) -> Result<Upload> {
-        self.meta.get_upload(id).await?.filter(|u| &u.repository == repository).ok_or(Error::UploadUnknown)
+        self.meta
+            .get_upload(id)
+            .await?
+            .filter(|u| &u.repository == repository)
+            .ok_or(Error::UploadUnknown)
     }
 
     /// How many bytes the session holds.
@@ -120,14 +134,27 @@ impl Registry {
     }
 
     /// Stream a chunk into the session and record its progress. The caller holds the lock.
-    async fn append(&self, upload: &Upload, range: Option<ContentRange>, body: ByteStream) -> Result<u64> {
+    async fn append(
+        &self,
+        upload: &Upload,
+        range: Option<ContentRange>,
+        body: ByteStream,
+    ) -> Result<u64> {
         if let Some(range) = range
             && range.start != upload.offset
         {
-            return Err(Error::RangeInvalid { offset: upload.offset });
+            return Err(Error::RangeInvalid {
+                offset: upload.offset,
+            });
         }
-        let mut hasher = DigestHasher::restore(&upload.hash_state).map_err(|e| Error::Internal(e.to_string()))?;
-        let written = self.blobs.append(&upload.id, upload.offset, body, &mut |chunk| hasher.update(chunk)).await?;
+        let mut hasher = DigestHasher::restore(&upload.hash_state)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let written = self
+            .blobs
+            .append(&upload.id, upload.offset, body, &mut |chunk| {
+                hasher.update(chunk)
+            })
+            .await?;
         if let Some(range) = range
             && range.len() != written
         {
@@ -138,8 +165,14 @@ impl Registry {
             )));
         }
         let offset = upload.offset + written;
-        if !self.meta.advance_upload(&upload.id, upload.offset, offset, &hasher.save()).await? {
-            return Err(Error::RangeInvalid { offset: upload.offset });
+        if !self
+            .meta
+            .advance_upload(&upload.id, upload.offset, offset, &hasher.save())
+            .await?
+        {
+            return Err(Error::RangeInvalid {
+                offset: upload.offset,
+            });
         }
         Ok(offset)
     }
@@ -161,7 +194,8 @@ impl Registry {
             upload = self.session(repository, id).await?;
         }
         let size = upload.offset;
-        let hasher = DigestHasher::restore(&upload.hash_state).map_err(|e| Error::Internal(e.to_string()))?;
+        let hasher = DigestHasher::restore(&upload.hash_state)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let actual = if hasher.algorithm() == digest.algorithm() {
             hasher.finish()
         } else {
@@ -171,10 +205,15 @@ impl Registry {
         };
         if &actual != digest {
             self.discard(id).await;
-            return Err(Error::DigestMismatch { expected: digest.clone(), actual });
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         self.blobs.commit(id, digest).await?;
-        self.meta.complete_upload(id, repository, digest, size).await?;
+        self.meta
+            .complete_upload(id, repository, digest, size)
+            .await?;
         Ok(size)
     }
 
@@ -206,12 +245,21 @@ impl Registry {
     }
 
     /// A whole blob in one request (`POST ...?digest=`). Returns its size.
-    pub async fn put_blob(&self, repository: &RepositoryName, digest: &Digest, body: ByteStream) -> Result<u64> {
+    pub async fn put_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<u64> {
         // A transient area with no session row: nothing to resume, nothing to leak in the DB.
         let id = new_upload_id();
         self.blobs.create_upload(&id).await?;
         let mut hasher = DigestHasher::new(digest.algorithm());
-        let size = match self.blobs.append(&id, 0, body, &mut |chunk| hasher.update(chunk)).await {
+        let size = match self
+            .blobs
+            .append(&id, 0, body, &mut |chunk| hasher.update(chunk))
+            .await
+        {
             Ok(size) => size,
             Err(e) => {
                 let _ = self.blobs.delete_upload(&id).await;
@@ -221,7 +269,10 @@ impl Registry {
         let actual = hasher.finish();
         if &actual != digest {
             let _ = self.blobs.delete_upload(&id).await;
-            return Err(Error::DigestMismatch { expected: digest.clone(), actual });
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         self.blobs.commit(&id, digest).await?;
         self.meta.link_blob(repository, digest, size).await?;
@@ -235,9 +286,18 @@ mod tests {
 
     #[test]
     fn content_range_forms() {
-        assert_eq!(ContentRange::parse("0-99"), Some(ContentRange { start: 0, end: 99 }));
-        assert_eq!(ContentRange::parse("bytes 10-19/100"), Some(ContentRange { start: 10, end: 19 }));
-        assert_eq!(ContentRange::parse("bytes=10-19"), Some(ContentRange { start: 10, end: 19 }));
+        assert_eq!(
+            ContentRange::parse("0-99"),
+            Some(ContentRange { start: 0, end: 99 })
+        );
+        assert_eq!(
+            ContentRange::parse("bytes 10-19/100"),
+            Some(ContentRange { start: 10, end: 19 })
+        );
+        assert_eq!(
+            ContentRange::parse("bytes=10-19"),
+            Some(ContentRange { start: 10, end: 19 })
+        );
         assert_eq!(ContentRange::parse("9-1"), None);
         assert_eq!(ContentRange::parse("x"), None);
         assert_eq!(ContentRange::parse("0-99").map(|r| r.len()), Some(100));

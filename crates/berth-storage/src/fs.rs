@@ -30,7 +30,9 @@ impl FsBlobStore {
     pub fn open(root: &Path) -> io::Result<FsBlobStore> {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(FsBlobStore { root: root.to_owned() })
+        Ok(FsBlobStore {
+            root: root.to_owned(),
+        })
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
@@ -41,16 +43,30 @@ impl FsBlobStore {
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.root.join("blobs").join(digest.algorithm().as_str()).join(&hex[..2]).join(hex)
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
 }
 
 fn missing_upload(id: &str) -> impl Fn(io::Error) -> StorageError + '_ {
-    move |e| if e.kind() == io::ErrorKind::NotFound { StorageError::UploadMissing(id.to_owned()) } else { e.into() }
+    move |e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            StorageError::UploadMissing(id.to_owned())
+        } else {
+            e.into()
+        }
+    }
 }
 
 #[async_trait]
@@ -81,7 +97,11 @@ impl BlobStore for FsBlobStore {
         .map_err(io::Error::other)?
         .map_err(missing_upload(id))?;
         if actual < offset {
-            return Err(StorageError::UploadTruncated { id: id.to_owned(), expected: offset, actual });
+            return Err(StorageError::UploadTruncated {
+                id: id.to_owned(),
+                expected: offset,
+                actual,
+            });
         }
 
         // The writer thread drains chunks while this task reads and hashes the next ones.
@@ -128,7 +148,9 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn read_upload(&self, id: &str, len: u64) -> Result<ByteStream> {
-        let file = tokio::fs::File::open(self.upload_path(id)).await.map_err(missing_upload(id))?;
+        let file = tokio::fs::File::open(self.upload_path(id))
+            .await
+            .map_err(missing_upload(id))?;
         Ok(ReaderStream::with_capacity(file.take(len), CHUNK).boxed())
     }
 
@@ -137,7 +159,9 @@ impl BlobStore for FsBlobStore {
         let blob = self.blob_path(digest);
         let result = blocking(move || -> io::Result<()> {
             File::open(&upload)?.sync_all()?;
-            let dir = blob.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
+            let dir = blob
+                .parent()
+                .ok_or_else(|| io::Error::other("blob path has no parent"))?;
             std::fs::create_dir_all(dir)?;
             if blob.exists() {
                 // Same digest, same bytes: the stored copy stands.
@@ -169,7 +193,9 @@ impl BlobStore for FsBlobStore {
     async fn open(&self, digest: &Digest, start: u64, len: u64) -> Result<ByteStream> {
         let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::BlobMissing(digest.clone())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StorageError::BlobMissing(digest.clone()));
+            }
             Err(e) => return Err(e.into()),
         };
         if start > 0 {

@@ -30,7 +30,11 @@ pub enum StorageError {
     /// The upload area holds fewer bytes than the metadata says were written (the machine
     /// lost data it had not yet flushed); the upload cannot continue.
     #[error("upload area {id:?} is shorter ({actual} bytes) than its recorded offset {expected}")]
-    UploadTruncated { id: String, expected: u64, actual: u64 },
+    UploadTruncated {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("blob {0} is not in storage")]
     BlobMissing(Digest),
     #[error("storage error: {0}")]

@@ -1,2 +1,202 @@
-//! berth binary
-fn main() {}
+//! The `berth` binary: command-line parsing, configuration and wiring. No registry logic
+//! lives here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use berth_auth::{AuthMode, Authorizer, Htpasswd};
+use berth_registry::{Registry, RegistryOptions};
+use clap::{Parser, Subcommand};
+
+mod config;
+
+use config::{Config, RawConfig, berth_env_name, registry_env_name};
+
+#[derive(Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "A container image registry in one binary."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve(Flags),
+    /// Check the configuration and print every setting with where it came from.
+    Config(Flags),
+}
+
+/// Flags override every other source. Environment: BERTH_* (and REGISTRY_* from registry:2).
+#[derive(clap::Args)]
+struct Flags {
+    /// TOML config file (env BERTH_CONFIG).
+    #[arg(long, env = "BERTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:5000].
+    #[arg(long)]
+    addr: Option<String>,
+    /// Data directory (metadata database and blobs) [default: ./berth-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Allow deletes of manifests, tags and blobs [default: true].
+    #[arg(long)]
+    delete_enabled: Option<bool>,
+    /// Accept anonymous writes from other machines when no auth is set [default: false].
+    #[arg(long)]
+    anonymous_write: Option<bool>,
+    /// htpasswd file (bcrypt) enabling basic auth.
+    #[arg(long)]
+    htpasswd: Option<PathBuf>,
+}
+
+impl Flags {
+    fn load(&self) -> Result<Config, config::ConfigError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut sources = Vec::new();
+        if let Some(path) = &self.config {
+            sources.push(("config file", RawConfig::from_file(path)?));
+        }
+        sources.push((
+            "REGISTRY_* environment",
+            RawConfig::from_env(registry_env_name, &env)?,
+        ));
+        sources.push((
+            "BERTH_* environment",
+            RawConfig::from_env(berth_env_name, &env)?,
+        ));
+        sources.push((
+            "flag",
+            RawConfig {
+                addr: self.addr.clone(),
+                data_dir: self.data_dir.clone(),
+                delete_enabled: self.delete_enabled,
+                anonymous_write: self.anonymous_write,
+                htpasswd: self.htpasswd.clone(),
+                realm: None,
+            },
+        ));
+        Config::resolve(&sources)
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(flags) => flags.load().map_err(|e| e.to_string()).and_then(serve),
+        Command::Config(flags) => flags
+            .load()
+            .map_err(|e| e.to_string())
+            .map(|config| print!("{}", config.describe())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("berth: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    let meta = berth_meta::SqliteStore::open(&data_dir.join("metadata.db"))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the metadata database in {}: {e}",
+                data_dir.display()
+            )
+        })?;
+    let blobs = berth_storage::FsBlobStore::open(data_dir)
+        .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?;
+    let auth = match &config.htpasswd {
+        Some(path) => AuthMode::Htpasswd {
+            realm: config.realm.clone(),
+            passwords: Htpasswd::load(path).map_err(|e| e.to_string())?,
+        },
+        None => AuthMode::Open {
+            anonymous_write: config.anonymous_write,
+        },
+    };
+    if matches!(
+        auth,
+        AuthMode::Open {
+            anonymous_write: false
+        }
+    ) && !config.addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            addr = %config.addr,
+            "no authentication configured: other machines may pull but not push (set up htpasswd, or BERTH_ANONYMOUS_WRITE=true)"
+        );
+    }
+    let registry = Registry::new(
+        Arc::new(meta.clone()),
+        Arc::new(blobs),
+        RegistryOptions {
+            delete_enabled: config.delete_enabled,
+        },
+    );
+    let app = berth_api::app(berth_api::AppState {
+        registry: Arc::new(registry),
+        auth: Arc::new(Authorizer::new(auth)),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+    tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("server failed: {e}"))?;
+    meta.close().await;
+    tracing::info!("berth stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

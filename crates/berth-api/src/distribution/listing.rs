@@ -1,0 +1,83 @@
+//! Content discovery: `_catalog`, `tags/list` and `referrers`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::endpoint::Page;
+use berth_core::media_type::OCI_INDEX;
+use berth_core::{Digest, RepositoryName};
+use berth_registry::{Listing, Registry};
+use serde_json::json;
+
+use crate::ApiError;
+
+fn json_response(body: serde_json::Value, content_type: &'static str) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `Link: </v2/...?n=N&last=LAST>; rel="next"` when another page follows.
+fn add_next_link(response: &mut Response, path: &str, listing: &Listing) {
+    if let (Some(n), Some(last)) = (listing.next_page_size, listing.items.last()) {
+        let last: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+        if let Ok(v) = HeaderValue::from_str(&format!("<{path}?n={n}&last={last}>; rel=\"next\"")) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+}
+
+pub async fn catalog(registry: &Registry, page: &Page) -> Result<Response, ApiError> {
+    let listing = registry.catalog(page).await?;
+    let mut response = json_response(json!({ "repositories": listing.items }), "application/json");
+    add_next_link(&mut response, "/v2/_catalog", &listing);
+    Ok(response)
+}
+
+pub async fn tags(
+    registry: &Registry,
+    name: &RepositoryName,
+    page: &Page,
+) -> Result<Response, ApiError> {
+    let listing = registry.list_tags(name, page).await?;
+    let mut response = json_response(
+        json!({ "name": name, "tags": listing.items }),
+        "application/json",
+    );
+    add_next_link(&mut response, &format!("/v2/{name}/tags/list"), &listing);
+    Ok(response)
+}
+
+pub async fn referrers(
+    registry: &Registry,
+    name: &RepositoryName,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+) -> Result<Response, ApiError> {
+    let found = registry.referrers(name, subject, artifact_type).await?;
+    let manifests: Vec<_> = found
+        .into_iter()
+        .map(|r| {
+            let mut descriptor =
+                json!({ "mediaType": r.media_type, "digest": r.digest, "size": r.size });
+            if let Some(t) = r.artifact_type {
+                descriptor["artifactType"] = json!(t);
+            }
+            if let Some(a) = r.annotations {
+                descriptor["annotations"] = json!(a);
+            }
+            descriptor
+        })
+        .collect();
+    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut response = json_response(index, OCI_INDEX);
+    if artifact_type.is_some() {
+        response.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(response)
+}

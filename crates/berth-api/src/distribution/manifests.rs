@@ -1,0 +1,144 @@
+//! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_core::manifest::MAX_MANIFEST_BYTES;
+use berth_core::{ErrorCode, Reference, RepositoryName};
+use berth_registry::{Error, Registry};
+
+use super::header_str;
+use crate::ApiError;
+
+pub async fn get(
+    registry: &Registry,
+    name: &RepositoryName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
+    let manifest = registry.get_manifest(name, reference).await?;
+    if !accepts(header_str(headers, header::ACCEPT), &manifest.media_type) {
+        return Err(ApiError::new(
+            404,
+            ErrorCode::ManifestUnknown,
+            format!(
+                "the manifest is {} but the request's Accept header does not list it",
+                manifest.media_type
+            ),
+        ));
+    }
+    let len = manifest.content.len();
+    let mut response = if head {
+        Response::new(Body::empty())
+    } else {
+        Response::new(Body::from(manifest.content))
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, len.into());
+    if let Ok(v) = manifest.media_type.parse() {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = manifest.digest.to_string().parse() {
+        h.insert("docker-content-digest", v);
+    }
+    if let Ok(v) = format!("\"{}\"", manifest.digest).parse() {
+        h.insert(header::ETAG, v);
+    }
+    Ok(response)
+}
+
+/// Whether an `Accept` header admits `media_type`. No header, a wildcard or plain JSON
+/// admits everything; otherwise the type must be listed (as Distribution does for OCI types).
+fn accepts(accept: Option<&str>, media_type: &str) -> bool {
+    let Some(accept) = accept else { return true };
+    let mut listed = accept
+        .split(',')
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .filter(|t| !t.is_empty())
+        .peekable();
+    if listed.peek().is_none() {
+        return true;
+    }
+    listed.any(|t| t == media_type || t == "*/*" || t == "application/*" || t == "application/json")
+}
+
+pub async fn put(
+    registry: &Registry,
+    name: &RepositoryName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let declared_len =
+        header_str(headers, header::CONTENT_LENGTH).and_then(|l| l.trim().parse::<usize>().ok());
+    if declared_len.is_some_and(|l| l > MAX_MANIFEST_BYTES) {
+        return Err(Error::ManifestTooLarge.into());
+    }
+    let bytes = axum::body::to_bytes(body, MAX_MANIFEST_BYTES)
+        .await
+        .map_err(|e| {
+            // to_bytes fails for an oversized body or a broken connection.
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                Error::ManifestTooLarge.into()
+            } else {
+                ApiError::new(
+                    400,
+                    ErrorCode::ManifestInvalid,
+                    format!("could not read the manifest body: {e}"),
+                )
+            }
+        })?;
+    let pushed = registry
+        .put_manifest(
+            name,
+            reference,
+            header_str(headers, header::CONTENT_TYPE),
+            &bytes,
+        )
+        .await?;
+    let location = format!("/v2/{name}/manifests/{}", pushed.digest);
+    let mut response = (StatusCode::CREATED, [(header::CONTENT_LENGTH, "0")]).into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = location.parse() {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = pushed.digest.to_string().parse() {
+        h.insert("docker-content-digest", v);
+    }
+    if let Some(subject) = pushed.subject
+        && let Ok(v) = subject.to_string().parse()
+    {
+        h.insert("oci-subject", v);
+    }
+    Ok(response)
+}
+
+pub async fn delete(
+    registry: &Registry,
+    name: &RepositoryName,
+    reference: &Reference,
+) -> Result<Response, ApiError> {
+    registry.delete_manifest(name, reference).await?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts;
+    use berth_core::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+
+    #[test]
+    fn accept_negotiation() {
+        assert!(accepts(None, OCI_INDEX));
+        assert!(accepts(Some("*/*"), OCI_INDEX));
+        assert!(accepts(
+            Some(&format!("{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.9")),
+            OCI_MANIFEST
+        ));
+        assert!(!accepts(Some(DOCKER_MANIFEST), OCI_INDEX));
+        assert!(accepts(Some(""), OCI_INDEX));
+    }
+}

@@ -1,0 +1,181 @@
+//! The OCI distribution API under `/v2/`.
+//!
+//! Every request goes through [`dispatch`]: parse the path into a typed `Endpoint` (once),
+//! authenticate, authorize the endpoint's required accesses, then call the one handler for
+//! that endpoint. Every response carries `Docker-Distribution-API-Version: registry/2.0`.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use berth_auth::{AuthMode, Decision, Principal};
+use berth_core::{Endpoint, ErrorCode};
+
+use crate::{ApiError, AppState};
+
+mod blobs;
+mod listing;
+mod manifests;
+mod uploads;
+
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let mut response = match route(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    response.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    response
+}
+
+async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let endpoint = Endpoint::parse(
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query(),
+    )?;
+    let principal = authenticate(state, request.headers()).await?;
+    // Without connection info (in-process tests) the caller is this process.
+    let peer_is_loopback = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none_or(|ConnectInfo(addr)| addr.ip().is_loopback());
+    match state
+        .auth
+        .decide(&principal, peer_is_loopback, &endpoint.required_access())
+    {
+        Decision::Allow => {}
+        Decision::Challenge { realm } => {
+            return Err(ApiError::new(401, ErrorCode::Unauthorized, "").with_header(
+                header::WWW_AUTHENTICATE,
+                &format!("Basic realm=\"{realm}\""),
+            ));
+        }
+        Decision::Deny(reason) => return Err(ApiError::new(403, ErrorCode::Denied, reason)),
+    }
+
+    let (parts, body) = request.into_parts();
+    let registry = &state.registry;
+    let headers = &parts.headers;
+    match endpoint {
+        Endpoint::Base => Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response()),
+        Endpoint::Catalog { page } => listing::catalog(registry, &page).await,
+        Endpoint::ListTags { name, page } => listing::tags(registry, &name, &page).await,
+        Endpoint::Referrers {
+            name,
+            digest,
+            artifact_type,
+        } => listing::referrers(registry, &name, &digest, artifact_type.as_deref()).await,
+        Endpoint::GetManifest {
+            name,
+            reference,
+            head,
+        } => manifests::get(registry, &name, &reference, headers, head).await,
+        Endpoint::PutManifest { name, reference } => {
+            manifests::put(registry, &name, &reference, headers, body).await
+        }
+        Endpoint::DeleteManifest { name, reference } => {
+            manifests::delete(registry, &name, &reference).await
+        }
+        Endpoint::GetBlob { name, digest, head } => {
+            blobs::get(registry, &name, &digest, headers, head).await
+        }
+        Endpoint::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
+        Endpoint::StartUpload {
+            name,
+            digest,
+            mount,
+            from,
+        } => uploads::start(registry, &name, digest, mount, from, headers, body).await,
+        Endpoint::UploadStatus { name, id } => uploads::status(registry, &name, &id).await,
+        Endpoint::PatchUpload { name, id } => {
+            uploads::patch(registry, &name, &id, headers, body).await
+        }
+        Endpoint::CompleteUpload { name, id, digest } => {
+            uploads::complete(registry, &name, &id, &digest, headers, body).await
+        }
+        Endpoint::CancelUpload { name, id } => uploads::cancel(registry, &name, &id).await,
+    }
+}
+
+/// Who the request is from, per the configured auth mode. Bad credentials are a 401.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let AuthMode::Htpasswd { realm, passwords } = state.auth.mode() else {
+        return Ok(Principal::Anonymous);
+    };
+    let Some((user, password)) = basic_credentials(headers) else {
+        return Ok(Principal::Anonymous);
+    };
+    let ok = match passwords.verify_cached(&user, &password) {
+        Some(ok) => ok,
+        None => {
+            let auth = state.auth.clone();
+            let (u, p) = (user.clone(), password);
+            tokio::task::spawn_blocking(move || match auth.mode() {
+                AuthMode::Htpasswd { passwords, .. } => passwords.verify(&u, &p),
+                AuthMode::Open { .. } => false,
+            })
+            .await
+            .unwrap_or(false)
+        }
+    };
+    if ok {
+        Ok(Principal::User(user))
+    } else {
+        Err(
+            ApiError::new(401, ErrorCode::Unauthorized, "invalid username or password")
+                .with_header(
+                    header::WWW_AUTHENTICATE,
+                    &format!("Basic realm=\"{realm}\""),
+                ),
+        )
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// Turn a request body into the byte stream the stores take.
+fn body_stream(body: Body) -> berth_storage_stream::ByteStream {
+    use futures_util::TryStreamExt;
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+/// `berth_storage::ByteStream`, named without depending on the storage crate.
+mod berth_storage_stream {
+    pub type ByteStream = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+}
+
+/// Header value as text, if present and valid.
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether a request carries a body: a non-zero Content-Length or chunked encoding.
+fn has_body(headers: &HeaderMap) -> bool {
+    match header_str(headers, header::CONTENT_LENGTH) {
+        Some(len) => len.trim() != "0",
+        None => headers.contains_key(header::TRANSFER_ENCODING),
+    }
+}

@@ -1,0 +1,104 @@
+//! Error responses. On `/v2/` every error is the spec's JSON:
+//! `{"errors":[{"code":"…","message":"…","detail":…}]}`. Converting an error to a response
+//! has no side effects; [`log_server_errors`] logs 5xx (never the client's 4xx).
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_core::ErrorCode;
+use berth_core::endpoint::EndpointError;
+use berth_registry::Error;
+
+/// An error as the client will see it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub detail: serde_json::Value,
+    pub headers: HeaderMap,
+    /// What went wrong inside, for the log only (5xx).
+    internal: Option<String>,
+}
+
+/// Carried from an error response to the logging middleware.
+#[derive(Clone)]
+struct InternalError(String);
+
+impl ApiError {
+    pub fn new(status: u16, code: ErrorCode, detail: impl Into<String>) -> ApiError {
+        let detail = detail.into();
+        ApiError {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            message: code.message().to_owned(),
+            detail: if detail.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::String(detail)
+            },
+            headers: HeaderMap::new(),
+            internal: None,
+        }
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        if let Error::Internal(inner) = &e {
+            let mut err = ApiError::new(500, ErrorCode::Unsupported, "internal server error");
+            err.message = "internal server error".into();
+            err.internal = Some(inner.clone());
+            return err;
+        }
+        ApiError::new(e.status(), e.code(), e.to_string())
+    }
+}
+
+impl From<EndpointError> for ApiError {
+    fn from(e: EndpointError) -> Self {
+        let (code, status) = e.code_and_status();
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "errors": [{ "code": self.code.as_str(), "message": self.message, "detail": self.detail }]
+        });
+        let mut response = (self.status, self.headers, body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(internal) = self.internal {
+            response.extensions_mut().insert(InternalError(internal));
+        }
+        response
+    }
+}
+
+/// Log every 5xx with the request that caused it.
+pub async fn log_server_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    if response.status().is_server_error() {
+        let cause = response
+            .extensions()
+            .get::<InternalError>()
+            .map(|e| e.0.as_str())
+            .unwrap_or("-");
+        tracing::error!(%method, %path, status = response.status().as_u16(), cause, "request failed");
+    }
+    response
+}

@@ -1,0 +1,238 @@
+//! Configuration in two stages (as ripgrep does): [`RawConfig`] is what the user wrote, in
+//! any of its sources; [`Config`] is the validated result with defaults resolved.
+//!
+//! Precedence, lowest first: built-in defaults < config file (TOML) < registry:2 environment
+//! names (`REGISTRY_*`, so existing scripts keep working) < `BERTH_*` environment < flags.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Everything a user can set, each optional; one value per source.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address to listen on, `host:port`.
+    pub addr: Option<String>,
+    /// Directory holding the metadata database and the blobs.
+    pub data_dir: Option<PathBuf>,
+    /// Allow DELETE of manifests, tags and blobs.
+    pub delete_enabled: Option<bool>,
+    /// Accept anonymous pushes from non-loopback clients when no auth is configured.
+    pub anonymous_write: Option<bool>,
+    /// htpasswd file (bcrypt entries) enabling HTTP basic auth.
+    pub htpasswd: Option<PathBuf>,
+    /// Realm named in basic-auth challenges.
+    pub realm: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub delete_enabled: bool,
+    pub anonymous_write: bool,
+    pub htpasswd: Option<PathBuf>,
+    pub realm: String,
+    /// For `berth config check`: each setting and the source that decided it.
+    pub origins: Vec<(&'static str, String, &'static str)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Values from environment variables named by `name` (e.g. `BERTH_ADDR` for `addr`).
+    pub fn from_env(
+        name: impl Fn(&'static str) -> Option<&'static str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<RawConfig, ConfigError> {
+        let get = |field: &'static str| name(field).and_then(env);
+        let flag = |field: &'static str| -> Result<Option<bool>, ConfigError> {
+            get(field)
+                .map(|v| parse_bool(name(field).unwrap_or(field), &v))
+                .transpose()
+        };
+        Ok(RawConfig {
+            addr: get("addr"),
+            data_dir: get("data_dir").map(PathBuf::from),
+            delete_enabled: flag("delete_enabled")?,
+            anonymous_write: flag("anonymous_write")?,
+            htpasswd: get("htpasswd").map(PathBuf::from),
+            realm: get("realm"),
+        })
+    }
+}
+
+/// `BERTH_*` names.
+pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
+    Some(match field {
+        "addr" => "BERTH_ADDR",
+        "data_dir" => "BERTH_DATA_DIR",
+        "delete_enabled" => "BERTH_DELETE_ENABLED",
+        "anonymous_write" => "BERTH_ANONYMOUS_WRITE",
+        "htpasswd" => "BERTH_HTPASSWD",
+        "realm" => "BERTH_REALM",
+        _ => return None,
+    })
+}
+
+/// The registry:2 names users already have in their scripts.
+pub fn registry_env_name(field: &'static str) -> Option<&'static str> {
+    Some(match field {
+        "addr" => "REGISTRY_HTTP_ADDR",
+        "data_dir" => "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+        "delete_enabled" => "REGISTRY_STORAGE_DELETE_ENABLED",
+        "htpasswd" => "REGISTRY_AUTH_HTPASSWD_PATH",
+        "realm" => "REGISTRY_AUTH_HTPASSWD_REALM",
+        _ => return None,
+    })
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value: value.into(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
+impl Config {
+    /// Merge sources (lowest precedence first) and validate.
+    pub fn resolve(sources: &[(&'static str, RawConfig)]) -> Result<Config, ConfigError> {
+        let mut origins = Vec::new();
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {{
+                let mut value = $default;
+                let mut origin = "default";
+                for (source, raw) in sources {
+                    if let Some(v) = raw.$field.clone() {
+                        value = Some(v);
+                        origin = source;
+                    }
+                }
+                origins.push((stringify!($field), format!("{:?}", value), origin));
+                value
+            }};
+        }
+        let addr_text = pick!(addr, Some("127.0.0.1:5000".to_string())).unwrap_or_default();
+        let data_dir = pick!(data_dir, Some(PathBuf::from("berth-data"))).unwrap_or_default();
+        let delete_enabled = pick!(delete_enabled, Some(true)).unwrap_or(true);
+        let anonymous_write = pick!(anonymous_write, Some(false)).unwrap_or(false);
+        let htpasswd = pick!(htpasswd, None::<PathBuf>);
+        let realm = pick!(realm, Some("berth".to_string())).unwrap_or_default();
+
+        // registry:2 accepts ":5000" meaning every interface.
+        let addr_full = if addr_text.starts_with(':') {
+            format!("0.0.0.0{addr_text}")
+        } else {
+            addr_text.clone()
+        };
+        let addr = addr_full.parse().map_err(|e| ConfigError::Invalid {
+            name: "addr",
+            value: addr_text,
+            reason: format!("{e} (expected host:port, e.g. 127.0.0.1:5000)"),
+        })?;
+        Ok(Config {
+            addr,
+            data_dir,
+            delete_enabled,
+            anonymous_write,
+            htpasswd,
+            realm,
+            origins,
+        })
+    }
+
+    /// A table of every setting, its value and where it came from.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (name, value, origin) in &self.origins {
+            let _ = writeln!(out, "{name:<16} {value:<40} ({origin})");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_sources_win_and_defaults_fill_in() {
+        let file = RawConfig {
+            addr: Some("127.0.0.1:6000".into()),
+            delete_enabled: Some(false),
+            ..Default::default()
+        };
+        let env = RawConfig {
+            addr: Some("127.0.0.1:7000".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(&[("file", file), ("env", env)]).expect("valid");
+        assert_eq!(config.addr.port(), 7000);
+        assert!(!config.delete_enabled);
+        assert_eq!(config.data_dir, PathBuf::from("berth-data"));
+        assert!(config.describe().contains("(env)"));
+    }
+
+    #[test]
+    fn registry2_names_are_read() {
+        let vars = |k: &str| match k {
+            "REGISTRY_HTTP_ADDR" => Some(":5001".to_string()),
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY" => Some("/var/lib/registry".to_string()),
+            _ => None,
+        };
+        let raw = RawConfig::from_env(registry_env_name, &vars).expect("valid");
+        let config = Config::resolve(&[("env", raw)]).expect("valid");
+        assert_eq!(config.addr.to_string(), "0.0.0.0:5001");
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/registry"));
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let raw = RawConfig {
+            addr: Some("nonsense".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(&[("flag", raw)]).expect_err("invalid");
+        assert!(err.to_string().contains("addr"), "{err}");
+        let vars = |_: &str| Some("maybe".to_string());
+        assert!(RawConfig::from_env(berth_env_name, &vars).is_err());
+    }
+}
