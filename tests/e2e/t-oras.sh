@@ -164,8 +164,9 @@ else
   check "${REFERRER_CHECKS[2]}" expect_output \
     "$(printf 'application/vnd.oci.image.index.v1+json\n2 application/vnd.oci.image.index.v1+json')" \
     referrers_media_type "$SUBJECT"
+  # the query value is percent-encoded as clients do ("+" in a query string would mean a space)
   check "${REFERRER_CHECKS[3]}" expect_output "$SBOM_DIGEST $SBOM_TYPE" \
-    referrer_types "$SUBJECT" "?artifactType=$SBOM_TYPE"
+    referrer_types "$SUBJECT" "?artifactType=${SBOM_TYPE//+/%2B}"
   check_eq "${REFERRER_CHECKS[4]}" artifactType "$(header_of "$T/referrers.headers" OCI-Filters-Applied)"
   check "${REFERRER_CHECKS[5]}" expect_output "0" bash -c \
     "curl -fsS --max-time 30 '$REG_URL/v2/$REPO/referrers/sha256:$(printf nothing | sha256sum | cut -d' ' -f1)' |
