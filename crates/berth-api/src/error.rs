@@ -10,14 +10,17 @@ use berth_core::ErrorCode;
 use berth_core::endpoint::EndpointError;
 use berth_registry::Error;
 
-/// An error as the client will see it.
+/// An error as the client will see it. Boxed: it travels in every handler's `Result`.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: ErrorCode,
-    pub message: String,
-    pub detail: serde_json::Value,
-    pub headers: HeaderMap,
+pub struct ApiError(Box<ErrorResponse>);
+
+#[derive(Debug)]
+struct ErrorResponse {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    detail: serde_json::Value,
+    headers: HeaderMap,
     /// What went wrong inside, for the log only (5xx).
     internal: Option<String>,
 }
@@ -29,7 +32,7 @@ struct InternalError(String);
 impl ApiError {
     pub fn new(status: u16, code: ErrorCode, detail: impl Into<String>) -> ApiError {
         let detail = detail.into();
-        ApiError {
+        ApiError(Box::new(ErrorResponse {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             code,
             message: code.message().to_owned(),
@@ -40,12 +43,12 @@ impl ApiError {
             },
             headers: HeaderMap::new(),
             internal: None,
-        }
+        }))
     }
 
     pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
         if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.insert(name, value);
+            self.0.headers.insert(name, value);
         }
         self
     }
@@ -55,8 +58,8 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         if let Error::Internal(inner) = &e {
             let mut err = ApiError::new(500, ErrorCode::Unsupported, "internal server error");
-            err.message = "internal server error".into();
-            err.internal = Some(inner.clone());
+            err.0.message = "internal server error".into();
+            err.0.internal = Some(inner.clone());
             return err;
         }
         ApiError::new(e.status(), e.code(), e.to_string())
@@ -72,15 +75,16 @@ impl From<EndpointError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let error = *self.0;
         let body = serde_json::json!({
-            "errors": [{ "code": self.code.as_str(), "message": self.message, "detail": self.detail }]
+            "errors": [{ "code": error.code.as_str(), "message": error.message, "detail": error.detail }]
         });
-        let mut response = (self.status, self.headers, body.to_string()).into_response();
+        let mut response = (error.status, error.headers, body.to_string()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(internal) = self.internal {
+        if let Some(internal) = error.internal {
             response.extensions_mut().insert(InternalError(internal));
         }
         response

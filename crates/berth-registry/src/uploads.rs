@@ -37,7 +37,8 @@ impl ContentRange {
         (start <= end).then_some(ContentRange { start, end })
     }
 
-    pub fn len(&self) -> u64 {
+    /// Number of bytes the range covers (never zero: `start <= end`).
+    pub fn byte_count(&self) -> u64 {
         self.end - self.start + 1
     }
 }
@@ -156,12 +157,12 @@ impl Registry {
             })
             .await?;
         if let Some(range) = range
-            && range.len() != written
+            && range.byte_count() != written
         {
             // Leave the session as it was: the next append starts from the old offset.
             return Err(Error::SizeInvalid(format!(
                 "Content-Range says {} bytes but the body had {written}",
-                range.len()
+                range.byte_count()
             )));
         }
         let offset = upload.offset + written;
@@ -300,6 +301,9 @@ mod tests {
         );
         assert_eq!(ContentRange::parse("9-1"), None);
         assert_eq!(ContentRange::parse("x"), None);
-        assert_eq!(ContentRange::parse("0-99").map(|r| r.len()), Some(100));
+        assert_eq!(
+            ContentRange::parse("0-99").map(|r| r.byte_count()),
+            Some(100)
+        );
     }
 }

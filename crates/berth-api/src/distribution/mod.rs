@@ -96,7 +96,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             digest,
             mount,
             from,
-        } => uploads::start(registry, &name, digest, mount, from, headers, body).await,
+        } => uploads::start(registry, &name, digest, mount, from, body).await,
         Endpoint::UploadStatus { name, id } => uploads::status(registry, &name, &id).await,
         Endpoint::PatchUpload { name, id } => {
             uploads::patch(registry, &name, &id, headers, body).await
@@ -168,7 +168,7 @@ mod berth_storage_stream {
 }
 
 /// Header value as text, if present and valid.
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

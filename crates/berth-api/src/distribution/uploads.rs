@@ -81,7 +81,6 @@ pub async fn start(
     digest: Option<Digest>,
     mount: Option<Digest>,
     from: Option<RepositoryName>,
-    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     if let (Some(mount), Some(from)) = (&mount, &from)
@@ -96,7 +95,6 @@ pub async fn start(
         registry.put_blob(name, &digest, body_stream(body)).await?;
         return Ok(blob_created(name, &digest));
     }
-    let _ = headers;
     let id = registry.start_upload(name).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
 }

@@ -1,0 +1,385 @@
+//! The test harness: a [`TestApp`] builder over a temporary directory, a request builder
+//! that drives the router in-process, and helpers to push blobs and manifests.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use berth_api::AppState;
+use berth_auth::{AuthMode, Authorizer};
+use berth_core::{Algorithm, Digest};
+use berth_meta::SqliteStore;
+use berth_registry::{Registry, RegistryOptions};
+use berth_storage::FsBlobStore;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// A registry on a temporary directory, served in-process.
+#[derive(Clone)]
+pub struct TestApp {
+    dir: Arc<TempDir>,
+    meta: Arc<SqliteStore>,
+    router: Router,
+}
+
+/// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
+pub struct TestAppBuilder {
+    delete_enabled: bool,
+    dir: Option<Arc<TempDir>>,
+}
+
+impl TestAppBuilder {
+    pub fn delete_enabled(mut self, enabled: bool) -> Self {
+        self.delete_enabled = enabled;
+        self
+    }
+
+    /// Open the stores on a directory another app used (a restart).
+    pub fn dir(mut self, dir: Arc<TempDir>) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    pub async fn build(self) -> TestApp {
+        let dir = self
+            .dir
+            .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("create tempdir")));
+        let meta = Arc::new(
+            SqliteStore::open(&dir.path().join("metadata.db"))
+                .await
+                .expect("open metadata store"),
+        );
+        let blobs = Arc::new(FsBlobStore::open(dir.path()).expect("open blob store"));
+        let registry = Registry::new(
+            meta.clone(),
+            blobs,
+            RegistryOptions {
+                delete_enabled: self.delete_enabled,
+            },
+        );
+        let state = AppState {
+            registry: Arc::new(registry),
+            auth: Arc::new(Authorizer::new(AuthMode::Open {
+                anonymous_write: false,
+            })),
+        };
+        TestApp {
+            dir,
+            meta,
+            router: berth_api::app(state),
+        }
+    }
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            delete_enabled: true,
+            dir: None,
+        }
+    }
+
+    pub async fn new() -> TestApp {
+        TestApp::builder().build().await
+    }
+
+    /// Stop this registry and start a new one on the same directory.
+    pub async fn restart(self) -> TestApp {
+        let dir = self.dir.clone();
+        self.meta.close().await;
+        drop(self);
+        TestApp::builder().dir(dir).build().await
+    }
+
+    pub fn request(&self, method: Method, uri: impl Into<String>) -> TestRequest {
+        TestRequest {
+            router: self.router.clone(),
+            method,
+            uri: uri.into(),
+            headers: Vec::new(),
+            body: RequestBody::Empty,
+        }
+    }
+
+    pub fn get(&self, uri: impl Into<String>) -> TestRequest {
+        self.request(Method::GET, uri)
+    }
+
+    pub fn head(&self, uri: impl Into<String>) -> TestRequest {
+        self.request(Method::HEAD, uri)
+    }
+
+    pub fn put(&self, uri: impl Into<String>) -> TestRequest {
+        self.request(Method::PUT, uri)
+    }
+
+    pub fn post(&self, uri: impl Into<String>) -> TestRequest {
+        self.request(Method::POST, uri)
+    }
+
+    pub fn patch(&self, uri: impl Into<String>) -> TestRequest {
+        self.request(Method::PATCH, uri)
+    }
+
+    pub fn delete(&self, uri: impl Into<String>) -> TestRequest {
+        self.request(Method::DELETE, uri)
+    }
+
+    /// Open an upload session; returns its `Location`.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let response = self.post(format!("/v2/{repo}/blobs/uploads/")).send().await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "start upload");
+        response.location()
+    }
+
+    /// Push a blob with POST then PUT; returns its sha256 digest.
+    pub async fn push_blob(&self, repo: &str, content: &[u8]) -> String {
+        let digest = sha256(content);
+        let location = self.start_upload(repo).await;
+        let response = self
+            .put(with_digest(&location, &digest))
+            .body(content.to_vec())
+            .send()
+            .await;
+        assert_eq!(response.status, StatusCode::CREATED, "push blob");
+        digest
+    }
+
+    /// PUT a manifest with its media type as Content-Type.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> TestResponse {
+        self.put(format!("/v2/{repo}/manifests/{reference}"))
+            .header("content-type", media_type)
+            .body(body.into())
+            .send()
+            .await
+    }
+
+    /// PUT a manifest that must be accepted; returns its digest.
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> String {
+        let response = self.put_manifest(repo, reference, media_type, body).await;
+        assert_eq!(response.status, StatusCode::CREATED, "push manifest");
+        response.header("docker-content-digest").to_owned()
+    }
+
+    /// Push a small OCI image (config and one layer, distinguished by `seed`) under
+    /// `reference`; returns the manifest's digest and bytes.
+    pub async fn push_image(&self, repo: &str, reference: &str, seed: &str) -> (String, Vec<u8>) {
+        let manifest = self.image_manifest(repo, seed).await;
+        let digest = self
+            .push_manifest(repo, reference, OCI_MANIFEST, manifest.clone())
+            .await;
+        (digest, manifest)
+    }
+
+    /// Push the blobs of a small OCI image and return its manifest's bytes, unpushed.
+    pub async fn image_manifest(&self, repo: &str, seed: &str) -> Vec<u8> {
+        let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":"{seed}"}}"#);
+        let layer = format!("layer bytes for {seed}");
+        self.push_blob(repo, config.as_bytes()).await;
+        self.push_blob(repo, layer.as_bytes()).await;
+        to_bytes(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config.as_bytes()),
+            "layers": [descriptor(OCI_LAYER, layer.as_bytes())],
+        }))
+    }
+}
+
+enum RequestBody {
+    Empty,
+    /// Sent with a Content-Length, as HTTP/1.1 clients do.
+    Sized(Vec<u8>),
+    /// Sent as a stream with `Transfer-Encoding: chunked` and no length.
+    Streamed(Vec<Vec<u8>>),
+}
+
+/// One request, built up and then sent with [`TestRequest::send`].
+pub struct TestRequest {
+    router: Router,
+    method: Method,
+    uri: String,
+    headers: Vec<(String, String)>,
+    body: RequestBody,
+}
+
+impl TestRequest {
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = RequestBody::Sized(body.into());
+        self
+    }
+
+    /// A body of unknown length, delivered in these pieces.
+    pub fn streamed(mut self, pieces: Vec<Vec<u8>>) -> Self {
+        self.body = RequestBody::Streamed(pieces);
+        self
+    }
+
+    /// Send the request. Every response must come from the distribution API (version
+    /// header) and none may be a server error.
+    pub async fn send(self) -> TestResponse {
+        let mut builder = Request::builder().method(self.method).uri(&self.uri);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let body = match self.body {
+            RequestBody::Empty => Body::empty(),
+            RequestBody::Sized(bytes) => {
+                builder = builder.header("content-length", bytes.len().to_string());
+                Body::from(bytes)
+            }
+            RequestBody::Streamed(pieces) => {
+                builder = builder.header("transfer-encoding", "chunked");
+                let stream = futures_util::stream::iter(
+                    pieces
+                        .into_iter()
+                        .map(|p| Ok::<_, std::io::Error>(Bytes::from(p))),
+                );
+                Body::from_stream(stream)
+            }
+        };
+        let request = builder.body(body).expect("valid request");
+        let response = self
+            .router
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("read response body")
+            .to_bytes();
+        let response = TestResponse {
+            status,
+            headers,
+            body,
+        };
+        assert!(
+            !status.is_server_error(),
+            "{} answered {status}: {}",
+            self.uri,
+            String::from_utf8_lossy(&response.body)
+        );
+        if self.uri.starts_with("/v2") {
+            assert_eq!(
+                response.headers.get("docker-distribution-api-version"),
+                Some(&"registry/2.0".parse().expect("header value")),
+                "{} answered without the API version header",
+                self.uri
+            );
+        }
+        response
+    }
+}
+
+/// A collected response.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// A header that must be present.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("response has no {name} header: {:?}", self.headers))
+            .to_str()
+            .expect("header is text")
+    }
+
+    pub fn maybe_header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn location(&self) -> String {
+        self.header("location").to_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The first error's code.
+    pub fn error_code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", String::from_utf8_lossy(&self.body)))
+            .to_owned()
+    }
+
+    /// Assert the status and the spec error code of an error response.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status.as_u16(), self.error_code().as_str()),
+            (status, code),
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+}
+
+pub fn sha256(content: &[u8]) -> String {
+    Digest::of(Algorithm::Sha256, content).to_string()
+}
+
+pub fn sha512(content: &[u8]) -> String {
+    Digest::of(Algorithm::Sha512, content).to_string()
+}
+
+/// Add `digest=` to an upload location, which may already have a query.
+pub fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// An OCI descriptor for `content`.
+pub fn descriptor(media_type: &str, content: &[u8]) -> Value {
+    json!({ "mediaType": media_type, "digest": sha256(content), "size": content.len() })
+}
+
+pub fn to_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).expect("serialize JSON")
+}
