@@ -37,6 +37,19 @@ check_head_digest() {  # REF-PATH EXPECTED-DIGEST ACCEPT
   expect_equal "$2" "$got"
 }
 
+# get_digest_multi_accept REF-PATH ACCEPT...: GET with one Accept header line per type (as docker and
+# skopeo send them) and print the Docker-Content-Digest
+get_digest_multi_accept() {
+  local path=$1 a args=(); shift
+  for a in "$@"; do args+=(-H "Accept: $a"); done
+  curl -fsS --max-time 30 -D - -o /dev/null "${args[@]}" "$REG_URL/v2/$path" | tr -d '\r' |
+    awk -F': ' 'tolower($1) == "docker-content-digest" {print $2}'
+}
+check_multi_accept() {  # REF-PATH EXPECTED-DIGEST ACCEPT...
+  local path=$1 want=$2; shift 2
+  expect_equal "$want" "$(get_digest_multi_accept "$path" "$@")"
+}
+
 check_tags() {  # REPO EXPECTED-SORTED-TAGS (space separated)
   expect_equal "$2" "$(skopeo list-tags "${SK_TLS[@]}" "docker://$1" | jq -r '.Tags | sort | join(" ")')"
 }
@@ -54,6 +67,8 @@ check "inspect Digest matches" check_inspect_field "$REPO:v1" .Digest "$V1"
 check "inspect Architecture is amd64" check_inspect_field "$REPO:v1" .Architecture amd64
 check "inspect by digest works" check_inspect_field "$REPO@$V1" .Digest "$V1"
 check "HEAD manifest gives Docker-Content-Digest" check_head_digest "e2e/skopeo/busybox/manifests/v1" "$V1" "$OCI_MT"
+check "GET manifest with several Accept header lines (stored type not first)" check_multi_accept \
+  e2e/skopeo/busybox/manifests/v1 "$V1" application/vnd.docker.distribution.manifest.v2+json "$OCI_MT"
 check "list-tags shows v1 v2" check_tags "$REPO" "v1 v2"
 
 check "copy registry back to an oci layout" \
@@ -69,6 +84,8 @@ check "copy --all multi-arch index to registry" \
   skopeo copy -q --all --dest-tls-verify=false "oci:$IMG/oci:multi" "docker://$REG/e2e/skopeo/multi:v1"
 check "index bytes are unchanged" check_raw_digest "$REG/e2e/skopeo/multi:v1" "$MULTI"
 check "HEAD index gives Docker-Content-Digest" check_head_digest "e2e/skopeo/multi/manifests/v1" "$MULTI" "$IDX_MT"
+check "GET index with several Accept header lines (index type not first)" check_multi_accept \
+  e2e/skopeo/multi/manifests/v1 "$MULTI" "$OCI_MT" "$IDX_MT"
 check "inspect of the index gives the index digest" check_inspect_field "$REG/e2e/skopeo/multi:v1" .Digest "$MULTI"
 check "inspect --override-arch arm64 resolves to the arm64 image" \
   check_inspect_field "$REG/e2e/skopeo/multi:v1" .Architecture arm64 --override-arch arm64
