@@ -1,0 +1,18 @@
+//! In-process conformance suite for the OCI distribution spec v1.1: every endpoint and its
+//! error paths, driven through `berth_api::app` with `tower::ServiceExt::oneshot`.
+//!
+//! Behaviour is pinned to the spec text; where the spec is silent or ambiguous the tests
+//! follow what CNCF Distribution does, and say so.
+
+mod common;
+
+mod base;
+mod concurrency;
+mod deletes;
+mod discovery;
+mod manifests;
+mod names;
+mod pull;
+mod push;
+mod referrers;
+mod restart;
