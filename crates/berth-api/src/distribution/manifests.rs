@@ -18,7 +18,14 @@ pub async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let manifest = registry.get_manifest(name, reference).await?;
-    if !accepts(header_str(headers, header::ACCEPT), &manifest.media_type) {
+    // Clients send one Accept line per media type (docker, skopeo, podman) or one line
+    // with a comma-separated list; every line counts.
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !accepts(&accept, &manifest.media_type) {
         return Err(ApiError::new(
             404,
             ErrorCode::ManifestUnknown,
@@ -48,12 +55,13 @@ pub async fn get(
     Ok(response)
 }
 
-/// Whether an `Accept` header admits `media_type`. No header, a wildcard or plain JSON
-/// admits everything; otherwise the type must be listed (as Distribution does for OCI types).
-fn accepts(accept: Option<&str>, media_type: &str) -> bool {
-    let Some(accept) = accept else { return true };
-    let mut listed = accept
-        .split(',')
+/// Whether the `Accept` header lines admit `media_type`. No header, a wildcard or plain
+/// JSON admits everything; otherwise the type must be listed (as Distribution does for OCI
+/// types).
+fn accepts(lines: &[&str], media_type: &str) -> bool {
+    let mut listed = lines
+        .iter()
+        .flat_map(|line| line.split(','))
         .map(|t| t.split(';').next().unwrap_or("").trim())
         .filter(|t| !t.is_empty())
         .peekable();
