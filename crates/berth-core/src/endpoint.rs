@@ -239,8 +239,11 @@ impl Endpoint {
         if let Some(end) = start_upload {
             let name = name_of(end)?;
             let digest = query.digest("digest")?;
-            let mount = query.digest("mount")?;
-            let from = query.get("from").map(|f| f.parse()).transpose()?;
+            // Mount arguments that do not parse fall back to an ordinary upload (spec:
+            // "If a mount fails due to invalid repository or digest arguments ... 202"), as
+            // Distribution does.
+            let mount = query.digest("mount").ok().flatten();
+            let from = query.get("from").and_then(|f| f.parse().ok());
             return only(
                 method,
                 &["POST"],

@@ -218,6 +218,9 @@ enum RequestBody {
     Sized(Vec<u8>),
     /// Sent as a stream with `Transfer-Encoding: chunked` and no length.
     Streamed(Vec<Vec<u8>>),
+    /// A stream with neither Content-Length nor Transfer-Encoding, as an HTTP/2 request
+    /// without a length arrives.
+    Unframed(Vec<Vec<u8>>),
 }
 
 /// One request, built up and then sent with [`TestRequest::send`].
@@ -246,6 +249,12 @@ impl TestRequest {
         self
     }
 
+    /// A body of unknown length without any framing header (HTTP/2).
+    pub fn unframed(mut self, pieces: Vec<Vec<u8>>) -> Self {
+        self.body = RequestBody::Unframed(pieces);
+        self
+    }
+
     /// Send the request. Every response must come from the distribution API (version
     /// header) and none may be a server error.
     pub async fn send(self) -> TestResponse {
@@ -261,13 +270,9 @@ impl TestRequest {
             }
             RequestBody::Streamed(pieces) => {
                 builder = builder.header("transfer-encoding", "chunked");
-                let stream = futures_util::stream::iter(
-                    pieces
-                        .into_iter()
-                        .map(|p| Ok::<_, std::io::Error>(Bytes::from(p))),
-                );
-                Body::from_stream(stream)
+                stream_body(pieces)
             }
+            RequestBody::Unframed(pieces) => stream_body(pieces),
         };
         let request = builder.body(body).expect("valid request");
         let response = self
@@ -304,6 +309,14 @@ impl TestRequest {
         }
         response
     }
+}
+
+fn stream_body(pieces: Vec<Vec<u8>>) -> Body {
+    Body::from_stream(futures_util::stream::iter(
+        pieces
+            .into_iter()
+            .map(|p| Ok::<_, std::io::Error>(Bytes::from(p))),
+    ))
 }
 
 /// A collected response.

@@ -119,3 +119,49 @@ async fn racing_pushes_to_one_tag_list_the_tag_once() {
     let body = app.get("/v2/repo/tags/list").send().await.json();
     assert_eq!(body["tags"], serde_json::json!(["latest"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_patches_of_the_same_chunk_accept_exactly_one() {
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    let chunk = racing_blob();
+    let patch = || {
+        let (app, location, chunk) = (app.clone(), location.clone(), chunk.clone());
+        tokio::spawn(async move {
+            app.patch(&location)
+                .header("content-range", format!("0-{}", chunk.len() - 1))
+                .body(chunk)
+                .send()
+                .await
+                .status
+        })
+    };
+    let (a, b) = tokio::join!(patch(), patch());
+    let mut statuses = [a.expect("task a"), b.expect("task b")];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::ACCEPTED, StatusCode::RANGE_NOT_SATISFIABLE]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_single_request_pushes_of_the_same_blob_both_answer_201() {
+    let app = TestApp::new().await;
+    let digest = sha256(&racing_blob());
+    let push = || {
+        let (app, digest) = (app.clone(), digest.clone());
+        tokio::spawn(async move {
+            app.post(format!("/v2/repo/blobs/uploads/?digest={digest}"))
+                .body(racing_blob())
+                .send()
+                .await
+                .status
+        })
+    };
+    let (a, b) = tokio::join!(push(), push());
+    assert_eq!(
+        (a.expect("task a"), b.expect("task b")),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+}

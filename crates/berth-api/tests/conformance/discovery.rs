@@ -202,3 +202,14 @@ async fn catalog_of_an_empty_registry_is_an_empty_list() {
     let response = app.get("/v2/_catalog").send().await;
     assert_eq!(response.json(), json!({ "repositories": [] }));
 }
+
+#[tokio::test]
+async fn catalog_n_zero_is_an_empty_list() {
+    let app = TestApp::new().await;
+    app.push_blob("repo", b"x").await;
+    let response = app.get("/v2/_catalog?n=0").send().await;
+    assert_eq!(
+        (response.status, response.json()["repositories"].clone()),
+        (StatusCode::OK, json!([]))
+    );
+}

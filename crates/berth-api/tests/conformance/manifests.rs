@@ -468,3 +468,44 @@ async fn invalid_tag_is_rejected_with_400() {
         .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn manifest_of_exactly_4_mib_is_accepted() {
+    // The spec asks registries to accept manifests of at least 4 MiB.
+    let app = TestApp::new().await;
+    app.push_blob("repo", b"{}").await;
+    let skeleton = |padding: &str| {
+        to_bytes(&json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, b"{}"),
+            "layers": [],
+            "annotations": { "padding": padding },
+        }))
+    };
+    let overhead = skeleton("").len();
+    let manifest = skeleton(&"x".repeat(4 * 1024 * 1024 - overhead));
+    assert_eq!(manifest.len(), 4 * 1024 * 1024);
+    let response = app
+        .put_manifest("repo", "big", OCI_MANIFEST, manifest)
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn index_with_a_subject_answers_201_with_oci_subject() {
+    let app = TestApp::new().await;
+    let (subject, subject_bytes) = app.push_image("repo", "v1", "a").await;
+    let index = to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "artifactType": "application/x.bundle",
+        "manifests": [],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": subject_bytes.len() },
+    }));
+    let response = app.put_manifest("repo", "bundle", OCI_INDEX, index).await;
+    assert_eq!(
+        (response.status, response.header("oci-subject")),
+        (StatusCode::CREATED, subject.as_str())
+    );
+}

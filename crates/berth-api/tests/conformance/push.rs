@@ -603,3 +603,94 @@ async fn empty_blob_can_be_pushed_and_read() {
         (StatusCode::OK, "0", 0)
     );
 }
+
+#[tokio::test]
+async fn final_chunk_without_any_length_header_completes_the_blob() {
+    // HTTP/2 requests carry neither Content-Length nor Transfer-Encoding when the client
+    // streams; the body is still the final chunk.
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    patch_chunks(&app, &location, &[b"head-"]).await;
+    let digest = sha256(b"head-tail");
+    let response = app
+        .put(with_digest(&location, &digest))
+        .unframed(vec![b"ta".to_vec(), b"il".to_vec()])
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn final_chunk_not_at_the_offset_is_416_and_keeps_the_session() {
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    patch_chunks(&app, &location, &[b"head-"]).await;
+    let response = app
+        .put(with_digest(&location, &sha256(b"head-tail")))
+        .header("content-range", "9-12")
+        .body(b"tail".to_vec())
+        .send()
+        .await;
+    let status = app.get(&location).send().await;
+    assert_eq!(
+        (response.status, response.header("range"), status.status),
+        (
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "0-4",
+            StatusCode::NO_CONTENT
+        )
+    );
+}
+
+#[tokio::test]
+async fn chunked_session_completed_with_sha512_is_readable() {
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    patch_chunks(&app, &location, &[b"sha512 ", b"in ", b"chunks"]).await;
+    let digest = sha512(b"sha512 in chunks");
+    let response = app.put(with_digest(&location, &digest)).send().await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    assert_eq!(blob_bytes(&app, "repo", &digest).await, b"sha512 in chunks");
+}
+
+#[tokio::test]
+async fn completion_with_an_unsupported_digest_algorithm_is_400_digest_invalid() {
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    app.put(with_digest(
+        &location,
+        "md5:d41d8cd98f00b204e9800998ecf8427e",
+    ))
+    .body(b"x".to_vec())
+    .send()
+    .await
+    .assert_error(400, "DIGEST_INVALID");
+}
+
+#[tokio::test]
+async fn mount_from_an_invalid_repository_name_opens_a_session() {
+    // Spec: "If a mount fails due to invalid repository or digest arguments, the registry
+    // will fall back to the standard upload behavior and return a 202 Accepted"; CNCF
+    // Distribution ignores mount arguments it cannot parse.
+    let app = TestApp::new().await;
+    let digest = sha256(b"anything");
+    let response = app
+        .post(format!(
+            "/v2/target/blobs/uploads/?mount={digest}&from=Not..Valid"
+        ))
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn mount_of_a_malformed_digest_opens_a_session() {
+    // Same spec sentence as above, for the digest argument.
+    let app = TestApp::new().await;
+    app.push_blob("source", b"shared layer").await;
+    let response = app
+        .post("/v2/target/blobs/uploads/?mount=sha256:nothex&from=source")
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
+}

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::common::{OCI_INDEX, OCI_MANIFEST, TestApp, sha256};
+use crate::common::{OCI_INDEX, OCI_MANIFEST, TestApp, descriptor, sha256, to_bytes};
 use crate::manifests::artifact;
 
 /// Push an image and an artifact referring to it; returns (subject, artifact digest,
@@ -201,4 +201,94 @@ async fn referrers_with_a_malformed_digest_is_400_digest_invalid() {
         .send()
         .await
         .assert_error(400, "DIGEST_INVALID");
+}
+
+#[tokio::test]
+async fn image_referrer_without_artifact_type_reports_its_config_media_type() {
+    // Spec: when an image manifest has no artifactType, the referrers descriptor's
+    // artifactType is its config descriptor's mediaType.
+    let app = TestApp::new().await;
+    let (subject, subject_bytes) = app.push_image("repo", "v1", "a").await;
+    let config = br#"{"kind":"attestation"}"#;
+    app.push_blob("repo", config).await;
+    let manifest = to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/x.attestation.config+json", config),
+        "layers": [],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": subject_bytes.len() },
+    }));
+    app.push_manifest("repo", &sha256(&manifest), OCI_MANIFEST, manifest)
+        .await;
+    let body = app
+        .get(format!("/v2/repo/referrers/{subject}"))
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        body["manifests"][0]["artifactType"],
+        json!("application/x.attestation.config+json")
+    );
+}
+
+#[tokio::test]
+async fn index_referrer_is_listed_with_the_index_media_type() {
+    let app = TestApp::new().await;
+    let (subject, subject_bytes) = app.push_image("repo", "v1", "a").await;
+    let index = to_bytes(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "artifactType": "application/x.bundle",
+        "manifests": [],
+        "subject": { "mediaType": OCI_MANIFEST, "digest": subject, "size": subject_bytes.len() },
+    }));
+    let digest = app
+        .push_manifest("repo", &sha256(&index), OCI_INDEX, index.clone())
+        .await;
+    let body = app
+        .get(format!("/v2/repo/referrers/{subject}"))
+        .send()
+        .await
+        .json();
+    assert_eq!(
+        body["manifests"],
+        json!([{
+            "mediaType": OCI_INDEX,
+            "digest": digest,
+            "size": index.len(),
+            "artifactType": "application/x.bundle",
+        }])
+    );
+}
+
+#[tokio::test]
+async fn artifact_type_filter_matching_nothing_is_200_empty_with_the_header() {
+    let app = TestApp::new().await;
+    let (subject, _, _) = image_with_artifact(&app, "application/x.sig").await;
+    let response = app
+        .get(format!(
+            "/v2/repo/referrers/{subject}?artifactType=application/x.other"
+        ))
+        .send()
+        .await;
+    assert_eq!(
+        (
+            response.status,
+            response.json()["manifests"].clone(),
+            response.header("oci-filters-applied")
+        ),
+        (StatusCode::OK, json!([]), "artifactType")
+    );
+}
+
+#[tokio::test]
+async fn referrers_are_scoped_to_the_repository() {
+    let app = TestApp::new().await;
+    let (subject, _, _) = image_with_artifact(&app, "application/x.sig").await;
+    let body = app
+        .get(format!("/v2/other/referrers/{subject}"))
+        .send()
+        .await
+        .json();
+    assert_eq!(body["manifests"], json!([]));
 }
