@@ -171,11 +171,3 @@ mod berth_storage_stream {
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
-
-/// Whether a request carries a body: a non-zero Content-Length or chunked encoding.
-fn has_body(headers: &HeaderMap) -> bool {
-    match header_str(headers, header::CONTENT_LENGTH) {
-        Some(len) => len.trim() != "0",
-        None => headers.contains_key(header::TRANSFER_ENCODING),
-    }
-}

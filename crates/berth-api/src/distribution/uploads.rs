@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use berth_core::{Digest, ErrorCode, RepositoryName};
 use berth_registry::{ContentRange, Error, Registry};
 
-use super::{body_stream, has_body, header_str};
+use super::{body_stream, header_str};
 use crate::ApiError;
 
 fn upload_location(name: &RepositoryName, id: &str) -> String {
@@ -132,7 +132,9 @@ pub async fn complete(
     body: Body,
 ) -> Result<Response, ApiError> {
     let range = content_range(headers)?;
-    let body = has_body(headers).then(|| body_stream(body));
+    // Ask the body, not the headers: an HTTP/2 request streams its last chunk with neither
+    // Content-Length nor Transfer-Encoding.
+    let body = (!axum::body::HttpBody::is_end_stream(&body)).then(|| body_stream(body));
     registry
         .complete_upload(name, id, digest, range, body)
         .await
