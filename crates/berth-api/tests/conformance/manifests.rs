@@ -509,3 +509,13 @@ async fn index_with_a_subject_answers_201_with_oci_subject() {
         (StatusCode::CREATED, subject.as_str())
     );
 }
+
+#[tokio::test]
+async fn manifest_pushed_without_content_type_is_served_with_its_body_media_type() {
+    let app = TestApp::new().await;
+    let manifest = app.image_manifest("repo", "a").await;
+    let response = app.put("/v2/repo/manifests/v1").body(manifest).send().await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    let pulled = app.get("/v2/repo/manifests/v1").send().await;
+    assert_eq!(pulled.header("content-type"), OCI_MANIFEST);
+}

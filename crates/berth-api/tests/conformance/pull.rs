@@ -324,3 +324,36 @@ async fn malformed_blob_digest_is_400_digest_invalid() {
         .await
         .assert_error(400, "DIGEST_INVALID");
 }
+
+#[tokio::test]
+async fn accept_types_spread_over_several_header_lines_are_all_honoured() {
+    // Docker, skopeo and podman send one Accept line per media type.
+    let app = TestApp::new().await;
+    push_index(&app).await;
+    let response = app
+        .get("/v2/repo/manifests/multi")
+        .header("accept", DOCKER_MANIFEST)
+        .header("accept", OCI_INDEX)
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn head_with_a_range_is_206_without_body() {
+    let app = TestApp::new().await;
+    let digest = app.push_blob("repo", b"0123456789").await;
+    let response = app
+        .head(format!("/v2/repo/blobs/{digest}"))
+        .header("range", "bytes=0-3")
+        .send()
+        .await;
+    assert_eq!(
+        (
+            response.status,
+            response.header("content-length"),
+            response.body.len()
+        ),
+        (StatusCode::PARTIAL_CONTENT, "4", 0)
+    );
+}

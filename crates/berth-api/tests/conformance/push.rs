@@ -694,3 +694,16 @@ async fn mount_of_a_malformed_digest_opens_a_session() {
         .await;
     assert_eq!(response.status, StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn whole_blob_put_with_a_content_range_on_a_fresh_session_answers_201() {
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    let response = app
+        .put(with_digest(&location, &sha256(b"0123456789")))
+        .header("content-range", "0-9")
+        .body(b"0123456789".to_vec())
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED);
+}
