@@ -140,13 +140,13 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(accepts(None, OCI_INDEX));
-        assert!(accepts(Some("*/*"), OCI_INDEX));
-        assert!(accepts(
-            Some(&format!("{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.9")),
-            OCI_MANIFEST
-        ));
-        assert!(!accepts(Some(DOCKER_MANIFEST), OCI_INDEX));
-        assert!(accepts(Some(""), OCI_INDEX));
+        assert!(accepts(&[], OCI_INDEX));
+        assert!(accepts(&["*/*"], OCI_INDEX));
+        let listed = format!("{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0.9");
+        assert!(accepts(&[&listed], OCI_MANIFEST));
+        assert!(!accepts(&[DOCKER_MANIFEST], OCI_INDEX));
+        assert!(accepts(&[""], OCI_INDEX));
+        // One line per type with the stored type not first, as docker and skopeo send.
+        assert!(accepts(&[DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX], OCI_INDEX));
     }
 }
