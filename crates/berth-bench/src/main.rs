@@ -1,0 +1,242 @@
+//! `berth-bench`: the load generator behind `bench/run.sh`. It drives any OCI distribution
+//! registry (berth or registry:2) over HTTP/1.1 and prints one JSON line per measurement.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod data;
+mod ops;
+mod stats;
+mod workloads;
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[derive(Parser)]
+#[command(
+    name = "berth-bench",
+    about = "Load generator for registry benchmarks (JSON lines out)."
+)]
+struct Cli {
+    /// Registry base URL.
+    #[arg(long, env = "BENCH_URL", default_value = "http://127.0.0.1:5000")]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn size(s: &str) -> std::result::Result<u64, String> {
+    data::parse_size(s)
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Wait until `GET /v2/` answers 200.
+    Ping {
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+    /// Push one generated blob: monolithic (POST + one PUT) or chunked (POST + PATCHes + PUT).
+    PushBlob {
+        #[arg(long, default_value = "bench/blob")]
+        repo: String,
+        #[arg(long, value_parser = size, default_value = "1GiB")]
+        size: u64,
+        /// Chunk size for a chunked upload; monolithic without it.
+        #[arg(long, value_parser = size)]
+        chunk: Option<u64>,
+        /// Data seed (default: from the clock, so every run pushes new bytes).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Pull one blob and count (optionally hash) its bytes.
+    PullBlob {
+        #[arg(long, default_value = "bench/blob")]
+        repo: String,
+        #[arg(long)]
+        digest: String,
+        /// Also hash the bytes and compare (costs client CPU).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Push one small image (setup for the manifest and HEAD-blob figures).
+    PushImage {
+        #[arg(long, default_value = "bench/small")]
+        repo: String,
+        #[arg(long, default_value = "latest")]
+        tag: String,
+        #[arg(long, default_value_t = 1)]
+        layers: usize,
+        #[arg(long, value_parser = size, default_value = "4KiB")]
+        layer_size: u64,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Concurrent clients each pushing, then pulling back, distinct images.
+    Images {
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Images in total (spread over the clients).
+        #[arg(long, default_value_t = 128)]
+        count: usize,
+        #[arg(long, default_value_t = 3)]
+        layers: usize,
+        #[arg(long, value_parser = size, default_value = "10MiB")]
+        layer_size: u64,
+        #[arg(long, default_value = "bench-img")]
+        repo_prefix: String,
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Create many repositories (`--repos`) or many tags in one repository (`--tags`).
+    Seed {
+        #[arg(long)]
+        repos: Option<usize>,
+        #[arg(long)]
+        tags: Option<usize>,
+        /// Repository name prefix (`--repos`) or the repository (`--tags`).
+        #[arg(long, default_value = "catalog/r")]
+        name: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+    /// Walk `_catalog` or a tag list page by page, timing each page.
+    List {
+        #[arg(long, conflicts_with = "tags")]
+        catalog: bool,
+        /// Repository whose tags to list.
+        #[arg(long)]
+        tags: Option<String>,
+        /// Page size (`n`); the registry's default without it.
+        #[arg(long)]
+        n: Option<usize>,
+        /// Whole walks to time.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Start a registry command, time until `/v2/` answers 200, read its idle RSS, stop it.
+    Coldstart {
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+        /// Wait this long after the first 200 before reading VmRSS.
+        #[arg(long, default_value_t = 1000)]
+        settle_ms: u64,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+fn clock_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let http = client::Http::new(&cli.url);
+    match cli.command {
+        Command::Ping { timeout_secs } => {
+            workloads::wait_ready(&http, Duration::from_secs(timeout_secs)).await?;
+            Ok(())
+        }
+        Command::PushBlob {
+            repo,
+            size,
+            chunk,
+            seed,
+        } => workloads::push_blob(&http, &repo, size, chunk, seed.unwrap_or_else(clock_seed)).await,
+        Command::PullBlob {
+            repo,
+            digest,
+            verify,
+        } => workloads::pull_blob(&http, &repo, &digest, verify).await,
+        Command::PushImage {
+            repo,
+            tag,
+            layers,
+            layer_size,
+            seed,
+        } => {
+            let seed = seed.unwrap_or_else(clock_seed);
+            workloads::push_one_image(&http, &repo, &tag, layers, layer_size, seed).await
+        }
+        Command::Images {
+            clients,
+            count,
+            layers,
+            layer_size,
+            repo_prefix,
+            seed,
+        } => {
+            let spec = workloads::ImagesSpec {
+                clients,
+                count,
+                layers,
+                layer_size,
+                repo_prefix,
+                seed: seed.unwrap_or_else(clock_seed),
+            };
+            workloads::images(&http, spec).await
+        }
+        Command::Seed {
+            repos,
+            tags,
+            name,
+            concurrency,
+        } => match (repos, tags) {
+            (Some(n), None) => workloads::seed_repos(&http, &name, n, concurrency).await,
+            (None, Some(n)) => workloads::seed_tags(&http, &name, n, concurrency).await,
+            _ => Err("give exactly one of --repos N or --tags N".into()),
+        },
+        Command::List {
+            catalog,
+            tags,
+            n,
+            rounds,
+        } => {
+            let path = match (catalog, tags) {
+                (true, None) => "/v2/_catalog".to_owned(),
+                (false, Some(repo)) => format!("/v2/{repo}/tags/list"),
+                _ => return Err("give --catalog or --tags REPO".into()),
+            };
+            workloads::list(&http, &path, n, rounds).await
+        }
+        Command::Coldstart {
+            timeout_secs,
+            settle_ms,
+            cmd,
+        } => {
+            workloads::coldstart(
+                &http,
+                &cmd,
+                Duration::from_secs(timeout_secs),
+                Duration::from_millis(settle_ms),
+            )
+            .await
+        }
+    }
+}

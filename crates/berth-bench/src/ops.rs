@@ -1,0 +1,323 @@
+//! Distribution API operations as a client does them: blob uploads (monolithic or chunked),
+//! mounts, blob and manifest pulls, and whole-image push and pull.
+
+use http_body_util::BodyExt;
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+use crate::Result;
+use crate::client::{self, Http, MANIFEST_ACCEPT, ReqBody};
+use crate::data::{Blob, digest_of};
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// `POST /v2/<repo>/blobs/uploads/`: open a session, return its `Location`.
+pub async fn start_upload(http: &Http, repo: &str) -> Result<String> {
+    let response = http
+        .expect(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[("content-length", "0")],
+            client::empty(),
+            StatusCode::ACCEPTED,
+        )
+        .await?;
+    let location = client::location(&response)?;
+    client::collect(response).await?;
+    Ok(location)
+}
+
+/// `PUT <location>?digest=` with `body` (possibly empty): close the session.
+async fn finish_upload(
+    http: &Http,
+    location: &str,
+    digest: &str,
+    len: u64,
+    body: ReqBody,
+) -> Result<()> {
+    let len = len.to_string();
+    let response = http
+        .expect(
+            Method::PUT,
+            &client::with_query(location, "digest", digest),
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", &len),
+            ],
+            body,
+            StatusCode::CREATED,
+        )
+        .await?;
+    client::collect(response).await?;
+    Ok(())
+}
+
+/// Monolithic push: `POST` then one `PUT ?digest=` carrying the whole blob.
+pub async fn push_monolithic(http: &Http, repo: &str, blob: &Blob, digest: &str) -> Result<()> {
+    let location = start_upload(http, repo).await?;
+    let body = blob.body(0, blob.size).boxed();
+    finish_upload(http, &location, digest, blob.size, body).await
+}
+
+/// Chunked push: `POST`, one `PATCH` per `chunk` bytes (with `Content-Range`), then an empty
+/// `PUT ?digest=`. Returns each PATCH's duration in seconds.
+pub async fn push_chunked(
+    http: &Http,
+    repo: &str,
+    blob: &Blob,
+    digest: &str,
+    chunk: u64,
+) -> Result<Vec<f64>> {
+    let mut location = start_upload(http, repo).await?;
+    let mut times = Vec::new();
+    let mut start = 0;
+    while start < blob.size {
+        let end = (start + chunk.max(1)).min(blob.size);
+        let range = format!("{start}-{}", end - 1);
+        let len = (end - start).to_string();
+        let began = std::time::Instant::now();
+        let response = http
+            .expect(
+                Method::PATCH,
+                &location,
+                &[
+                    ("content-type", "application/octet-stream"),
+                    ("content-range", &range),
+                    ("content-length", &len),
+                ],
+                blob.body(start, end).boxed(),
+                StatusCode::ACCEPTED,
+            )
+            .await?;
+        location = client::location(&response)?;
+        client::collect(response).await?;
+        times.push(began.elapsed().as_secs_f64());
+        start = end;
+    }
+    finish_upload(http, &location, digest, 0, client::empty()).await?;
+    Ok(times)
+}
+
+/// Push as docker does: `POST`, one `PATCH` with the whole blob, `PUT ?digest=`.
+pub async fn push_patch_put(http: &Http, repo: &str, blob: &Blob, digest: &str) -> Result<()> {
+    let location = start_upload(http, repo).await?;
+    let len = blob.size.to_string();
+    let response = http
+        .expect(
+            Method::PATCH,
+            &location,
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-length", &len),
+            ],
+            blob.body(0, blob.size).boxed(),
+            StatusCode::ACCEPTED,
+        )
+        .await?;
+    let location = client::location(&response)?;
+    client::collect(response).await?;
+    finish_upload(http, &location, digest, 0, client::empty()).await
+}
+
+/// `HEAD /v2/<repo>/blobs/<digest>`: is the blob there?
+pub async fn blob_exists(http: &Http, repo: &str, digest: &str) -> Result<bool> {
+    let response = http
+        .send(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            &[],
+            client::empty(),
+        )
+        .await?;
+    let status = response.status();
+    client::collect(response).await?;
+    match status {
+        StatusCode::OK => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        other => Err(format!("HEAD blob {repo}@{digest}: {other}").into()),
+    }
+}
+
+/// Cross-repository mount; falls back to uploading `bytes` if the registry opens a session.
+pub async fn mount_or_push(
+    http: &Http,
+    repo: &str,
+    from: &str,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let response = http
+        .send(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?mount={digest}&from={from}"),
+            &[("content-length", "0")],
+            client::empty(),
+        )
+        .await?;
+    let status = response.status();
+    let location = client::header(&response, "location");
+    client::collect(response).await?;
+    match (status, location) {
+        (StatusCode::CREATED, _) => Ok(()),
+        (StatusCode::ACCEPTED, Some(location)) => {
+            let len = bytes.len() as u64;
+            let body = client::full(bytes.to_vec());
+            finish_upload(http, &location, digest, len, body).await
+        }
+        (other, _) => Err(format!("mount {digest} into {repo}: {other}").into()),
+    }
+}
+
+/// Pull one blob; returns (bytes, digest if `verify`).
+pub async fn pull_blob(
+    http: &Http,
+    repo: &str,
+    digest: &str,
+    verify: bool,
+) -> Result<(u64, Option<String>)> {
+    let response = http
+        .expect(
+            Method::GET,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            &[],
+            client::empty(),
+            StatusCode::OK,
+        )
+        .await?;
+    client::drain(response, verify).await
+}
+
+/// One image to push: a small config blob and generated layers, digests known up front.
+pub struct Image {
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub layers: Vec<(Blob, String)>,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+}
+
+impl Image {
+    /// `layers` layers of `layer_size` bytes from seeds `seed`, `seed + 1`, …
+    /// (hashes every layer once: call it before timing starts).
+    pub fn generate(seed: u64, layers: usize, layer_size: u64) -> Image {
+        let layers: Vec<(Blob, String)> = (0..layers as u64)
+            .map(|i| {
+                let blob = Blob::new(seed.wrapping_add(i), layer_size);
+                let digest = blob.digest();
+                (blob, digest)
+            })
+            .collect();
+        let diff_ids: Vec<&str> = layers.iter().map(|(_, d)| d.as_str()).collect();
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": { "Labels": { "berth-bench.seed": seed.to_string() } },
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        })
+        .to_string()
+        .into_bytes();
+        let config_digest = digest_of(&config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len() },
+            "layers": layers.iter().map(|(b, d)| json!({
+                "mediaType": OCI_LAYER, "digest": d, "size": b.size,
+            })).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes();
+        let manifest_digest = digest_of(&manifest);
+        Image {
+            config,
+            config_digest,
+            layers,
+            manifest,
+            manifest_digest,
+        }
+    }
+}
+
+/// `PUT /v2/<repo>/manifests/<reference>`.
+pub async fn put_manifest(
+    http: &Http,
+    repo: &str,
+    reference: &str,
+    manifest: &[u8],
+    digest: &str,
+) -> Result<()> {
+    let len = manifest.len().to_string();
+    let response = http
+        .expect(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("content-type", OCI_MANIFEST), ("content-length", &len)],
+            client::full(manifest.to_vec()),
+            StatusCode::CREATED,
+        )
+        .await?;
+    let answered = client::header(&response, "docker-content-digest");
+    client::collect(response).await?;
+    if answered.as_deref() != Some(digest) {
+        return Err(format!("PUT manifest: digest {answered:?}, expected {digest}").into());
+    }
+    Ok(())
+}
+
+/// Push a whole image as docker does: per blob `HEAD`, then `POST`/`PATCH`/`PUT` if missing;
+/// then the manifest.
+pub async fn push_image(http: &Http, repo: &str, tag: &str, image: &Image) -> Result<()> {
+    for (blob, digest) in &image.layers {
+        if !blob_exists(http, repo, digest).await? {
+            push_patch_put(http, repo, blob, digest).await?;
+        }
+    }
+    if !blob_exists(http, repo, &image.config_digest).await? {
+        let location = start_upload(http, repo).await?;
+        let len = image.config.len() as u64;
+        let body = client::full(image.config.clone());
+        finish_upload(http, &location, &image.config_digest, len, body).await?;
+    }
+    put_manifest(http, repo, tag, &image.manifest, &image.manifest_digest).await
+}
+
+/// Pull a whole image by tag, verifying the manifest's, the config's and every layer's digest.
+/// Returns the bytes received.
+pub async fn pull_image(http: &Http, repo: &str, tag: &str) -> Result<u64> {
+    let response = http
+        .expect(
+            Method::GET,
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("accept", MANIFEST_ACCEPT)],
+            client::empty(),
+            StatusCode::OK,
+        )
+        .await?;
+    let answered = client::header(&response, "docker-content-digest");
+    let manifest = client::collect(response).await?;
+    let digest = digest_of(&manifest);
+    if answered.as_deref().is_some_and(|a| a != digest) {
+        return Err(format!("manifest {repo}:{tag}: header {answered:?}, body {digest}").into());
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest)?;
+    let mut total = manifest.len() as u64;
+    let blobs = std::iter::once(&parsed["config"])
+        .chain(parsed["layers"].as_array().into_iter().flatten())
+        .map(|d| {
+            (
+                d["digest"].as_str().unwrap_or_default().to_owned(),
+                d["size"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect::<Vec<_>>();
+    for (digest, size) in blobs {
+        let (n, got) = pull_blob(http, repo, &digest, true).await?;
+        if n != size || got.as_deref() != Some(digest.as_str()) {
+            return Err(format!("blob {repo}@{digest}: got {n} bytes, digest {got:?}").into());
+        }
+        total += n;
+    }
+    Ok(total)
+}
