@@ -147,6 +147,9 @@ mod tests {
         assert!(!accepts(&[DOCKER_MANIFEST], OCI_INDEX));
         assert!(accepts(&[""], OCI_INDEX));
         // One line per type with the stored type not first, as docker and skopeo send.
-        assert!(accepts(&[DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX], OCI_INDEX));
+        assert!(accepts(
+            &[DOCKER_MANIFEST, OCI_MANIFEST, OCI_INDEX],
+            OCI_INDEX
+        ));
     }
 }
