@@ -20,4 +20,4 @@ cargo nextest run --workspace --no-fail-fast
 
 step "end-to-end tests against the real binary with real clients"
 cargo build -p berth --quiet
-BERTH_BIN="$PWD/target/debug/berth" tests/e2e/run.sh
+BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth" tests/e2e/run.sh
