@@ -9,10 +9,17 @@ use crate::{Error, Registry, Result};
 impl Registry {
     /// The blob's size, if the repository has it.
     pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
-        self.meta
+        let ticket = match self.cache.blob_size(repository, digest) {
+            Ok(size) => return Ok(size),
+            Err(ticket) => ticket,
+        };
+        let size = self
+            .meta
             .linked_blob_size(repository, digest)
             .await?
-            .ok_or_else(|| Error::BlobUnknown(digest.clone()))
+            .ok_or_else(|| Error::BlobUnknown(digest.clone()))?;
+        self.cache.store_blob_size(ticket, repository, digest, size);
+        Ok(size)
     }
 
     /// `len` bytes of a blob from `start`. The caller has checked visibility and range.
@@ -40,7 +47,9 @@ impl Registry {
     /// garbage collection reclaims unlinked bytes.
     pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
         self.check_delete_enabled()?;
-        if self.meta.unlink_blob(repository, digest).await? {
+        let unlinked = self.meta.unlink_blob(repository, digest).await?;
+        self.cache.invalidate(repository);
+        if unlinked {
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.clone()))

@@ -12,11 +12,13 @@ use berth_meta::MetaStore;
 use berth_storage::BlobStore;
 
 pub mod blobs;
+mod cache;
 mod error;
 pub mod listing;
 pub mod manifests;
 pub mod uploads;
 
+pub use cache::Manifest;
 pub use error::Error;
 pub use listing::Listing;
 pub use manifests::PushedManifest;
@@ -29,12 +31,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct RegistryOptions {
     /// Whether DELETE of manifests, tags and blobs is allowed (405 `UNSUPPORTED` if not).
     pub delete_enabled: bool,
+    /// Cache manifest and blob-size lookups in memory. Exact only when this process is the
+    /// metadata store's sole writer (embedded SQLite); turn off for a shared database.
+    pub read_cache: bool,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
         RegistryOptions {
             delete_enabled: true,
+            read_cache: true,
         }
     }
 }
@@ -45,6 +51,7 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     options: RegistryOptions,
     upload_locks: uploads::UploadLocks,
+    cache: cache::ReadCache,
 }
 
 impl Registry {
@@ -53,11 +60,13 @@ impl Registry {
         blobs: Arc<dyn BlobStore>,
         options: RegistryOptions,
     ) -> Registry {
+        let cache = cache::ReadCache::new(options.read_cache);
         Registry {
             meta,
             blobs,
             options,
             upload_locks: Default::default(),
+            cache,
         }
     }
 

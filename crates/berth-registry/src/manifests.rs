@@ -2,7 +2,9 @@
 
 use berth_core::manifest::{self, MAX_MANIFEST_BYTES, ManifestError};
 use berth_core::{Algorithm, Digest, Reference, RepositoryName};
-use berth_meta::{NewManifest, Referrer, StoredManifest};
+use berth_meta::{NewManifest, Referrer};
+
+use crate::cache::Manifest;
 
 use crate::{Error, Registry, Result};
 
@@ -58,7 +60,9 @@ impl Registry {
             blobs: parsed.blobs,
             manifests: parsed.manifests,
         };
-        self.meta.put_manifest(repository, &record, tag).await?;
+        let stored = self.meta.put_manifest(repository, &record, tag).await;
+        self.cache.invalidate(repository);
+        stored?;
         Ok(PushedManifest {
             digest,
             subject: parsed.subject,
@@ -69,11 +73,25 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         reference: &Reference,
-    ) -> Result<StoredManifest> {
-        self.meta
+    ) -> Result<Manifest> {
+        let key = reference.to_string();
+        let ticket = match self.cache.manifest(repository, &key) {
+            Ok(manifest) => return Ok(manifest),
+            Err(ticket) => ticket,
+        };
+        let stored = self
+            .meta
             .get_manifest(repository, reference)
             .await?
-            .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))
+            .ok_or(Error::ManifestUnknown(key.clone()))?;
+        let manifest = Manifest {
+            digest: stored.digest,
+            media_type: stored.media_type,
+            content: stored.content.into(),
+        };
+        self.cache
+            .store_manifest(ticket, repository, &key, &manifest);
+        Ok(manifest)
     }
 
     /// By digest: delete the manifest and its tags. By tag: delete only the tag.
@@ -87,6 +105,7 @@ impl Registry {
             Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await?,
             Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await?,
         };
+        self.cache.invalidate(repository);
         if deleted {
             Ok(())
         } else {

@@ -160,6 +160,8 @@ async fn run(config: Config) -> Result<(), String> {
         Arc::new(blobs),
         RegistryOptions {
             delete_enabled: config.delete_enabled,
+            // This process is the embedded database's only writer, so the cache is exact.
+            read_cache: true,
         },
     );
     let app = berth_api::app(berth_api::AppState {

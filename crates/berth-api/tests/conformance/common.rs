@@ -69,6 +69,8 @@ impl TestAppBuilder {
             blobs,
             RegistryOptions {
                 delete_enabled: self.delete_enabled,
+                // As the binary runs it, so every test also checks cache invalidation.
+                read_cache: true,
             },
         );
         let state = AppState {

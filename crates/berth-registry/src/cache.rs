@@ -1,0 +1,217 @@
+//! A read cache for the two hottest lookups of a pull: manifest by reference, and a blob's
+//! size in a repository (every `HEAD` and `GET` of a blob).
+//!
+//! It is exact, not eventually consistent, for a metadata store that only this process
+//! writes (embedded SQLite): every write through [`crate::Registry`] invalidates the
+//! repository's entries, and a lookup that raced with a write does not store its possibly
+//! stale result (a global generation is compared before inserting). A store shared by
+//! several nodes must run with the cache off (`RegistryOptions::read_cache`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use berth_core::{Digest, RepositoryName};
+use bytes::Bytes;
+
+/// Manifests larger than this are always read from the store.
+const MAX_CACHED_MANIFEST: usize = 256 * 1024;
+/// When the cache holds more than this many bytes of manifests, it starts over.
+const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
+/// When the cache holds more than this many entries, it starts over.
+const MAX_ENTRIES: usize = 100_000;
+
+/// A manifest as served: exact bytes, shared without copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub content: Bytes,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// Bumped by every invalidation; a lookup stores its result only if it is unchanged.
+    generation: u64,
+    manifests: HashMap<(String, String), Manifest>,
+    blob_sizes: HashMap<(String, Digest), u64>,
+    manifest_bytes: usize,
+}
+
+impl Entries {
+    fn clear(&mut self) {
+        self.manifests.clear();
+        self.blob_sizes.clear();
+        self.manifest_bytes = 0;
+    }
+
+    fn full(&self) -> bool {
+        self.manifests.len() + self.blob_sizes.len() >= MAX_ENTRIES
+            || self.manifest_bytes >= MAX_MANIFEST_BYTES
+    }
+}
+
+pub(crate) struct ReadCache {
+    enabled: bool,
+    entries: Mutex<Entries>,
+}
+
+/// The generation seen before a store lookup, to hand back with its result.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+impl ReadCache {
+    pub fn new(enabled: bool) -> ReadCache {
+        ReadCache {
+            enabled,
+            entries: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &str,
+    ) -> Result<Manifest, Ticket> {
+        let entries = self.lock();
+        if self.enabled
+            && let Some(m) = entries
+                .manifests
+                .get(&(repository.as_str().to_owned(), reference.to_owned()))
+        {
+            return Ok(m.clone());
+        }
+        Err(Ticket(entries.generation))
+    }
+
+    pub fn store_manifest(
+        &self,
+        ticket: Ticket,
+        repository: &RepositoryName,
+        reference: &str,
+        manifest: &Manifest,
+    ) {
+        if !self.enabled || manifest.content.len() > MAX_CACHED_MANIFEST {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.generation != ticket.0 {
+            return;
+        }
+        if entries.full() {
+            entries.clear();
+        }
+        entries.manifest_bytes += manifest.content.len();
+        entries.manifests.insert(
+            (repository.as_str().to_owned(), reference.to_owned()),
+            manifest.clone(),
+        );
+    }
+
+    pub fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64, Ticket> {
+        let entries = self.lock();
+        if self.enabled
+            && let Some(size) = entries
+                .blob_sizes
+                .get(&(repository.as_str().to_owned(), digest.clone()))
+        {
+            return Ok(*size);
+        }
+        Err(Ticket(entries.generation))
+    }
+
+    pub fn store_blob_size(
+        &self,
+        ticket: Ticket,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.generation != ticket.0 {
+            return;
+        }
+        if entries.full() {
+            entries.clear();
+        }
+        entries
+            .blob_sizes
+            .insert((repository.as_str().to_owned(), digest.clone()), size);
+    }
+
+    /// Forget everything about `repository`. Call after any write that can change what a
+    /// lookup there answers (manifest put or delete, tag delete, blob unlink).
+    pub fn invalidate(&self, repository: &RepositoryName) {
+        let mut entries = self.lock();
+        entries.generation += 1;
+        let name = repository.as_str();
+        let before = entries.manifests.len();
+        entries.manifests.retain(|(repo, _), _| repo != name);
+        if entries.manifests.len() != before {
+            entries.manifest_bytes = entries.manifests.values().map(|m| m.content.len()).sum();
+        }
+        entries.blob_sizes.retain(|(repo, _), _| repo != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::Algorithm;
+
+    fn manifest(body: &'static [u8]) -> Manifest {
+        Manifest {
+            digest: Digest::of(Algorithm::Sha256, body),
+            media_type: "x".into(),
+            content: Bytes::from_static(body),
+        }
+    }
+
+    #[test]
+    fn hit_after_store_and_miss_after_invalidate() {
+        let cache = ReadCache::new(true);
+        let repo: RepositoryName = "a".parse().expect("name");
+        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
+        cache.store_manifest(ticket, &repo, "v1", &manifest(b"one"));
+        assert_eq!(
+            cache.manifest(&repo, "v1").expect("hit").content,
+            Bytes::from_static(b"one")
+        );
+        cache.invalidate(&repo);
+        assert!(cache.manifest(&repo, "v1").is_err());
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_write_is_not_stored() {
+        let cache = ReadCache::new(true);
+        let repo: RepositoryName = "a".parse().expect("name");
+        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
+        // A write lands between the lookup's read of the store and its insert.
+        cache.invalidate(&repo);
+        cache.store_manifest(ticket, &repo, "v1", &manifest(b"stale"));
+        assert!(
+            cache.manifest(&repo, "v1").is_err(),
+            "stale result must not be cached"
+        );
+        let digest = Digest::of(Algorithm::Sha256, b"blob");
+        let ticket = cache.blob_size(&repo, &digest).expect_err("empty");
+        cache.invalidate(&"other".parse().expect("name"));
+        cache.store_blob_size(ticket, &repo, &digest, 4);
+        assert!(cache.blob_size(&repo, &digest).is_err());
+    }
+
+    #[test]
+    fn disabled_cache_never_hits() {
+        let cache = ReadCache::new(false);
+        let repo: RepositoryName = "a".parse().expect("name");
+        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
+        cache.store_manifest(ticket, &repo, "v1", &manifest(b"one"));
+        assert!(cache.manifest(&repo, "v1").is_err());
+    }
+}
