@@ -1,10 +1,12 @@
 //! The test harness: a [`TestApp`] builder over a temporary directory, a request builder
 //! that drives the router in-process, and helpers to push blobs and manifests.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use berth_api::AppState;
 use berth_auth::{AuthMode, Authorizer};
@@ -34,17 +36,28 @@ pub struct TestApp {
     dir: Arc<TempDir>,
     meta: Arc<SqliteStore>,
     router: Router,
+    /// Headers every request from this handle carries (e.g. `Authorization`).
+    default_headers: Vec<(String, String)>,
+    /// The client address requests appear to come from; none means in-process (loopback).
+    peer: Option<SocketAddr>,
 }
 
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
 pub struct TestAppBuilder {
     delete_enabled: bool,
     dir: Option<Arc<TempDir>>,
+    auth: Option<AuthMode>,
 }
 
 impl TestAppBuilder {
     pub fn delete_enabled(mut self, enabled: bool) -> Self {
         self.delete_enabled = enabled;
+        self
+    }
+
+    /// Authenticate and authorize with this mode instead of open mode without anonymous writes.
+    pub fn auth(mut self, mode: AuthMode) -> Self {
+        self.auth = Some(mode);
         self
     }
 
@@ -75,14 +88,16 @@ impl TestAppBuilder {
         );
         let state = AppState {
             registry: Arc::new(registry),
-            auth: Arc::new(Authorizer::new(AuthMode::Open {
+            auth: Arc::new(Authorizer::new(self.auth.unwrap_or(AuthMode::Open {
                 anonymous_write: false,
-            })),
+            }))),
         };
         TestApp {
             dir,
             meta,
             router: berth_api::app(state),
+            default_headers: Vec::new(),
+            peer: None,
         }
     }
 }
@@ -92,6 +107,7 @@ impl TestApp {
         TestAppBuilder {
             delete_enabled: true,
             dir: None,
+            auth: None,
         }
     }
 
@@ -107,13 +123,29 @@ impl TestApp {
         TestApp::builder().dir(dir).build().await
     }
 
+    /// A handle on the same registry whose requests all carry this header.
+    pub fn with_header(&self, name: &str, value: impl Into<String>) -> TestApp {
+        let mut app = self.clone();
+        app.default_headers.push((name.to_owned(), value.into()));
+        app
+    }
+
+    /// A handle on the same registry whose requests come from `peer` (as the server's
+    /// `ConnectInfo` would say).
+    pub fn from_peer(&self, peer: SocketAddr) -> TestApp {
+        let mut app = self.clone();
+        app.peer = Some(peer);
+        app
+    }
+
     pub fn request(&self, method: Method, uri: impl Into<String>) -> TestRequest {
         TestRequest {
             router: self.router.clone(),
             method,
             uri: uri.into(),
-            headers: Vec::new(),
+            headers: self.default_headers.clone(),
             body: RequestBody::Empty,
+            peer: self.peer,
         }
     }
 
@@ -232,6 +264,7 @@ pub struct TestRequest {
     uri: String,
     headers: Vec<(String, String)>,
     body: RequestBody,
+    peer: Option<SocketAddr>,
 }
 
 impl TestRequest {
@@ -276,7 +309,10 @@ impl TestRequest {
             }
             RequestBody::Unframed(pieces) => stream_body(pieces),
         };
-        let request = builder.body(body).expect("valid request");
+        let mut request = builder.body(body).expect("valid request");
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
         let response = self
             .router
             .oneshot(request)

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod auth;
 mod base;
 mod concurrency;
 mod deletes;
