@@ -40,11 +40,12 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         request.uri().query(),
     )?;
     let principal = authenticate(state, request.headers()).await?;
-    // Without connection info (in-process tests) the caller is this process.
+    // Without connection info (in-process tests) the caller is this process. A dual-stack
+    // listener (`[::]:PORT`) sees IPv4 clients as `::ffff:a.b.c.d`: canonicalize first.
     let peer_is_loopback = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .is_none_or(|ConnectInfo(addr)| addr.ip().is_loopback());
+        .is_none_or(|ConnectInfo(addr)| addr.ip().to_canonical().is_loopback());
     match state
         .auth
         .decide(&principal, peer_is_loopback, &endpoint.required_access())
