@@ -122,6 +122,8 @@ pub trait UploadStore: Send + Sync {
         hash_state: &[u8],
     ) -> Result<bool>;
     async fn delete_upload(&self, id: &str) -> Result<bool>;
+    /// Ids of sessions not advanced since `cutoff` (Unix seconds): abandoned uploads.
+    async fn uploads_idle_since(&self, cutoff: i64) -> Result<Vec<String>>;
     /// In one transaction: link the finished blob into the upload's repository and forget
     /// the session.
     async fn complete_upload(

@@ -305,6 +305,15 @@ impl UploadStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn uploads_idle_since(&self, cutoff: i64) -> Result<Vec<String>> {
+        let ids =
+            sqlx::query_scalar("SELECT id FROM uploads WHERE updated_at < ? ORDER BY updated_at")
+                .bind(cutoff)
+                .fetch_all(&self.writer)
+                .await?;
+        Ok(ids)
+    }
+
     async fn complete_upload(
         &self,
         id: &str,

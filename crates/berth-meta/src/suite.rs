@@ -138,6 +138,12 @@ pub async fn run(store: &dyn MetaStore) {
         })
         .await
         .expect("create");
+    // Idle sessions are found by when they last moved (created at 7 here).
+    assert_eq!(
+        store.uploads_idle_since(8).await.expect("idle"),
+        vec!["u2".to_string()]
+    );
+    assert!(store.uploads_idle_since(7).await.expect("idle").is_empty());
     assert!(store.delete_upload("u2").await.expect("delete"));
     assert!(!store.delete_upload("u2").await.expect("delete again"));
 

@@ -245,6 +245,35 @@ impl Registry {
         Ok(())
     }
 
+    /// Reclaim abandoned uploads: sessions idle for longer than `session_max_idle`, and
+    /// upload areas no session owns (left by a crash during a single-request upload or
+    /// between creating an area and its session) untouched for `orphan_max_idle`.
+    /// Returns how many sessions and areas were removed.
+    pub async fn purge_uploads(
+        &self,
+        session_max_idle: std::time::Duration,
+        orphan_max_idle: std::time::Duration,
+    ) -> Result<(usize, usize)> {
+        let cutoff = now() - session_max_idle.as_secs() as i64;
+        let idle = self.meta.uploads_idle_since(cutoff).await?;
+        for id in &idle {
+            let _guard = self.upload_locks.lock(id).await;
+            self.discard(id).await;
+        }
+        let mut orphans = 0;
+        let now = std::time::SystemTime::now();
+        for (id, modified) in self.blobs.list_uploads().await? {
+            let old = now
+                .duration_since(modified)
+                .is_ok_and(|age| age > orphan_max_idle);
+            if old && self.meta.get_upload(&id).await?.is_none() {
+                self.blobs.delete_upload(&id).await?;
+                orphans += 1;
+            }
+        }
+        Ok((idle.len(), orphans))
+    }
+
     /// A whole blob in one request (`POST ...?digest=`). Returns its size.
     pub async fn put_blob(
         &self,

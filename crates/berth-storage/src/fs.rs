@@ -182,6 +182,24 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list_uploads(&self) -> Result<Vec<(String, std::time::SystemTime)>> {
+        let dir = self.root.join("uploads");
+        let areas = blocking(
+            move || -> io::Result<Vec<(String, std::time::SystemTime)>> {
+                let mut areas = Vec::new();
+                for entry in std::fs::read_dir(dir)? {
+                    let entry = entry?;
+                    if let Some(id) = entry.file_name().to_str() {
+                        areas.push((id.to_owned(), entry.metadata()?.modified()?));
+                    }
+                }
+                Ok(areas)
+            },
+        )
+        .await?;
+        Ok(areas)
+    }
+
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>> {
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(Some(m.len())),

@@ -70,6 +70,9 @@ pub trait BlobStore: Send + Sync {
     /// Remove an upload area; removing a missing one is not an error.
     async fn delete_upload(&self, id: &str) -> Result<()>;
 
+    /// Every upload area and when it was last written, to find ones no session owns.
+    async fn list_uploads(&self) -> Result<Vec<(String, std::time::SystemTime)>>;
+
     /// Size of a stored blob.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>>;
 

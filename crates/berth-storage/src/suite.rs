@@ -114,6 +114,11 @@ pub async fn run(store: &dyn BlobStore) {
 
     // Deleting is idempotent.
     store.create_upload("up-3").await.expect("create");
+    let listed = store.list_uploads().await.expect("list");
+    assert_eq!(
+        listed.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        vec!["up-3"]
+    );
     store.delete_upload("up-3").await.expect("delete upload");
     store
         .delete_upload("up-3")

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use berth_auth::{AuthMode, Authorizer, Htpasswd};
@@ -164,8 +165,10 @@ async fn run(config: Config) -> Result<(), String> {
             read_cache: true,
         },
     );
+    let registry = Arc::new(registry);
+    tokio::spawn(purge_uploads_periodically(registry.clone()));
     let app = berth_api::app(berth_api::AppState {
-        registry: Arc::new(registry),
+        registry,
         auth: Arc::new(Authorizer::new(auth)),
     });
 
@@ -186,6 +189,27 @@ async fn run(config: Config) -> Result<(), String> {
     meta.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// Sessions idle this long are abandoned (registry:2's default purge age).
+const UPLOAD_MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Upload areas without a session are debris after this long.
+const ORPHAN_AREA_MAX_IDLE: Duration = Duration::from_secs(3600);
+
+/// Reclaim abandoned uploads at start-up and then hourly.
+async fn purge_uploads_periodically(registry: Arc<Registry>) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match registry
+            .purge_uploads(UPLOAD_MAX_IDLE, ORPHAN_AREA_MAX_IDLE)
+            .await
+        {
+            Ok((0, 0)) => {}
+            Ok((sessions, areas)) => tracing::info!(sessions, areas, "purged abandoned uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not purge abandoned uploads"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
