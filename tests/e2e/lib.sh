@@ -9,6 +9,7 @@
 #   E2E_CHECK_TIMEOUT   seconds one check may take before it is killed and counted as failed (default 180)
 #   E2E_KEEP=1          keep the temp dir after the run (its path is printed)
 #   E2E_WORK            set by run.sh for its children: the shared temp dir of this run
+#   REG_HTPASSWD        if set (by a t-*.sh, before start_registry): htpasswd file for basic auth, realm "berth"
 
 set -uo pipefail
 
@@ -179,11 +180,18 @@ free_port() {
 # start_registry DIR [PORT]: start the E2E_TARGET registry with its data in DIR/data,
 # listening on 127.0.0.1:PORT (a free port if not given). Sets REG_DIR, REG_PORT,
 # REG (host:port), REG_URL and REG_PID. Waits until GET /v2/ answers 200 (10 s).
+# With REG_HTPASSWD set, the registry requires basic auth (realm "berth") against that
+# file, and an unauthenticated GET /v2/ answering 401 counts as ready.
 start_registry() {
   REG_DIR=$1
   REG_PORT=${2:-$(free_port)}
   REG="127.0.0.1:$REG_PORT"
   REG_URL="http://$REG"
+  local ready=200 auth_env=()
+  if [[ -n "${REG_HTPASSWD:-}" ]]; then
+    ready=401
+    auth_env=("BERTH_HTPASSWD=$REG_HTPASSWD" "BERTH_REALM=berth")
+  fi
   mkdir -p "$REG_DIR/data"
   case "$E2E_TARGET" in
     berth)
@@ -191,7 +199,8 @@ start_registry() {
         echo "berth binary not found at $BERTH_BIN (build it with: cargo build -p berth)"
         return 1
       fi
-      BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "$BERTH_BIN" serve >>"$REG_DIR/registry.log" 2>&1 &
+      env BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "${auth_env[@]}" "$BERTH_BIN" serve \
+        >>"$REG_DIR/registry.log" 2>&1 &
       ;;
     reference)
       cat >"$REG_DIR/config.yml" <<EOF
@@ -209,6 +218,14 @@ http:
   addr: $REG
   secret: berth-e2e-fixed-secret
 EOF
+      if [[ -n "${REG_HTPASSWD:-}" ]]; then
+        cat >>"$REG_DIR/config.yml" <<EOF
+auth:
+  htpasswd:
+    realm: berth
+    path: $REG_HTPASSWD
+EOF
+      fi
       /usr/bin/docker-registry serve "$REG_DIR/config.yml" >>"$REG_DIR/registry.log" 2>&1 &
       ;;
   esac
@@ -221,12 +238,12 @@ EOF
       tail -n 20 "$REG_DIR/registry.log"
       return 1
     fi
-    if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$REG_URL/v2/")" == 200 ]]; then
+    if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$REG_URL/v2/")" == "$ready" ]]; then
       return 0
     fi
     sleep 0.1
   done
-  echo "$E2E_TARGET registry did not answer 200 on $REG_URL/v2/ within 10 s; log:"
+  echo "$E2E_TARGET registry did not answer $ready on $REG_URL/v2/ within 10 s; log:"
   tail -n 20 "$REG_DIR/registry.log"
   return 1
 }
