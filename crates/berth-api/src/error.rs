@@ -106,3 +106,27 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
     }
     response
 }
+
+/// Answer a panicking handler with a logged 500 instead of a dropped connection.
+pub async fn catch_panics(request: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(%method, %path, panic = what, "handler panicked");
+            let mut err = ApiError::new(500, ErrorCode::Unsupported, "internal server error");
+            err.0.message = "internal server error".into();
+            err.into_response()
+        }
+    }
+}

@@ -34,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/", any(distribution::dispatch))
         .route("/v2/{*rest}", any(distribution::dispatch))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn(error::catch_panics))
         .layer(axum::middleware::from_fn(error::log_server_errors))
         .with_state(state)
 }

@@ -39,7 +39,8 @@ impl ContentRange {
 
     /// Number of bytes the range covers (never zero: `start <= end`).
     pub fn byte_count(&self) -> u64 {
-        self.end - self.start + 1
+        // Saturating: `0-18446744073709551615` is a client's mistake, not an overflow.
+        self.end.saturating_sub(self.start).saturating_add(1)
     }
 }
 
@@ -313,6 +314,12 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::ContentRange;
+
+    #[test]
+    fn huge_content_range_does_not_overflow() {
+        let range = ContentRange::parse("0-18446744073709551615").expect("parses");
+        assert_eq!(range.byte_count(), u64::MAX);
+    }
 
     #[test]
     fn content_range_forms() {
