@@ -69,11 +69,11 @@ fn endpoint_parse_never_panics() {
         let mut path = String::from("/v2/");
         for _ in 0..parts {
             path.push_str(rng.pick(&tokens));
-            if rng.next() % 3 != 0 {
+            if !rng.next().is_multiple_of(3) {
                 path.push('/');
             }
         }
-        let query = (rng.next() % 2 == 0).then(|| {
+        let query = rng.next().is_multiple_of(2).then(|| {
             format!(
                 "{}{}&{}{}",
                 rng.pick(&tokens),
@@ -130,7 +130,7 @@ fn manifest_parse_never_panics() {
         let mut body = String::new();
         for _ in 0..(rng.next() % 30) {
             body.push_str(rng.pick(&tokens));
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 body.push_str(&format!("\"{D}\""));
             }
         }
