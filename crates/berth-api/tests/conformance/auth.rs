@@ -341,7 +341,7 @@ async fn valid_credentials_from_another_machine_may_push() {
     let app = htpasswd_app().await;
     let alice = app
         .with_header("authorization", basic(USER, PASSWORD))
-        .from_peer(remote_peer());
+        .with_peer(remote_peer());
     alice.push_image("remote", "v1", "remote").await;
 }
 
@@ -350,7 +350,7 @@ async fn valid_credentials_from_another_machine_may_push() {
 #[tokio::test]
 async fn open_mode_denies_pushes_from_other_machines() {
     let app = TestApp::new().await;
-    let remote = app.from_peer(remote_peer());
+    let remote = app.with_peer(remote_peer());
     let response = remote.post("/v2/repo/blobs/uploads/").send().await;
     response.assert_error(403, "DENIED");
     assert_eq!(response.maybe_header("www-authenticate"), None);
@@ -376,7 +376,7 @@ async fn open_mode_denies_deletes_and_upload_continuation_from_other_machines() 
     let app = TestApp::new().await;
     let (digest, _) = app.push_image("repo", "v1", "local").await;
     let location = app.start_upload("repo").await;
-    let remote = app.from_peer(remote_peer());
+    let remote = app.with_peer(remote_peer());
     remote
         .delete(format!("/v2/repo/manifests/{digest}"))
         .send()
@@ -399,7 +399,7 @@ async fn open_mode_denies_deletes_and_upload_continuation_from_other_machines() 
 async fn open_mode_lets_other_machines_pull() {
     let app = TestApp::new().await;
     let (digest, manifest) = app.push_image("repo", "v1", "pullable").await;
-    let remote = app.from_peer(remote_peer());
+    let remote = app.with_peer(remote_peer());
     assert_eq!(remote.get("/v2/").send().await.status, StatusCode::OK);
     let response = remote.get("/v2/repo/manifests/v1").send().await;
     assert_eq!(response.status, StatusCode::OK);
@@ -436,7 +436,7 @@ async fn open_mode_accepts_pushes_from_loopback_peers() {
         .into_iter()
         .enumerate()
     {
-        let local = app.from_peer(peer.parse().expect("socket address"));
+        let local = app.with_peer(peer.parse().expect("socket address"));
         local.push_image("repo", &format!("v{i}"), peer).await;
     }
 }
@@ -445,9 +445,9 @@ async fn open_mode_accepts_pushes_from_loopback_peers() {
 async fn open_mode_treats_ipv4_mapped_loopback_as_loopback() {
     // A dual-stack listener (`[::]:5000`) sees IPv4 clients as ::ffff:a.b.c.d.
     let app = TestApp::new().await;
-    let local = app.from_peer("[::ffff:127.0.0.1]:40000".parse().expect("socket address"));
+    let local = app.with_peer("[::ffff:127.0.0.1]:40000".parse().expect("socket address"));
     local.push_image("repo", "v1", "mapped").await;
-    let remote = app.from_peer(
+    let remote = app.with_peer(
         "[::ffff:203.0.113.7]:40000"
             .parse()
             .expect("socket address"),
@@ -467,7 +467,7 @@ async fn open_mode_with_anonymous_write_accepts_pushes_from_other_machines() {
         })
         .build()
         .await;
-    let remote = app.from_peer(remote_peer());
+    let remote = app.with_peer(remote_peer());
     let (digest, manifest) = remote.push_image("repo", "v1", "public").await;
     let response = remote
         .get(format!("/v2/repo/manifests/{digest}"))
@@ -493,7 +493,7 @@ async fn open_mode_ignores_credentials() {
     assert_eq!(response.status, StatusCode::OK);
     let remote = app
         .with_header("authorization", basic("anyone", "anything"))
-        .from_peer(remote_peer());
+        .with_peer(remote_peer());
     remote
         .post("/v2/repo/blobs/uploads/")
         .send()

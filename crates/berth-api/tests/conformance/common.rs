@@ -132,7 +132,7 @@ impl TestApp {
 
     /// A handle on the same registry whose requests come from `peer` (as the server's
     /// `ConnectInfo` would say).
-    pub fn from_peer(&self, peer: SocketAddr) -> TestApp {
+    pub fn with_peer(&self, peer: SocketAddr) -> TestApp {
         let mut app = self.clone();
         app.peer = Some(peer);
         app
