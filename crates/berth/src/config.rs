@@ -168,6 +168,18 @@ impl Config {
             value: addr_text,
             reason: format!("{e} (expected host:port, e.g. 127.0.0.1:5000)"),
         })?;
+        // The realm goes into a quoted header value.
+        if realm.is_empty()
+            || !realm
+                .chars()
+                .all(|c| c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\'))
+        {
+            return Err(ConfigError::Invalid {
+                name: "realm",
+                value: realm,
+                reason: "must be non-empty printable ASCII without quotes or backslashes".into(),
+            });
+        }
         Ok(Config {
             addr,
             data_dir,
@@ -222,6 +234,22 @@ mod tests {
         let config = Config::resolve(&[("env", raw)]).expect("valid");
         assert_eq!(config.addr.to_string(), "0.0.0.0:5001");
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/registry"));
+    }
+
+    #[test]
+    fn realm_must_fit_a_quoted_header_value() {
+        for bad in ["", "say \"hi\"", "new\nline"] {
+            let raw = RawConfig {
+                realm: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(Config::resolve(&[("flag", raw)]).is_err(), "{bad:?}");
+        }
+        let raw = RawConfig {
+            realm: Some("My Registry".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(&[("flag", raw)]).is_ok());
     }
 
     #[test]

@@ -34,11 +34,6 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 }
 
 async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let endpoint = Endpoint::parse(
-        request.method().as_str(),
-        request.uri().path(),
-        request.uri().query(),
-    )?;
     let principal = authenticate(state, request.headers()).await?;
     // Without connection info (in-process tests) the caller is this process. A dual-stack
     // listener (`[::]:PORT`) sees IPv4 clients as `::ffff:a.b.c.d`: canonicalize first.
@@ -46,10 +41,18 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .is_none_or(|ConnectInfo(addr)| addr.ip().to_canonical().is_loopback());
-    match state
-        .auth
-        .decide(&principal, peer_is_loopback, &endpoint.required_access())
-    {
+    let parsed = Endpoint::parse(
+        request.method().as_str(),
+        request.uri().path(),
+        request.uri().query(),
+    );
+    // Credentials come first, as in registry:2: a client without them learns nothing,
+    // not even that its path was malformed.
+    let required = match &parsed {
+        Ok(endpoint) => endpoint.required_access(),
+        Err(_) => Vec::new(),
+    };
+    match state.auth.decide(&principal, peer_is_loopback, &required) {
         Decision::Allow => {}
         Decision::Challenge { realm } => {
             return Err(ApiError::new(401, ErrorCode::Unauthorized, "").with_header(
@@ -59,6 +62,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         }
         Decision::Deny(reason) => return Err(ApiError::new(403, ErrorCode::Denied, reason)),
     }
+    let endpoint = parsed?;
 
     let (parts, body) = request.into_parts();
     let registry = &state.registry;

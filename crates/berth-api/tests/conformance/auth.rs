@@ -500,3 +500,16 @@ async fn open_mode_ignores_credentials() {
         .await
         .assert_error(403, "DENIED");
 }
+
+#[tokio::test]
+async fn malformed_paths_without_credentials_are_challenged_before_being_judged() {
+    let app = htpasswd_app().await;
+    for path in [
+        "/v2/UPPER/tags/list",
+        "/v2/a/unknown-endpoint",
+        "/v2/a/blobs/sha256:zz",
+    ] {
+        let response = app.get(path).send().await;
+        assert_challenge(&response, "berth");
+    }
+}
