@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: berth (release build) against Debian's docker-registry
+# (CNCF Distribution 2.8, "registry:2") on 127.0.0.1, same client, same data disk, alternating
+# berth / registry:2 for every figure, medians over BENCH_REPEATS runs. Prints one table.
+#
+#   bench/run.sh            full run (~15 min on 2 cores)
+#   bench/run.sh --quick    tiny sizes, one repeat: a smoke run of a minute or so
+#
+# Environment: BENCH_REPEATS (default 3), BENCH_TMPDIR (parent of the data dirs, default
+# /var/tmp: the data disk), BENCH_SKIP_BUILD=1 (reuse target/release binaries),
+# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines).
+# Not part of .ci/run: it measures, it does not pass or fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=1 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+REPEATS=${BENCH_REPEATS:-3}
+if ((QUICK)); then
+  REPEATS=1 BLOB=32MiB BLOB_BYTES=$((32 << 20)) CHUNK=4MiB WRK_SECS=2
+  IMG_CLIENTS=8 IMG_COUNT=16 LAYER=1MiB REPOS=300 TAGS=300 LIST_ROUNDS=2
+else
+  BLOB=1GiB BLOB_BYTES=$((1 << 30)) CHUNK=10MiB WRK_SECS=10
+  IMG_CLIENTS=32 IMG_COUNT=128 LAYER=10MiB REPOS=10000 TAGS=10000 LIST_ROUNDS=5
+fi
+CATALOG_N=1000 # registry:2's largest catalog page (catalog.maxentries); berth's default
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# --- what it needs -------------------------------------------------------------------------
+missing=()
+for pair in wrk:wrk docker-registry:docker-registry jq:jq bc:bc openssl:openssl lscpu:util-linux; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# wrk cannot do HEAD (it waits for a body that never comes): oha does (b).
+OHA=$(command -v oha || echo "$HOME/.cargo/bin/oha")
+if [[ ! -x $OHA ]]; then
+  log "installing oha (cargo install, a few minutes)"
+  dpkg -s libssl-dev pkg-config >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null; }
+  cargo install oha --locked --no-default-features --features native-tls --quiet
+fi
+
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+  log "building berth and berth-bench (release)"
+  cargo build --release --quiet -p berth -p berth-bench
+fi
+BERTH=$ROOT/target/release/berth
+BB=$ROOT/target/release/berth-bench
+REG2=$(command -v docker-registry)
+
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/berth-bench.XXXXXX")
+RES=$WORK/results
+mkdir -p "$RES"
+declare -A PIDS=()
+
+stop_pid() { # pid: SIGTERM, up to 10 s, then SIGKILL
+  local pid=$1 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local name
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+    find "$WORK" -mindepth 1 -maxdepth 1 -name 'data-*' -exec rm -rf {} +
+    log "kept $WORK (logs, raw results)"
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { # a loopback port nothing listens on
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 30000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+PORT_berth=$(free_port)
+PORT_reg2=$(free_port)
+while [[ $PORT_reg2 == "$PORT_berth" ]]; do PORT_reg2=$(free_port); done
+url() { echo "http://127.0.0.1:$(eval echo "\$PORT_$1")"; }
+
+reg2_config() { # data dir -> config path. registry:2's image config, access log off.
+  local dir=$1 cfg=$WORK/reg2.yml
+  cat >"$cfg" <<EOF
+version: 0.1
+log:
+  accesslog:
+    disabled: true
+  level: error
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: $dir
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$PORT_reg2
+  headers:
+    X-Content-Type-Options: [nosniff]
+EOF
+  echo "$cfg"
+}
+
+# start REG: a fresh, empty data dir each time; records the pid in PIDS[REG].
+start() {
+  local reg=$1 dir=$WORK/data-$1
+  rm -rf "$dir" && mkdir -p "$dir"
+  case $reg in
+    berth) BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
+      "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
+      PIDS[berth]=$! ;;
+    reg2) "$REG2" serve "$(reg2_config "$dir")" >>"$WORK/reg2.log" 2>&1 &
+      PIDS[reg2]=$! ;;
+  esac
+  "$BB" --url "$(url "$reg")" ping --timeout-secs 30
+}
+stop() {
+  local reg=$1
+  [[ -n ${PIDS[$reg]:-} ]] && stop_pid "${PIDS[$reg]}"
+  unset "PIDS[$reg]"
+  rm -rf "$WORK/data-$reg"
+  sync
+}
+hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/${PIDS[$1]}/status"; }
+
+record() { echo "$3" >>"$RES/$1.$2"; } # figure registry value
+median() {                            # figure registry -> median, or "n/a"
+  [[ -s $RES/$1.$2 ]] || { echo n/a; return; }
+  sort -g "$RES/$1.$2" | awk '{ v[NR] = $1 } END {
+    if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+    printf "%.6f", m }'
+}
+j() { jq -r "$1" <<<"$2"; }
+bench() { # reg subcommand args...: run berth-bench against REG, keep its JSON line
+  local reg=$1 out
+  shift
+  out=$("$BB" --url "$(url "$reg")" "$@")
+  echo "$reg $out" >>"$WORK/raw.jsonl"
+  echo "$out"
+}
+REGS=(berth reg2)
+
+# --- the machine and its limits ------------------------------------------------------------
+MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+MEM=$(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+DEV=$(findmnt -no SOURCE -T "$WORK")
+FS=$(findmnt -no FSTYPE -T "$WORK")
+DISK=$(lsblk -dno NAME,SIZE,ROTA,MODEL "$DEV" 2>/dev/null | awk '{ printf "%s %s rotational=%s %s", $1, $2, $3, $4 }')
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "work dir $WORK ($DEV, $FS); ports berth $PORT_berth, registry:2 $PORT_reg2"
+
+log "hashing limit: openssl speed -evp sha256 (16384-byte blocks)"
+SHA_GIBS=$(openssl speed -evp sha256 -seconds 3 2>/dev/null | awk '/^sha256/ { printf "%.3f", $NF * 1000 / 2^30 }')
+for ((r = 1; r <= REPEATS; r++)); do
+  log "disk write: dd 1 GiB conv=fdatasync ($r/$REPEATS)"
+  dd if=/dev/zero of="$WORK/ddtest" bs=1M count=1024 conv=fdatasync 2>&1 |
+    awk '/copied/ { for (i = 1; i <= NF; i++) if ($i ~ /^s,?$/) s = $(i - 1); printf "%.3f\n", $1 / s / 2^30 }' >>"$RES/dd.machine"
+  rm -f "$WORK/ddtest"
+done
+DD_GIBS=$(median dd machine)
+
+# --- (i) cold start and (h) idle RSS -------------------------------------------------------
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in "${REGS[@]}"; do
+    log "(i) cold start $reg ($r/$REPEATS)"
+    dir=$WORK/data-cold && rm -rf "$dir" && mkdir -p "$dir"
+    if [[ $reg == berth ]]; then
+      out=$(BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
+        bench berth coldstart -- "$BERTH" serve)
+    else
+      out=$(bench reg2 coldstart -- "$REG2" serve "$(reg2_config "$dir")")
+    fi
+    record cold "$reg" "$(j .ms "$out")"
+    record idle "$reg" "$(j '.idle_rss_kib / 1024' "$out")"
+    # Again on the now initialised data dir: a restart.
+    if [[ $reg == berth ]]; then
+      out=$(BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
+        bench berth coldstart --settle-ms 0 -- "$BERTH" serve)
+    else
+      out=$(bench reg2 coldstart --settle-ms 0 -- "$REG2" serve "$(reg2_config "$dir")")
+    fi
+    record restart "$reg" "$(j .ms "$out")"
+    rm -rf "$dir"
+  done
+done
+
+# --- (a) GET manifest by tag, (b) HEAD blob: 64 connections --------------------------------
+ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+declare -A LAYER_OF=()
+for reg in "${REGS[@]}"; do
+  start "$reg"
+  out=$(bench "$reg" push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42)
+  LAYER_OF[$reg]=$(j '.layer_digests[0]' "$out")
+done
+wrk_run() { # fig reg url [wrk args]
+  local fig=$1 reg=$2 target=$3 out
+  shift 3
+  out=$(wrk -t2 -c64 -d"${WRK_SECS}s" --latency "$@" "$target")
+  echo "$reg $fig $out" >>"$WORK/wrk.log"
+  record "$fig" "$reg" "$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+  record "$fig-p99" "$reg" "$(awk '$1 == "99%" { v = $2
+    if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000
+    print v }' <<<"$out")"
+}
+oha_run() { # fig reg url
+  local fig=$1 reg=$2 target=$3 out
+  out=$("$OHA" -c 64 -z "${WRK_SECS}s" -m HEAD --no-tui --output-format json "$target" 2>/dev/null)
+  echo "$reg $fig $out" >>"$WORK/oha.log"
+  record "$fig" "$reg" "$(j '.summary.requestsPerSec' "$out")"
+  record "$fig-p99" "$reg" "$(j '.latencyPercentiles.p99 * 1000' "$out")"
+}
+for reg in "${REGS[@]}"; do # warm-up, not recorded
+  wrk -t2 -c64 -d1s -H "$ACCEPT" "$(url "$reg")/v2/bench/small/manifests/latest" >/dev/null
+done
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in "${REGS[@]}"; do
+    log "(a) GET manifest $reg ($r/$REPEATS)"
+    wrk_run manifest "$reg" "$(url "$reg")/v2/bench/small/manifests/latest" -H "$ACCEPT"
+  done
+  for reg in "${REGS[@]}"; do
+    log "(b) HEAD blob $reg ($r/$REPEATS)"
+    oha_run head "$reg" "$(url "$reg")/v2/bench/small/blobs/${LAYER_OF[$reg]}"
+  done
+done
+for reg in "${REGS[@]}"; do stop "$reg"; done
+
+# --- (d) monolithic push, (c) pull, (e) chunked push; peak RSS during (d) -----------------
+# Each run starts the registry fresh, so VmHWM read right after (d) is the peak during (d).
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in "${REGS[@]}"; do
+    start "$reg"
+    log "(d) monolithic push $BLOB $reg ($r/$REPEATS)"
+    out=$(bench "$reg" push-blob --size "$BLOB")
+    record push "$reg" "$(j .gib_s "$out")"
+    record rss-push "$reg" "$(hwm_mib "$reg")"
+    log "(c) pull $BLOB $reg ($r/$REPEATS)"
+    out=$(bench "$reg" pull-blob --digest "$(j .digest "$out")")
+    [[ $(j .bytes "$out") == "$BLOB_BYTES" ]] || { echo "short pull: $out" >&2; exit 1; }
+    record pull "$reg" "$(j .gib_s "$out")"
+    log "(e) chunked push $BLOB in $CHUNK chunks $reg ($r/$REPEATS)"
+    out=$(bench "$reg" push-blob --size "$BLOB" --chunk "$CHUNK")
+    record chunked "$reg" "$(j .gib_s "$out")"
+    stop "$reg"
+  done
+done
+
+# --- (f) concurrent image push + pull; peak RSS during (f) ---------------------------------
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in "${REGS[@]}"; do
+    start "$reg"
+    log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$REPEATS)"
+    out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
+    record images "$reg" "$(j .images_per_s "$out")"
+    record images-p99 "$reg" "$(j .image.p99_ms "$out")"
+    record rss-images "$reg" "$(hwm_mib "$reg")"
+    stop "$reg"
+  done
+done
+
+# --- (g) _catalog and tag list with many repositories / tags ------------------------------
+for reg in "${REGS[@]}"; do
+  start "$reg"
+  log "(g) seeding $REPOS repositories and $TAGS tags into $reg"
+  out=$(bench "$reg" seed --repos "$REPOS" --name catalog/r)
+  record seed-repos "$reg" "$(j .per_s "$out")"
+  out=$(bench "$reg" seed --tags "$TAGS" --name tagged/one)
+  record seed-tags "$reg" "$(j .per_s "$out")"
+done
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in "${REGS[@]}"; do
+    log "(g) list $reg ($r/$REPEATS)"
+    out=$(bench "$reg" list --catalog --n "$CATALOG_N" --rounds "$LIST_ROUNDS")
+    (($(j .items_per_walk "$out") >= REPOS)) || { echo "catalog walk: $out" >&2; exit 1; }
+    record catalog "$reg" "$(j .page.p50_ms "$out")"
+    CATALOG_PAGES=$(j .pages_per_walk "$out")
+    out=$(bench "$reg" list --tags tagged/one --rounds "$LIST_ROUNDS")
+    [[ $(j .items_per_walk "$out") == "$TAGS" ]] || { echo "tag walk: $out" >&2; exit 1; }
+    record tags "$reg" "$(j .page.p50_ms "$out")"
+    record tags-pages "$reg" "$(j .pages_per_walk "$out")"
+  done
+done
+for reg in "${REGS[@]}"; do stop "$reg"; done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- the table -----------------------------------------------------------------------------
+calc() { bc -l <<<"$1"; }
+fmt() { # 3 significant digits, no exponents
+  [[ $1 == n/a ]] && { echo n/a; return; }
+  awk -v v="$1" 'BEGIN { a = v < 0 ? -v : v
+    if (a >= 100) printf "%.0f", v; else if (a >= 10) printf "%.1f", v
+    else if (a >= 1) printf "%.2f", v; else printf "%.3g", v }'
+}
+ratio() { # higher|lower b r -> how many times better berth is
+  [[ $2 == n/a || $3 == n/a ]] && { echo n/a; return; }
+  if [[ $1 == higher ]]; then calc "$2 / $3"; else calc "$3 / $2"; fi
+}
+yes_no() { [[ $(calc "$1") == 1 ]] && echo yes || echo "**no**"; }
+ROWS=()
+row() { # label kind figure goal-text met-expression(uses B, R, X)
+  local label=$1 kind=$2 fig=$3 goal=$4 expr=$5 B R X met=""
+  B=$(median "$fig" berth) R=$(median "$fig" reg2)
+  X=$(ratio "$kind" "$B" "$R")
+  if [[ -n $expr && $B != n/a && $R != n/a ]]; then
+    met=$(yes_no "$(eval "echo \"$expr\"")")
+  fi
+  [[ $X != n/a ]] && X="$(printf '%.2f' "$X")×"
+  ROWS+=("| $label | $(fmt "$B") | $(fmt "$R") | $X | $goal | $met |")
+}
+LIMIT=$(calc "if ($SHA_GIBS < $DD_GIBS) $SHA_GIBS else $DD_GIBS")
+SIXTY=$(printf '%.3f' "$(calc "0.6 * $LIMIT")")
+row "(a) GET manifest by tag, req/s (64 conn)" higher manifest "≥ 5×" '$X >= 5'
+row "(a) GET manifest by tag, p99 ms" lower manifest-p99 "≥ 5×" '$X >= 5'
+row "(b) HEAD blob, req/s (64 conn)" higher head "≥ 5×" '$X >= 5'
+row "(b) HEAD blob, p99 ms" lower head-p99 "≥ 5×" '$X >= 5'
+row "(c) pull $BLOB blob, GiB/s" higher pull "≥ 2 GiB/s and ≥ 1×" '$B >= 2 && $X >= 1'
+row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s" "\$X >= 3 && \$B >= $SIXTY"
+row "(e) chunked push $BLOB, $CHUNK chunks, GiB/s" higher chunked "" ""
+row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher images "≥ 2×" '$X >= 2'
+row "(f) p99 per image (push + pull), ms" lower images-p99 "≥ 1× (no worse)" '$X >= 1'
+row "(g) _catalog page (n=$CATALOG_N, $REPOS repos), ms" lower catalog "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
+row "(g) tag list page ($TAGS tags, one page), ms" lower tags "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
+row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
+row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
+row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'
+row "(i) cold start to first 200 on /v2/ (empty data dir), ms" lower cold "≤ 100 ms" '$B <= 100'
+row "(i) restart to first 200 on /v2/ (existing data dir), ms" lower restart "≤ 100 ms" '$B <= 100'
+row "seeding: manifest PUTs into new repos, repos/s (64 conn)" higher seed-repos "" ""
+row "seeding: tag PUTs into one repo, tags/s (64 conn)" higher seed-tags "" ""
+
+{
+  echo
+  echo "## berth vs registry:2 — $(date -u '+%Y-%m-%d %H:%M UTC')$( ((QUICK)) && echo ' (quick mode: tiny sizes, not comparable)')"
+  echo
+  echo "- machine: $(nproc) cores, $MODEL, $MEM RAM, Linux $(uname -r); data disk $DISK ($FS)"
+  echo "- berth $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $("$REG2" --version 2>/dev/null | awk '{ print $2, $3 }'); $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'); $("$OHA" --version 2>/dev/null)"
+  echo "- limits: SHA-256 one core (openssl, 16 KiB blocks) $SHA_GIBS GiB/s; disk write (dd 1 GiB, fdatasync) $DD_GIBS GiB/s; 60% of the lower: $SIXTY GiB/s"
+  echo "- medians of $REPEATS runs, berth and registry:2 alternating; load average $LOAD_START at start, $LOAD_END at end"
+  echo "- × = how many times better berth is (throughput berth ÷ registry:2; times and RSS registry:2 ÷ berth)"
+  echo "- (g): _catalog walked with n=$CATALOG_N (${CATALOG_PAGES:-?} pages); tags/list asked without n: one page of all $TAGS tags on both (Distribution 2.8 ignores n there)"
+  echo
+  echo "| figure | berth | registry:2 | × | goal | met? |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${ROWS[@]}"
+} | tee "$RES/table.md"
+if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+  cp "$RES/table.md" "$WORK/table.md"
+fi
