@@ -100,6 +100,12 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     Ok(())
 }
 
+/// Listings come back as one JSON array built by SQLite: fetching 10 000 names as one
+/// value is several times faster than as 10 000 rows.
+fn names_from_json(json: &str) -> Result<Vec<String>> {
+    serde_json::from_str(json).map_err(|e| MetaError::Corrupt(format!("name listing: {e}")))
+}
+
 fn digest_column(row: &SqliteRow, column: &str) -> Result<Digest> {
     let text: String = row.try_get(column)?;
     Digest::from_str(&text).map_err(|e| MetaError::Corrupt(format!("{column} {text:?}: {e}")))
@@ -158,14 +164,15 @@ async fn link_in(
 #[async_trait]
 impl RepositoryStore for SqliteStore {
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
-        let names = sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        let names: String = sqlx::query_scalar(
+            "SELECT json_group_array(name ORDER BY name) FROM
+               (SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?)",
         )
         .bind(last.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
-        Ok(names)
+        names_from_json(&names)
     }
 }
 
@@ -501,15 +508,16 @@ impl ManifestStore for SqliteStore {
         let Some(repo_id) = repo_id else {
             return Ok(None);
         };
-        let tags = sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+        let tags: String = sqlx::query_scalar(
+            "SELECT json_group_array(name ORDER BY name) FROM
+               (SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?)",
         )
         .bind(repo_id)
         .bind(last.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await?;
-        Ok(Some(tags))
+        names_from_json(&tags).map(Some)
     }
 
     async fn referrers(

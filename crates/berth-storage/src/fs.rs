@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use berth_core::Digest;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use crate::{BlobStore, ByteStream, Result, StorageError};
@@ -58,6 +58,78 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(io::Error::other)?
 }
+
+/// Flush written data to disk while the upload is still arriving. Without it, the fsync
+/// that must precede a blob's commit would write the whole blob out only after the last
+/// byte came in, so network and disk would take turns instead of working at once. A helper
+/// thread calls `fdatasync` after every [`EARLY_FLUSH_EVERY`] bytes; the writer never waits
+/// for it. Durability still rests on the final `sync_all` in `commit`.
+struct EarlyFlush {
+    file: File,
+    runtime: tokio::runtime::Handle,
+    unflushed: usize,
+    /// Set while a flush is running; a flush requested meanwhile is folded into the next.
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const EARLY_FLUSH_EVERY: usize = 16 * 1024 * 1024;
+
+impl EarlyFlush {
+    fn new(file: &File, runtime: tokio::runtime::Handle) -> io::Result<EarlyFlush> {
+        Ok(EarlyFlush {
+            file: file.try_clone()?,
+            runtime,
+            unflushed: 0,
+            busy: Default::default(),
+        })
+    }
+
+    fn wrote(&mut self, len: usize) {
+        use std::sync::atomic::Ordering;
+        self.unflushed += len;
+        if self.unflushed < EARLY_FLUSH_EVERY || self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.unflushed = 0;
+        let Ok(file) = self.file.try_clone() else {
+            self.busy.store(false, Ordering::Release);
+            return;
+        };
+        let busy = self.busy.clone();
+        self.runtime.spawn_blocking(move || {
+            // Best effort: an error here resurfaces at the commit's sync_all.
+            let _ = file.sync_data();
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Bytes `start..start + len` of `file` as a stream of [`READ_CHUNK`]-sized pieces.
+///
+/// Each piece is one positioned read on the blocking pool, straight into the buffer that
+/// is sent, with the next piece read while this one is sent. No thread is held between
+/// pieces, so a slow client costs a little memory, not a thread.
+fn read_range(file: File, start: u64, len: u64) -> ByteStream {
+    use std::os::unix::fs::FileExt;
+    let file = std::sync::Arc::new(file);
+    let end = start + len;
+    let offsets = (start..end).step_by(READ_CHUNK);
+    futures_util::stream::iter(offsets)
+        .map(move |offset| {
+            let file = file.clone();
+            let n = (end - offset).min(READ_CHUNK as u64) as usize;
+            blocking(move || {
+                let mut buf = vec![0u8; n];
+                file.read_exact_at(&mut buf, offset)?;
+                Ok(Bytes::from(buf))
+            })
+        })
+        .buffered(2)
+        .boxed()
+}
+
+/// Piece size for blob reads.
+const READ_CHUNK: usize = 512 * 1024;
 
 fn missing_upload(id: &str) -> impl Fn(io::Error) -> StorageError + '_ {
     move |e| {
@@ -106,14 +178,17 @@ impl BlobStore for FsBlobStore {
 
         // The writer thread drains chunks while this task reads and hashes the next ones.
         let (chunks, mut incoming) = tokio::sync::mpsc::channel::<Bytes>(16);
+        let runtime = tokio::runtime::Handle::current();
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
+            let mut early_flush = EarlyFlush::new(&file, runtime)?;
             let mut out = BufWriter::with_capacity(CHUNK, file);
             let mut written = 0u64;
             while let Some(chunk) = incoming.blocking_recv() {
                 out.write_all(&chunk)?;
                 written += chunk.len() as u64;
+                early_flush.wrote(chunk.len());
             }
             out.flush()?;
             Ok(written)
@@ -209,17 +284,15 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn open(&self, digest: &Digest, start: u64, len: u64) -> Result<ByteStream> {
-        let mut file = match tokio::fs::File::open(self.blob_path(digest)).await {
+        let path = self.blob_path(digest);
+        let file = match blocking(move || File::open(path)).await {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StorageError::BlobMissing(digest.clone()));
             }
             Err(e) => return Err(e.into()),
         };
-        if start > 0 {
-            file.seek(SeekFrom::Start(start)).await?;
-        }
-        Ok(ReaderStream::with_capacity(file.take(len), CHUNK).boxed())
+        Ok(read_range(file, start, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
