@@ -183,7 +183,7 @@ for ((r = 1; r <= REPEATS; r++)); do
     awk '/copied/ { for (i = 1; i <= NF; i++) if ($i ~ /^s,?$/) s = $(i - 1); printf "%.3f\n", $1 / s / 2^30 }' >>"$RES/dd.machine"
   rm -f "$WORK/ddtest"
 done
-DD_GIBS=$(median dd machine)
+DD_GIBS=$(printf '%.3f' "$(median dd machine)")
 
 # --- (i) cold start and (h) idle RSS -------------------------------------------------------
 for ((r = 1; r <= REPEATS; r++)); do
@@ -303,6 +303,8 @@ for ((r = 1; r <= REPEATS; r++)); do
     [[ $(j .items_per_walk "$out") == "$TAGS" ]] || { echo "tag walk: $out" >&2; exit 1; }
     record tags "$reg" "$(j .page.p50_ms "$out")"
     record tags-pages "$reg" "$(j .pages_per_walk "$out")"
+    out=$(bench "$reg" list --tags tagged/one --n "$CATALOG_N" --rounds "$LIST_ROUNDS")
+    record tags-n "$reg" "$(j .page.p50_ms "$out")"
   done
 done
 for reg in "${REGS[@]}"; do stop "$reg"; done
@@ -345,6 +347,7 @@ row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher image
 row "(f) p99 per image (push + pull), ms" lower images-p99 "≥ 1× (no worse)" '$X >= 1'
 row "(g) _catalog page (n=$CATALOG_N, $REPOS repos), ms" lower catalog "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
 row "(g) tag list page ($TAGS tags, one page), ms" lower tags "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
+row "(g) tag list page asking n=$CATALOG_N (registry:2 ignores n), ms" lower tags-n "" ""
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'
