@@ -57,6 +57,9 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   log "building berth and berth-bench (release)"
   cargo build --release --quiet -p berth -p berth-bench
 fi
+# What was measured: the commit, "+changes" when crates/ differed from it at build time.
+BERTH_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+[[ -n $(git -C "$ROOT" status --porcelain -- crates Cargo.lock 2>/dev/null) ]] && BERTH_REV+="+changes"
 BERTH=$ROOT/target/release/berth
 BB=$ROOT/target/release/berth-bench
 REG2=$(command -v docker-registry)
@@ -361,7 +364,7 @@ row "seeding: tag PUTs into one repo, tags/s (64 conn)" higher seed-tags "" ""
   echo "## berth vs registry:2 — $(date -u '+%Y-%m-%d %H:%M UTC')$( ((QUICK)) && echo ' (quick mode: tiny sizes, not comparable)')"
   echo
   echo "- machine: $(nproc) cores, $MODEL, $MEM RAM, Linux $(uname -r); data disk $DISK ($FS)"
-  echo "- berth $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $("$REG2" --version 2>/dev/null | awk '{ print $2, $3 }'); $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'); $("$OHA" --version 2>/dev/null)"
+  echo "- berth $BERTH_REV, $("$REG2" --version 2>/dev/null | awk '{ print $2, $3 }'); $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'); $("$OHA" --version 2>/dev/null)"
   echo "- limits: SHA-256 one core (openssl, 16 KiB blocks) $SHA_GIBS GiB/s; disk write (dd 1 GiB, fdatasync) $DD_GIBS GiB/s; 60% of the lower: $SIXTY GiB/s"
   echo "- medians of $REPEATS runs, berth and registry:2 alternating; load average $LOAD_START at start, $LOAD_END at end"
   echo "- × = how many times better berth is (throughput berth ÷ registry:2; times and RSS registry:2 ÷ berth)"
