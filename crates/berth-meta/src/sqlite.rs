@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::migrations::MIGRATIONS;
 use crate::{
@@ -33,6 +34,21 @@ impl From<sqlx::Error> for MetaError {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The writer connection's current `synchronous` level: true for FULL.
+    writer_full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// What a write's commit must survive before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Power loss: `synchronous=FULL`, the WAL is fsynced at commit. Everything a client
+    /// takes as stored — blob links, manifests, tags, deletes.
+    PowerLoss,
+    /// A crash of this process, not power loss: `synchronous=NORMAL`. Only upload-session
+    /// bookkeeping, whose loss in a power cut just makes the client restart that upload
+    /// (the session's bytes are not fsynced per chunk either). A later FULL commit makes
+    /// these durable too: the WAL is written in order.
+    ProcessCrash,
 }
 
 impl SqliteStore {
@@ -60,7 +76,30 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            writer_full: std::sync::Arc::new(true.into()),
+        })
+    }
+
+    /// The writer connection, set to the durability this write needs.
+    async fn write(&self, durability: Durability) -> Result<PoolConnection<Sqlite>> {
+        use std::sync::atomic::Ordering;
+        let mut conn = self.writer.acquire().await?;
+        let full = durability == Durability::PowerLoss;
+        // One writer connection: the flag and the connection cannot disagree, except that
+        // a replaced connection starts FULL, which is the safe side.
+        if self.writer_full.load(Ordering::Acquire) != full {
+            let pragma = if full {
+                "PRAGMA synchronous = FULL"
+            } else {
+                "PRAGMA synchronous = NORMAL"
+            };
+            sqlx::query(pragma).execute(&mut *conn).await?;
+            self.writer_full.store(full, Ordering::Release);
+        }
+        Ok(conn)
     }
 
     pub async fn close(&self) {
@@ -202,7 +241,8 @@ impl BlobIndex for SqliteStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut tx = conn.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         tx.commit().await?;
         Ok(())
@@ -214,7 +254,8 @@ impl BlobIndex for SqliteStore {
         to: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut tx = conn.begin().await?;
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs l
              JOIN repositories r ON r.id = l.repository_id
@@ -238,7 +279,7 @@ impl BlobIndex for SqliteStore {
         )
         .bind(digest.to_string())
         .bind(repository.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.write(Durability::PowerLoss).await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -256,7 +297,7 @@ impl UploadStore for SqliteStore {
         .bind(&upload.hash_state)
         .bind(upload.created_at)
         .bind(upload.created_at)
-        .execute(&self.writer)
+        .execute(&mut *self.write(Durability::ProcessCrash).await?)
         .await?;
         Ok(())
     }
@@ -299,7 +340,7 @@ impl UploadStore for SqliteStore {
         .bind(now())
         .bind(id)
         .bind(from_offset as i64)
-        .execute(&self.writer)
+        .execute(&mut *self.write(Durability::ProcessCrash).await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -307,7 +348,7 @@ impl UploadStore for SqliteStore {
     async fn delete_upload(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *self.write(Durability::ProcessCrash).await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -328,7 +369,8 @@ impl UploadStore for SqliteStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut tx = conn.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
@@ -347,7 +389,8 @@ impl ManifestStore for SqliteStore {
         manifest: &NewManifest,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut tx = conn.begin().await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
         for blob in &manifest.blobs {
             let linked: Option<i64> = sqlx::query_scalar(
@@ -479,7 +522,7 @@ impl ManifestStore for SqliteStore {
         )
         .bind(digest.to_string())
         .bind(repository.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.write(Durability::PowerLoss).await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -490,7 +533,7 @@ impl ManifestStore for SqliteStore {
         )
         .bind(tag.as_str())
         .bind(repository.as_str())
-        .execute(&self.writer)
+        .execute(&mut *self.write(Durability::PowerLoss).await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
