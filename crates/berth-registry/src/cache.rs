@@ -1,5 +1,5 @@
-//! A read cache for the two hottest lookups of a pull: manifest by reference, and a blob's
-//! size in a repository (every `HEAD` and `GET` of a blob).
+//! A read cache for the hottest lookups: manifest by reference, a blob's size in a
+//! repository (every `HEAD` and `GET` of a blob), and tag-list pages.
 //!
 //! It is exact, not eventually consistent, for a metadata store that only this process
 //! writes (embedded SQLite): every write through [`crate::Registry`] invalidates the
@@ -8,10 +8,12 @@
 //! several nodes must run with the cache off (`RegistryOptions::read_cache`).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use berth_core::{Digest, RepositoryName};
 use bytes::Bytes;
+
+use crate::Listing;
 
 /// Manifests larger than this are always read from the store.
 const MAX_CACHED_MANIFEST: usize = 256 * 1024;
@@ -34,6 +36,10 @@ struct Entries {
     generation: u64,
     manifests: HashMap<(String, String), Manifest>,
     blob_sizes: HashMap<(String, Digest), u64>,
+    /// Tag-list pages by (repository, last, page size).
+    tag_pages: HashMap<(String, Option<String>, usize), Arc<Listing>>,
+    /// Tags held in `tag_pages`, counted as entries.
+    tag_page_items: usize,
     manifest_bytes: usize,
 }
 
@@ -41,11 +47,13 @@ impl Entries {
     fn clear(&mut self) {
         self.manifests.clear();
         self.blob_sizes.clear();
+        self.tag_pages.clear();
+        self.tag_page_items = 0;
         self.manifest_bytes = 0;
     }
 
     fn full(&self) -> bool {
-        self.manifests.len() + self.blob_sizes.len() >= MAX_ENTRIES
+        self.manifests.len() + self.blob_sizes.len() + self.tag_page_items >= MAX_ENTRIES
             || self.manifest_bytes >= MAX_MANIFEST_BYTES
     }
 }
@@ -157,6 +165,55 @@ impl ReadCache {
             entries.manifest_bytes = entries.manifests.values().map(|m| m.content.len()).sum();
         }
         entries.blob_sizes.retain(|(repo, _), _| repo != name);
+        entries.tag_pages.retain(|(repo, _, _), _| repo != name);
+        entries.tag_page_items = entries.tag_pages.values().map(|l| l.items.len()).sum();
+    }
+
+    pub fn tag_page(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Arc<Listing>, Ticket> {
+        let entries = self.lock();
+        let key = (
+            repository.as_str().to_owned(),
+            last.map(str::to_owned),
+            limit,
+        );
+        if self.enabled
+            && let Some(page) = entries.tag_pages.get(&key)
+        {
+            return Ok(page.clone());
+        }
+        Err(Ticket(entries.generation))
+    }
+
+    pub fn store_tag_page(
+        &self,
+        ticket: Ticket,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        limit: usize,
+        page: &Arc<Listing>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.generation != ticket.0 {
+            return;
+        }
+        if entries.full() {
+            entries.clear();
+        }
+        entries.tag_page_items += page.items.len();
+        let key = (
+            repository.as_str().to_owned(),
+            last.map(str::to_owned),
+            limit,
+        );
+        entries.tag_pages.insert(key, page.clone());
     }
 }
 

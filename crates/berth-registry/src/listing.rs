@@ -1,5 +1,7 @@
 //! Catalog and tag listings with the spec's `n` / `last` pagination.
 
+use std::sync::Arc;
+
 use berth_core::RepositoryName;
 use berth_core::endpoint::Page;
 
@@ -48,19 +50,32 @@ impl Registry {
         Ok(finish(names, limit))
     }
 
-    pub async fn list_tags(&self, repository: &RepositoryName, page: &Page) -> Result<Listing> {
+    pub async fn list_tags(
+        &self,
+        repository: &RepositoryName,
+        page: &Page,
+    ) -> Result<Arc<Listing>> {
         let limit = page_size(page, MAX_PAGE);
+        let last = page.last.as_deref();
+        let ticket = match self.cache.tag_page(repository, last, limit) {
+            Ok(listing) => return Ok(listing),
+            Err(ticket) => ticket,
+        };
         let tags = self
             .meta
-            .list_tags(repository, page.last.as_deref(), limit + 1)
+            .list_tags(repository, last, limit + 1)
             .await?
             .ok_or_else(|| Error::NameUnknown(repository.to_string()))?;
-        if limit == 0 {
-            return Ok(Listing {
+        let listing = Arc::new(if limit == 0 {
+            Listing {
                 items: Vec::new(),
                 next_page_size: None,
-            });
-        }
-        Ok(finish(tags, limit))
+            }
+        } else {
+            finish(tags, limit)
+        });
+        self.cache
+            .store_tag_page(ticket, repository, last, limit, &listing);
+        Ok(listing)
     }
 }

@@ -10,13 +10,32 @@ use serde_json::json;
 
 use crate::ApiError;
 
-fn json_response(body: serde_json::Value, content_type: &'static str) -> Response {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, content_type)],
-        body.to_string(),
-    )
-        .into_response()
+fn json_response(body: &impl serde::Serialize, content_type: &'static str) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, content_type)],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => ApiError::from(berth_registry::Error::Internal(format!(
+            "serializing a listing: {e}"
+        )))
+        .into_response(),
+    }
+}
+
+/// `_catalog` body, serialized straight from the listing (no intermediate JSON tree).
+#[derive(serde::Serialize)]
+struct Catalog<'a> {
+    repositories: &'a [String],
+}
+
+/// `tags/list` body.
+#[derive(serde::Serialize)]
+struct TagList<'a> {
+    name: &'a RepositoryName,
+    tags: &'a [String],
 }
 
 /// `Link: </v2/...?n=N&last=LAST>; rel="next"` when another page follows.
@@ -31,7 +50,12 @@ fn add_next_link(response: &mut Response, path: &str, listing: &Listing) {
 
 pub async fn catalog(registry: &Registry, page: &Page) -> Result<Response, ApiError> {
     let listing = registry.catalog(page).await?;
-    let mut response = json_response(json!({ "repositories": listing.items }), "application/json");
+    let mut response = json_response(
+        &Catalog {
+            repositories: &listing.items,
+        },
+        "application/json",
+    );
     add_next_link(&mut response, "/v2/_catalog", &listing);
     Ok(response)
 }
@@ -43,7 +67,10 @@ pub async fn tags(
 ) -> Result<Response, ApiError> {
     let listing = registry.list_tags(name, page).await?;
     let mut response = json_response(
-        json!({ "name": name, "tags": listing.items }),
+        &TagList {
+            name,
+            tags: &listing.items,
+        },
         "application/json",
     );
     add_next_link(&mut response, &format!("/v2/{name}/tags/list"), &listing);
@@ -72,7 +99,7 @@ pub async fn referrers(
         })
         .collect();
     let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
-    let mut response = json_response(index, OCI_INDEX);
+    let mut response = json_response(&index, OCI_INDEX);
     if artifact_type.is_some() {
         response.headers_mut().insert(
             "oci-filters-applied",

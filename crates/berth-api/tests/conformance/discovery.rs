@@ -213,3 +213,21 @@ async fn catalog_n_zero_is_an_empty_list() {
         (StatusCode::OK, json!([]))
     );
 }
+
+/// The tag list a client sees follows every push and delete, even straight after it was
+/// read (the listing is cached).
+#[tokio::test]
+async fn tag_list_follows_pushes_and_deletes() {
+    let app = TestApp::new().await;
+    tagged(&app, "repo", &["a"]).await;
+    let tags = |app: &TestApp| {
+        let app = app.clone();
+        async move { app.get("/v2/repo/tags/list").send().await.json()["tags"].clone() }
+    };
+    assert_eq!(tags(&app).await, json!(["a"]));
+    tagged(&app, "repo", &["b"]).await;
+    assert_eq!(tags(&app).await, json!(["a", "b"]));
+    let deleted = app.delete("/v2/repo/manifests/a").send().await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    assert_eq!(tags(&app).await, json!(["b"]));
+}
