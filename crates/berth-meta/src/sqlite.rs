@@ -41,13 +41,15 @@ pub struct SqliteStore {
 /// What a write's commit must survive before it returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Durability {
-    /// Power loss: `synchronous=FULL`, the WAL is fsynced at commit. Everything a client
-    /// takes as stored — blob links, manifests, tags, deletes.
+    /// Power loss: `synchronous=FULL`, the WAL is fsynced at commit. What makes an image
+    /// exist for clients: manifests and tags, and deletes.
     PowerLoss,
-    /// A crash of this process, not power loss: `synchronous=NORMAL`. Only upload-session
-    /// bookkeeping, whose loss in a power cut just makes the client restart that upload
-    /// (the session's bytes are not fsynced per chunk either). A later FULL commit makes
-    /// these durable too: the WAL is written in order.
+    /// A crash of this process, not power loss: `synchronous=NORMAL`. Upload-session
+    /// bookkeeping and blob links. The WAL is written in order, so the FULL commit of a
+    /// manifest makes every earlier link durable too, including those of its own blobs: no
+    /// acknowledged image can lose a blob. A power cut can only lose links that no
+    /// acknowledged manifest uses yet; the client's next `HEAD` says 404 and it uploads
+    /// the blob again (whose bytes were fsynced before the link was written).
     ProcessCrash,
 }
 
@@ -241,7 +243,7 @@ impl BlobIndex for SqliteStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut conn = self.write(Durability::ProcessCrash).await?;
         let mut tx = conn.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         tx.commit().await?;
@@ -254,7 +256,7 @@ impl BlobIndex for SqliteStore {
         to: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut conn = self.write(Durability::ProcessCrash).await?;
         let mut tx = conn.begin().await?;
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs l
@@ -369,7 +371,7 @@ impl UploadStore for SqliteStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut conn = self.write(Durability::ProcessCrash).await?;
         let mut tx = conn.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")

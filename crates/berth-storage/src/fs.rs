@@ -63,7 +63,7 @@ async fn blocking<T: Send + 'static>(
 /// that must precede a blob's commit would write the whole blob out only after the last
 /// byte came in, so network and disk would take turns instead of working at once. A helper
 /// thread calls `fdatasync` after every [`EARLY_FLUSH_EVERY`] bytes; the writer never waits
-/// for it. Durability still rests on the final `sync_all` in `commit`.
+/// for it. Durability still rests on the final `sync_data` in `commit`.
 struct EarlyFlush {
     file: File,
     runtime: tokio::runtime::Handle,
@@ -97,7 +97,7 @@ impl EarlyFlush {
         };
         let busy = self.busy.clone();
         self.runtime.spawn_blocking(move || {
-            // Best effort: an error here resurfaces at the commit's sync_all.
+            // Best effort: an error here resurfaces at the commit's sync_data.
             let _ = file.sync_data();
             busy.store(false, Ordering::Release);
         });
@@ -233,7 +233,8 @@ impl BlobStore for FsBlobStore {
         let upload = self.upload_path(id);
         let blob = self.blob_path(digest);
         let result = blocking(move || -> io::Result<()> {
-            File::open(&upload)?.sync_all()?;
+            // fdatasync: the data and the size, which is all a reader needs.
+            File::open(&upload)?.sync_data()?;
             let dir = blob
                 .parent()
                 .ok_or_else(|| io::Error::other("blob path has no parent"))?;
