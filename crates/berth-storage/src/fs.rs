@@ -61,36 +61,41 @@ async fn blocking<T: Send + 'static>(
 
 /// Flush written data to disk while the upload is still arriving. Without it, the fsync
 /// that must precede a blob's commit would write the whole blob out only after the last
-/// byte came in, so network and disk would take turns instead of working at once. A helper
-/// thread calls `fdatasync` after every [`EARLY_FLUSH_EVERY`] bytes; the writer never waits
-/// for it. Durability still rests on the final `sync_data` in `commit`.
+/// byte came in, so network and disk would take turns instead of working at once. Each time
+/// the upload's length crosses a multiple of [`EARLY_FLUSH_EVERY`] — counted in the file, so
+/// it carries across PATCH requests — a helper thread calls `fdatasync`; the writer never
+/// waits for it. Durability still rests on the final `sync_data` in `commit`.
 struct EarlyFlush {
     file: File,
     runtime: tokio::runtime::Handle,
-    unflushed: usize,
+    /// The file's length at the last flush request, in units of `EARLY_FLUSH_EVERY`.
+    flushed_units: u64,
+    position: u64,
     /// Set while a flush is running; a flush requested meanwhile is folded into the next.
     busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-const EARLY_FLUSH_EVERY: usize = 16 * 1024 * 1024;
+const EARLY_FLUSH_EVERY: u64 = 4 * 1024 * 1024;
 
 impl EarlyFlush {
-    fn new(file: &File, runtime: tokio::runtime::Handle) -> io::Result<EarlyFlush> {
+    fn new(file: &File, position: u64, runtime: tokio::runtime::Handle) -> io::Result<EarlyFlush> {
         Ok(EarlyFlush {
             file: file.try_clone()?,
             runtime,
-            unflushed: 0,
+            flushed_units: position / EARLY_FLUSH_EVERY,
+            position,
             busy: Default::default(),
         })
     }
 
     fn wrote(&mut self, len: usize) {
         use std::sync::atomic::Ordering;
-        self.unflushed += len;
-        if self.unflushed < EARLY_FLUSH_EVERY || self.busy.swap(true, Ordering::AcqRel) {
+        self.position += len as u64;
+        let units = self.position / EARLY_FLUSH_EVERY;
+        if units == self.flushed_units || self.busy.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.unflushed = 0;
+        self.flushed_units = units;
         let Ok(file) = self.file.try_clone() else {
             self.busy.store(false, Ordering::Release);
             return;
@@ -110,7 +115,6 @@ impl EarlyFlush {
 /// is sent, with the next piece read while this one is sent. No thread is held between
 /// pieces, so a slow client costs a little memory, not a thread.
 fn read_range(file: File, start: u64, len: u64) -> ByteStream {
-    use std::os::unix::fs::FileExt;
     let file = std::sync::Arc::new(file);
     let end = start + len;
     let offsets = (start..end).step_by(READ_CHUNK);
@@ -119,8 +123,22 @@ fn read_range(file: File, start: u64, len: u64) -> ByteStream {
             let file = file.clone();
             let n = (end - offset).min(READ_CHUNK as u64) as usize;
             blocking(move || {
-                let mut buf = vec![0u8; n];
-                file.read_exact_at(&mut buf, offset)?;
+                // Read into uninitialised capacity: zero-filling first cost more CPU than
+                // the copy itself.
+                let mut buf = Vec::with_capacity(n);
+                while buf.len() < n {
+                    let at = offset + buf.len() as u64;
+                    let read =
+                        rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at)?;
+                    if read == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "blob file is shorter than recorded",
+                        ));
+                    }
+                }
+                // The allocation may be larger than asked: never send past the range.
+                buf.truncate(n);
                 Ok(Bytes::from(buf))
             })
         })
@@ -182,7 +200,7 @@ impl BlobStore for FsBlobStore {
         let writer = tokio::task::spawn_blocking(move || -> io::Result<u64> {
             file.set_len(offset)?;
             file.seek(SeekFrom::Start(offset))?;
-            let mut early_flush = EarlyFlush::new(&file, runtime)?;
+            let mut early_flush = EarlyFlush::new(&file, offset, runtime)?;
             let mut out = BufWriter::with_capacity(CHUNK, file);
             let mut written = 0u64;
             while let Some(chunk) = incoming.blocking_recv() {
@@ -233,18 +251,29 @@ impl BlobStore for FsBlobStore {
         let upload = self.upload_path(id);
         let blob = self.blob_path(digest);
         let result = blocking(move || -> io::Result<()> {
-            // fdatasync: the data and the size, which is all a reader needs.
+            // fdatasync: the data and the size, which is all a reader needs. Before the
+            // rename, so a blob's name always means complete, durable bytes — a concurrent
+            // commit of the same digest may rely on the name alone.
             File::open(&upload)?.sync_data()?;
             let dir = blob
                 .parent()
                 .ok_or_else(|| io::Error::other("blob path has no parent"))?;
-            std::fs::create_dir_all(dir)?;
-            if blob.exists() {
-                // Same digest, same bytes: the stored copy stands.
-                return std::fs::remove_file(&upload);
+            if !dir.exists() {
+                std::fs::create_dir_all(dir)?;
+                // A new fan-out directory's own entry must survive a power cut too.
+                if let Some(parent) = dir.parent() {
+                    File::open(parent)?.sync_all()?;
+                }
             }
-            std::fs::rename(&upload, &blob)?;
-            // Make the rename itself durable.
+            if blob.exists() {
+                // Same digest, same bytes: the stored copy stands. Its committer may still
+                // be syncing the directory entry; syncing it here too means the caller never
+                // links a name that a power cut could take away.
+                std::fs::remove_file(&upload)?;
+            } else {
+                std::fs::rename(&upload, &blob)?;
+            }
+            // Make the name durable.
             File::open(dir)?.sync_all()
         })
         .await;
