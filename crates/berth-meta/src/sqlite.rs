@@ -394,33 +394,24 @@ impl ManifestStore for SqliteStore {
         let mut conn = self.write(Durability::PowerLoss).await?;
         let mut tx = conn.begin().await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
-        for blob in &manifest.blobs {
-            let linked: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(blob.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if linked.is_none() {
-                return Err(MetaError::MissingReference {
-                    digest: blob.clone(),
-                    is_manifest: false,
-                });
-            }
-        }
-        for child in &manifest.manifests {
-            let present: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(child.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let blobs = manifest.blobs.iter().map(|d| (d, false));
+        let children = manifest.manifests.iter().map(|d| (d, true));
+        for (digest, is_manifest) in blobs.chain(children) {
+            // Both statements are constants: which table holds this kind of reference.
+            let sql = if is_manifest {
+                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?"
+            } else {
+                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?"
+            };
+            let present: Option<i64> = sqlx::query_scalar(sql)
+                .bind(repo_id)
+                .bind(digest.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
             if present.is_none() {
                 return Err(MetaError::MissingReference {
-                    digest: child.clone(),
-                    is_manifest: true,
+                    digest: digest.clone(),
+                    is_manifest,
                 });
             }
         }

@@ -79,65 +79,17 @@ impl ReadCache {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn manifest(
-        &self,
-        repository: &RepositoryName,
-        reference: &str,
-    ) -> Result<Manifest, Ticket> {
+    /// A hit, or the ticket to hand back with the store's answer.
+    fn lookup<T>(&self, find: impl FnOnce(&Entries) -> Option<T>) -> Result<T, Ticket> {
         let entries = self.lock();
-        if self.enabled
-            && let Some(m) = entries
-                .manifests
-                .get(&(repository.as_str().to_owned(), reference.to_owned()))
-        {
-            return Ok(m.clone());
+        match self.enabled.then(|| find(&entries)).flatten() {
+            Some(hit) => Ok(hit),
+            None => Err(Ticket(entries.generation)),
         }
-        Err(Ticket(entries.generation))
     }
 
-    pub fn store_manifest(
-        &self,
-        ticket: Ticket,
-        repository: &RepositoryName,
-        reference: &str,
-        manifest: &Manifest,
-    ) {
-        if !self.enabled || manifest.content.len() > MAX_CACHED_MANIFEST {
-            return;
-        }
-        let mut entries = self.lock();
-        if entries.generation != ticket.0 {
-            return;
-        }
-        if entries.full() {
-            entries.clear();
-        }
-        entries.manifest_bytes += manifest.content.len();
-        entries.manifests.insert(
-            (repository.as_str().to_owned(), reference.to_owned()),
-            manifest.clone(),
-        );
-    }
-
-    pub fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64, Ticket> {
-        let entries = self.lock();
-        if self.enabled
-            && let Some(size) = entries
-                .blob_sizes
-                .get(&(repository.as_str().to_owned(), digest.clone()))
-        {
-            return Ok(*size);
-        }
-        Err(Ticket(entries.generation))
-    }
-
-    pub fn store_blob_size(
-        &self,
-        ticket: Ticket,
-        repository: &RepositoryName,
-        digest: &Digest,
-        size: u64,
-    ) {
+    /// Insert with `insert`, unless a write happened since `ticket` was taken.
+    fn insert(&self, ticket: Ticket, insert: impl FnOnce(&mut Entries)) {
         if !self.enabled {
             return;
         }
@@ -148,9 +100,51 @@ impl ReadCache {
         if entries.full() {
             entries.clear();
         }
-        entries
-            .blob_sizes
-            .insert((repository.as_str().to_owned(), digest.clone()), size);
+        insert(&mut entries);
+    }
+
+    pub fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &str,
+    ) -> Result<Manifest, Ticket> {
+        let key = (repository.as_str().to_owned(), reference.to_owned());
+        self.lookup(|e| e.manifests.get(&key).cloned())
+    }
+
+    pub fn store_manifest(
+        &self,
+        ticket: Ticket,
+        repository: &RepositoryName,
+        reference: &str,
+        manifest: &Manifest,
+    ) {
+        if manifest.content.len() > MAX_CACHED_MANIFEST {
+            return;
+        }
+        self.insert(ticket, |e| {
+            e.manifest_bytes += manifest.content.len();
+            let key = (repository.as_str().to_owned(), reference.to_owned());
+            e.manifests.insert(key, manifest.clone());
+        });
+    }
+
+    pub fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64, Ticket> {
+        let key = (repository.as_str().to_owned(), digest.clone());
+        self.lookup(|e| e.blob_sizes.get(&key).copied())
+    }
+
+    pub fn store_blob_size(
+        &self,
+        ticket: Ticket,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+    ) {
+        self.insert(ticket, |e| {
+            let key = (repository.as_str().to_owned(), digest.clone());
+            e.blob_sizes.insert(key, size);
+        });
     }
 
     /// Forget everything about `repository`. Call after any write that can change what a
@@ -175,18 +169,12 @@ impl ReadCache {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Arc<Listing>, Ticket> {
-        let entries = self.lock();
         let key = (
             repository.as_str().to_owned(),
             last.map(str::to_owned),
             limit,
         );
-        if self.enabled
-            && let Some(page) = entries.tag_pages.get(&key)
-        {
-            return Ok(page.clone());
-        }
-        Err(Ticket(entries.generation))
+        self.lookup(|e| e.tag_pages.get(&key).cloned())
     }
 
     pub fn store_tag_page(
@@ -197,23 +185,15 @@ impl ReadCache {
         limit: usize,
         page: &Arc<Listing>,
     ) {
-        if !self.enabled {
-            return;
-        }
-        let mut entries = self.lock();
-        if entries.generation != ticket.0 {
-            return;
-        }
-        if entries.full() {
-            entries.clear();
-        }
-        entries.tag_page_items += page.items.len();
-        let key = (
-            repository.as_str().to_owned(),
-            last.map(str::to_owned),
-            limit,
-        );
-        entries.tag_pages.insert(key, page.clone());
+        self.insert(ticket, |e| {
+            e.tag_page_items += page.items.len();
+            let key = (
+                repository.as_str().to_owned(),
+                last.map(str::to_owned),
+                limit,
+            );
+            e.tag_pages.insert(key, page.clone());
+        });
     }
 }
 
