@@ -146,7 +146,10 @@ impl Config {
                         origin = source;
                     }
                 }
-                origins.push((stringify!($field), format!("{:?}", value), origin));
+                let shown = value
+                    .as_ref()
+                    .map_or_else(|| "(not set)".to_string(), |v| format!("{v:?}"));
+                origins.push((stringify!($field), shown, origin));
                 value
             }};
         }
