@@ -72,10 +72,14 @@ impl Http {
             builder = builder.header(*k, *v);
         }
         let request = builder.body(body)?;
-        self.client
+        let began = std::time::Instant::now();
+        let response = self
+            .client
             .request(request)
             .await
-            .map_err(|e| format!("{method} {url}: {e}").into())
+            .map_err(|e| format!("{method} {url}: {e}"))?;
+        record_wait(&method, location, began.elapsed());
+        Ok(response)
     }
 
     /// Send, and fail unless the status is `want` (the error carries the answer's body).
@@ -99,6 +103,44 @@ impl Http {
         )
         .into())
     }
+}
+
+/// Time from sending each request to its answer's head, by kind of request: where a
+/// workload's time goes (`images` prints it).
+static WAITS: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
+
+fn request_kind(method: &Method, location: &str) -> &'static str {
+    let path = location.split('?').next().unwrap_or_default();
+    match (method.as_str(), path) {
+        ("HEAD", _) => "head",
+        ("POST", _) => "post",
+        ("PATCH", _) => "patch",
+        ("PUT", p) if p.contains("/manifests/") => "put_manifest",
+        ("PUT", _) => "put_blob",
+        ("GET", p) if p.contains("/manifests/") => "get_manifest",
+        ("GET", p) if p.contains("/blobs/") => "get_blob_head",
+        _ => "other",
+    }
+}
+
+fn record_wait(method: &Method, location: &str, waited: Duration) {
+    let kind = request_kind(method, location);
+    if let Ok(mut waits) = WAITS.lock() {
+        waits.push((kind, waited.as_secs_f64()));
+    }
+}
+
+/// Take the waits recorded so far: kind → seconds, one entry per request.
+pub fn take_waits() -> std::collections::BTreeMap<&'static str, Vec<f64>> {
+    let mut by_kind = std::collections::BTreeMap::<&'static str, Vec<f64>>::new();
+    let waits = WAITS
+        .lock()
+        .map(|mut w| std::mem::take(&mut *w))
+        .unwrap_or_default();
+    for (kind, secs) in waits {
+        by_kind.entry(kind).or_default().push(secs);
+    }
+    by_kind
 }
 
 /// The whole answer body.

@@ -146,6 +146,7 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
     }
     let prepared = Arc::new(prepared);
     let run = spec.seed % 1_000_000;
+    client::take_waits();
     let began = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
@@ -177,6 +178,15 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
     let secs = began.elapsed().as_secs_f64();
     let total: Vec<f64> = push.iter().zip(&pull).map(|(a, b)| a + b).collect();
     let bytes = spec.count as u64 * spec.layers as u64 * spec.layer_size * 2;
+    // Per kind of request: latency to the answer's head, and the total wait in seconds.
+    let waits: serde_json::Map<String, serde_json::Value> = client::take_waits()
+        .into_iter()
+        .map(|(kind, secs)| {
+            let mut entry = latency(&secs);
+            entry["total_s"] = json!((secs.iter().sum::<f64>() * 1000.0).round() / 1000.0);
+            (kind.to_owned(), entry)
+        })
+        .collect();
     emit(
         json!({
             "op": "images",
@@ -188,7 +198,12 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
             "images_per_s": spec.count as f64 / secs,
             "gib_s": gib_per_s(bytes, secs),
         }),
-        json!({ "push": latency(&push), "pull": latency(&pull), "image": latency(&total) }),
+        json!({
+            "push": latency(&push),
+            "pull": latency(&pull),
+            "image": latency(&total),
+            "requests": waits,
+        }),
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 mod migrations;
 pub mod sqlite;
 pub mod suite;
+mod wal_sync;
 
 pub use sqlite::SqliteStore;
 

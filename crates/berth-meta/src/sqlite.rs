@@ -4,6 +4,10 @@
 //! allows one writer at a time anyway, and funnelling writes through one connection means a
 //! write transaction never fails half-way with `SQLITE_BUSY` because another connection
 //! upgraded first. Readers never block the writer or each other.
+//!
+//! Writes that must survive a power cut (manifests, tags, deletes) are made durable by group
+//! commit after the writer is released (see `wal_sync`), so no write waits on another's
+//! disk flush while holding the writer.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,6 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::migrations::MIGRATIONS;
+use crate::wal_sync::WalSync;
 use crate::{
     BlobIndex, ManifestStore, MetaError, NewManifest, Referrer, RepositoryStore, Result,
     StoredManifest, Upload, UploadStore, now,
@@ -34,24 +39,20 @@ impl From<sqlx::Error> for MetaError {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
-    /// The writer connection's current `synchronous` level: true for FULL.
-    writer_full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Group commit: what makes a write survive a power cut.
+    wal: WalSync,
 }
 
-/// What a write's commit must survive before it returns.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Durability {
-    /// Power loss: `synchronous=FULL`, the WAL is fsynced at commit. What makes an image
-    /// exist for clients: manifests and tags, and deletes.
-    PowerLoss,
-    /// A crash of this process, not power loss: `synchronous=NORMAL`. Upload-session
-    /// bookkeeping and blob links. The WAL is written in order, so the FULL commit of a
-    /// manifest makes every earlier link durable too, including those of its own blobs: no
-    /// acknowledged image can lose a blob. A power cut can only lose links that no
-    /// acknowledged manifest uses yet; the client's next `HEAD` says 404 and it uploads
-    /// the blob again (whose bytes were fsynced before the link was written).
-    ProcessCrash,
-}
+// What each write's commit must survive before it returns:
+//
+// - A power cut: manifests, tags and deletes, what makes an image exist for clients. They
+//   commit, release the writer, then wait for `wal.wait_durable()`.
+// - A crash of this process only: upload-session bookkeeping and blob links. Their commit
+//   (`synchronous=NORMAL`) writes the WAL without syncing it. The WAL is written in order,
+//   so the sync that makes a manifest durable makes every earlier link durable too,
+//   including those of its own blobs: no acknowledged image can lose a blob. A power cut can
+//   only lose links that no acknowledged manifest uses yet; the client's next `HEAD` says
+//   404 and it uploads the blob again (whose bytes were synced before the link was written).
 
 impl SqliteStore {
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
@@ -60,8 +61,8 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a push acknowledged to the client survives a power cut.
-            .synchronous(SqliteSynchronous::Full)
+            // NORMAL: commits write the WAL; `wal_sync` makes those that must be durable so.
+            .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
@@ -72,6 +73,9 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         migrate(&writer).await?;
+        // The writer connection keeps the WAL in existence from here on.
+        let wal = WalSync::open(wal_path(path))?;
+        wal.wait_durable().await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .idle_timeout(None)
@@ -81,33 +85,26 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
-            writer_full: std::sync::Arc::new(true.into()),
+            wal,
         })
     }
 
-    /// The writer connection, set to the durability this write needs.
-    async fn write(&self, durability: Durability) -> Result<PoolConnection<Sqlite>> {
-        use std::sync::atomic::Ordering;
-        let mut conn = self.writer.acquire().await?;
-        let full = durability == Durability::PowerLoss;
-        // One writer connection: the flag and the connection cannot disagree, except that
-        // a replaced connection starts FULL, which is the safe side.
-        if self.writer_full.load(Ordering::Acquire) != full {
-            let pragma = if full {
-                "PRAGMA synchronous = FULL"
-            } else {
-                "PRAGMA synchronous = NORMAL"
-            };
-            sqlx::query(pragma).execute(&mut *conn).await?;
-            self.writer_full.store(full, Ordering::Release);
-        }
-        Ok(conn)
+    /// The one writer connection.
+    async fn write(&self) -> Result<PoolConnection<Sqlite>> {
+        Ok(self.writer.acquire().await?)
     }
 
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+/// SQLite's name for the WAL of the database at `path`.
+fn wal_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<()> {
@@ -243,7 +240,7 @@ impl BlobIndex for SqliteStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut conn = self.write(Durability::ProcessCrash).await?;
+        let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         tx.commit().await?;
@@ -256,7 +253,7 @@ impl BlobIndex for SqliteStore {
         to: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        let mut conn = self.write(Durability::ProcessCrash).await?;
+        let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         let size: Option<i64> = sqlx::query_scalar(
             "SELECT b.size FROM repository_blobs l
@@ -281,8 +278,9 @@ impl BlobIndex for SqliteStore {
         )
         .bind(digest.to_string())
         .bind(repository.as_str())
-        .execute(&mut *self.write(Durability::PowerLoss).await?)
+        .execute(&mut *self.write().await?)
         .await?;
+        self.wal.wait_durable().await?;
         Ok(done.rows_affected() > 0)
     }
 }
@@ -299,18 +297,19 @@ impl UploadStore for SqliteStore {
         .bind(&upload.hash_state)
         .bind(upload.created_at)
         .bind(upload.created_at)
-        .execute(&mut *self.write(Durability::ProcessCrash).await?)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(())
     }
 
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>> {
-        // The writer, not a reader: a PATCH must see the offset the previous PATCH wrote.
+        // A reader sees every commit that finished before its statement began, so the offset
+        // the previous PATCH wrote; racing PATCHes are settled by `advance_upload`'s check.
         let row = sqlx::query(
             "SELECT id, repository, \"offset\", hash_state, created_at FROM uploads WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         row.map(|row| {
             let repository: String = row.try_get("repository")?;
@@ -342,7 +341,7 @@ impl UploadStore for SqliteStore {
         .bind(now())
         .bind(id)
         .bind(from_offset as i64)
-        .execute(&mut *self.write(Durability::ProcessCrash).await?)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -350,7 +349,7 @@ impl UploadStore for SqliteStore {
     async fn delete_upload(&self, id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
-            .execute(&mut *self.write(Durability::ProcessCrash).await?)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -371,7 +370,7 @@ impl UploadStore for SqliteStore {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut conn = self.write(Durability::ProcessCrash).await?;
+        let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         link_in(&mut tx, repository, digest, size).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
@@ -391,7 +390,7 @@ impl ManifestStore for SqliteStore {
         manifest: &NewManifest,
         tag: Option<&Tag>,
     ) -> Result<()> {
-        let mut conn = self.write(Durability::PowerLoss).await?;
+        let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
         let blobs = manifest.blobs.iter().map(|d| (d, false));
@@ -465,7 +464,8 @@ impl ManifestStore for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        drop(conn);
+        self.wal.wait_durable().await
     }
 
     async fn get_manifest(
@@ -515,8 +515,9 @@ impl ManifestStore for SqliteStore {
         )
         .bind(digest.to_string())
         .bind(repository.as_str())
-        .execute(&mut *self.write(Durability::PowerLoss).await?)
+        .execute(&mut *self.write().await?)
         .await?;
+        self.wal.wait_durable().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -526,8 +527,9 @@ impl ManifestStore for SqliteStore {
         )
         .bind(tag.as_str())
         .bind(repository.as_str())
-        .execute(&mut *self.write(Durability::PowerLoss).await?)
+        .execute(&mut *self.write().await?)
         .await?;
+        self.wal.wait_durable().await?;
         Ok(done.rows_affected() > 0)
     }
 
