@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use sha2::{Digest as _, Sha256};
 
 use crate::Result;
+use crate::data::Blob;
 
 pub type ReqBody = BoxBody<Bytes, Infallible>;
 
@@ -165,6 +166,27 @@ pub async fn drain(response: Response<Incoming>, hash: bool) -> Result<(u64, Opt
         count,
         hasher.map(|h| format!("sha256:{}", hex::encode(h.finalize()))),
     ))
+}
+
+/// Read the answer body to the end, checking it is exactly `blob`; returns the bytes read.
+pub async fn drain_matching(response: Response<Incoming>, blob: &Blob) -> Result<u64> {
+    let mut body = response.into_body();
+    let mut count = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if !blob.matches_at(count, &data) {
+                return Err(format!(
+                    "pulled bytes differ from the pushed blob at or after byte {count}"
+                )
+                .into());
+            }
+            count += data.len() as u64;
+        }
+    }
+    if count != blob.size {
+        return Err(format!("pulled {count} bytes of a {}-byte blob", blob.size).into());
+    }
+    Ok(count)
 }
 
 /// A header as text.

@@ -160,7 +160,7 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
                 let t0 = Instant::now();
                 ops::push_image(&http, &repo, &tag, &prepared[i]).await?;
                 let t1 = Instant::now();
-                ops::pull_image(&http, &repo, &tag).await?;
+                ops::pull_image(&http, &repo, &tag, &prepared[i]).await?;
                 let t2 = Instant::now();
                 times.push(((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64()));
             }

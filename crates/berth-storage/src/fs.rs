@@ -125,7 +125,7 @@ fn read_range(file: File, start: u64, len: u64) -> ByteStream {
             blocking(move || {
                 // Read into uninitialised capacity: zero-filling first cost more CPU than
                 // the copy itself.
-                let mut buf = Vec::with_capacity(n);
+                let mut buf = ReadBuffer::take(n);
                 while buf.len() < n {
                     let at = offset + buf.len() as u64;
                     let read =
@@ -139,11 +139,60 @@ fn read_range(file: File, start: u64, len: u64) -> ByteStream {
                 }
                 // The allocation may be larger than asked: never send past the range.
                 buf.truncate(n);
-                Ok(Bytes::from(buf))
+                Ok(Bytes::from_owner(ReadBuffer(buf)))
             })
         })
         .buffered(2)
         .boxed()
+}
+
+/// A blob read piece that goes back to a small free list once sent. A fresh 512 KiB
+/// allocation is new memory that the kernel must fault in and zero page by page on the
+/// first read into it (3 % of the server's CPU in `perf` during a push+pull workload);
+/// a recycled one is already mapped.
+struct ReadBuffer(Vec<u8>);
+
+/// Free read buffers kept for reuse, at most [`READ_BUFFERS_KEPT`].
+static FREE_READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// Enough for 16 concurrent pulls (each reads one piece ahead); 8 MiB when all are idle.
+const READ_BUFFERS_KEPT: usize = 16;
+
+impl ReadBuffer {
+    /// An empty buffer with room for exactly `n` bytes, so a read never goes past the range.
+    /// Only whole pieces are recycled; the last, shorter piece of a range is allocated.
+    fn take(n: usize) -> Vec<u8> {
+        if n == READ_CHUNK
+            && let Some(buf) = FREE_READ_BUFFERS
+                .lock()
+                .ok()
+                .and_then(|mut free| free.pop())
+        {
+            return buf;
+        }
+        Vec::with_capacity(n)
+    }
+}
+
+impl AsRef<[u8]> for ReadBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() != READ_CHUNK {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut free) = FREE_READ_BUFFERS.lock()
+            && free.len() < READ_BUFFERS_KEPT
+        {
+            free.push(buf);
+        }
+    }
 }
 
 /// Piece size for blob reads.
