@@ -18,6 +18,9 @@ pub struct Listing {
     pub items: Vec<String>,
     /// The `n` to carry into the next page's link, if there is a next page.
     pub next_page_size: Option<usize>,
+    /// The page as the HTTP API sends it, made once by the API layer: a page served from
+    /// the read cache is then not serialized again for every request.
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 fn page_size(page: &Page, default: usize) -> usize {
@@ -31,6 +34,7 @@ fn finish(mut items: Vec<String>, limit: usize) -> Listing {
     Listing {
         items,
         next_page_size: more.then_some(limit),
+        rendered: Default::default(),
     }
 }
 
@@ -41,6 +45,7 @@ impl Registry {
             return Ok(Listing {
                 items: Vec::new(),
                 next_page_size: None,
+                rendered: Default::default(),
             });
         }
         let names = self
@@ -70,6 +75,7 @@ impl Registry {
             Listing {
                 items: Vec::new(),
                 next_page_size: None,
+                rendered: Default::default(),
             }
         } else {
             finish(tags, limit)

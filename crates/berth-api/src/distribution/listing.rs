@@ -10,6 +10,28 @@ use serde_json::json;
 
 use crate::ApiError;
 
+/// The listing's JSON body, serialized on first use and kept with the (cached) page.
+fn rendered_response(listing: &Listing, body: &impl serde::Serialize) -> Response {
+    let bytes = match listing.rendered.get() {
+        Some(bytes) => bytes.clone(),
+        None => match serde_json::to_vec(body) {
+            Ok(bytes) => listing.rendered.get_or_init(|| bytes.into()).clone(),
+            Err(e) => {
+                return ApiError::from(berth_registry::Error::Internal(format!(
+                    "serializing a listing: {e}"
+                )))
+                .into_response();
+            }
+        },
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
 fn json_response(body: &impl serde::Serialize, content_type: &'static str) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (
@@ -50,11 +72,11 @@ fn add_next_link(response: &mut Response, path: &str, listing: &Listing) {
 
 pub async fn catalog(registry: &Registry, page: &Page) -> Result<Response, ApiError> {
     let listing = registry.catalog(page).await?;
-    let mut response = json_response(
+    let mut response = rendered_response(
+        &listing,
         &Catalog {
             repositories: &listing.items,
         },
-        "application/json",
     );
     add_next_link(&mut response, "/v2/_catalog", &listing);
     Ok(response)
@@ -66,12 +88,12 @@ pub async fn tags(
     page: &Page,
 ) -> Result<Response, ApiError> {
     let listing = registry.list_tags(name, page).await?;
-    let mut response = json_response(
+    let mut response = rendered_response(
+        &listing,
         &TagList {
             name,
             tags: &listing.items,
         },
-        "application/json",
     );
     add_next_link(&mut response, &format!("/v2/{name}/tags/list"), &listing);
     Ok(response)
