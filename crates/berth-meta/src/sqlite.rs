@@ -603,6 +603,13 @@ impl ManifestStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn name_pages_come_back_in_bytewise_order_whatever_sqlite_fed() {
+        let names = super::names_from_json(r#"["b","B","a","a-1","é"]"#).expect("parses");
+        assert_eq!(names, ["B", "a", "a-1", "b", "é"]);
+        assert!(super::names_from_json("not json").is_err());
+    }
+
     #[tokio::test]
     async fn sqlite_passes_the_metadata_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
