@@ -47,9 +47,10 @@ impl Registry {
     /// garbage collection reclaims unlinked bytes.
     pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
         self.check_delete_enabled()?;
-        let unlinked = self.meta.unlink_blob(repository, digest).await?;
+        let unlinked = self.meta.unlink_blob(repository, digest).await;
+        // Even on an error: the unlink may have committed before its durability wait failed.
         self.cache.invalidate(repository);
-        if unlinked {
+        if unlinked? {
             Ok(())
         } else {
             Err(Error::BlobUnknown(digest.clone()))

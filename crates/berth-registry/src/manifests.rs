@@ -102,11 +102,12 @@ impl Registry {
     ) -> Result<()> {
         self.check_delete_enabled()?;
         let deleted = match reference {
-            Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await?,
-            Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await?,
+            Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await,
+            Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await,
         };
+        // Even on an error: the delete may have committed before its durability wait failed.
         self.cache.invalidate(repository);
-        if deleted {
+        if deleted? {
             Ok(())
         } else {
             Err(Error::ManifestUnknown(reference.to_string()))
