@@ -2,7 +2,8 @@
 //! mounts, blob and manifest pulls, and whole-image push and pull.
 
 use http_body_util::BodyExt;
-use hyper::{Method, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Method, Response, StatusCode};
 use serde_json::json;
 
 use crate::Result;
@@ -170,6 +171,18 @@ pub async fn mount_or_push(
     }
 }
 
+/// `GET /v2/<repo>/blobs/<digest>`, answered 200; the body is left to read.
+async fn get_blob(http: &Http, repo: &str, digest: &str) -> Result<Response<Incoming>> {
+    http.expect(
+        Method::GET,
+        &format!("/v2/{repo}/blobs/{digest}"),
+        &[],
+        client::empty(),
+        StatusCode::OK,
+    )
+    .await
+}
+
 /// Pull one blob; returns (bytes, digest if `verify`).
 pub async fn pull_blob(
     http: &Http,
@@ -177,15 +190,7 @@ pub async fn pull_blob(
     digest: &str,
     verify: bool,
 ) -> Result<(u64, Option<String>)> {
-    let response = http
-        .expect(
-            Method::GET,
-            &format!("/v2/{repo}/blobs/{digest}"),
-            &[],
-            client::empty(),
-            StatusCode::OK,
-        )
-        .await?;
+    let response = get_blob(http, repo, digest).await?;
     client::drain(response, verify).await
 }
 
@@ -321,15 +326,7 @@ pub async fn pull_image(http: &Http, repo: &str, tag: &str, pushed: &Image) -> R
     }
     let mut total = (manifest.len() + config.len()) as u64;
     for (blob, digest) in &pushed.layers {
-        let response = http
-            .expect(
-                Method::GET,
-                &format!("/v2/{repo}/blobs/{digest}"),
-                &[],
-                client::empty(),
-                StatusCode::OK,
-            )
-            .await?;
+        let response = get_blob(http, repo, digest).await?;
         total += client::drain_matching(response, blob)
             .await
             .map_err(|e| format!("layer {repo}@{digest}: {e}"))?;
@@ -338,14 +335,5 @@ pub async fn pull_image(http: &Http, repo: &str, tag: &str, pushed: &Image) -> R
 }
 
 async fn pull_small_blob(http: &Http, repo: &str, digest: &str) -> Result<bytes::Bytes> {
-    let response = http
-        .expect(
-            Method::GET,
-            &format!("/v2/{repo}/blobs/{digest}"),
-            &[],
-            client::empty(),
-            StatusCode::OK,
-        )
-        .await?;
-    client::collect(response).await
+    client::collect(get_blob(http, repo, digest).await?).await
 }
