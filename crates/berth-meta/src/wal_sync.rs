@@ -159,14 +159,15 @@ fn sync_wal(
     path: &std::path::Path,
     file: Arc<File>,
 ) -> std::result::Result<Option<Arc<File>>, String> {
-    let held = file.metadata().map_err(|e| wal_message(path, &e))?;
-    let named = std::fs::metadata(path).map_err(|e| wal_message(path, &e))?;
+    let failed = |e: std::io::Error| wal_message(path, &e);
+    let held = file.metadata().map_err(failed)?;
+    let named = std::fs::metadata(path).map_err(failed)?;
     if (held.dev(), held.ino()) == (named.dev(), named.ino()) {
-        file.sync_data().map_err(|e| wal_message(path, &e))?;
+        file.sync_data().map_err(failed)?;
         return Ok(None);
     }
-    let file = File::open(path).map_err(|e| wal_message(path, &e))?;
-    file.sync_data().map_err(|e| wal_message(path, &e))?;
+    let file = File::open(path).map_err(failed)?;
+    file.sync_data().map_err(failed)?;
     Ok(Some(Arc::new(file)))
 }
 

@@ -23,6 +23,16 @@ pub struct Listing {
     pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
+impl Listing {
+    fn new(items: Vec<String>, next_page_size: Option<usize>) -> Listing {
+        Listing {
+            items,
+            next_page_size,
+            rendered: Default::default(),
+        }
+    }
+}
+
 fn page_size(page: &Page, default: usize) -> usize {
     page.n.unwrap_or(default).min(MAX_PAGE)
 }
@@ -31,22 +41,14 @@ fn page_size(page: &Page, default: usize) -> usize {
 fn finish(mut items: Vec<String>, limit: usize) -> Listing {
     let more = items.len() > limit;
     items.truncate(limit);
-    Listing {
-        items,
-        next_page_size: more.then_some(limit),
-        rendered: Default::default(),
-    }
+    Listing::new(items, more.then_some(limit))
 }
 
 impl Registry {
     pub async fn catalog(&self, page: &Page) -> Result<Listing> {
         let limit = page_size(page, DEFAULT_CATALOG_PAGE);
         if limit == 0 {
-            return Ok(Listing {
-                items: Vec::new(),
-                next_page_size: None,
-                rendered: Default::default(),
-            });
+            return Ok(Listing::new(Vec::new(), None));
         }
         let names = self
             .meta
@@ -72,11 +74,7 @@ impl Registry {
             .await?
             .ok_or_else(|| Error::NameUnknown(repository.to_string()))?;
         let listing = Arc::new(if limit == 0 {
-            Listing {
-                items: Vec::new(),
-                next_page_size: None,
-                rendered: Default::default(),
-            }
+            Listing::new(Vec::new(), None)
         } else {
             finish(tags, limit)
         });

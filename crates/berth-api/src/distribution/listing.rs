@@ -10,41 +10,33 @@ use serde_json::json;
 
 use crate::ApiError;
 
+fn to_json(body: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(body)
+        .map_err(|e| berth_registry::Error::Internal(format!("serializing a listing: {e}")).into())
+}
+
+fn json_ok(bytes: impl Into<axum::body::Body>, content_type: &'static str) -> Response {
+    let body: axum::body::Body = bytes.into();
+    (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn json_response(body: &impl serde::Serialize, content_type: &'static str) -> Response {
+    match to_json(body) {
+        Ok(bytes) => json_ok(bytes, content_type),
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The listing's JSON body, serialized on first use and kept with the (cached) page.
 fn rendered_response(listing: &Listing, body: &impl serde::Serialize) -> Response {
     let bytes = match listing.rendered.get() {
         Some(bytes) => bytes.clone(),
-        None => match serde_json::to_vec(body) {
+        None => match to_json(body) {
             Ok(bytes) => listing.rendered.get_or_init(|| bytes.into()).clone(),
-            Err(e) => {
-                return ApiError::from(berth_registry::Error::Internal(format!(
-                    "serializing a listing: {e}"
-                )))
-                .into_response();
-            }
+            Err(e) => return e.into_response(),
         },
     };
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
-}
-
-fn json_response(body: &impl serde::Serialize, content_type: &'static str) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, content_type)],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => ApiError::from(berth_registry::Error::Internal(format!(
-            "serializing a listing: {e}"
-        )))
-        .into_response(),
-    }
+    json_ok(bytes, "application/json")
 }
 
 /// `_catalog` body, serialized straight from the listing (no intermediate JSON tree).
