@@ -32,6 +32,20 @@ impl Algorithm {
     }
 }
 
+impl FromStr for Algorithm {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            other => Err(DigestError::UnsupportedAlgorithm(
+                other.chars().take(64).collect(),
+            )),
+        }
+    }
+}
+
 /// A validated digest: a known algorithm and lowercase hex of the right length.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
@@ -74,10 +88,10 @@ impl FromStr for Digest {
         if algorithm.is_empty() || hex.is_empty() {
             return Err(DigestError::Malformed);
         }
-        let algorithm = match algorithm {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            other => {
+        let algorithm: Algorithm = match algorithm.parse() {
+            Ok(algorithm) => algorithm,
+            Err(_) => {
+                let other = algorithm;
                 // The spec's algorithm grammar: [a-z0-9]+([+._-][a-z0-9]+)*. Anything else is
                 // not a digest at all rather than an unsupported one.
                 let well_formed = other

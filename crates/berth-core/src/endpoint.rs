@@ -3,12 +3,35 @@
 //! Repository names contain slashes, so no router pattern can match them; the path is parsed
 //! here once, from its end, and everything after this point works with typed values. The
 //! endpoint's [`Endpoint::required_access`] is the only input to authorization.
+//!
+//! # Malformed references and digests
+//!
+//! One rule, as the released conformance suite (v1.1.1) and registry:2 expect:
+//!
+//! - A request that *reads or deletes* something named by a reference that cannot exist (a
+//!   manifest reference that is neither a valid tag nor a valid digest, a blob digest that
+//!   does not parse) is **not found**: 404 `MANIFEST_UNKNOWN` or `BLOB_UNKNOWN`, exactly as
+//!   for a well-formed name nobody pushed. It still needs the access the valid request would
+//!   need ([`EndpointError::required_access`]), so authorization runs first and a caller
+//!   without access learns nothing.
+//! - A request that *creates* something under a bad name is the client's mistake: 400 with
+//!   `TAG_INVALID` (a manifest PUT's tag, or a `?tag=`) or `DIGEST_INVALID` (a manifest PUT
+//!   by digest, `?digest=` on an upload), before anything is stored.
+//! - The referrers listing takes a subject digest as input rather than naming stored
+//!   content, so a malformed one is 400 `DIGEST_INVALID`.
 
 use std::str::FromStr;
 
-use crate::digest::{Digest, DigestError};
+use crate::digest::{Algorithm, Digest, DigestError};
 use crate::error::ErrorCode;
 use crate::name::{NameError, RepositoryName, Tag};
+
+/// What a path names that cannot exist (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    Manifest,
+    Blob,
+}
 
 /// A manifest reference: a tag or a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,9 +89,12 @@ pub enum Endpoint {
         reference: Reference,
         head: bool,
     },
+    /// `PUT .../manifests/<reference>`, with the extra tags of `?tag=` (only with a digest
+    /// reference; distribution-spec main, end-7b).
     PutManifest {
         name: RepositoryName,
         reference: Reference,
+        tags: Vec<Tag>,
     },
     DeleteManifest {
         name: RepositoryName,
@@ -85,11 +111,15 @@ pub enum Endpoint {
     },
     /// `POST .../blobs/uploads/`, optionally a single-request upload (`digest`) or a
     /// cross-repository mount (`mount`, `from`).
+    /// `from` is optional: without it, a mount may take the blob from any repository the
+    /// caller may pull (spec: "The registry MAY treat the from parameter as optional").
+    /// `digest_algorithm` (end-4c) is what a session hashes with (sha256 if not given).
     StartUpload {
         name: RepositoryName,
         digest: Option<Digest>,
         mount: Option<Digest>,
         from: Option<RepositoryName>,
+        digest_algorithm: Algorithm,
     },
     UploadStatus {
         name: RepositoryName,
@@ -162,6 +192,14 @@ pub enum EndpointError {
     Tag(String),
     #[error("query parameter {param}: {reason}")]
     Query { param: &'static str, reason: String },
+    /// A read or delete of a manifest or blob under a reference that cannot exist.
+    #[error("{reference:?} is not a valid {}, so nothing is stored under it", match kind { Unknown::Manifest => "tag or digest", Unknown::Blob => "digest" })]
+    Unknown {
+        kind: Unknown,
+        reference: String,
+        /// What the same request with a valid reference would need.
+        access: Access,
+    },
 }
 
 impl EndpointError {
@@ -172,8 +210,26 @@ impl EndpointError {
             EndpointError::MethodNotAllowed => (ErrorCode::Unsupported, 405),
             EndpointError::Name(_) => (ErrorCode::NameInvalid, 400),
             EndpointError::Digest(_) => (ErrorCode::DigestInvalid, 400),
-            EndpointError::Tag(_) => (ErrorCode::ManifestInvalid, 400),
+            EndpointError::Tag(_) => (ErrorCode::TagInvalid, 400),
             EndpointError::Query { .. } => (ErrorCode::Unsupported, 400),
+            EndpointError::Unknown {
+                kind: Unknown::Manifest,
+                ..
+            } => (ErrorCode::ManifestUnknown, 404),
+            EndpointError::Unknown {
+                kind: Unknown::Blob,
+                ..
+            } => (ErrorCode::BlobUnknown, 404),
+        }
+    }
+
+    /// What the caller must be allowed before it is told this error: nothing for a path
+    /// that names no endpoint, the valid request's access for a reference that cannot
+    /// exist (so a 404 is never an answer to someone who may not look).
+    pub fn required_access(&self) -> Vec<Access> {
+        match self {
+            EndpointError::Unknown { access, .. } => vec![access.clone()],
+            _ => Vec::new(),
         }
     }
 }
@@ -212,16 +268,49 @@ impl Endpoint {
         // <name>/manifests/<reference>
         if n >= 3 && segments[n - 2] == "manifests" {
             let name = name_of(n - 2)?;
-            let reference: Reference = segments[n - 1].parse()?;
+            let raw = segments[n - 1];
+            let action = match method {
+                "GET" | "HEAD" => Action::Pull,
+                "PUT" => Action::Push,
+                "DELETE" => Action::Delete,
+                _ => return Err(EndpointError::MethodNotAllowed),
+            };
+            let reference: Reference = match raw.parse() {
+                Ok(reference) => reference,
+                // Creating under a bad name is the client's mistake (400)...
+                Err(e) if action == Action::Push => return Err(e),
+                // ...reading or deleting it finds nothing (404).
+                Err(_) => {
+                    return Err(EndpointError::Unknown {
+                        kind: Unknown::Manifest,
+                        reference: raw.chars().take(200).collect(),
+                        access: Access {
+                            repository: Some(name),
+                            action,
+                        },
+                    });
+                }
+            };
             return match method {
                 "GET" | "HEAD" => Ok(Endpoint::GetManifest {
                     name,
                     reference,
                     head: method == "HEAD",
                 }),
-                "PUT" => Ok(Endpoint::PutManifest { name, reference }),
-                "DELETE" => Ok(Endpoint::DeleteManifest { name, reference }),
-                _ => Err(EndpointError::MethodNotAllowed),
+                "PUT" => {
+                    let tags = query.tags()?;
+                    if !tags.is_empty() && matches!(reference, Reference::Tag(_)) {
+                        return Err(EndpointError::Tag(
+                            "tag= parameters are accepted only on a push by digest".into(),
+                        ));
+                    }
+                    Ok(Endpoint::PutManifest {
+                        name,
+                        reference,
+                        tags,
+                    })
+                }
+                _ => Ok(Endpoint::DeleteManifest { name, reference }),
             };
         }
         // <name>/blobs/uploads/ (trailing slash optional)
@@ -244,6 +333,10 @@ impl Endpoint {
             // Distribution does.
             let mount = query.digest("mount").ok().flatten();
             let from = query.get("from").and_then(|f| f.parse().ok());
+            let digest_algorithm = match query.get("digest-algorithm") {
+                Some(a) => a.parse().map_err(EndpointError::Digest)?,
+                None => digest.as_ref().map_or(Algorithm::Sha256, Digest::algorithm),
+            };
             return only(
                 method,
                 &["POST"],
@@ -252,6 +345,7 @@ impl Endpoint {
                     digest,
                     mount,
                     from,
+                    digest_algorithm,
                 },
             );
         }
@@ -279,7 +373,21 @@ impl Endpoint {
         // <name>/blobs/<digest>
         if n >= 3 && segments[n - 2] == "blobs" {
             let name = name_of(n - 2)?;
-            let digest = segments[n - 1].parse().map_err(EndpointError::Digest)?;
+            let action = match method {
+                "GET" | "HEAD" => Action::Pull,
+                "DELETE" => Action::Delete,
+                _ => return Err(EndpointError::MethodNotAllowed),
+            };
+            let digest = segments[n - 1]
+                .parse()
+                .map_err(|_| EndpointError::Unknown {
+                    kind: Unknown::Blob,
+                    reference: segments[n - 1].chars().take(200).collect(),
+                    access: Access {
+                        repository: Some(name.clone()),
+                        action,
+                    },
+                })?;
             return match method {
                 "GET" | "HEAD" => Ok(Endpoint::GetBlob {
                     name,
@@ -377,6 +485,9 @@ fn valid_upload_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// How many `?tag=` a manifest push may carry (the spec asks for at least 10).
+pub const MAX_TAGS_PER_PUSH: usize = 100;
+
 struct Query(Vec<(String, String)>);
 
 impl Query {
@@ -392,6 +503,33 @@ impl Query {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every `tag=` parameter, each a valid tag (else the whole request is refused before
+    /// anything is stored), at most [`MAX_TAGS_PER_PUSH`].
+    fn tags(&self) -> Result<Vec<Tag>, EndpointError> {
+        let mut tags = Vec::new();
+        for value in self.get_all("tag") {
+            if tags.len() == MAX_TAGS_PER_PUSH {
+                return Err(EndpointError::Tag(format!(
+                    "at most {MAX_TAGS_PER_PUSH} tag= parameters per push"
+                )));
+            }
+            let tag: Tag = value
+                .parse()
+                .map_err(|e: crate::name::TagError| EndpointError::Tag(e.to_string()))?;
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        Ok(tags)
     }
 
     fn digest(&self, key: &'static str) -> Result<Option<Digest>, EndpointError> {
@@ -511,11 +649,43 @@ mod tests {
     fn errors_map_to_spec_codes() {
         let bad_name = parse("GET", "/v2/A/tags/list").unwrap_err();
         assert_eq!(bad_name.code_and_status(), (ErrorCode::NameInvalid, 400));
+        // Reading under a digest that cannot exist is not found, and needs pull access.
         let bad_digest = parse("GET", "/v2/a/blobs/sha256:zz").unwrap_err();
+        assert_eq!(bad_digest.code_and_status(), (ErrorCode::BlobUnknown, 404));
         assert_eq!(
-            bad_digest.code_and_status(),
+            bad_digest.required_access(),
+            vec![Access {
+                repository: Some(name("a")),
+                action: Action::Pull
+            }]
+        );
+        let bad_reference = parse("DELETE", "/v2/a/manifests/.x").unwrap_err();
+        assert_eq!(
+            bad_reference.code_and_status(),
+            (ErrorCode::ManifestUnknown, 404)
+        );
+        assert_eq!(
+            bad_reference.required_access(),
+            vec![Access {
+                repository: Some(name("a")),
+                action: Action::Delete
+            }]
+        );
+        // Creating under a bad name is the client's mistake.
+        let bad_tag = parse("PUT", "/v2/a/manifests/.x").unwrap_err();
+        assert_eq!(bad_tag.code_and_status(), (ErrorCode::TagInvalid, 400));
+        let bad_extra_tag =
+            parse("PUT", &format!("/v2/a/manifests/{D}?tag=ok&tag=-no")).unwrap_err();
+        assert_eq!(
+            bad_extra_tag.code_and_status(),
+            (ErrorCode::TagInvalid, 400)
+        );
+        let bad_put_digest = parse("PUT", "/v2/a/manifests/sha256:zz").unwrap_err();
+        assert_eq!(
+            bad_put_digest.code_and_status(),
             (ErrorCode::DigestInvalid, 400)
         );
+        assert!(bad_put_digest.required_access().is_empty());
         assert_eq!(
             parse("POST", "/v2/a/tags/list"),
             Err(EndpointError::MethodNotAllowed)

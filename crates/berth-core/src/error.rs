@@ -15,6 +15,8 @@ pub enum ErrorCode {
     NameInvalid,
     NameUnknown,
     SizeInvalid,
+    /// A tag that is not valid where one is required (a manifest PUT's tag or `?tag=`).
+    TagInvalid,
     Unauthorized,
     Denied,
     Unsupported,
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => "NAME_INVALID",
             ErrorCode::NameUnknown => "NAME_UNKNOWN",
             ErrorCode::SizeInvalid => "SIZE_INVALID",
+            ErrorCode::TagInvalid => "TAG_INVALID",
             ErrorCode::Unauthorized => "UNAUTHORIZED",
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
@@ -63,7 +66,8 @@ impl ErrorCode {
             | ErrorCode::ManifestBlobUnknown
             | ErrorCode::ManifestInvalid
             | ErrorCode::NameInvalid
-            | ErrorCode::SizeInvalid => 400,
+            | ErrorCode::SizeInvalid
+            | ErrorCode::TagInvalid => 400,
         }
     }
 
@@ -82,6 +86,7 @@ impl ErrorCode {
             ErrorCode::NameInvalid => "invalid repository name",
             ErrorCode::NameUnknown => "repository name not known to registry",
             ErrorCode::SizeInvalid => "provided length did not match content length",
+            ErrorCode::TagInvalid => "manifest tag did not match URI",
             ErrorCode::Unauthorized => "authentication required",
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",

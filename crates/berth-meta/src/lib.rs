@@ -52,8 +52,15 @@ pub struct NewManifest {
     pub annotations: Option<Map<String, Value>>,
     /// Blobs that must already be linked in the repository.
     pub blobs: Vec<Digest>,
-    /// Manifests that must already be in the repository.
+    /// Child manifests (of an index), recorded as references.
     pub manifests: Vec<Digest>,
+    /// Whether every child manifest must already be in the repository. False only for a
+    /// sparse index (an operator's option): its missing children answer 404 when pulled.
+    pub require_manifests: bool,
+    /// Other digests of the same bytes (under other algorithms). When the repository already
+    /// holds the manifest under one of them — pushed by a sha512 digest, now pushed by tag —
+    /// the push is that manifest, and the tag answers with the digest it was pushed under.
+    pub aliases: Vec<Digest>,
 }
 
 /// A manifest as stored: exact bytes and how to serve them.
@@ -105,6 +112,9 @@ pub trait BlobIndex: Send + Sync {
         to: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>>;
+    /// Repositories that link the blob, in name order, at most `limit`: where a mount
+    /// without `from` may take it from (the caller filters by what it may pull).
+    async fn repositories_linking(&self, digest: &Digest, limit: usize) -> Result<Vec<String>>;
     /// Remove the blob's link from `repository` (the bytes stay until garbage collection).
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
 }
@@ -138,14 +148,15 @@ pub trait UploadStore: Send + Sync {
 
 #[async_trait]
 pub trait ManifestStore: Send + Sync {
-    /// Store a manifest (and point `tag` at it) after checking, in the same transaction,
-    /// that everything it references is in the repository.
+    /// Store a manifest and point every one of `tags` at it, in one transaction that first
+    /// checks that everything it references is in the repository. Returns the digest the
+    /// manifest is stored under (its own, or an alias already stored).
     async fn put_manifest(
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
-    ) -> Result<()>;
+        tags: &[Tag],
+    ) -> Result<Digest>;
     async fn get_manifest(
         &self,
         repository: &RepositoryName,

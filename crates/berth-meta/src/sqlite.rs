@@ -220,6 +220,28 @@ async fn link_in(
     Ok(())
 }
 
+/// Point each tag at the manifest `digest` (which the transaction has stored).
+async fn set_tags(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    tags: &[Tag],
+    digest: &str,
+) -> Result<()> {
+    for tag in tags {
+        sqlx::query(
+            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+        )
+        .bind(repo_id)
+        .bind(tag.as_str())
+        .bind(digest)
+        .bind(now())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl RepositoryStore for SqliteStore {
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
@@ -290,6 +312,19 @@ impl BlobIndex for SqliteStore {
         link_in(&mut tx, to, digest, size as u64).await?;
         tx.commit().await?;
         Ok(Some(size as u64))
+    }
+
+    async fn repositories_linking(&self, digest: &Digest, limit: usize) -> Result<Vec<String>> {
+        let names: String = sqlx::query_scalar(
+            "SELECT json_group_array(name) FROM
+               (SELECT r.name FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+                WHERE l.digest = ? ORDER BY r.name LIMIT ?)",
+        )
+        .bind(digest.to_string())
+        .bind(limit as i64)
+        .fetch_one(&self.reader)
+        .await?;
+        names_from_json(&names)
     }
 
     async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
@@ -406,13 +441,34 @@ impl ManifestStore for SqliteStore {
         &self,
         repository: &RepositoryName,
         manifest: &NewManifest,
-        tag: Option<&Tag>,
-    ) -> Result<()> {
+        tags: &[Tag],
+    ) -> Result<Digest> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
+        for alias in &manifest.aliases {
+            let stored: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
+            )
+            .bind(repo_id)
+            .bind(alias.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if stored.is_some() {
+                // The same bytes, already stored and checked: only the tags are new.
+                set_tags(&mut tx, repo_id, tags, &alias.to_string()).await?;
+                tx.commit().await?;
+                drop(conn);
+                self.wal.wait_durable().await?;
+                return Ok(alias.clone());
+            }
+        }
         let blobs = manifest.blobs.iter().map(|d| (d, false));
-        let children = manifest.manifests.iter().map(|d| (d, true));
+        let children = manifest
+            .manifests
+            .iter()
+            .filter(|_| manifest.require_manifests)
+            .map(|d| (d, true));
         for (digest, is_manifest) in blobs.chain(children) {
             // Both statements are constants: which table holds this kind of reference.
             let sql = if is_manifest {
@@ -469,21 +525,11 @@ impl ManifestStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        if let Some(tag) = tag {
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo_id)
-            .bind(tag.as_str())
-            .bind(&digest)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
-        }
+        set_tags(&mut tx, repo_id, tags, &digest).await?;
         tx.commit().await?;
         drop(conn);
-        self.wal.wait_durable().await
+        self.wal.wait_durable().await?;
+        Ok(manifest.digest.clone())
     }
 
     async fn get_manifest(

@@ -23,6 +23,8 @@ fn manifest(content: &str, blobs: Vec<Digest>, subject: Option<Digest>) -> NewMa
         annotations: None,
         blobs,
         manifests: Vec::new(),
+        require_manifests: true,
+        aliases: Vec::new(),
     }
 }
 
@@ -67,6 +69,27 @@ pub async fn run(store: &dyn MetaStore) {
     assert_eq!(
         store.linked_blob_size(&other, &layer).await.expect("query"),
         Some(5)
+    );
+    assert_eq!(
+        store
+            .repositories_linking(&layer, 10)
+            .await
+            .expect("linking"),
+        vec!["suite/app", "suite/other"]
+    );
+    assert_eq!(
+        store
+            .repositories_linking(&layer, 1)
+            .await
+            .expect("linking"),
+        vec!["suite/app"]
+    );
+    assert!(
+        store
+            .repositories_linking(&digest("nope"), 10)
+            .await
+            .expect("linking")
+            .is_empty()
     );
     assert!(store.unlink_blob(&other, &layer).await.expect("unlink"));
     assert!(
@@ -149,7 +172,7 @@ pub async fn run(store: &dyn MetaStore) {
 
     // Manifests: refused while a reference is missing, stored exactly, tagged.
     let missing = manifest("m-missing", vec![layer.clone(), digest("absent")], None);
-    match store.put_manifest(&repo, &missing, None).await {
+    match store.put_manifest(&repo, &missing, &[]).await {
         Err(MetaError::MissingReference {
             digest: d,
             is_manifest: false,
@@ -159,11 +182,11 @@ pub async fn run(store: &dyn MetaStore) {
     let image = manifest("m-image", vec![layer.clone(), blob.clone()], None);
     let latest: Tag = "latest".parse().expect("tag");
     store
-        .put_manifest(&repo, &image, Some(&latest))
+        .put_manifest(&repo, &image, std::slice::from_ref(&latest))
         .await
         .expect("put");
     store
-        .put_manifest(&repo, &image, Some(&latest))
+        .put_manifest(&repo, &image, std::slice::from_ref(&latest))
         .await
         .expect("put again is idempotent");
     let by_tag = store
@@ -193,21 +216,72 @@ pub async fn run(store: &dyn MetaStore) {
     let mut index = manifest("m-index", Vec::new(), None);
     index.manifests = vec![image.digest.clone()];
     store
-        .put_manifest(&repo, &index, None)
+        .put_manifest(&repo, &index, &[])
         .await
         .expect("index with present child");
     assert!(matches!(
-        store.put_manifest(&other, &index, None).await,
+        store.put_manifest(&other, &index, &[]).await,
         Err(MetaError::MissingReference {
             is_manifest: true,
             ..
         })
     ));
 
+    // A sparse index may name children the repository lacks; they are still recorded.
+    let mut sparse = manifest("m-sparse-index", Vec::new(), None);
+    sparse.manifests = vec![image.digest.clone(), digest("absent-child")];
+    sparse.require_manifests = false;
+    assert_eq!(
+        store
+            .put_manifest(&other, &sparse, &[])
+            .await
+            .expect("sparse index"),
+        sparse.digest
+    );
+
+    // Several tags in one put; bytes already stored under another algorithm's digest
+    // keep that digest (pushed by sha512, then by tag).
+    let many: Vec<Tag> = ["t1", "t2"]
+        .iter()
+        .map(|t| t.parse().expect("tag"))
+        .collect();
+    let mut by_sha512 = manifest("m-sha512", vec![layer.clone()], None);
+    by_sha512.digest = Digest::of(Algorithm::Sha512, b"m-sha512");
+    store
+        .put_manifest(&repo, &by_sha512, &[])
+        .await
+        .expect("put by sha512");
+    let mut by_tag = manifest("m-sha512", vec![layer.clone()], None);
+    by_tag.aliases = vec![by_sha512.digest.clone()];
+    assert_eq!(
+        store
+            .put_manifest(&repo, &by_tag, &many)
+            .await
+            .expect("put by tag"),
+        by_sha512.digest
+    );
+    for tag in &many {
+        let found = store
+            .get_manifest(&repo, &Reference::Tag(tag.clone()))
+            .await
+            .expect("get")
+            .expect("tagged");
+        assert_eq!(found.digest, by_sha512.digest);
+    }
+    for tag in many {
+        assert!(store.delete_tag(&repo, &tag).await.expect("delete tag"));
+    }
+    assert!(
+        store
+            .delete_manifest(&repo, &by_sha512.digest)
+            .await
+            .expect("delete")
+    );
+
     // Tags: moved by a later put, listed with pagination, unknown repository is None.
     let v1: Tag = "v1".parse().expect("tag");
     store
-        .put_manifest(&repo, &image, Some(&v1))
+        .put_manifest(&repo, &image, std::slice::from_ref(&v1))
         .await
         .expect("tag v1");
     assert_eq!(
@@ -253,7 +327,7 @@ pub async fn run(store: &dyn MetaStore) {
         serde_json::json!("v"),
     )]));
     store
-        .put_manifest(&repo, &sig, None)
+        .put_manifest(&repo, &sig, &[])
         .await
         .expect("referrer");
     let found = store

@@ -6,6 +6,10 @@ use berth_storage::{ByteStream, StorageError};
 
 use crate::{Error, Registry, Result};
 
+/// How many repositories holding a blob a mount without `from` considers. Past that the
+/// client uploads the blob, which is always correct, only slower.
+const MOUNT_CANDIDATES: usize = 100;
+
 impl Registry {
     /// The blob's size, if the repository has it.
     pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
@@ -41,6 +45,32 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<u64>> {
         Ok(self.meta.mount_blob(from, to, digest).await?)
+    }
+
+    /// Link a blob into `to` from any repository that has it and that `may_pull` admits
+    /// (a mount without `from`); its size, or `None` if no such repository has it. Whether
+    /// the blob exists elsewhere is never revealed: `None` looks the same either way.
+    pub async fn mount_blob_from_any(
+        &self,
+        to: &RepositoryName,
+        digest: &Digest,
+        may_pull: &(dyn Fn(&RepositoryName) -> bool + Sync),
+    ) -> Result<Option<u64>> {
+        let candidates = self
+            .meta
+            .repositories_linking(digest, MOUNT_CANDIDATES)
+            .await?;
+        for name in candidates {
+            let Ok(from) = name.parse::<RepositoryName>() else {
+                continue;
+            };
+            if may_pull(&from)
+                && let Some(size) = self.meta.mount_blob(&from, to, digest).await?
+            {
+                return Ok(Some(size));
+            }
+        }
+        Ok(None)
     }
 
     /// Remove the blob from the repository. Its bytes stay while anything else links them;

@@ -34,6 +34,10 @@ pub struct RegistryOptions {
     /// Cache manifest and blob-size lookups in memory. Exact only when this process is the
     /// metadata store's sole writer (embedded SQLite); turn off for a shared database.
     pub read_cache: bool,
+    /// Accept an image index whose child manifests are not all in the repository (mirrors
+    /// and partial copies of multi-platform images); a pull of a missing child is a 404.
+    /// Image manifests still need every blob.
+    pub sparse_index: bool,
 }
 
 impl Default for RegistryOptions {
@@ -41,6 +45,7 @@ impl Default for RegistryOptions {
         RegistryOptions {
             delete_enabled: true,
             read_cache: true,
+            sparse_index: false,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Manifests: validation on push, reference checks, tags, deletes and referrers.
 
 use berth_core::manifest::{self, MAX_MANIFEST_BYTES, ManifestError};
-use berth_core::{Algorithm, Digest, Reference, RepositoryName};
+use berth_core::{Algorithm, Digest, Reference, RepositoryName, Tag};
 use berth_meta::{NewManifest, Referrer};
 
 use crate::cache::Manifest;
@@ -11,17 +11,22 @@ use crate::{Error, Registry, Result};
 /// What a successful manifest push reports back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushedManifest {
+    /// The digest the manifest is stored (and its tags answer) under.
     pub digest: Digest,
     /// Set when the manifest has a `subject` (answered as the `OCI-Subject` header).
     pub subject: Option<Digest>,
+    /// Every tag the push pointed at the manifest (answered as `OCI-Tag` headers).
+    pub tags: Vec<Tag>,
 }
 
 impl Registry {
-    /// Validate and store a pushed manifest, exactly as its bytes came.
+    /// Validate and store a pushed manifest, exactly as its bytes came, and point the
+    /// reference's tag and every one of `extra_tags` (`?tag=`) at it, all in one transaction.
     pub async fn put_manifest(
         &self,
         repository: &RepositoryName,
         reference: &Reference,
+        extra_tags: &[Tag],
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<PushedManifest> {
@@ -46,10 +51,14 @@ impl Registry {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, body),
         };
-        let tag = match reference {
-            Reference::Tag(tag) => Some(tag),
-            Reference::Digest(_) => None,
-        };
+        let mut tags = extra_tags.to_vec();
+        // Pushed by tag, the bytes may already be here under a sha512 digest (pushed by
+        // digest first): then the tag answers with that digest, not with their sha256.
+        let mut aliases = Vec::new();
+        if let Reference::Tag(tag) = reference {
+            tags.insert(0, tag.clone());
+            aliases.push(Digest::of(Algorithm::Sha512, body));
+        }
         let record = NewManifest {
             digest: digest.clone(),
             media_type: parsed.media_type,
@@ -59,13 +68,15 @@ impl Registry {
             annotations: parsed.annotations,
             blobs: parsed.blobs,
             manifests: parsed.manifests,
+            require_manifests: !self.options.sparse_index,
+            aliases,
         };
-        let stored = self.meta.put_manifest(repository, &record, tag).await;
+        let stored = self.meta.put_manifest(repository, &record, &tags).await;
         self.cache.invalidate(repository);
-        stored?;
         Ok(PushedManifest {
-            digest,
+            digest: stored?,
             subject: parsed.subject,
+            tags,
         })
     }
 

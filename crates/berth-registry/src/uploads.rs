@@ -90,15 +90,19 @@ fn now() -> i64 {
 }
 
 impl Registry {
-    /// Open an upload session; returns its id.
-    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<String> {
+    /// Open an upload session that hashes with `algorithm` as bytes arrive; returns its id.
+    pub async fn start_upload(
+        &self,
+        repository: &RepositoryName,
+        algorithm: Algorithm,
+    ) -> Result<String> {
         let id = new_upload_id();
         self.blobs.create_upload(&id).await?;
         let upload = Upload {
             id: id.clone(),
             repository: repository.clone(),
             offset: 0,
-            hash_state: DigestHasher::new(Algorithm::Sha256).save(),
+            hash_state: DigestHasher::new(algorithm).save(),
             created_at: now(),
         };
         if let Err(e) = self.meta.create_upload(&upload).await {
@@ -201,8 +205,8 @@ impl Registry {
         let actual = if hasher.algorithm() == digest.algorithm() {
             hasher.finish()
         } else {
-            // Sessions hash sha256 as they go; a client that finishes with another
-            // algorithm pays for one more read of what it sent.
+            // Sessions hash with the algorithm the POST named (sha256 by default); a
+            // client that finishes with another pays for one more read of what it sent.
             self.rehash(id, size, digest.algorithm()).await?
         };
         if &actual != digest {

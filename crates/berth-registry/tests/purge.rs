@@ -19,11 +19,17 @@ async fn purge_removes_idle_sessions_and_orphan_areas_only() {
     let registry = Registry::new(meta, blobs.clone(), RegistryOptions::default());
     let repo = "purge/test".parse().expect("name");
 
-    let abandoned = registry.start_upload(&repo).await.expect("start");
+    let abandoned = registry
+        .start_upload(&repo, berth_core::Algorithm::Sha256)
+        .await
+        .expect("start");
     blobs.create_upload("orphan-area").await.expect("orphan");
     // Session timestamps have one-second resolution.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let fresh = registry.start_upload(&repo).await.expect("start");
+    let fresh = registry
+        .start_upload(&repo, berth_core::Algorithm::Sha256)
+        .await
+        .expect("start");
 
     // Generous limits: nothing is old enough.
     let purged = registry

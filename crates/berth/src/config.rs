@@ -26,6 +26,17 @@ pub struct RawConfig {
     pub htpasswd: Option<PathBuf>,
     /// Realm named in basic-auth challenges.
     pub realm: Option<String>,
+    /// `[validation]`: what pushed manifests must satisfy.
+    #[serde(default)]
+    pub validation: RawValidation,
+}
+
+/// The `[validation]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidation {
+    /// Accept image indexes whose child manifests are not all present.
+    pub sparse_index: Option<bool>,
 }
 
 /// Validated configuration.
@@ -37,6 +48,7 @@ pub struct Config {
     pub anonymous_write: bool,
     pub htpasswd: Option<PathBuf>,
     pub realm: String,
+    pub sparse_index: bool,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
 }
@@ -91,6 +103,9 @@ impl RawConfig {
             anonymous_write: flag("anonymous_write")?,
             htpasswd: get("htpasswd").map(PathBuf::from),
             realm: get("realm"),
+            validation: RawValidation {
+                sparse_index: flag("validation.sparse_index")?,
+            },
         })
     }
 }
@@ -104,6 +119,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "anonymous_write" => "BERTH_ANONYMOUS_WRITE",
         "htpasswd" => "BERTH_HTPASSWD",
         "realm" => "BERTH_REALM",
+        "validation.sparse_index" => "BERTH_VALIDATION_SPARSE_INDEX",
         _ => return None,
     })
 }
@@ -136,12 +152,16 @@ impl Config {
     /// Merge sources (lowest precedence first) and validate.
     pub fn resolve(sources: &[(&'static str, RawConfig)]) -> Result<Config, ConfigError> {
         let mut origins = Vec::new();
+        // `pick!(field, default)`, or `pick!("table.key", table.key, default)` inside a table.
         macro_rules! pick {
-            ($field:ident, $default:expr) => {{
+            ($field:ident, $default:expr) => {
+                pick!(stringify!($field), $field, $default)
+            };
+            ($name:expr, $($field:ident).+, $default:expr) => {{
                 let mut value = $default;
                 let mut origin = "default";
                 for (source, raw) in sources {
-                    if let Some(v) = raw.$field.clone() {
+                    if let Some(v) = raw.$($field).+.clone() {
                         value = Some(v);
                         origin = source;
                     }
@@ -149,7 +169,7 @@ impl Config {
                 let shown = value
                     .as_ref()
                     .map_or_else(|| "(not set)".to_string(), |v| format!("{v:?}"));
-                origins.push((stringify!($field), shown, origin));
+                origins.push(($name, shown, origin));
                 value
             }};
         }
@@ -159,6 +179,12 @@ impl Config {
         let anonymous_write = pick!(anonymous_write, Some(false)).unwrap_or(false);
         let htpasswd = pick!(htpasswd, None::<PathBuf>);
         let realm = pick!(realm, Some("berth".to_string())).unwrap_or_default();
+        let sparse_index = pick!(
+            "validation.sparse_index",
+            validation.sparse_index,
+            Some(false)
+        )
+        .unwrap_or(false);
 
         // registry:2 accepts ":5000" meaning every interface.
         let addr_full = if addr_text.starts_with(':') {
@@ -190,6 +216,7 @@ impl Config {
             anonymous_write,
             htpasswd,
             realm,
+            sparse_index,
             origins,
         })
     }
@@ -198,7 +225,7 @@ impl Config {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         for (name, value, origin) in &self.origins {
-            let _ = writeln!(out, "{name:<16} {value:<40} ({origin})");
+            let _ = writeln!(out, "{name:<24} {value:<40} ({origin})");
         }
         out
     }
@@ -224,6 +251,19 @@ mod tests {
         assert!(!config.delete_enabled);
         assert_eq!(config.data_dir, PathBuf::from("berth-data"));
         assert!(config.describe().contains("(env)"));
+    }
+
+    #[test]
+    fn tables_are_read_from_the_file_and_the_environment() {
+        let file: RawConfig = toml::from_str("[validation]\nsparse_index = true\n").expect("toml");
+        let config = Config::resolve(&[("file", file)]).expect("valid");
+        assert!(config.sparse_index);
+        assert!(config.describe().contains("validation.sparse_index"));
+        let vars = |k: &str| (k == "BERTH_VALIDATION_SPARSE_INDEX").then(|| "off".to_string());
+        let raw = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        assert_eq!(raw.validation.sparse_index, Some(false));
+        assert!(!Config::resolve(&[]).expect("defaults").sparse_index);
+        assert!(toml::from_str::<RawConfig>("[validation]\nsparse = 1\n").is_err());
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl Flags {
                 anonymous_write: self.anonymous_write,
                 htpasswd: self.htpasswd.clone(),
                 realm: None,
+                validation: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -163,6 +164,7 @@ async fn run(config: Config) -> Result<(), String> {
             delete_enabled: config.delete_enabled,
             // This process is the embedded database's only writer, so the cache is exact.
             read_cache: true,
+            sparse_index: config.sparse_index,
         },
     );
     let registry = Arc::new(registry);

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_core::manifest::MAX_MANIFEST_BYTES;
-use berth_core::{ErrorCode, Reference, RepositoryName};
+use berth_core::{ErrorCode, Reference, RepositoryName, Tag};
 use berth_registry::{Error, Registry};
 
 use super::header_str;
@@ -75,6 +75,7 @@ pub async fn put(
     registry: &Registry,
     name: &RepositoryName,
     reference: &Reference,
+    extra_tags: &[Tag],
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -103,6 +104,7 @@ pub async fn put(
         .put_manifest(
             name,
             reference,
+            extra_tags,
             header_str(headers, header::CONTENT_TYPE),
             &bytes,
         )
@@ -120,6 +122,15 @@ pub async fn put(
         && let Ok(v) = subject.to_string().parse()
     {
         h.insert("oci-subject", v);
+    }
+    // One header per tag the push created (distribution-spec main); only for `?tag=`, so a
+    // plain push by tag answers as registry:2 does.
+    if !extra_tags.is_empty() {
+        for tag in &pushed.tags {
+            if let Ok(v) = tag.as_str().parse() {
+                h.append("oci-tag", v);
+            }
+        }
     }
     Ok(response)
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use berth_auth::{AuthMode, Decision, Principal};
-use berth_core::{Endpoint, ErrorCode};
+use berth_core::{Access, Action, Endpoint, ErrorCode, RepositoryName};
 
 use crate::{ApiError, AppState};
 
@@ -50,7 +50,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
     // not even that its path was malformed.
     let required = match &parsed {
         Ok(endpoint) => endpoint.required_access(),
-        Err(_) => Vec::new(),
+        Err(error) => error.required_access(),
     };
     match state.auth.decide(&principal, peer_is_loopback, &required) {
         Decision::Allow => {}
@@ -86,9 +86,11 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             reference,
             head,
         } => manifests::get(registry, &name, &reference, headers, head).await,
-        Endpoint::PutManifest { name, reference } => {
-            manifests::put(registry, &name, &reference, headers, body).await
-        }
+        Endpoint::PutManifest {
+            name,
+            reference,
+            tags,
+        } => manifests::put(registry, &name, &reference, &tags, headers, body).await,
         Endpoint::DeleteManifest { name, reference } => {
             manifests::delete(registry, &name, &reference).await
         }
@@ -101,7 +103,25 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             digest,
             mount,
             from,
-        } => uploads::start(registry, &name, digest, mount, from, body).await,
+            digest_algorithm,
+        } => {
+            // A mount without `from` may take the blob from any repository the caller may
+            // pull: the one decision, asked per candidate.
+            let may_pull = |repository: &RepositoryName| {
+                let pull = [Access {
+                    repository: Some(repository.clone()),
+                    action: Action::Pull,
+                }];
+                state.auth.decide(&principal, peer_is_loopback, &pull) == Decision::Allow
+            };
+            let request = uploads::StartUpload {
+                digest,
+                mount,
+                from,
+                digest_algorithm,
+            };
+            uploads::start(registry, &name, request, &may_pull, body).await
+        }
         Endpoint::UploadStatus { name, id } => uploads::status(registry, &name, &id).await,
         Endpoint::PatchUpload { name, id } => {
             uploads::patch(registry, &name, &id, headers, body).await

@@ -4,7 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_core::{Digest, ErrorCode, RepositoryName};
+use berth_core::{Algorithm, Digest, ErrorCode, RepositoryName};
 use berth_registry::{ContentRange, Error, Registry};
 
 use super::{body_stream, header_str};
@@ -75,18 +75,37 @@ fn content_range(headers: &HeaderMap) -> Result<Option<ContentRange>, ApiError> 
     }
 }
 
+/// What `POST .../blobs/uploads/` asks for.
+pub struct StartUpload {
+    pub digest: Option<Digest>,
+    pub mount: Option<Digest>,
+    pub from: Option<RepositoryName>,
+    pub digest_algorithm: Algorithm,
+}
+
+/// `may_pull` is the authorizer's answer for other repositories (for a mount without
+/// `from`); the handler asks it, never decides.
 pub async fn start(
     registry: &Registry,
     name: &RepositoryName,
-    digest: Option<Digest>,
-    mount: Option<Digest>,
-    from: Option<RepositoryName>,
+    request: StartUpload,
+    may_pull: &(dyn Fn(&RepositoryName) -> bool + Sync),
     body: Body,
 ) -> Result<Response, ApiError> {
-    if let (Some(mount), Some(from)) = (&mount, &from)
-        && registry.mount_blob(from, name, mount).await?.is_some()
-    {
-        return Ok(blob_created(name, mount));
+    let StartUpload {
+        digest,
+        mount,
+        from,
+        digest_algorithm,
+    } = request;
+    if let Some(mount) = &mount {
+        let mounted = match &from {
+            Some(from) => registry.mount_blob(from, name, mount).await?,
+            None => registry.mount_blob_from_any(name, mount, may_pull).await?,
+        };
+        if mounted.is_some() {
+            return Ok(blob_created(name, mount));
+        }
     }
     // A mount that cannot be served falls back to an ordinary session (spec).
     if mount.is_none()
@@ -95,7 +114,7 @@ pub async fn start(
         registry.put_blob(name, &digest, body_stream(body)).await?;
         return Ok(blob_created(name, &digest));
     }
-    let id = registry.start_upload(name).await?;
+    let id = registry.start_upload(name, digest_algorithm).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 

@@ -45,6 +45,7 @@ pub struct TestApp {
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
 pub struct TestAppBuilder {
     delete_enabled: bool,
+    sparse_index: bool,
     dir: Option<Arc<TempDir>>,
     auth: Option<AuthMode>,
 }
@@ -52,6 +53,12 @@ pub struct TestAppBuilder {
 impl TestAppBuilder {
     pub fn delete_enabled(mut self, enabled: bool) -> Self {
         self.delete_enabled = enabled;
+        self
+    }
+
+    /// Accept image indexes whose children are not all present.
+    pub fn sparse_index(mut self, enabled: bool) -> Self {
+        self.sparse_index = enabled;
         self
     }
 
@@ -84,6 +91,7 @@ impl TestAppBuilder {
                 delete_enabled: self.delete_enabled,
                 // As the binary runs it, so every test also checks cache invalidation.
                 read_cache: true,
+                sparse_index: self.sparse_index,
             },
         );
         let state = AppState {
@@ -106,6 +114,7 @@ impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             delete_enabled: true,
+            sparse_index: false,
             dir: None,
             auth: None,
         }

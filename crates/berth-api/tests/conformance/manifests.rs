@@ -81,6 +81,92 @@ async fn manifest_pushed_by_sha512_digest_is_retrievable_by_it() {
 }
 
 #[tokio::test]
+async fn manifest_pushed_by_sha512_then_by_tag_answers_the_tag_with_sha512() {
+    // As the conformance suite pushes: by digest first, then the same bytes by tag. The tag
+    // answers with the digest the manifest was pushed under, on PUT, GET and HEAD.
+    let app = TestApp::new().await;
+    let manifest = app.image_manifest("repo", "a").await;
+    let digest = sha512(&manifest);
+    app.push_manifest("repo", &digest, OCI_MANIFEST, manifest.clone())
+        .await;
+    let pushed = app
+        .put_manifest("repo", "v1", OCI_MANIFEST, manifest.clone())
+        .await;
+    assert_eq!(
+        (
+            pushed.status,
+            pushed.header("docker-content-digest"),
+            pushed.location()
+        ),
+        (
+            StatusCode::CREATED,
+            digest.as_str(),
+            format!("/v2/repo/manifests/{digest}")
+        )
+    );
+    for head in [false, true] {
+        let request = if head {
+            app.head("/v2/repo/manifests/v1")
+        } else {
+            app.get("/v2/repo/manifests/v1")
+        };
+        let response = request.send().await;
+        assert_eq!(
+            (response.status, response.header("docker-content-digest")),
+            (StatusCode::OK, digest.as_str()),
+            "head={head}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn manifest_pushed_by_sha512_with_tag_parameters_answers_the_tags_with_sha512() {
+    let app = TestApp::new().await;
+    let manifest = app.image_manifest("repo", "a").await;
+    let digest = sha512(&manifest);
+    let response = app
+        .put(format!("/v2/repo/manifests/{digest}?tag=v1"))
+        .header("content-type", OCI_MANIFEST)
+        .body(manifest)
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::CREATED);
+    let got = app.head("/v2/repo/manifests/v1").send().await;
+    assert_eq!(got.header("docker-content-digest"), digest);
+}
+
+#[tokio::test]
+async fn referrer_pushed_by_sha512_is_listed_with_its_sha512_digest() {
+    let app = TestApp::new().await;
+    let (subject, subject_bytes) = app.push_image("repo", "v1", "a").await;
+    app.push_blob("repo", b"{}").await;
+    app.push_blob("repo", b"signature").await;
+    let manifest = artifact(
+        &subject,
+        subject_bytes.len(),
+        "application/x.sig",
+        b"signature",
+    );
+    let digest = sha512(&manifest);
+    app.push_manifest("repo", &digest, OCI_MANIFEST, manifest.clone())
+        .await;
+    app.push_manifest("repo", "sig", OCI_MANIFEST, manifest)
+        .await;
+    let listing = app
+        .get(format!("/v2/repo/referrers/{subject}"))
+        .send()
+        .await
+        .json();
+    let listed: Vec<&str> = listing["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .map(|m| m["digest"].as_str().expect("digest"))
+        .collect();
+    assert_eq!(listed, vec![digest.as_str()]);
+}
+
+#[tokio::test]
 async fn manifest_referencing_a_missing_layer_is_400_manifest_blob_unknown() {
     let app = TestApp::new().await;
     let config = b"{}";

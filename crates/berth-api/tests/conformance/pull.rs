@@ -317,15 +317,6 @@ async fn blob_of_another_repository_is_not_visible() {
 }
 
 #[tokio::test]
-async fn malformed_blob_digest_is_400_digest_invalid() {
-    let app = TestApp::new().await;
-    app.get("/v2/repo/blobs/sha256:nothex")
-        .send()
-        .await
-        .assert_error(400, "DIGEST_INVALID");
-}
-
-#[tokio::test]
 async fn accept_types_spread_over_several_header_lines_are_all_honoured() {
     // Docker, skopeo and podman send one Accept line per media type.
     let app = TestApp::new().await;

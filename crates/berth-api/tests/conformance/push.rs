@@ -566,14 +566,176 @@ async fn mount_from_a_repository_lacking_the_blob_opens_a_session() {
 }
 
 #[tokio::test]
-async fn mount_without_from_opens_a_session() {
+async fn mount_without_from_links_a_blob_the_caller_may_pull_elsewhere() {
+    // Spec: "The registry MAY treat the from parameter as optional, and it MAY cross-mount
+    // the blob if it can be found." In open mode every repository may be pulled.
     let app = TestApp::new().await;
     let digest = app.push_blob("source", b"shared layer").await;
     let response = app
         .post(format!("/v2/target/blobs/uploads/?mount={digest}"))
         .send()
         .await;
+    assert_eq!(
+        (
+            response.status,
+            response.location(),
+            response.header("docker-content-digest")
+        ),
+        (
+            StatusCode::CREATED,
+            format!("/v2/target/blobs/{digest}"),
+            digest.as_str()
+        )
+    );
+    assert_eq!(blob_bytes(&app, "target", &digest).await, b"shared layer");
+}
+
+#[tokio::test]
+async fn mount_without_from_of_a_blob_stored_nowhere_opens_a_session() {
+    let app = TestApp::new().await;
+    let response = app
+        .post(format!(
+            "/v2/target/blobs/uploads/?mount={}",
+            sha256(b"nowhere")
+        ))
+        .send()
+        .await;
+    assert_eq!(
+        (
+            response.status,
+            response.location().starts_with("/v2/target/blobs/uploads/")
+        ),
+        (StatusCode::ACCEPTED, true)
+    );
+}
+
+#[tokio::test]
+async fn mount_without_from_of_an_unlinked_blob_opens_a_session() {
+    // Deleted from its only repository: the bytes may linger until GC, but no repository
+    // offers them, so nothing is mounted.
+    let app = TestApp::new().await;
+    let digest = app.push_blob("source", b"deleted layer").await;
+    app.delete(format!("/v2/source/blobs/{digest}"))
+        .send()
+        .await;
+    let response = app
+        .post(format!("/v2/target/blobs/uploads/?mount={digest}"))
+        .send()
+        .await;
     assert_eq!(response.status, StatusCode::ACCEPTED);
+    app.get(format!("/v2/target/blobs/{digest}"))
+        .send()
+        .await
+        .assert_error(404, "BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn upload_cancel_is_204_then_the_session_is_404() {
+    // distribution-spec main, end-14: "the response SHOULD be a 204 No Content".
+    let app = TestApp::new().await;
+    let location = app.start_upload("repo").await;
+    app.patch(&location).body(b"partial".to_vec()).send().await;
+    let cancelled = app.delete(&location).send().await;
+    assert_eq!(cancelled.status, StatusCode::NO_CONTENT);
+    app.get(&location)
+        .send()
+        .await
+        .assert_error(404, "BLOB_UPLOAD_UNKNOWN");
+    app.delete(&location)
+        .send()
+        .await
+        .assert_error(404, "BLOB_UPLOAD_UNKNOWN");
+    app.put(with_digest(&location, &sha256(b"partial")))
+        .send()
+        .await
+        .assert_error(404, "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
+async fn every_blob_push_answers_201_with_location_and_the_client_digest() {
+    // Monolithic POST, POST then PUT, and PATCH then PUT, with sha256 and sha512: the
+    // Docker-Content-Digest is the one the client gave, Location names the blob.
+    let app = TestApp::new().await;
+    for (i, algorithm) in ["sha256", "sha512"].iter().enumerate() {
+        let content = format!("blob {i}");
+        let digest = if *algorithm == "sha256" {
+            sha256(content.as_bytes())
+        } else {
+            sha512(content.as_bytes())
+        };
+        let post_only = app
+            .post(format!("/v2/a{i}/blobs/uploads/?digest={digest}"))
+            .body(content.clone())
+            .send()
+            .await;
+        let location = app.start_upload(&format!("b{i}")).await;
+        let post_put = app
+            .put(with_digest(&location, &digest))
+            .body(content.clone())
+            .send()
+            .await;
+        let location = app.start_upload(&format!("c{i}")).await;
+        let patched = app.patch(&location).body(content.clone()).send().await;
+        let patch_put = app
+            .put(with_digest(&patched.location(), &digest))
+            .send()
+            .await;
+        for (repo, response) in [("a", post_only), ("b", post_put), ("c", patch_put)] {
+            assert_eq!(
+                (
+                    response.status,
+                    response.location(),
+                    response.header("docker-content-digest")
+                ),
+                (
+                    StatusCode::CREATED,
+                    format!("/v2/{repo}{i}/blobs/{digest}"),
+                    digest.as_str()
+                ),
+                "{repo} {algorithm}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn digest_algorithm_parameter_opens_a_session_hashing_with_it() {
+    // distribution-spec main, end-4c: POST ...?digest-algorithm=sha512, then chunks.
+    let app = TestApp::new().await;
+    let response = app
+        .post("/v2/repo/blobs/uploads/?digest-algorithm=sha512")
+        .send()
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
+    let patched = app
+        .patch(response.location())
+        .body(b"chunk one ".to_vec())
+        .send()
+        .await;
+    let patched = app
+        .patch(patched.location())
+        .body(b"chunk two".to_vec())
+        .send()
+        .await;
+    let digest = sha512(b"chunk one chunk two");
+    let done = app
+        .put(with_digest(&patched.location(), &digest))
+        .send()
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED);
+    assert_eq!(
+        blob_bytes(&app, "repo", &digest).await,
+        b"chunk one chunk two"
+    );
+}
+
+#[tokio::test]
+async fn unsupported_digest_algorithm_parameter_is_400_digest_invalid() {
+    let app = TestApp::new().await;
+    app.post("/v2/repo/blobs/uploads/?digest-algorithm=md5")
+        .send()
+        .await
+        .assert_error(400, "DIGEST_INVALID");
 }
 
 #[tokio::test]
