@@ -5,6 +5,7 @@
 //! Nothing here touches the network, the disk or a runtime; every function is a pure function
 //! of its input, which is what makes it easy to test and to fuzz.
 
+pub mod access;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod name;
 
+pub use access::{RobotName, RobotPermission, Role};
 pub use digest::{Algorithm, Digest, DigestHasher};
 pub use endpoint::{Access, Action, Endpoint, Reference};
 pub use error::ErrorCode;

@@ -10,11 +10,16 @@ use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName, Tag};
 use serde_json::{Map, Value};
 
+pub mod identity;
 mod migrations;
 pub mod sqlite;
 pub mod suite;
 mod wal_sync;
 
+pub use identity::{
+    IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
+    RobotStore, SigningKey, User, UserStore,
+};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -28,6 +33,9 @@ pub enum MetaError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("metadata row is corrupt: {0}")]
     Corrupt(String),
+    /// A unique name is taken (a user, project or robot of that name exists).
+    #[error("{0} already exists")]
+    Conflict(String),
 }
 
 /// An upload session: how far it has got and the hash state up to there.
@@ -182,8 +190,11 @@ pub trait ManifestStore: Send + Sync {
 }
 
 /// Everything the registry needs from its metadata database.
-pub trait MetaStore: RepositoryStore + BlobIndex + UploadStore + ManifestStore {}
-impl<T: RepositoryStore + BlobIndex + UploadStore + ManifestStore> MetaStore for T {}
+pub trait MetaStore:
+    RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore
+{
+}
+impl<T: RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore> MetaStore for T {}
 
 /// Seconds since the Unix epoch, for row timestamps.
 pub(crate) fn now() -> i64 {

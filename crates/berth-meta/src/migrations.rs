@@ -62,4 +62,64 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 2: identity — users, projects and their members, robot accounts, token signing keys.
+    r#"
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        email         TEXT NOT NULL DEFAULT '',
+        realname      TEXT NOT NULL DEFAULT '',
+        comment       TEXT NOT NULL DEFAULT '',
+        -- argon2id, PHC string format.
+        password_hash TEXT NOT NULL,
+        sysadmin      INTEGER NOT NULL DEFAULT 0,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE projects (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        public     INTEGER NOT NULL DEFAULT 0,
+        owner_id   INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE project_members (
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        -- Harbor's role ids: 1 project admin, 2 developer, 3 guest, 4 maintainer, 5 limited guest.
+        role       INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (project_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX project_members_user ON project_members(user_id);
+    CREATE TABLE robots (
+        id          INTEGER PRIMARY KEY,
+        -- Full name: robot$<project>+<name> or robot$<name>.
+        name        TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        -- Set for project robots: deleting the project deletes them.
+        project_id  INTEGER REFERENCES projects(id) ON DELETE CASCADE,
+        secret_hash TEXT NOT NULL,
+        disabled    INTEGER NOT NULL DEFAULT 0,
+        -- Unix seconds; NULL never expires.
+        expires_at  INTEGER,
+        -- Harbor's permissions JSON.
+        permissions TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE TABLE signing_keys (
+        kid         TEXT PRIMARY KEY,
+        algorithm   TEXT NOT NULL,
+        -- PKCS#8 DER.
+        private_key BLOB NOT NULL,
+        created_at  INTEGER NOT NULL,
+        retired_at  INTEGER
+    );
+    -- As in Harbor: the public project "library" exists from the start.
+    INSERT INTO projects (name, public, created_at, updated_at)
+        VALUES ('library', 1, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER));
+    "#,
 ];

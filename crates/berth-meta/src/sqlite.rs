@@ -23,6 +23,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::migrations::MIGRATIONS;
+
+mod identity;
 use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.

@@ -390,6 +390,7 @@ pub async fn run(store: &dyn MetaStore) {
         store.list_tags(&repo, None, 10).await.expect("tags"),
         Some(vec![])
     );
+    identity(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -402,8 +403,286 @@ pub async fn reopened(store: &dyn MetaStore) {
             .expect("query"),
         Some(5)
     );
+    // suite/app, suite/other, and the three the identity cases linked into.
     assert_eq!(
         store.list_repositories(None, 10).await.expect("list").len(),
+        5
+    );
+    assert!(store.user_by_name("alice").await.expect("get").is_some());
+}
+
+/// Users, projects, members, robots and signing keys.
+async fn identity(store: &dyn MetaStore) {
+    use berth_core::access::RobotAccess;
+    use berth_core::{RobotPermission, Role};
+
+    use crate::{NewRobot, NewUser, SigningKey};
+
+    // `library` exists and is public from the start.
+    let library = store
+        .project_by_name("library")
+        .await
+        .expect("get")
+        .expect("library exists");
+    assert!(library.public);
+
+    // Users: unique names, found by name and id, updated, listed by name.
+    let alice = NewUser {
+        name: "alice".into(),
+        email: "alice@example.com".into(),
+        password_hash: "$argon2id$not-a-real-hash".into(),
+        ..Default::default()
+    };
+    let alice_id = store.create_user(&alice).await.expect("create");
+    assert!(matches!(
+        store.create_user(&alice).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let bob_id = store
+        .create_user(&NewUser {
+            name: "bob".into(),
+            password_hash: "h".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create bob");
+    let mut stored = store
+        .user_by_name("alice")
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (stored.id, stored.email.as_str()),
+        (alice_id, "alice@example.com")
+    );
+    assert!(!stored.sysadmin);
+    stored.sysadmin = true;
+    stored.password_hash = "$argon2id$other".into();
+    assert!(store.update_user(&stored).await.expect("update"));
+    let reread = store
+        .user_by_id(alice_id)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (reread.sysadmin, reread.password_hash.as_str()),
+        (true, "$argon2id$other")
+    );
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    // Projects: unique names, public flag, members with roles, memberships per user.
+    let team = store
+        .create_project("team", false, Some(alice_id))
+        .await
+        .expect("create project");
+    assert!(matches!(
+        store.create_project("team", true, None).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let mut project = store
+        .project_by_id(team)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (project.name.as_str(), project.public, project.owner_id),
+        ("team", false, Some(alice_id))
+    );
+    project.public = true;
+    assert!(store.update_project(&project).await.expect("update"));
+    assert!(
+        store
+            .project_by_name("team")
+            .await
+            .expect("get")
+            .expect("found")
+            .public
+    );
+    store
+        .set_member(team, bob_id, Role::Guest)
+        .await
+        .expect("add");
+    store
+        .set_member(team, bob_id, Role::Developer)
+        .await
+        .expect("change role");
+    store
+        .set_member(team, alice_id, Role::ProjectAdmin)
+        .await
+        .expect("add");
+    let members: Vec<(String, Role)> = store
+        .members(team)
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|m| (m.user_name, m.role))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("alice".to_string(), Role::ProjectAdmin),
+            ("bob".to_string(), Role::Developer)
+        ]
+    );
+    let bobs = store.memberships(bob_id).await.expect("memberships");
+    assert_eq!(bobs.len(), 1);
+    assert_eq!(
+        (bobs[0].project.name.as_str(), bobs[0].role),
+        ("team", Role::Developer)
+    );
+    assert!(store.remove_member(team, bob_id).await.expect("remove"));
+    assert!(
+        !store
+            .remove_member(team, bob_id)
+            .await
+            .expect("remove again")
+    );
+    assert!(
+        store
+            .memberships(bob_id)
+            .await
+            .expect("memberships")
+            .is_empty()
+    );
+
+    // A project's repositories are those named under it, and no others.
+    let layer = digest("layer");
+    store
+        .link_blob(&name("team/app"), &layer, 5)
+        .await
+        .expect("link");
+    store
+        .link_blob(&name("team/a/b"), &layer, 5)
+        .await
+        .expect("link");
+    store
+        .link_blob(&name("teamx/app"), &layer, 5)
+        .await
+        .expect("link");
+    assert_eq!(
+        store.project_repository_count("team").await.expect("count"),
         2
     );
+    assert_eq!(
+        store
+            .project_repository_count("nothing")
+            .await
+            .expect("count"),
+        0
+    );
+
+    // Robots: unique names, permissions kept as given, update, delete with their project.
+    let permissions = vec![RobotPermission {
+        kind: "project".into(),
+        namespace: "team".into(),
+        access: vec![RobotAccess::new("repository", "pull")],
+    }];
+    let robot = NewRobot {
+        name: "robot$team+ci".into(),
+        description: "CI".into(),
+        project_id: Some(team),
+        secret_hash: "$argon2id$secret".into(),
+        disabled: false,
+        expires_at: Some(4_000_000_000),
+        permissions: permissions.clone(),
+    };
+    let robot_id = store.create_robot(&robot).await.expect("create robot");
+    assert!(matches!(
+        store.create_robot(&robot).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let mut stored = store
+        .robot_by_name("robot$team+ci")
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (stored.id, stored.permissions.clone(), stored.expires_at),
+        (robot_id, permissions, Some(4_000_000_000))
+    );
+    stored.disabled = true;
+    assert!(store.update_robot(&stored).await.expect("update"));
+    assert!(
+        store
+            .robot_by_id(robot_id)
+            .await
+            .expect("get")
+            .expect("found")
+            .disabled
+    );
+    let system = store
+        .create_robot(&NewRobot {
+            name: "robot$sync".into(),
+            project_id: None,
+            ..robot.clone()
+        })
+        .await
+        .expect("system robot");
+    assert_eq!(store.list_robots().await.expect("list").len(), 2);
+
+    // Deleting a project takes its members and project robots, not its users.
+    assert!(store.delete_project(team).await.expect("delete"));
+    assert!(store.project_by_name("team").await.expect("get").is_none());
+    assert!(store.robot_by_id(robot_id).await.expect("get").is_none());
+    assert!(store.robot_by_id(system).await.expect("get").is_some());
+    assert!(
+        store
+            .memberships(alice_id)
+            .await
+            .expect("memberships")
+            .is_empty()
+    );
+    assert!(store.delete_robot(system).await.expect("delete robot"));
+    assert!(store.delete_user(bob_id).await.expect("delete user"));
+    assert!(store.user_by_name("bob").await.expect("get").is_none());
+
+    // Signing keys: added once per kid, retired, forgotten after their tokens expired.
+    let key = |kid: &str, created_at| SigningKey {
+        kid: kid.into(),
+        algorithm: "ES256".into(),
+        private_key: vec![1, 2, 3],
+        created_at,
+        retired_at: None,
+    };
+    assert!(store.add_signing_key(&key("k1", 10)).await.expect("add"));
+    assert!(
+        !store
+            .add_signing_key(&key("k1", 10))
+            .await
+            .expect("add again")
+    );
+    assert!(store.add_signing_key(&key("k2", 20)).await.expect("add"));
+    assert!(store.retire_signing_key("k1", 30).await.expect("retire"));
+    assert!(
+        !store
+            .retire_signing_key("k1", 40)
+            .await
+            .expect("retire again")
+    );
+    let keys = store.signing_keys().await.expect("keys");
+    assert_eq!(
+        keys.iter()
+            .map(|k| (k.kid.as_str(), k.retired_at))
+            .collect::<Vec<_>>(),
+        [("k1", Some(30)), ("k2", None)]
+    );
+    assert!(
+        !format!("{:?}", keys[0]).contains("[1, 2, 3]"),
+        "keys never print their secret"
+    );
+    assert_eq!(
+        store
+            .delete_signing_keys_retired_before(31)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(store.signing_keys().await.expect("keys").len(), 1);
 }
