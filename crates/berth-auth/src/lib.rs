@@ -2,20 +2,40 @@
 //!
 //! Authorization has one entry, [`Authorizer::decide`]: the principal, where the request
 //! came from, and the accesses the endpoint requires (from `berth_core::Endpoint`) decide.
+//! Listings and mounts ask [`Authorizer::visibility`], which answers from the same rules.
 //! Handlers never check permissions themselves.
+//!
+//! - [`AuthMode::Open`]: anonymous; writes only from loopback unless configured otherwise.
+//! - [`AuthMode::Htpasswd`]: registry:2's basic auth; any valid user may do anything.
+//! - [`AuthMode::Token`]: berth's own users and robots, Harbor's projects and roles, and
+//!   Docker token auth ([`access`]).
 
-use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use berth_core::Access;
-use sha2::Digest as _;
+
+pub mod access;
+mod htpasswd;
+pub mod identity;
+pub mod password;
+mod throttle;
+pub mod token;
+
+pub use access::{Account, AuthFailure, Refusal, TokenAuth, TokenSettings, Visibility};
+pub use htpasswd::{Htpasswd, HtpasswdError};
+pub use identity::{IdentityError, IdentityService};
+pub use token::{Claims, ResourceActions};
 
 /// Who is making a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Anonymous,
+    /// An htpasswd user.
     User(String),
+    /// Token mode: a user or robot that sent its password or secret (Basic).
+    Account(Account),
+    /// Token mode: a bearer token this registry issued.
+    Bearer(Arc<Claims>),
 }
 
 /// How clients authenticate.
@@ -27,18 +47,32 @@ pub enum AuthMode {
     /// HTTP basic auth against an htpasswd file (bcrypt), as registry:2's `htpasswd` auth:
     /// every request needs valid credentials; any valid user may pull and push.
     Htpasswd { realm: String, passwords: Htpasswd },
+    /// berth's accounts, projects and roles, with Docker token auth.
+    Token(Arc<TokenAuth>),
 }
 
 /// The outcome of an access check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow,
-    /// Credentials are missing or wrong: 401 with a challenge.
-    Challenge {
-        realm: String,
-    },
+    /// Credentials are missing, wrong or insufficient: 401 with a challenge.
+    Challenge(Challenge),
     /// The principal is known but may not do this: 403 with the reason.
     Deny(String),
+}
+
+/// What a 401 asks the client for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic {
+        realm: String,
+    },
+    /// A token covering these scopes from `/service/token`; `error` as RFC 6750 says
+    /// (`insufficient_scope`, `invalid_token`).
+    Bearer {
+        scope: Vec<ResourceActions>,
+        error: Option<&'static str>,
+    },
 }
 
 pub struct Authorizer {
@@ -54,9 +88,17 @@ impl Authorizer {
         &self.mode
     }
 
+    /// The token service, in token mode.
+    pub fn token_auth(&self) -> Option<&Arc<TokenAuth>> {
+        match &self.mode {
+            AuthMode::Token(auth) => Some(auth),
+            _ => None,
+        }
+    }
+
     /// Decide whether `principal`, connecting from a loopback address or not, may perform
     /// every access in `required`.
-    pub fn decide(
+    pub async fn decide(
         &self,
         principal: &Principal,
         peer_is_loopback: bool,
@@ -68,7 +110,7 @@ impl Authorizer {
                 if writes && !anonymous_write && !peer_is_loopback {
                     Decision::Deny(
                         "anonymous writes are only accepted from this machine; configure authentication \
-                         (htpasswd) or set BERTH_ANONYMOUS_WRITE=true"
+                         (htpasswd or token) or set BERTH_ANONYMOUS_WRITE=true"
                             .into(),
                     )
                 } else {
@@ -76,98 +118,50 @@ impl Authorizer {
                 }
             }
             AuthMode::Htpasswd { realm, .. } => match principal {
-                Principal::Anonymous => Decision::Challenge {
-                    realm: realm.clone(),
-                },
                 Principal::User(_) => Decision::Allow,
+                _ => Decision::Challenge(Challenge::Basic {
+                    realm: realm.clone(),
+                }),
             },
-        }
-    }
-}
-
-/// Users and bcrypt hashes from an Apache htpasswd file.
-pub struct Htpasswd {
-    hashes: HashMap<String, String>,
-    /// sha256(user, password) of credentials already verified: bcrypt is deliberately slow
-    /// (milliseconds) and clients send credentials on every request.
-    verified: Mutex<HashSet<[u8; 32]>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HtpasswdError {
-    #[error("cannot read htpasswd file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("htpasswd line {line}: {reason}")]
-    Line { line: usize, reason: &'static str },
-}
-
-impl Htpasswd {
-    pub fn load(path: &Path) -> Result<Htpasswd, HtpasswdError> {
-        let text = std::fs::read_to_string(path).map_err(|source| HtpasswdError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Htpasswd::parse(&text)
-    }
-
-    pub fn parse(text: &str) -> Result<Htpasswd, HtpasswdError> {
-        let mut hashes = HashMap::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
+            AuthMode::Token(auth) => {
+                let caller = match principal {
+                    Principal::Account(account) => access::Caller::Account(account),
+                    Principal::Bearer(claims) => access::Caller::Token(claims),
+                    _ => access::Caller::Anonymous,
+                };
+                match auth.decide(caller, required).await {
+                    Ok(Ok(())) => Decision::Allow,
+                    Ok(Err(Refusal::Deny(reason))) => Decision::Deny(reason),
+                    Ok(Err(Refusal::Challenge { scope, error })) => {
+                        Decision::Challenge(Challenge::Bearer { scope, error })
+                    }
+                    Err(e) => {
+                        // Never allow on a failure to decide.
+                        tracing::error!(error = %e, "authorization failed");
+                        Decision::Deny("authorization is unavailable; try again".into())
+                    }
+                }
             }
-            let (user, hash) = line.split_once(':').ok_or(HtpasswdError::Line {
-                line: index + 1,
-                reason: "expected user:hash",
-            })?;
-            if !(hash.starts_with("$2y$") || hash.starts_with("$2a$") || hash.starts_with("$2b$")) {
-                return Err(HtpasswdError::Line {
-                    line: index + 1,
-                    reason: "only bcrypt hashes are supported (create entries with htpasswd -B)",
-                });
-            }
-            hashes.insert(user.to_owned(), hash.to_owned());
         }
-        Ok(Htpasswd {
-            hashes,
-            verified: Mutex::new(HashSet::new()),
-        })
     }
 
-    fn cache_key(user: &str, password: &str) -> [u8; 32] {
-        let mut h = sha2::Sha256::new();
-        h.update(user.as_bytes());
-        h.update([0]);
-        h.update(password.as_bytes());
-        h.finalize().into()
-    }
-
-    /// `Some(true)` if these credentials were verified before; `None` if bcrypt must run.
-    pub fn verify_cached(&self, user: &str, password: &str) -> Option<bool> {
-        if !self.hashes.contains_key(user) {
-            return Some(false);
-        }
-        let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        verified
-            .contains(&Self::cache_key(user, password))
-            .then_some(true)
-    }
-
-    /// Check credentials with bcrypt (slow: call off the async threads).
-    pub fn verify(&self, user: &str, password: &str) -> bool {
-        let Some(hash) = self.hashes.get(user) else {
-            return false;
+    /// What the principal may see in listings (`_catalog`) and mount blobs from.
+    pub async fn visibility(&self, principal: &Principal) -> Visibility {
+        let AuthMode::Token(auth) = &self.mode else {
+            return Visibility::All;
         };
-        let ok = bcrypt::verify(password, hash).unwrap_or(false);
-        if ok {
-            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            verified.insert(Self::cache_key(user, password));
+        let caller = match principal {
+            Principal::Account(account) => access::Caller::Account(account),
+            Principal::Bearer(claims) => access::Caller::Token(claims),
+            _ => access::Caller::Anonymous,
+        };
+        match auth.visibility(caller).await {
+            Ok(visibility) => visibility,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compute what the caller may see");
+                Visibility::Projects(Default::default())
+            }
         }
-        ok
     }
 }
 
@@ -190,34 +184,34 @@ mod tests {
         }]
     }
 
-    #[test]
-    fn open_mode_keeps_writes_to_loopback() {
+    #[tokio::test]
+    async fn open_mode_keeps_writes_to_loopback() {
         let open = Authorizer::new(AuthMode::Open {
             anonymous_write: false,
         });
         assert_eq!(
-            open.decide(&Principal::Anonymous, true, &push()),
+            open.decide(&Principal::Anonymous, true, &push()).await,
             Decision::Allow
         );
         assert!(matches!(
-            open.decide(&Principal::Anonymous, false, &push()),
+            open.decide(&Principal::Anonymous, false, &push()).await,
             Decision::Deny(_)
         ));
         assert_eq!(
-            open.decide(&Principal::Anonymous, false, &pull()),
+            open.decide(&Principal::Anonymous, false, &pull()).await,
             Decision::Allow
         );
         let public = Authorizer::new(AuthMode::Open {
             anonymous_write: true,
         });
         assert_eq!(
-            public.decide(&Principal::Anonymous, false, &push()),
+            public.decide(&Principal::Anonymous, false, &push()).await,
             Decision::Allow
         );
     }
 
-    #[test]
-    fn htpasswd_requires_valid_users() {
+    #[tokio::test]
+    async fn htpasswd_requires_valid_users() {
         let hash = bcrypt::hash("s3cret", 4).expect("hash");
         let passwords = Htpasswd::parse(&format!("# users\nalice:{hash}\n")).expect("parses");
         assert_eq!(passwords.verify_cached("alice", "s3cret"), None);
@@ -232,11 +226,12 @@ mod tests {
             passwords,
         });
         assert!(matches!(
-            auth.decide(&Principal::Anonymous, true, &pull()),
-            Decision::Challenge { .. }
+            auth.decide(&Principal::Anonymous, true, &pull()).await,
+            Decision::Challenge(Challenge::Basic { .. })
         ));
         assert_eq!(
-            auth.decide(&Principal::User("alice".into()), false, &push()),
+            auth.decide(&Principal::User("alice".into()), false, &push())
+                .await,
             Decision::Allow
         );
     }

@@ -96,6 +96,13 @@ pub use berth_core::Reference;
 pub trait RepositoryStore: Send + Sync {
     /// Repository names after `last`, in lexical order, at most `limit`.
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// The same, only of repositories in these projects (their first path component).
+    async fn list_repositories_in(
+        &self,
+        projects: &[String],
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
 }
 
 #[async_trait]

@@ -257,6 +257,28 @@ impl RepositoryStore for SqliteStore {
         .await?;
         names_from_json(&names)
     }
+
+    async fn list_repositories_in(
+        &self,
+        projects: &[String],
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let projects = serde_json::to_string(projects)
+            .map_err(|e| MetaError::Corrupt(format!("project list: {e}")))?;
+        let names: String = sqlx::query_scalar(
+            "SELECT json_group_array(name) FROM
+               (SELECT name FROM repositories WHERE name > ? AND instr(name, '/') > 0
+                  AND substr(name, 1, instr(name, '/') - 1) IN (SELECT value FROM json_each(?))
+                ORDER BY name LIMIT ?)",
+        )
+        .bind(last.unwrap_or(""))
+        .bind(projects)
+        .bind(limit as i64)
+        .fetch_one(&self.reader)
+        .await?;
+        names_from_json(&names)
+    }
 }
 
 #[async_trait]

@@ -577,6 +577,28 @@ async fn identity(store: &dyn MetaStore) {
             .expect("count"),
         0
     );
+    let team_only = vec!["team".to_string()];
+    assert_eq!(
+        store
+            .list_repositories_in(&team_only, None, 10)
+            .await
+            .expect("list"),
+        ["team/a/b", "team/app"]
+    );
+    assert_eq!(
+        store
+            .list_repositories_in(&team_only, Some("team/a/b"), 10)
+            .await
+            .expect("list"),
+        ["team/app"]
+    );
+    assert!(
+        store
+            .list_repositories_in(&[], None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 
     // Robots: unique names, permissions kept as given, update, delete with their project.
     let permissions = vec![RobotPermission {

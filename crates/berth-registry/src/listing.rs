@@ -57,6 +57,19 @@ impl Registry {
         Ok(finish(names, limit))
     }
 
+    /// A catalog page of only the repositories in `projects`.
+    pub async fn catalog_in(&self, projects: &[String], page: &Page) -> Result<Listing> {
+        let limit = page_size(page, DEFAULT_CATALOG_PAGE);
+        if limit == 0 {
+            return Ok(Listing::new(Vec::new(), None));
+        }
+        let names = self
+            .meta
+            .list_repositories_in(projects, page.last.as_deref(), limit + 1)
+            .await?;
+        Ok(finish(names, limit))
+    }
+
     pub async fn list_tags(
         &self,
         repository: &RepositoryName,

@@ -29,6 +29,25 @@ pub struct RawConfig {
     /// `[validation]`: what pushed manifests must satisfy.
     #[serde(default)]
     pub validation: RawValidation,
+    /// `[auth]`: how clients authenticate.
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// `none`, `htpasswd` or `token`.
+    pub mode: Option<String>,
+    /// Token mode: the `service` of challenges and the tokens' audience.
+    pub service: Option<String>,
+    /// Token mode: the tokens' issuer.
+    pub issuer: Option<String>,
+    /// Token mode: access token lifetime, seconds.
+    pub token_lifetime: Option<u64>,
+    /// Token mode: the token service's URL as clients must reach it (else derived per request).
+    pub token_realm: Option<String>,
 }
 
 /// The `[validation]` table.
@@ -49,8 +68,21 @@ pub struct Config {
     pub htpasswd: Option<PathBuf>,
     pub realm: String,
     pub sparse_index: bool,
+    pub auth_mode: AuthModeSetting,
+    pub token_service: String,
+    pub token_issuer: String,
+    pub token_lifetime: std::time::Duration,
+    pub token_realm: Option<String>,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
+}
+
+/// Which authentication the registry runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthModeSetting {
+    None,
+    Htpasswd,
+    Token,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +138,21 @@ impl RawConfig {
             validation: RawValidation {
                 sparse_index: flag("validation.sparse_index")?,
             },
+            auth: RawAuth {
+                mode: get("auth.mode"),
+                service: get("auth.service"),
+                issuer: get("auth.issuer"),
+                token_lifetime: get("auth.token_lifetime")
+                    .map(|v| {
+                        v.trim().parse().map_err(|_| ConfigError::Invalid {
+                            name: name("auth.token_lifetime").unwrap_or("auth.token_lifetime"),
+                            value: v.clone(),
+                            reason: "expected a number of seconds".into(),
+                        })
+                    })
+                    .transpose()?,
+                token_realm: get("auth.token_realm"),
+            },
         })
     }
 }
@@ -120,6 +167,11 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "htpasswd" => "BERTH_HTPASSWD",
         "realm" => "BERTH_REALM",
         "validation.sparse_index" => "BERTH_VALIDATION_SPARSE_INDEX",
+        "auth.mode" => "BERTH_AUTH_MODE",
+        "auth.service" => "BERTH_AUTH_SERVICE",
+        "auth.issuer" => "BERTH_AUTH_ISSUER",
+        "auth.token_lifetime" => "BERTH_AUTH_TOKEN_LIFETIME",
+        "auth.token_realm" => "BERTH_AUTH_TOKEN_REALM",
         _ => return None,
     })
 }
@@ -132,6 +184,7 @@ pub fn registry_env_name(field: &'static str) -> Option<&'static str> {
         "delete_enabled" => "REGISTRY_STORAGE_DELETE_ENABLED",
         "htpasswd" => "REGISTRY_AUTH_HTPASSWD_PATH",
         "realm" => "REGISTRY_AUTH_HTPASSWD_REALM",
+        "auth.mode" => "REGISTRY_AUTH",
         _ => return None,
     })
 }
@@ -186,6 +239,75 @@ impl Config {
         )
         .unwrap_or(false);
 
+        let mode_text = pick!("auth.mode", auth.mode, None::<String>);
+        let token_service =
+            pick!("auth.service", auth.service, Some("berth".to_string())).unwrap_or_default();
+        let token_issuer =
+            pick!("auth.issuer", auth.issuer, Some("berth".to_string())).unwrap_or_default();
+        let token_lifetime =
+            pick!("auth.token_lifetime", auth.token_lifetime, Some(1800u64)).unwrap_or(1800);
+        let token_realm = pick!("auth.token_realm", auth.token_realm, None::<String>);
+        let auth_mode = match mode_text.as_deref().map(str::trim) {
+            None | Some("") => {
+                if htpasswd.is_some() {
+                    AuthModeSetting::Htpasswd
+                } else {
+                    AuthModeSetting::None
+                }
+            }
+            Some("none") => AuthModeSetting::None,
+            Some("htpasswd") => AuthModeSetting::Htpasswd,
+            Some("token") => AuthModeSetting::Token,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "auth.mode",
+                    value: other.into(),
+                    reason: "expected none, htpasswd or token".into(),
+                });
+            }
+        };
+        if auth_mode == AuthModeSetting::Htpasswd && htpasswd.is_none() {
+            return Err(ConfigError::Invalid {
+                name: "auth.mode",
+                value: "htpasswd".into(),
+                reason: "htpasswd mode needs an htpasswd file (htpasswd / BERTH_HTPASSWD / REGISTRY_AUTH_HTPASSWD_PATH)".into(),
+            });
+        }
+        if !(10..=7 * 24 * 3600).contains(&token_lifetime) {
+            return Err(ConfigError::Invalid {
+                name: "auth.token_lifetime",
+                value: token_lifetime.to_string(),
+                reason: "between 10 seconds and 7 days".into(),
+            });
+        }
+        for (name, value) in [
+            ("auth.service", &token_service),
+            ("auth.issuer", &token_issuer),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+            {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: value.clone(),
+                    reason:
+                        "must be non-empty printable ASCII without spaces, quotes or backslashes"
+                            .into(),
+                });
+            }
+        }
+        if let Some(realm) = &token_realm
+            && !(realm.starts_with("https://") || realm.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "auth.token_realm",
+                value: realm.clone(),
+                reason: "must be an absolute http(s) URL".into(),
+            });
+        }
+
         // registry:2 accepts ":5000" meaning every interface.
         let addr_full = if addr_text.starts_with(':') {
             format!("0.0.0.0{addr_text}")
@@ -217,6 +339,11 @@ impl Config {
             htpasswd,
             realm,
             sparse_index,
+            auth_mode,
+            token_service,
+            token_issuer,
+            token_lifetime: std::time::Duration::from_secs(token_lifetime),
+            token_realm,
             origins,
         })
     }

@@ -12,9 +12,10 @@ use berth_auth::{AuthMode, Authorizer, Htpasswd};
 use berth_registry::{Registry, RegistryOptions};
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod config;
 
-use config::{Config, RawConfig, berth_env_name, registry_env_name};
+use config::{AuthModeSetting, Config, RawConfig, berth_env_name, registry_env_name};
 
 #[derive(Parser)]
 #[command(
@@ -33,29 +34,67 @@ enum Command {
     Serve(Flags),
     /// Check the configuration and print every setting with where it came from.
     Config(Flags),
+    /// Manage users (token mode): add, passwd, admin, list, delete.
+    User {
+        #[command(subcommand)]
+        command: admin::UserCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Manage projects: create, public, list, delete.
+    Project {
+        #[command(subcommand)]
+        command: admin::ProjectCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Manage project members and their roles: add, list, remove.
+    Member {
+        #[command(subcommand)]
+        command: admin::MemberCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Manage robot accounts: create, list, delete, refresh, disable.
+    Robot {
+        #[command(subcommand)]
+        command: admin::RobotCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Token signing keys: rotate, list.
+    Keys {
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
 }
 
 /// Flags override every other source. Environment: BERTH_* (and REGISTRY_* from registry:2).
 #[derive(clap::Args)]
-struct Flags {
+pub struct Flags {
     /// TOML config file (env BERTH_CONFIG).
-    #[arg(long, env = "BERTH_CONFIG")]
+    #[arg(long, env = "BERTH_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Listen address [default: 127.0.0.1:5000].
-    #[arg(long)]
+    #[arg(long, global = true)]
     addr: Option<String>,
     /// Data directory (metadata database and blobs) [default: ./berth-data].
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Allow deletes of manifests, tags and blobs [default: true].
-    #[arg(long)]
+    #[arg(long, global = true)]
     delete_enabled: Option<bool>,
     /// Accept anonymous writes from other machines when no auth is set [default: false].
-    #[arg(long)]
+    #[arg(long, global = true)]
     anonymous_write: Option<bool>,
     /// htpasswd file (bcrypt) enabling basic auth.
-    #[arg(long)]
+    #[arg(long, global = true)]
     htpasswd: Option<PathBuf>,
+    /// Authentication: none, htpasswd or token [default: htpasswd if a file is set, else none].
+    #[arg(long, global = true)]
+    auth_mode: Option<String>,
 }
 
 impl Flags {
@@ -83,6 +122,10 @@ impl Flags {
                 htpasswd: self.htpasswd.clone(),
                 realm: None,
                 validation: Default::default(),
+                auth: config::RawAuth {
+                    mode: self.auth_mode.clone(),
+                    ..Default::default()
+                },
             },
         ));
         Config::resolve(&sources)
@@ -104,6 +147,11 @@ fn main() -> ExitCode {
             .load()
             .map_err(|e| e.to_string())
             .map(|config| print!("{}", config.describe())),
+        Command::User { command, flags } => block_on(admin::user(command, &flags)),
+        Command::Project { command, flags } => block_on(admin::project(command, &flags)),
+        Command::Member { command, flags } => block_on(admin::member(command, &flags)),
+        Command::Robot { command, flags } => block_on(admin::robot(command, &flags)),
+        Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -112,6 +160,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run an admin command on a small runtime.
+fn block_on(command: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(command)
+}
+
+/// Open (creating if needed) the metadata database in the data directory.
+pub async fn open_metadata(data_dir: &std::path::Path) -> Result<berth_meta::SqliteStore, String> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+    berth_meta::SqliteStore::open(&data_dir.join("metadata.db"))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the metadata database in {}: {e}",
+                data_dir.display()
+            )
+        })
 }
 
 fn serve(config: Config) -> Result<(), String> {
@@ -124,24 +195,16 @@ fn serve(config: Config) -> Result<(), String> {
 
 async fn run(config: Config) -> Result<(), String> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
-    let meta = berth_meta::SqliteStore::open(&data_dir.join("metadata.db"))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the metadata database in {}: {e}",
-                data_dir.display()
-            )
-        })?;
+    let meta = open_metadata(data_dir).await?;
     let blobs = berth_storage::FsBlobStore::open(data_dir)
         .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?;
-    let auth = match &config.htpasswd {
-        Some(path) => AuthMode::Htpasswd {
+    let auth = match (config.auth_mode, &config.htpasswd) {
+        (AuthModeSetting::Htpasswd, Some(path)) => AuthMode::Htpasswd {
             realm: config.realm.clone(),
             passwords: Htpasswd::load(path).map_err(|e| e.to_string())?,
         },
-        None => AuthMode::Open {
+        (AuthModeSetting::Token, _) => AuthMode::Token(start_token_mode(&config, &meta).await?),
+        _ => AuthMode::Open {
             anonymous_write: config.anonymous_write,
         },
     };
@@ -169,10 +232,9 @@ async fn run(config: Config) -> Result<(), String> {
     );
     let registry = Arc::new(registry);
     tokio::spawn(purge_uploads_periodically(registry.clone()));
-    let app = berth_api::app(berth_api::AppState {
-        registry,
-        auth: Arc::new(Authorizer::new(auth)),
-    });
+    let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
+    state.token_realm = config.token_realm.clone();
+    let app = berth_api::app(state);
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -191,6 +253,39 @@ async fn run(config: Config) -> Result<(), String> {
     meta.close().await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// Token mode: open the token service and, on first start, create `admin` (password from
+/// `BERTH_ADMIN_PASSWORD`, else generated and printed once).
+async fn start_token_mode(
+    config: &Config,
+    meta: &berth_meta::SqliteStore,
+) -> Result<Arc<berth_auth::TokenAuth>, String> {
+    let store: Arc<dyn berth_meta::IdentityStore> = Arc::new(meta.clone());
+    let settings = berth_auth::TokenSettings {
+        service: config.token_service.clone(),
+        issuer: config.token_issuer.clone(),
+        token_lifetime: config.token_lifetime,
+        ..Default::default()
+    };
+    let token_auth = Arc::new(berth_auth::TokenAuth::open(store.clone(), settings).await?);
+    let identity = berth_auth::IdentityService::new(store).with_caches(token_auth.clone());
+    let password = std::env::var("BERTH_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    match identity.bootstrap_admin(password).await {
+        Ok(Some(generated)) => {
+            // Printed once, to the operator's terminal, never through the log.
+            eprintln!(
+                "\nberth: created the system administrator `admin` with password:\n\n    {generated}\n\n\
+                 Change it with `berth user passwd admin`. It is not shown again.\n"
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return Err(format!("cannot create the admin account: {e}")),
+    }
+    tracing::info!(service = %config.token_service, "token authentication is on");
+    Ok(token_auth)
 }
 
 /// Sessions idle this long are abandoned (registry:2's default purge age).

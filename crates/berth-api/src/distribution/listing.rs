@@ -2,6 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use berth_auth::Visibility;
 use berth_core::endpoint::Page;
 use berth_core::media_type::OCI_INDEX;
 use berth_core::{Digest, RepositoryName};
@@ -62,8 +63,20 @@ fn add_next_link(response: &mut Response, path: &str, listing: &Listing) {
     }
 }
 
-pub async fn catalog(registry: &Registry, page: &Page) -> Result<Response, ApiError> {
-    let listing = registry.catalog(page).await?;
+/// `_catalog`, showing only the repositories the caller may see.
+pub async fn catalog(
+    registry: &Registry,
+    page: &Page,
+    visible: &Visibility,
+) -> Result<Response, ApiError> {
+    let listing = match visible {
+        Visibility::All => registry.catalog(page).await?,
+        Visibility::Projects(projects) => {
+            let mut projects: Vec<String> = projects.iter().cloned().collect();
+            projects.sort_unstable();
+            registry.catalog_in(&projects, page).await?
+        }
+    };
     let mut response = rendered_response(
         &listing,
         &Catalog {

@@ -4,16 +4,14 @@
 //! authenticate, authorize the endpoint's required accesses, then call the one handler for
 //! that endpoint. Every response carries `Docker-Distribution-API-Version: registry/2.0`.
 
-use std::net::SocketAddr;
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use berth_auth::{AuthMode, Decision, Principal};
-use berth_core::{Access, Action, Endpoint, ErrorCode, RepositoryName};
+use berth_auth::{Challenge, Decision};
+use berth_core::{Endpoint, ErrorCode, RepositoryName};
 
+use crate::credentials::{Peer, authenticate, unauthorized};
 use crate::{ApiError, AppState};
 
 mod blobs;
@@ -34,13 +32,8 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 }
 
 async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let principal = authenticate(state, request.headers()).await?;
-    // Without connection info (in-process tests) the caller is this process. A dual-stack
-    // listener (`[::]:PORT`) sees IPv4 clients as `::ffff:a.b.c.d`: canonicalize first.
-    let peer_is_loopback = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_none_or(|ConnectInfo(addr)| addr.ip().to_canonical().is_loopback());
+    let peer = Peer::of(request.extensions());
+    let principal = authenticate(state, request.headers(), peer).await?;
     let parsed = Endpoint::parse(
         request.method().as_str(),
         request.uri().path(),
@@ -52,13 +45,21 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         Ok(endpoint) => endpoint.required_access(),
         Err(error) => error.required_access(),
     };
-    match state.auth.decide(&principal, peer_is_loopback, &required) {
+    match state
+        .auth
+        .decide(&principal, peer.is_loopback, &required)
+        .await
+    {
         Decision::Allow => {}
-        Decision::Challenge { realm } => {
-            return Err(ApiError::new(401, ErrorCode::Unauthorized, "").with_header(
-                header::WWW_AUTHENTICATE,
-                &format!("Basic realm=\"{realm}\""),
-            ));
+        Decision::Challenge(challenge) => {
+            let detail = match &challenge {
+                Challenge::Bearer {
+                    error: Some("insufficient_scope"),
+                    ..
+                } => "the token does not grant this access: request one that does",
+                _ => "",
+            };
+            return Err(unauthorized(state, request.headers(), &challenge, detail));
         }
         Decision::Deny(reason) => return Err(ApiError::new(403, ErrorCode::Denied, reason)),
     }
@@ -74,7 +75,10 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             "{}",
         )
             .into_response()),
-        Endpoint::Catalog { page } => listing::catalog(registry, &page).await,
+        Endpoint::Catalog { page } => {
+            let visible = state.auth.visibility(&principal).await;
+            listing::catalog(registry, &page, &visible).await
+        }
         Endpoint::ListTags { name, page } => listing::tags(registry, &name, &page).await,
         Endpoint::Referrers {
             name,
@@ -106,14 +110,9 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             digest_algorithm,
         } => {
             // A mount without `from` may take the blob from any repository the caller may
-            // pull: the one decision, asked per candidate.
-            let may_pull = |repository: &RepositoryName| {
-                let pull = [Access {
-                    repository: Some(repository.clone()),
-                    action: Action::Pull,
-                }];
-                state.auth.decide(&principal, peer_is_loopback, &pull) == Decision::Allow
-            };
+            // pull: the authorizer says which.
+            let visible = state.auth.visibility(&principal).await;
+            let may_pull = |repository: &RepositoryName| visible.may_pull(repository);
             let request = uploads::StartUpload {
                 digest,
                 mount,
@@ -131,54 +130,6 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         }
         Endpoint::CancelUpload { name, id } => uploads::cancel(registry, &name, &id).await,
     }
-}
-
-/// Who the request is from, per the configured auth mode. Bad credentials are a 401.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let AuthMode::Htpasswd { realm, passwords } = state.auth.mode() else {
-        return Ok(Principal::Anonymous);
-    };
-    let Some((user, password)) = basic_credentials(headers) else {
-        return Ok(Principal::Anonymous);
-    };
-    let ok = match passwords.verify_cached(&user, &password) {
-        Some(ok) => ok,
-        None => {
-            let auth = state.auth.clone();
-            let (u, p) = (user.clone(), password);
-            tokio::task::spawn_blocking(move || match auth.mode() {
-                AuthMode::Htpasswd { passwords, .. } => passwords.verify(&u, &p),
-                AuthMode::Open { .. } => false,
-            })
-            .await
-            .unwrap_or(false)
-        }
-    };
-    if ok {
-        Ok(Principal::User(user))
-    } else {
-        Err(
-            ApiError::new(401, ErrorCode::Unauthorized, "invalid username or password")
-                .with_header(
-                    header::WWW_AUTHENTICATE,
-                    &format!("Basic realm=\"{realm}\""),
-                ),
-        )
-    }
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_owned(), password.to_owned()))
 }
 
 /// Turn a request body into the byte stream the stores take.

@@ -9,9 +9,9 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use berth_api::AppState;
-use berth_auth::{AuthMode, Authorizer};
+use berth_auth::{AuthMode, Authorizer, IdentityService, TokenAuth, TokenSettings};
 use berth_core::{Algorithm, Digest};
-use berth_meta::SqliteStore;
+use berth_meta::{IdentityStore, SqliteStore};
 use berth_registry::{Registry, RegistryOptions};
 use berth_storage::FsBlobStore;
 use bytes::Bytes;
@@ -40,10 +40,13 @@ pub struct TestApp {
     default_headers: Vec<(String, String)>,
     /// The client address requests appear to come from; none means in-process (loopback).
     peer: Option<SocketAddr>,
+    /// Token mode's state, when the app runs it.
+    token_auth: Option<Arc<TokenAuth>>,
 }
 
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
 pub struct TestAppBuilder {
+    token_mode: bool,
     delete_enabled: bool,
     sparse_index: bool,
     dir: Option<Arc<TempDir>>,
@@ -59,6 +62,12 @@ impl TestAppBuilder {
     /// Accept image indexes whose children are not all present.
     pub fn sparse_index(mut self, enabled: bool) -> Self {
         self.sparse_index = enabled;
+        self
+    }
+
+    /// Token mode: berth's own accounts, projects and roles, Docker token auth.
+    pub fn token_mode(mut self) -> Self {
+        self.token_mode = true;
         self
     }
 
@@ -94,18 +103,29 @@ impl TestAppBuilder {
                 sparse_index: self.sparse_index,
             },
         );
-        let state = AppState {
-            registry: Arc::new(registry),
-            auth: Arc::new(Authorizer::new(self.auth.unwrap_or(AuthMode::Open {
+        let mut token_auth = None;
+        let mode = if self.token_mode {
+            let store: Arc<dyn IdentityStore> = meta.clone();
+            let auth = Arc::new(
+                TokenAuth::open(store, TokenSettings::default())
+                    .await
+                    .expect("open token mode"),
+            );
+            token_auth = Some(auth.clone());
+            AuthMode::Token(auth)
+        } else {
+            self.auth.unwrap_or(AuthMode::Open {
                 anonymous_write: false,
-            }))),
+            })
         };
+        let state = AppState::new(Arc::new(registry), Arc::new(Authorizer::new(mode)));
         TestApp {
             dir,
             meta,
             router: berth_api::app(state),
             default_headers: Vec::new(),
             peer: None,
+            token_auth,
         }
     }
 }
@@ -113,6 +133,7 @@ impl TestAppBuilder {
 impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
+            token_mode: false,
             delete_enabled: true,
             sparse_index: false,
             dir: None,
@@ -122,6 +143,29 @@ impl TestApp {
 
     pub async fn new() -> TestApp {
         TestApp::builder().build().await
+    }
+
+    /// Accounts, projects and robots of this registry (token mode), through the same
+    /// service the CLI uses.
+    pub fn identity(&self) -> IdentityService {
+        let store: Arc<dyn IdentityStore> = self.meta.clone();
+        let service = IdentityService::new(store);
+        match &self.token_auth {
+            Some(auth) => service.with_caches(auth.clone()),
+            None => service,
+        }
+    }
+
+    /// A handle whose requests carry HTTP basic credentials.
+    pub fn with_basic(&self, user: &str, password: &str) -> TestApp {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.with_header("authorization", format!("Basic {encoded}"))
+    }
+
+    /// A handle whose requests carry this bearer token.
+    pub fn with_bearer(&self, token: &str) -> TestApp {
+        self.with_header("authorization", format!("Bearer {token}"))
     }
 
     /// Stop this registry and start a new one on the same directory.

@@ -1,0 +1,205 @@
+//! Reading who a request is from (the `Authorization` header, per the configured mode) and
+//! answering 401s with the challenge that mode uses. Deciding what the caller may do is not
+//! here: that is `berth_auth::Authorizer::decide`, asked by each surface's dispatcher.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use berth_auth::{AuthFailure, AuthMode, Challenge, Principal, ResourceActions};
+use berth_core::ErrorCode;
+
+use crate::{ApiError, AppState};
+
+/// Where a request came from, as far as authentication cares.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub ip: Option<IpAddr>,
+    pub is_loopback: bool,
+}
+
+impl Peer {
+    pub fn of(extensions: &axum::http::Extensions) -> Peer {
+        // Without connection info (in-process tests) the caller is this process. A
+        // dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`: canonicalize first.
+        let ip = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_canonical());
+        Peer {
+            ip,
+            is_loopback: ip.is_none_or(|ip| ip.is_loopback()),
+        }
+    }
+}
+
+/// Credentials as sent.
+pub enum Presented {
+    None,
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+pub fn presented(headers: &HeaderMap) -> Presented {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Presented::None;
+    };
+    let Some((scheme, rest)) = value.trim().split_once(' ') else {
+        return Presented::None;
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Presented::Bearer(rest.trim().to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Presented::None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok());
+    match decoded.as_deref().and_then(|t| t.split_once(':')) {
+        Some((user, password)) => Presented::Basic {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        },
+        None => Presented::None,
+    }
+}
+
+/// Who the request is from, per the configured auth mode. Wrong credentials are a 401 (the
+/// same for an unknown user and a wrong password); a throttled caller gets a 429.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Peer,
+) -> Result<Principal, ApiError> {
+    match state.auth.mode() {
+        AuthMode::Open { .. } => Ok(Principal::Anonymous),
+        AuthMode::Htpasswd { realm, passwords } => {
+            let Presented::Basic { user, password } = presented(headers) else {
+                return Ok(Principal::Anonymous);
+            };
+            let ok = match passwords.verify_cached(&user, &password) {
+                Some(ok) => ok,
+                None => {
+                    let auth = state.auth.clone();
+                    let (u, p) = (user.clone(), password);
+                    tokio::task::spawn_blocking(move || match auth.mode() {
+                        AuthMode::Htpasswd { passwords, .. } => passwords.verify(&u, &p),
+                        _ => false,
+                    })
+                    .await
+                    .unwrap_or(false)
+                }
+            };
+            if ok {
+                Ok(Principal::User(user))
+            } else {
+                Err(unauthorized(
+                    state,
+                    headers,
+                    &Challenge::Basic {
+                        realm: realm.clone(),
+                    },
+                    "invalid username or password",
+                ))
+            }
+        }
+        AuthMode::Token(auth) => match presented(headers) {
+            Presented::None => Ok(Principal::Anonymous),
+            Presented::Basic { user, password } => {
+                match auth.authenticate_basic(&user, &password, peer.ip).await {
+                    Ok(account) => Ok(Principal::Account(account)),
+                    Err(failure) => Err(failure_response(state, headers, failure)),
+                }
+            }
+            Presented::Bearer(token) => match auth.authenticate_bearer(&token) {
+                Ok(claims) => Ok(Principal::Bearer(claims)),
+                Err(failure) => Err(failure_response(state, headers, failure)),
+            },
+        },
+    }
+}
+
+/// The error answer to a failed authentication.
+pub fn failure_response(state: &AppState, headers: &HeaderMap, failure: AuthFailure) -> ApiError {
+    match failure {
+        AuthFailure::Throttled { retry_after_secs } => {
+            ApiError::new(429, ErrorCode::Toomanyrequests, failure.to_string())
+                .with_header(header::RETRY_AFTER, &retry_after_secs.to_string())
+        }
+        AuthFailure::Store(inner) => ApiError::from(berth_registry::Error::Internal(format!(
+            "authentication: {inner}"
+        ))),
+        AuthFailure::InvalidToken(_) => unauthorized(
+            state,
+            headers,
+            &Challenge::Bearer {
+                scope: Vec::new(),
+                error: Some("invalid_token"),
+            },
+            &failure.to_string(),
+        ),
+        AuthFailure::InvalidCredentials => unauthorized(
+            state,
+            headers,
+            &Challenge::Bearer {
+                scope: Vec::new(),
+                error: None,
+            },
+            &failure.to_string(),
+        ),
+    }
+}
+
+/// A 401 with the challenge's `WWW-Authenticate` header.
+pub fn unauthorized(
+    state: &AppState,
+    headers: &HeaderMap,
+    challenge: &Challenge,
+    detail: &str,
+) -> ApiError {
+    ApiError::new(401, ErrorCode::Unauthorized, detail).with_header(
+        header::WWW_AUTHENTICATE,
+        &challenge_header(state, headers, challenge),
+    )
+}
+
+/// `Basic realm="…"`, or `Bearer realm="<token URL>",service="…",scope="…",error="…"` as
+/// the distribution token-auth spec has it.
+pub fn challenge_header(state: &AppState, headers: &HeaderMap, challenge: &Challenge) -> String {
+    match challenge {
+        Challenge::Basic { realm } => format!("Basic realm=\"{realm}\""),
+        Challenge::Bearer { scope, error } => {
+            let service = state
+                .auth
+                .token_auth()
+                .map(|a| a.settings().service.clone())
+                .unwrap_or_default();
+            let mut value = format!(
+                "Bearer realm=\"{}\",service=\"{service}\"",
+                token_realm(state, headers)
+            );
+            if !scope.is_empty() {
+                let scopes: Vec<String> = scope.iter().map(ResourceActions::scope).collect();
+                value.push_str(&format!(",scope=\"{}\"", scopes.join(" ")));
+            }
+            if let Some(error) = error {
+                value.push_str(&format!(",error=\"{error}\""));
+            }
+            value
+        }
+    }
+}
+
+/// The absolute URL of `/service/token` as this client reaches the registry: the configured
+/// realm, else the request's own scheme and host.
+pub fn token_realm(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(realm) = &state.token_realm {
+        return realm.clone();
+    }
+    format!("{}/service/token", crate::external_base(state, headers))
+}

@@ -1,0 +1,244 @@
+//! `/service/token`: the Docker registry token service (distribution's token-auth spec, as
+//! Harbor serves it) in token mode.
+//!
+//! - `GET /service/token?service=…&scope=…&scope=…[&account=…][&offline_token=true]` with
+//!   Basic credentials or none (anonymous): a JWT whose `access` is the intersection of the
+//!   scopes asked and what the account may do.
+//! - `POST /service/token` (OAuth2 form): `grant_type=password` (username, password) or
+//!   `grant_type=refresh_token` (refresh_token), with `scope`, `service`, `client_id`, and
+//!   `access_type=offline` for a refresh token.
+//!
+//! This is authentication, not authorization: nothing here is refused for lack of a
+//! permission; a scope the account may not have is simply not granted.
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_auth::{AuthFailure, ResourceActions, TokenAuth};
+use berth_core::ErrorCode;
+
+use crate::credentials::{Peer, Presented, failure_response, presented};
+use crate::{ApiError, AppState};
+
+/// Largest form body accepted by the POST flavour.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+fn token_auth(state: &AppState) -> Result<&TokenAuth, ApiError> {
+    state.auth.token_auth().map(|a| a.as_ref()).ok_or_else(|| {
+        ApiError::new(
+            404,
+            ErrorCode::Unsupported,
+            "this registry does not run a token service (auth mode is not token)",
+        )
+    })
+}
+
+/// Every `scope` parameter; each may hold several scopes separated by spaces.
+fn scopes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<ResourceActions> {
+    values
+        .flat_map(|v| v.split(' '))
+        .filter(|s| !s.is_empty())
+        .filter_map(ResourceActions::parse_scope)
+        .collect()
+}
+
+fn check_service(auth: &TokenAuth, service: Option<&str>) -> Result<(), ApiError> {
+    match service {
+        Some(s) if s != auth.settings().service => Err(ApiError::new(
+            400,
+            ErrorCode::Unsupported,
+            format!(
+                "unknown service {s:?}: this token service issues tokens for {:?}",
+                auth.settings().service
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn json(body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => ApiError::from(berth_registry::Error::Internal(e.to_string())).into_response(),
+    }
+}
+
+async fn authenticated(
+    state: &AppState,
+    headers: &HeaderMap,
+    auth: &TokenAuth,
+    user: &str,
+    password: &str,
+    peer: Peer,
+) -> Result<String, ApiError> {
+    auth.authenticate_basic(user, password, peer.ip)
+        .await
+        .map(|account| account.name().to_owned())
+        .map_err(|failure| token_failure(state, headers, failure))
+}
+
+/// The token service answers bad credentials with a Basic challenge: it is the place that
+/// takes passwords.
+fn token_failure(state: &AppState, headers: &HeaderMap, failure: AuthFailure) -> ApiError {
+    match failure {
+        AuthFailure::InvalidCredentials | AuthFailure::InvalidToken(_) => {
+            ApiError::new(401, ErrorCode::Unauthorized, failure.to_string()).with_header(
+                header::WWW_AUTHENTICATE,
+                &format!(
+                    "Basic realm=\"{}\"",
+                    crate::credentials::token_realm(state, headers)
+                ),
+            )
+        }
+        other => failure_response(state, headers, other),
+    }
+}
+
+pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    respond(get_token(&state, request).await)
+}
+
+pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+    respond(post_token(&state, request).await)
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let auth = token_auth(state)?;
+    let peer = Peer::of(request.extensions());
+    let headers = request.headers();
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    check_service(auth, param("service"))?;
+    let account = match presented(headers) {
+        Presented::Basic { user, password } => {
+            if let Some(asked) = param("account")
+                && asked != user
+            {
+                return Err(ApiError::new(
+                    400,
+                    ErrorCode::Unsupported,
+                    "the account parameter does not match the credentials",
+                ));
+            }
+            Some(authenticated(state, headers, auth, &user, &password, peer).await?)
+        }
+        _ => None,
+    };
+    let requested = scopes(
+        query
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str()),
+    );
+    let offline = param("offline_token").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let issued = auth
+        .issue(account.as_deref(), &requested, offline)
+        .await
+        .map_err(|f| token_failure(state, headers, f))?;
+    tracing::debug!(account = account.as_deref().unwrap_or("<anonymous>"), scope = %issued.scope, "issued a token");
+    Ok(json(&GetAnswer {
+        token: &issued.token,
+        access_token: &issued.access_token,
+        expires_in: issued.expires_in,
+        issued_at: &issued.issued_at,
+        refresh_token: issued.refresh_token.as_deref(),
+    }))
+}
+
+#[derive(serde::Serialize)]
+struct GetAnswer<'a> {
+    token: &'a str,
+    access_token: &'a str,
+    expires_in: u64,
+    issued_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct PostAnswer<'a> {
+    access_token: &'a str,
+    scope: &'a str,
+    expires_in: u64,
+    issued_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+}
+
+async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiError> {
+    let auth = token_auth(state)?;
+    let peer = Peer::of(request.extensions());
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let body: Bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| bad_form("the form is unreadable or larger than 64 KiB"))?;
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+    let field = |key: &str| form.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    check_service(auth, field("service"))?;
+    let account = match field("grant_type") {
+        Some("password") => {
+            let (Some(user), Some(password)) = (field("username"), field("password")) else {
+                return Err(bad_form("grant_type=password needs username and password"));
+            };
+            authenticated(state, headers, auth, user, password, peer).await?
+        }
+        Some("refresh_token") => {
+            let Some(refresh) = field("refresh_token") else {
+                return Err(bad_form("grant_type=refresh_token needs refresh_token"));
+            };
+            auth.redeem_refresh_token(refresh)
+                .await
+                .map_err(|f| token_failure(state, headers, f))?
+        }
+        Some(other) => {
+            return Err(bad_form(&format!(
+                "unsupported grant_type {other:?}: use password or refresh_token"
+            )));
+        }
+        None => return Err(bad_form("grant_type is required")),
+    };
+    let requested = scopes(
+        form.iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str()),
+    );
+    let offline = field("access_type") == Some("offline");
+    let issued = auth
+        .issue(Some(&account), &requested, offline)
+        .await
+        .map_err(|f| token_failure(state, headers, f))?;
+    Ok(json(&PostAnswer {
+        access_token: &issued.access_token,
+        scope: &issued.scope,
+        expires_in: issued.expires_in,
+        issued_at: &issued.issued_at,
+        refresh_token: issued.refresh_token.as_deref(),
+    }))
+}
+
+fn bad_form(detail: &str) -> ApiError {
+    ApiError::new(400, ErrorCode::Unsupported, detail)
+}

@@ -1,0 +1,432 @@
+//! Managing accounts, projects, members and robots: the one place both the operator CLI and
+//! the management API call. It validates names and passwords, hashes secrets (argon2id),
+//! and tells the token-mode caches when something changed.
+
+use std::sync::Arc;
+
+use berth_core::access::{RobotAccess, RobotName, valid_project_name};
+use berth_core::{RobotPermission, Role};
+use berth_meta::{IdentityStore, Member, MetaError, NewRobot, NewUser, Project, Robot, User};
+
+use crate::access::TokenAuth;
+use crate::password;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(MetaError),
+}
+
+impl From<MetaError> for IdentityError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Conflict(what) => IdentityError::Conflict(what),
+            other => IdentityError::Store(other),
+        }
+    }
+}
+
+pub type Result<T, E = IdentityError> = std::result::Result<T, E>;
+
+/// A user to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewAccount {
+    pub name: String,
+    pub password: String,
+    pub email: String,
+    pub realname: String,
+    pub comment: String,
+    pub sysadmin: bool,
+}
+
+/// A robot to create.
+#[derive(Debug, Clone)]
+pub struct RobotSpec {
+    pub name: RobotName,
+    pub description: String,
+    /// Days until it expires; `None` never.
+    pub duration_days: Option<i64>,
+    pub permissions: Vec<RobotPermission>,
+    /// A secret to use instead of a generated one.
+    pub secret: Option<String>,
+}
+
+/// Permissions for one project with these repository actions (`pull`, `push`, `delete`).
+pub fn project_permissions(project: &str, actions: &[&str]) -> Vec<RobotPermission> {
+    vec![RobotPermission {
+        kind: "project".into(),
+        namespace: project.to_owned(),
+        access: actions
+            .iter()
+            .map(|a| match *a {
+                "delete" => RobotAccess::new("artifact", "delete"),
+                other => RobotAccess::new("repository", other),
+            })
+            .collect(),
+    }]
+}
+
+#[derive(Clone)]
+pub struct IdentityService {
+    store: Arc<dyn IdentityStore>,
+    caches: Option<Arc<TokenAuth>>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn check_user_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= 255
+        && !name.starts_with(berth_core::access::ROBOT_PREFIX)
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || ":,\"~#%$/\\".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::Invalid(format!(
+            "invalid user name {name:?}: 1-255 characters without spaces or any of : , \" ~ # % $ / \\"
+        )))
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| IdentityError::Invalid(format!("hashing task failed: {e}")))
+}
+
+async fn hash_secret(secret: &str) -> Result<String> {
+    let secret = secret.to_owned();
+    blocking(move || password::hash(&secret))
+        .await?
+        .map_err(IdentityError::Invalid)
+}
+
+impl IdentityService {
+    pub fn new(store: Arc<dyn IdentityStore>) -> IdentityService {
+        IdentityService {
+            store,
+            caches: None,
+        }
+    }
+
+    /// Invalidate token mode's caches after every change.
+    pub fn with_caches(mut self, auth: Arc<TokenAuth>) -> IdentityService {
+        self.caches = Some(auth);
+        self
+    }
+
+    fn changed(&self) {
+        if let Some(auth) = &self.caches {
+            auth.invalidate();
+        }
+    }
+
+    /// On first start in token mode (no users at all): create `admin`, a system
+    /// administrator, with `password`, or with a generated one that is returned so the
+    /// caller can show it once.
+    pub async fn bootstrap_admin(&self, password: Option<String>) -> Result<Option<String>> {
+        if !self.store.list_users().await?.is_empty() {
+            return Ok(None);
+        }
+        let (password, generated) = match password {
+            Some(p) => (p, false),
+            None => (
+                password::generate_secret().map_err(IdentityError::Invalid)?,
+                true,
+            ),
+        };
+        self.add_user(NewAccount {
+            name: "admin".into(),
+            password: password.clone(),
+            sysadmin: true,
+            comment: "created on first start".into(),
+            ..Default::default()
+        })
+        .await?;
+        Ok(generated.then_some(password))
+    }
+
+    pub async fn add_user(&self, account: NewAccount) -> Result<User> {
+        check_user_name(&account.name)?;
+        password::check_policy(&account.password).map_err(IdentityError::Invalid)?;
+        let password_hash = hash_secret(&account.password).await?;
+        let id = self
+            .store
+            .create_user(&NewUser {
+                name: account.name.clone(),
+                email: account.email,
+                realname: account.realname,
+                comment: account.comment,
+                password_hash,
+                sysadmin: account.sysadmin,
+            })
+            .await?;
+        self.changed();
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("user {}", account.name)))
+    }
+
+    pub async fn user(&self, name: &str) -> Result<User> {
+        self.store
+            .user_by_name(name)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("user {name}")))
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>> {
+        Ok(self.store.list_users().await?)
+    }
+
+    pub async fn set_password(&self, name: &str, new_password: &str) -> Result<()> {
+        password::check_policy(new_password).map_err(IdentityError::Invalid)?;
+        let mut user = self.user(name).await?;
+        user.password_hash = hash_secret(new_password).await?;
+        self.store.update_user(&user).await?;
+        self.changed();
+        Ok(())
+    }
+
+    pub async fn set_sysadmin(&self, name: &str, sysadmin: bool) -> Result<()> {
+        let mut user = self.user(name).await?;
+        user.sysadmin = sysadmin;
+        self.store.update_user(&user).await?;
+        self.changed();
+        Ok(())
+    }
+
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        let user = self.user(name).await?;
+        self.store.delete_user(user.id).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Create a project; its owner (if any) becomes its project admin.
+    pub async fn create_project(
+        &self,
+        name: &str,
+        public: bool,
+        owner: Option<&str>,
+    ) -> Result<Project> {
+        if !valid_project_name(name) {
+            return Err(IdentityError::Invalid(format!(
+                "invalid project name {name:?}: lowercase letters, digits and . _ - (a valid first component of a repository name)"
+            )));
+        }
+        let owner = match owner {
+            Some(o) => Some(self.user(o).await?),
+            None => None,
+        };
+        let id = self
+            .store
+            .create_project(name, public, owner.as_ref().map(|u| u.id))
+            .await?;
+        if let Some(owner) = &owner {
+            self.store
+                .set_member(id, owner.id, Role::ProjectAdmin)
+                .await?;
+        }
+        self.changed();
+        self.project(name).await
+    }
+
+    pub async fn project(&self, name: &str) -> Result<Project> {
+        self.store
+            .project_by_name(name)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("project {name}")))
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Project>> {
+        Ok(self.store.list_projects().await?)
+    }
+
+    pub async fn set_public(&self, name: &str, public: bool) -> Result<()> {
+        let mut project = self.project(name).await?;
+        project.public = public;
+        self.store.update_project(&project).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Delete a project that holds no repositories (as Harbor refuses otherwise).
+    pub async fn delete_project(&self, name: &str) -> Result<()> {
+        let project = self.project(name).await?;
+        let repositories = self.store.project_repository_count(name).await?;
+        if repositories > 0 {
+            return Err(IdentityError::Invalid(format!(
+                "project {name} still holds {repositories} repositories: delete them first"
+            )));
+        }
+        self.store.delete_project(project.id).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Add a member, or change its role.
+    pub async fn set_member(&self, project: &str, user: &str, role: Role) -> Result<()> {
+        let project = self.project(project).await?;
+        let user = self.user(user).await?;
+        self.store.set_member(project.id, user.id, role).await?;
+        self.changed();
+        Ok(())
+    }
+
+    pub async fn remove_member(&self, project: &str, user: &str) -> Result<()> {
+        let project_row = self.project(project).await?;
+        let user_row = self.user(user).await?;
+        if !self
+            .store
+            .remove_member(project_row.id, user_row.id)
+            .await?
+        {
+            return Err(IdentityError::NotFound(format!(
+                "member {user} of project {project}"
+            )));
+        }
+        self.changed();
+        Ok(())
+    }
+
+    pub async fn members(&self, project: &str) -> Result<Vec<Member>> {
+        let project = self.project(project).await?;
+        Ok(self.store.members(project.id).await?)
+    }
+
+    /// Create a robot; returns it and its secret (shown once, never stored in clear).
+    pub async fn create_robot(&self, spec: RobotSpec) -> Result<(Robot, String)> {
+        let project_id = match &spec.name {
+            RobotName::Project { project, name } => {
+                check_robot_part(name)?;
+                let project_row = self.project(project).await?;
+                if spec
+                    .permissions
+                    .iter()
+                    .any(|p| p.kind != "project" || &p.namespace != project)
+                {
+                    return Err(IdentityError::Invalid(format!(
+                        "a project robot's permissions can only name its project {project}"
+                    )));
+                }
+                Some(project_row.id)
+            }
+            RobotName::System { name } => {
+                check_robot_part(name)?;
+                None
+            }
+        };
+        if spec.permissions.is_empty() {
+            return Err(IdentityError::Invalid(
+                "a robot needs at least one permission".into(),
+            ));
+        }
+        let secret = match spec.secret {
+            Some(s) => {
+                password::check_policy(&s).map_err(IdentityError::Invalid)?;
+                s
+            }
+            None => password::generate_secret().map_err(IdentityError::Invalid)?,
+        };
+        let expires_at = match spec.duration_days {
+            None | Some(-1) => None,
+            Some(days) if days > 0 => Some(now() + days * 86_400),
+            Some(days) => {
+                return Err(IdentityError::Invalid(format!(
+                    "duration {days}: days until expiry must be positive, or -1 for never"
+                )));
+            }
+        };
+        let full_name = spec.name.to_string();
+        let id = self
+            .store
+            .create_robot(&NewRobot {
+                name: full_name.clone(),
+                description: spec.description,
+                project_id,
+                secret_hash: hash_secret(&secret).await?,
+                disabled: false,
+                expires_at,
+                permissions: spec.permissions,
+            })
+            .await?;
+        self.changed();
+        let robot = self
+            .store
+            .robot_by_id(id)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("robot {full_name}")))?;
+        Ok((robot, secret))
+    }
+
+    pub async fn robot(&self, name: &str) -> Result<Robot> {
+        self.store
+            .robot_by_name(name)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("robot {name}")))
+    }
+
+    pub async fn robots(&self) -> Result<Vec<Robot>> {
+        Ok(self.store.list_robots().await?)
+    }
+
+    pub async fn delete_robot(&self, name: &str) -> Result<()> {
+        let robot = self.robot(name).await?;
+        self.store.delete_robot(robot.id).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Give a robot a new secret (the given one, or a generated one); returns it.
+    pub async fn refresh_robot_secret(&self, name: &str, secret: Option<String>) -> Result<String> {
+        let mut robot = self.robot(name).await?;
+        let secret = match secret {
+            Some(s) => {
+                password::check_policy(&s).map_err(IdentityError::Invalid)?;
+                s
+            }
+            None => password::generate_secret().map_err(IdentityError::Invalid)?,
+        };
+        robot.secret_hash = hash_secret(&secret).await?;
+        self.store.update_robot(&robot).await?;
+        self.changed();
+        Ok(secret)
+    }
+
+    pub async fn set_robot_disabled(&self, name: &str, disabled: bool) -> Result<()> {
+        let mut robot = self.robot(name).await?;
+        robot.disabled = disabled;
+        self.store.update_robot(&robot).await?;
+        self.changed();
+        Ok(())
+    }
+}
+
+fn check_robot_part(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::Invalid(format!(
+            "invalid robot name {name:?}: lowercase letters, digits and . _ -"
+        )))
+    }
+}

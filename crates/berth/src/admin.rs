@@ -1,0 +1,493 @@
+//! The operator CLI for accounts and projects: `berth user|project|member|robot|keys …`.
+//! It opens the metadata database directly, so it works on a stopped registry and on a
+//! running one (SQLite takes turns between processes; a running server sees the change
+//! within its identity cache's few seconds). Every operation goes through
+//! `berth_auth::IdentityService`, the same place the management API calls. Secrets are read
+//! from standard input or a prompt, never from the command line.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use berth_auth::identity::{NewAccount, RobotSpec, project_permissions};
+use berth_auth::token::KeyRing;
+use berth_auth::{IdentityError, IdentityService};
+use berth_core::access::{RobotAccess, RobotName};
+use berth_core::{RobotPermission, Role};
+use berth_meta::{KeyStore, SqliteStore};
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from stdin or a prompt.
+    Add {
+        name: String,
+        /// Make the user a system administrator.
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "")]
+        email: String,
+    },
+    /// Set a user's password (read from stdin or a prompt).
+    Passwd {
+        name: String,
+    },
+    /// Grant or remove system administrator rights.
+    Admin {
+        name: String,
+        #[arg(long, action = clap::ArgAction::Set, default_value_t = true)]
+        enabled: bool,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project (private unless --public).
+    Create {
+        name: String,
+        #[arg(long)]
+        public: bool,
+        /// A user who becomes the project's admin.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Make a project public or private.
+    Public {
+        name: String,
+        #[arg(action = clap::ArgAction::Set)]
+        public: bool,
+    },
+    List,
+    /// Delete a project that holds no repositories.
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MemberCommand {
+    /// Add a user to a project with a role (projectAdmin, maintainer, developer, guest,
+    /// limitedGuest, or Harbor's ids 1-5), or change its role.
+    Add {
+        project: String,
+        user: String,
+        role: String,
+    },
+    List {
+        project: String,
+    },
+    Remove {
+        project: String,
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RobotCommand {
+    /// Create a robot account and print its secret once. `robot$<project>+<name>` for a
+    /// project robot, `robot$<name>` (with --project for each project) for a system one.
+    Create {
+        /// Full name (`robot$team+ci`) or, with --project, the short name.
+        name: String,
+        /// Projects a system robot may act in (`*` for all); a project robot's own project.
+        #[arg(long)]
+        project: Vec<String>,
+        /// Repository actions: pull, push, delete.
+        #[arg(long, value_delimiter = ',', default_value = "pull")]
+        actions: Vec<String>,
+        /// Days until it expires; -1 never.
+        #[arg(long, default_value_t = -1)]
+        days: i64,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Read the secret from stdin instead of generating one.
+        #[arg(long)]
+        secret_from_stdin: bool,
+    },
+    List,
+    Delete {
+        name: String,
+    },
+    /// Give a robot a new secret (printed once).
+    Refresh {
+        name: String,
+    },
+    /// Disable or enable a robot.
+    Disable {
+        name: String,
+        #[arg(action = clap::ArgAction::Set, default_value_t = true)]
+        disabled: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Start signing tokens with a new key; the old one keeps verifying until its tokens
+    /// expire (restart or wait for running servers to pick it up).
+    Rotate {
+        /// Forget keys retired longer ago than this many seconds (default: a day).
+        #[arg(long, default_value_t = 86_400)]
+        forget_after: i64,
+    },
+    List,
+}
+
+/// What every admin command needs besides its own arguments.
+#[derive(Args)]
+pub struct Target {
+    #[command(flatten)]
+    pub flags: crate::Flags,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Read a secret from stdin: with a prompt and no echo on a terminal, else one line.
+fn read_secret(prompt: &str, confirm: bool) -> Result<String, String> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the secret from stdin: {e}"))?;
+        let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+        if secret.is_empty() {
+            return Err("no secret on stdin".into());
+        }
+        return Ok(secret);
+    }
+    let first = prompt_hidden(prompt)?;
+    if confirm && prompt_hidden("Again: ")? != first {
+        return Err("the two entries differ".into());
+    }
+    Ok(first)
+}
+
+fn prompt_hidden(prompt: &str) -> Result<String, String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let saved = tcgetattr(&stdin).map_err(|e| format!("cannot read terminal settings: {e}"))?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)
+        .map_err(|e| format!("cannot turn off echo: {e}"))?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    eprintln!();
+    read.map_err(|e| format!("cannot read the secret: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn explain(e: IdentityError) -> String {
+    e.to_string()
+}
+
+async fn service(flags: &crate::Flags) -> Result<(IdentityService, SqliteStore), String> {
+    let config = flags.load().map_err(|e| e.to_string())?;
+    let store = crate::open_metadata(&config.data_dir).await?;
+    Ok((IdentityService::new(Arc::new(store.clone())), store))
+}
+
+pub async fn user(command: UserCommand, flags: &crate::Flags) -> Result<(), String> {
+    let (identity, store) = service(flags).await?;
+    let result = match command {
+        UserCommand::Add { name, admin, email } => {
+            let password = read_secret(&format!("Password for {name}: "), true)?;
+            identity
+                .add_user(NewAccount {
+                    name: name.clone(),
+                    password,
+                    email,
+                    sysadmin: admin,
+                    ..Default::default()
+                })
+                .await
+                .map(|u| println!("created user {} (id {})", u.name, u.id))
+        }
+        UserCommand::Passwd { name } => {
+            let password = read_secret(&format!("New password for {name}: "), true)?;
+            identity
+                .set_password(&name, &password)
+                .await
+                .map(|()| println!("password of {name} changed"))
+        }
+        UserCommand::Admin { name, enabled } => {
+            identity.set_sysadmin(&name, enabled).await.map(|()| {
+                println!(
+                    "{name} is {}a system administrator",
+                    if enabled { "" } else { "not " }
+                )
+            })
+        }
+        UserCommand::List => identity.users().await.map(|users| {
+            println!("{:<6} {:<24} {:<6} email", "id", "name", "admin");
+            for u in users {
+                println!("{:<6} {:<24} {:<6} {}", u.id, u.name, u.sysadmin, u.email);
+            }
+        }),
+        UserCommand::Delete { name } => identity
+            .delete_user(&name)
+            .await
+            .map(|()| println!("deleted user {name}")),
+    };
+    store.close().await;
+    result.map_err(explain)
+}
+
+pub async fn project(command: ProjectCommand, flags: &crate::Flags) -> Result<(), String> {
+    let (identity, store) = service(flags).await?;
+    let result = match command {
+        ProjectCommand::Create {
+            name,
+            public,
+            owner,
+        } => identity
+            .create_project(&name, public, owner.as_deref())
+            .await
+            .map(|p| {
+                println!(
+                    "created {} project {} (id {})",
+                    if p.public { "public" } else { "private" },
+                    p.name,
+                    p.id
+                )
+            }),
+        ProjectCommand::Public { name, public } => identity
+            .set_public(&name, public)
+            .await
+            .map(|()| println!("{name} is {}", if public { "public" } else { "private" })),
+        ProjectCommand::List => identity.projects().await.map(|projects| {
+            println!("{:<6} {:<32} public", "id", "name");
+            for p in projects {
+                println!("{:<6} {:<32} {}", p.id, p.name, p.public);
+            }
+        }),
+        ProjectCommand::Delete { name } => identity
+            .delete_project(&name)
+            .await
+            .map(|()| println!("deleted project {name}")),
+    };
+    store.close().await;
+    result.map_err(explain)
+}
+
+pub async fn member(command: MemberCommand, flags: &crate::Flags) -> Result<(), String> {
+    let (identity, store) = service(flags).await?;
+    let result = match command {
+        MemberCommand::Add {
+            project,
+            user,
+            role,
+        } => {
+            let role: Role = role.parse()?;
+            identity
+                .set_member(&project, &user, role)
+                .await
+                .map(|()| println!("{user} is {role} of {project}"))
+        }
+        MemberCommand::List { project } => identity.members(&project).await.map(|members| {
+            println!("{:<24} role", "user");
+            for m in members {
+                println!("{:<24} {} ({})", m.user_name, m.role, m.role.id());
+            }
+        }),
+        MemberCommand::Remove { project, user } => identity
+            .remove_member(&project, &user)
+            .await
+            .map(|()| println!("{user} removed from {project}")),
+    };
+    store.close().await;
+    result.map_err(explain)
+}
+
+pub async fn robot(command: RobotCommand, flags: &crate::Flags) -> Result<(), String> {
+    let (identity, store) = service(flags).await?;
+    let result = match command {
+        RobotCommand::Create {
+            name,
+            project,
+            actions,
+            days,
+            description,
+            secret_from_stdin,
+        } => {
+            let (name, permissions) = robot_spec(&name, &project, &actions)?;
+            let secret = if secret_from_stdin {
+                Some(read_secret("Secret: ", true)?)
+            } else {
+                None
+            };
+            identity
+                .create_robot(RobotSpec {
+                    name,
+                    description,
+                    duration_days: Some(days),
+                    permissions,
+                    secret,
+                })
+                .await
+                .map(|(robot, secret)| {
+                    println!("name:   {}", robot.name);
+                    println!("secret: {secret}");
+                    eprintln!("(the secret is shown this once; keep it safe)");
+                })
+        }
+        RobotCommand::List => identity.robots().await.map(|robots| {
+            println!(
+                "{:<6} {:<32} {:<9} {:<12} permissions",
+                "id", "name", "disabled", "expires"
+            );
+            for r in robots {
+                let expires = r.expires_at.map_or_else(
+                    || "never".to_string(),
+                    |at| berth_auth::access::rfc3339(at)[..10].to_string(),
+                );
+                let permissions: Vec<String> = r
+                    .permissions
+                    .iter()
+                    .map(|p| {
+                        let actions: Vec<&str> =
+                            p.access.iter().map(|a| a.action.as_str()).collect();
+                        format!("{}:{}", p.namespace, actions.join(","))
+                    })
+                    .collect();
+                println!(
+                    "{:<6} {:<32} {:<9} {:<12} {}",
+                    r.id,
+                    r.name,
+                    r.disabled,
+                    expires,
+                    permissions.join(" ")
+                );
+            }
+        }),
+        RobotCommand::Delete { name } => identity
+            .delete_robot(&name)
+            .await
+            .map(|()| println!("deleted robot {name}")),
+        RobotCommand::Refresh { name } => {
+            identity
+                .refresh_robot_secret(&name, None)
+                .await
+                .map(|secret| {
+                    println!("secret: {secret}");
+                    eprintln!("(the secret is shown this once; keep it safe)");
+                })
+        }
+        RobotCommand::Disable { name, disabled } => identity
+            .set_robot_disabled(&name, disabled)
+            .await
+            .map(|()| {
+                println!(
+                    "{name} is {}",
+                    if disabled { "disabled" } else { "enabled" }
+                )
+            }),
+    };
+    store.close().await;
+    result.map_err(explain)
+}
+
+/// The robot's full name and permissions from the command line.
+fn robot_spec(
+    name: &str,
+    projects: &[String],
+    actions: &[String],
+) -> Result<(RobotName, Vec<RobotPermission>), String> {
+    for action in actions {
+        if !["pull", "push", "delete"].contains(&action.as_str()) {
+            return Err(format!(
+                "unknown action {action:?}: use pull, push or delete"
+            ));
+        }
+    }
+    let actions: Vec<&str> = actions.iter().map(String::as_str).collect();
+    let full = if name.starts_with(berth_core::access::ROBOT_PREFIX) {
+        name.to_owned()
+    } else if projects.len() == 1 && projects[0] != "*" {
+        format!("robot${}+{name}", projects[0])
+    } else {
+        format!("robot${name}")
+    };
+    let parsed = RobotName::parse(&full).ok_or_else(|| format!("invalid robot name {full:?}"))?;
+    let permissions = match &parsed {
+        RobotName::Project { project, .. } => project_permissions(project, &actions),
+        RobotName::System { .. } => {
+            if projects.is_empty() {
+                return Err("a system robot needs --project (a project name, or * for all)".into());
+            }
+            projects
+                .iter()
+                .map(|p| RobotPermission {
+                    kind: "project".into(),
+                    namespace: p.clone(),
+                    access: actions
+                        .iter()
+                        .map(|a| match *a {
+                            "delete" => RobotAccess::new("artifact", "delete"),
+                            other => RobotAccess::new("repository", other),
+                        })
+                        .collect(),
+                })
+                .collect()
+        }
+    };
+    Ok((parsed, permissions))
+}
+
+pub async fn keys(command: KeysCommand, flags: &crate::Flags) -> Result<(), String> {
+    let (_, store) = service(flags).await?;
+    let result = async {
+        match command {
+            KeysCommand::Rotate { forget_after } => {
+                let at = now();
+                let key = KeyRing::generate_key(at).map_err(|e| e.to_string())?;
+                for old in store.signing_keys().await.map_err(|e| e.to_string())? {
+                    if old.retired_at.is_none() {
+                        store
+                            .retire_signing_key(&old.kid, at)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                store
+                    .add_signing_key(&key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let forgotten = store
+                    .delete_signing_keys_retired_before(at - forget_after)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "new signing key {} (forgot {forgotten} long-retired keys)",
+                    key.kid
+                );
+                Ok(())
+            }
+            KeysCommand::List => {
+                for key in store.signing_keys().await.map_err(|e| e.to_string())? {
+                    let state = match key.retired_at {
+                        Some(at) => format!("retired {}", berth_auth::access::rfc3339(at)),
+                        None => "signing".into(),
+                    };
+                    println!("{} {} {state}", key.kid, key.algorithm);
+                }
+                Ok(())
+            }
+        }
+    }
+    .await;
+    store.close().await;
+    result
+}
