@@ -116,7 +116,7 @@ pub async fn authenticate(
                     Err(failure) => Err(failure_response(state, headers, failure)),
                 }
             }
-            Presented::Bearer(token) => match auth.authenticate_bearer(&token) {
+            Presented::Bearer(token) => match auth.authenticate_bearer(&token).await {
                 Ok(claims) => Ok(Principal::Bearer(claims)),
                 Err(failure) => Err(failure_response(state, headers, failure)),
             },

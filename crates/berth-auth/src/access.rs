@@ -23,6 +23,9 @@ use crate::password::{self, VerifiedCache};
 use crate::throttle::Throttle;
 use crate::token::{Audience, Claims, KeyRing, ResourceActions, TokenError, random_id};
 
+/// How often the signing keys are re-read, so a rotation reaches every node.
+const KEY_REFRESH: Duration = Duration::from_secs(60);
+
 /// Settings of token mode.
 #[derive(Debug, Clone)]
 pub struct TokenSettings {
@@ -197,10 +200,13 @@ pub struct IssuedToken {
 pub struct TokenAuth {
     store: Arc<dyn IdentityStore>,
     settings: TokenSettings,
-    keys: RwLock<Arc<KeyRing>>,
+    /// The signing keys and when they were read: re-read every [`KEY_REFRESH`] (a rotation
+    /// by the CLI or another node) and at once for a token signed by an unknown key.
+    keys: RwLock<(Arc<KeyRing>, Instant)>,
     verified_credentials: VerifiedCache,
     verified_tokens: VerifiedTokens,
     grants: TtlCache<Option<Arc<Grants>>>,
+    accounts: TtlCache<Option<(String, Account)>>,
     projects: TtlCache<Option<ProjectInfo>>,
     public_projects: TtlCache<Arc<HashSet<String>>>,
     throttle: Throttle,
@@ -222,12 +228,13 @@ impl TokenAuth {
         let keys = load_or_create_keys(store.as_ref()).await?;
         Ok(TokenAuth {
             store,
-            keys: RwLock::new(Arc::new(keys)),
+            keys: RwLock::new((Arc::new(keys), Instant::now())),
             verified_credentials: VerifiedCache::new(Duration::from_secs(300), 10_000),
             verified_tokens: VerifiedTokens {
                 entries: Mutex::new(HashMap::new()),
             },
             grants: TtlCache::new(settings.cache_ttl),
+            accounts: TtlCache::new(settings.cache_ttl),
             projects: TtlCache::new(settings.cache_ttl),
             public_projects: TtlCache::new(settings.cache_ttl),
             throttle: Throttle::default(),
@@ -242,24 +249,51 @@ impl TokenAuth {
     /// Forget cached grants and projects (after an identity change through this process).
     pub fn invalidate(&self) {
         self.grants.clear();
+        self.accounts.clear();
         self.projects.clear();
         self.public_projects.clear();
     }
 
     /// Re-read the signing keys (after a rotation).
-    pub async fn reload_keys(&self) -> Result<(), String> {
-        let keys = KeyRing::from_keys(&self.store.signing_keys().await.map_err(|e| e.to_string())?);
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        self.verified_tokens
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        Ok(())
+    pub async fn reload_keys(&self) -> Result<Arc<KeyRing>, String> {
+        let stored = self.store.signing_keys().await.map_err(|e| e.to_string())?;
+        let keys = Arc::new(KeyRing::from_keys(&stored));
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = (keys.clone(), Instant::now());
+        Ok(keys)
     }
 
-    fn keys(&self) -> Arc<KeyRing> {
-        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The keys, re-read when they are older than [`KEY_REFRESH`] (or, with `unknown_kid`,
+    /// older than a few seconds: a token names a key another node has just made).
+    async fn keys(&self, unknown_kid: bool) -> Arc<KeyRing> {
+        let (keys, loaded) = self.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let age = loaded.elapsed();
+        if age <= KEY_REFRESH && !(unknown_kid && age > Duration::from_secs(2)) {
+            return keys;
+        }
+        match self.reload_keys().await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read the token signing keys");
+                keys
+            }
+        }
+    }
+
+    /// Verify a token with the current keys, re-reading them once if it names an unknown key.
+    async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let (issuer, audience) = (&self.settings.issuer, &self.settings.service);
+        match self
+            .keys(false)
+            .await
+            .verify(token, issuer, audience, now_secs())
+        {
+            Err(TokenError::UnknownKey) => {
+                self.keys(true)
+                    .await
+                    .verify(token, issuer, audience, now_secs())
+            }
+            other => other,
+        }
     }
 
     /// Check a user name (or robot name) and password (or secret). Slow only the first time
@@ -275,29 +309,7 @@ impl TokenAuth {
                 retry_after_secs: wait.as_secs().max(1),
             });
         }
-        let store_err = |e: berth_meta::MetaError| AuthFailure::Store(e.to_string());
-        let found = if RobotName::parse(name).is_some() {
-            self.store
-                .robot_by_name(name)
-                .await
-                .map_err(store_err)?
-                .filter(|r| !r.disabled && r.expires_at.is_none_or(|at| at > now_secs()))
-                .map(|r| (r.secret_hash, Account::Robot { name: r.name }))
-        } else {
-            self.store
-                .user_by_name(name)
-                .await
-                .map_err(store_err)?
-                .map(|u| {
-                    (
-                        u.password_hash,
-                        Account::User {
-                            name: u.name,
-                            sysadmin: u.sysadmin,
-                        },
-                    )
-                })
-        };
+        let found = self.credentials(name).await?;
         let ok = match &found {
             Some((hash, _)) if self.verified_credentials.contains(name, password, hash) => true,
             Some((hash, _)) => {
@@ -327,8 +339,41 @@ impl TokenAuth {
         }
     }
 
+    /// An account's stored secret hash and identity (cached like grants), if it exists and
+    /// may log in (a robot neither disabled nor expired).
+    async fn credentials(&self, name: &str) -> Result<Option<(String, Account)>, AuthFailure> {
+        if let Some(cached) = self.accounts.get(name) {
+            return Ok(cached);
+        }
+        let store_err = |e: berth_meta::MetaError| AuthFailure::Store(e.to_string());
+        let found = if RobotName::parse(name).is_some() {
+            self.store
+                .robot_by_name(name)
+                .await
+                .map_err(store_err)?
+                .filter(|r| !r.disabled && r.expires_at.is_none_or(|at| at > now_secs()))
+                .map(|r| (r.secret_hash, Account::Robot { name: r.name }))
+        } else {
+            self.store
+                .user_by_name(name)
+                .await
+                .map_err(store_err)?
+                .map(|u| {
+                    (
+                        u.password_hash,
+                        Account::User {
+                            name: u.name,
+                            sysadmin: u.sysadmin,
+                        },
+                    )
+                })
+        };
+        self.accounts.put(name, found.clone());
+        Ok(found)
+    }
+
     /// Verify a bearer token presented to the registry (verified once, then cached).
-    pub fn authenticate_bearer(&self, token: &str) -> Result<Arc<Claims>, AuthFailure> {
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Claims>, AuthFailure> {
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         let now = now_secs();
         {
@@ -344,8 +389,8 @@ impl TokenAuth {
             }
         }
         let claims = self
-            .keys()
-            .verify(token, &self.settings.issuer, &self.settings.service, now)
+            .verify(token)
+            .await
             .map_err(AuthFailure::InvalidToken)?;
         if claims.refresh {
             return Err(AuthFailure::InvalidToken(TokenError::WrongKind));
@@ -634,7 +679,7 @@ impl TokenAuth {
             access: access.clone(),
             refresh: false,
         };
-        let keys = self.keys();
+        let keys = self.keys(false).await;
         let token = keys
             .sign(&claims)
             .map_err(|e| AuthFailure::Store(e.to_string()))?;
@@ -670,13 +715,8 @@ impl TokenAuth {
     /// The account a refresh token was issued to, if it is valid and the account still is.
     pub async fn redeem_refresh_token(&self, token: &str) -> Result<String, AuthFailure> {
         let claims = self
-            .keys()
-            .verify(
-                token,
-                &self.settings.issuer,
-                &self.settings.service,
-                now_secs(),
-            )
+            .verify(token)
+            .await
             .map_err(AuthFailure::InvalidToken)?;
         if !claims.refresh || claims.sub.is_empty() {
             return Err(AuthFailure::InvalidToken(TokenError::WrongKind));

@@ -156,10 +156,16 @@ impl TestApp {
         }
     }
 
+    /// The metadata store underneath, for setting up states the API cannot reach.
+    pub fn meta(&self) -> &SqliteStore {
+        &self.meta
+    }
+
     /// A handle whose requests carry HTTP basic credentials.
     pub fn with_basic(&self, user: &str, password: &str) -> TestApp {
         use base64::Engine as _;
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         self.with_header("authorization", format!("Basic {encoded}"))
     }
 

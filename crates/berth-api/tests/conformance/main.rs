@@ -7,6 +7,7 @@
 mod common;
 
 mod auth;
+mod authz;
 mod base;
 mod concurrency;
 mod deletes;
@@ -20,3 +21,4 @@ mod referrers;
 mod restart;
 mod sparse_index;
 mod tag_params;
+mod tokens;
