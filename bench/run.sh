@@ -253,6 +253,76 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 for reg in "${REGS[@]}"; do stop "$reg"; done
 
+# --- (a2) auth on the read path: token mode vs auth off, registry:2 with htpasswd ----------
+# berth: the image is pushed with auth off, then the same data dir is served in token mode
+# (project "bench" created with the CLI): GET manifest with a bearer token, and with Basic
+# credentials straight to /v2/; token issue for a repeat user over keep-alive. registry:2:
+# the same image served with htpasswd (bcrypt, checked on every request).
+ADMIN_PW=Bench-Admin-1234
+BASIC_HDR="Authorization: Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
+auth_dir=$WORK/data-auth-berth
+rm -rf "$auth_dir" && mkdir -p "$auth_dir"
+BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$auth_dir BERTH_LOG=error "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
+PIDS[berth]=$!
+"$BB" --url "$(url berth)" ping --timeout-secs 30
+bench berth push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42 >/dev/null
+stop_pid "${PIDS[berth]}" && unset "PIDS[berth]"
+"$BERTH" project create bench --data-dir "$auth_dir" >/dev/null
+start_token_berth() {
+  BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$auth_dir BERTH_LOG=error BERTH_AUTH_MODE=token \
+    BERTH_ADMIN_PASSWORD=$ADMIN_PW "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
+  PIDS[berth]=$!
+  for _ in $(seq 300); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$(url berth)/v2/") == 401 ]] && return 0
+    sleep 0.1
+  done
+  echo "berth in token mode did not start" >&2
+  exit 1
+}
+start_token_berth
+TOKEN=$(curl -sf -H "$BASIC_HDR" "$(url berth)/service/token?service=berth&scope=repository:bench/small:pull" | jq -r .token)
+[[ -n $TOKEN && $TOKEN != null ]] || { echo "no token from berth" >&2; exit 1; }
+BEARER_HDR="Authorization: Bearer $TOKEN"
+reg2_auth_dir=$WORK/data-auth-reg2
+rm -rf "$reg2_auth_dir" && mkdir -p "$reg2_auth_dir"
+"$REG2" serve "$(reg2_config "$reg2_auth_dir")" >>"$WORK/reg2.log" 2>&1 &
+PIDS[reg2]=$!
+"$BB" --url "$(url reg2)" ping --timeout-secs 30
+bench reg2 push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42 >/dev/null
+stop_pid "${PIDS[reg2]}" && unset "PIDS[reg2]"
+htpasswd -Bbc "$WORK/htpasswd" admin "$ADMIN_PW" >/dev/null 2>&1
+cfg=$(reg2_config "$reg2_auth_dir")
+printf 'auth:\n  htpasswd:\n    realm: bench\n    path: %s\n' "$WORK/htpasswd" >>"$cfg"
+"$REG2" serve "$cfg" >>"$WORK/reg2.log" 2>&1 &
+PIDS[reg2]=$!
+for _ in $(seq 300); do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "$(url reg2)/v2/") == 401 ]] && break
+  sleep 0.1
+done
+MANIFEST_PATH=/v2/bench/small/manifests/latest
+timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" -H "$BEARER_HDR" "$(url berth)$MANIFEST_PATH" >/dev/null # warm-up
+for ((r = 1; r <= REPEATS; r++)); do
+  log "(a2) GET manifest with a bearer token, berth token mode ($r/$REPEATS)"
+  wrk_run manifest-bearer berth "$(url berth)$MANIFEST_PATH" -H "$ACCEPT" -H "$BEARER_HDR"
+  log "(a2) GET manifest with Basic straight to /v2/, berth token mode ($r/$REPEATS)"
+  wrk_run manifest-basic berth "$(url berth)$MANIFEST_PATH" -H "$ACCEPT" -H "$BASIC_HDR"
+  log "(a2) GET manifest with Basic, registry:2 htpasswd ($r/$REPEATS)"
+  wrk_run manifest-basic reg2 "$(url reg2)$MANIFEST_PATH" -H "$ACCEPT" -H "$BASIC_HDR"
+  log "(a2) token issue for a repeat user over keep-alive, berth ($r/$REPEATS)"
+  wrk_run token-issue berth "$(url berth)/service/token?service=berth&scope=repository:bench/small:pull,push" -H "$BASIC_HDR"
+done
+stop_pid "${PIDS[berth]}" && unset "PIDS[berth]"
+stop_pid "${PIDS[reg2]}" && unset "PIDS[reg2]"
+# Idle RSS of a fresh token-mode start (admin created, signing key generated).
+for ((r = 1; r <= REPEATS; r++)); do
+  dir=$WORK/data-cold-token && rm -rf "$dir" && mkdir -p "$dir"
+  out=$(BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error BERTH_AUTH_MODE=token \
+    BERTH_ADMIN_PASSWORD=$ADMIN_PW bench berth coldstart --ready-status 401 -- "$BERTH" serve)
+  record idle-token berth "$(j '.idle_rss_kib / 1024' "$out")"
+  rm -rf "$dir"
+done
+rm -rf "$auth_dir" "$reg2_auth_dir"
+
 # --- (d) monolithic push, (c) pull, (e) chunked push; peak RSS during (d) -----------------
 # Each run starts the registry fresh, so VmHWM read right after (d) is the peak during (d).
 for ((r = 1; r <= REPEATS; r++)); do
@@ -344,6 +414,18 @@ row "(a) GET manifest by tag, req/s (64 conn)" higher manifest "≥ 5×" '$X >= 
 row "(a) GET manifest by tag, p99 ms" lower manifest-p99 "≥ 5×" '$X >= 5'
 row "(b) HEAD blob, req/s (64 conn)" higher head "≥ 5×" '$X >= 5'
 row "(b) HEAD blob, p99 ms" lower head-p99 "≥ 5×" '$X >= 5'
+# Token mode against auth off (same registry): the ratio of the two berth medians.
+A_OFF=$(median manifest berth)
+A_BEARER=$(median manifest-bearer berth)
+A_BASIC=$(median manifest-basic berth)
+share() { [[ $1 == n/a || $2 == n/a ]] && { echo n/a; return; }; printf '%.0f%%' "$(calc "100 * $1 / $2")"; }
+met_share() { [[ $1 == n/a || $2 == n/a ]] && { echo; return; }; yes_no "$1 >= $3 * $2"; }
+ROWS+=("| (a2) GET manifest, bearer token (token mode), req/s | $(fmt "$A_BEARER") | | $(share "$A_BEARER" "$A_OFF") of auth off | ≥ 85% of auth off | $(met_share "$A_BEARER" "$A_OFF" 0.85) |")
+row "(a2) GET manifest, bearer (berth) vs Basic (registry:2 htpasswd), req/s" higher manifest-basic "≥ 20×" '$X >= 20'
+ROWS[-1]=$(sed "s/| $(fmt "$(median manifest-basic berth)") |/| $(fmt "$A_BEARER") |/" <<<"${ROWS[-1]}")
+ROWS+=("| (a2) GET manifest, Basic straight to /v2/ (token mode), req/s | $(fmt "$A_BASIC") | $(fmt "$(median manifest-basic reg2)") | | ≥ 80% of anonymous ($(share "$A_BASIC" "$A_OFF")) | $(met_share "$A_BASIC" "$A_OFF" 0.8) |")
+ROWS+=("| (a2) token issue, repeat user, keep-alive, tokens/s | $(fmt "$(median token-issue berth)") | | | ≥ 2000/s | $(met_share "$(median token-issue berth)" 2000 1) |")
+ROWS+=("| (h) RSS idle in token mode, MiB | $(fmt "$(median idle-token berth)") | | | ≤ 20 MiB | $(met_share 20 "$(median idle-token berth)" 1) |")
 row "(c) pull $BLOB blob, GiB/s" higher pull "≥ 2 GiB/s and ≥ 1×" '$B >= 2 && $X >= 1'
 row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s" "\$X >= 3 && \$B >= $SIXTY"
 row "(e) chunked push $BLOB, $CHUNK chunks, GiB/s" higher chunked "" ""

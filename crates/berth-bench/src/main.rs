@@ -122,6 +122,9 @@ enum Command {
         /// Wait this long after the first 200 before reading VmRSS.
         #[arg(long, default_value_t = 1000)]
         settle_ms: u64,
+        /// The status of `/v2/` that means "ready" (401 for a registry that requires auth).
+        #[arg(long, default_value_t = 200)]
+        ready_status: u16,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, required = true)]
         cmd: Vec<String>,
@@ -228,6 +231,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Coldstart {
             timeout_secs,
             settle_ms,
+            ready_status,
             cmd,
         } => {
             workloads::coldstart(
@@ -235,6 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &cmd,
                 Duration::from_secs(timeout_secs),
                 Duration::from_millis(settle_ms),
+                ready_status,
             )
             .await
         }

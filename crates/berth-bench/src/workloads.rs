@@ -344,13 +344,14 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Spawn `cmd`, time until `/v2/` answers 200, wait `settle`, read VmRSS, then stop it
-/// (SIGTERM, then SIGKILL after 5 s).
+/// Spawn `cmd`, time until `/v2/` answers `ready_status` (200, or 401 with auth), wait
+/// `settle`, read VmRSS, then stop it (SIGTERM, then SIGKILL after 5 s).
 pub async fn coldstart(
     http: &Http,
     cmd: &[String],
     timeout: Duration,
     settle: Duration,
+    ready_status: u16,
 ) -> Result<()> {
     let (program, args) = cmd.split_first().ok_or("no command given")?;
     let began = Instant::now();
@@ -363,7 +364,7 @@ pub async fn coldstart(
     let pid = child.id();
     let ready = loop {
         if let Ok(response) = http.send(Method::GET, "/v2/", &[], client::empty()).await {
-            let ok = response.status() == StatusCode::OK;
+            let ok = response.status().as_u16() == ready_status;
             let _ = client::collect(response).await;
             if ok {
                 break Ok(began.elapsed());
@@ -373,7 +374,7 @@ pub async fn coldstart(
             break Err(format!("{program} exited with {status} before answering"));
         }
         if began.elapsed() > timeout {
-            break Err(format!("{program}: no 200 on /v2/ after {timeout:?}"));
+            break Err(format!("{program}: no {ready_status} on /v2/ after {timeout:?}"));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
