@@ -17,14 +17,19 @@ use berth_registry::Registry;
 
 pub mod distribution;
 mod error;
+pub mod external_url;
 
 pub use error::ApiError;
+pub use external_url::ExternalUrlConfig;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Authorizer>,
+    /// How to tell the external base URL of a request (TLS listener, trusted proxies):
+    /// `state.external.base_url(uri, headers, extensions)`.
+    pub external: Arc<ExternalUrlConfig>,
 }
 
 /// The whole HTTP surface.

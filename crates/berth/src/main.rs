@@ -172,6 +172,7 @@ async fn run(config: Config) -> Result<(), String> {
     let app = berth_api::app(berth_api::AppState {
         registry,
         auth: Arc::new(Authorizer::new(auth)),
+        external: Arc::new(berth_api::ExternalUrlConfig::new(config.addr)),
     });
 
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -99,6 +99,10 @@ impl TestAppBuilder {
             auth: Arc::new(Authorizer::new(self.auth.unwrap_or(AuthMode::Open {
                 anonymous_write: false,
             }))),
+            external: Arc::new(berth_api::ExternalUrlConfig::new(SocketAddr::from((
+                [127, 0, 0, 1],
+                5000,
+            )))),
         };
         TestApp {
             dir,
