@@ -13,6 +13,7 @@ use berth_registry::{Registry, RegistryOptions};
 use clap::{Parser, Subcommand};
 
 mod config;
+mod tls;
 
 use config::{Config, RawConfig, berth_env_name, registry_env_name};
 
@@ -83,6 +84,8 @@ impl Flags {
                 htpasswd: self.htpasswd.clone(),
                 realm: None,
                 validation: Default::default(),
+                tls: Default::default(),
+                http: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -90,6 +93,9 @@ impl Flags {
 }
 
 fn main() -> ExitCode {
+    // ring is the only crypto provider built in; make it the process default before anything
+    // could ask for one. (An error means one is installed already.)
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -100,10 +106,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(flags) => flags.load().map_err(|e| e.to_string()).and_then(serve),
-        Command::Config(flags) => flags
-            .load()
-            .map_err(|e| e.to_string())
-            .map(|config| print!("{}", config.describe())),
+        Command::Config(flags) => flags.load().map_err(|e| e.to_string()).and_then(|config| {
+            // The TLS files are checked too: `berth config` answers "would serve start?".
+            if let Some(files) = &config.tls {
+                tls::load(files).map_err(|e| e.to_string())?;
+            }
+            print!("{}", config.describe());
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +133,11 @@ fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn run(config: Config) -> Result<(), String> {
+    // Before anything else: a bad certificate should not leave a half-started server.
+    let tls = match &config.tls {
+        Some(files) => Some((files.clone(), tls::load(files).map_err(|e| e.to_string())?)),
+        None => None,
+    };
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
@@ -172,23 +187,50 @@ async fn run(config: Config) -> Result<(), String> {
     let app = berth_api::app(berth_api::AppState {
         registry,
         auth: Arc::new(Authorizer::new(auth)),
-        external: Arc::new(berth_api::ExternalUrlConfig::new(config.addr)),
+        external: Arc::new(berth_api::ExternalUrlConfig {
+            tls: tls.is_some(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            listen_addr: config.addr,
+        }),
     });
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?
-        .tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-    tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| format!("server failed: {e}"))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    match tls {
+        None => {
+            tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))?;
+        }
+        Some((files, server_config)) => {
+            tracing::info!(
+                addr = %config.addr,
+                data_dir = %data_dir.display(),
+                certificate = %files.certificate.display(),
+                client_certificates = files.client_ca.is_some(),
+                "berth is serving HTTPS"
+            );
+            tls::serve(
+                listener,
+                app,
+                files,
+                server_config,
+                tls::RELOAD_POLL,
+                shutdown_signal(),
+            )
+            .await
+            .map_err(|e| format!("server failed: {e}"))?;
+        }
+    }
     meta.close().await;
     tracing::info!("berth stopped");
     Ok(())
