@@ -504,6 +504,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let raw: RawConfig =
+            toml::from_str(include_str!("../../../berth.example.toml")).expect("example parses");
+        let config = Config::resolve(&[("file", raw)]).expect("example is valid");
+        assert!(config.tls.is_none() && config.trusted_proxies.is_empty());
+    }
+
+    #[test]
     fn bad_values_are_explained() {
         let raw = RawConfig {
             addr: Some("nonsense".into()),
