@@ -8,12 +8,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use berth_api::{AppState, ExternalUrlConfig};
 use berth_auth::{AuthMode, Authorizer};
 use berth_registry::{Registry, RegistryOptions};
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
@@ -134,26 +135,44 @@ async fn start(files: TlsFiles) -> Server {
         .expect("open metadata");
     let blobs = berth_storage::FsBlobStore::open(data.path()).expect("open blobs");
     let registry = Registry::new(Arc::new(meta), Arc::new(blobs), RegistryOptions::default());
+    start_router(files, data, |addr| {
+        berth_api::app(AppState {
+            registry: Arc::new(registry),
+            auth: Arc::new(Authorizer::new(AuthMode::Open {
+                anonymous_write: false,
+            })),
+            external: Arc::new(ExternalUrlConfig {
+                tls: true,
+                trusted_proxies: Vec::new(),
+                listen_addr: addr,
+            }),
+        })
+    })
+    .await
+}
+
+/// Any router, built for its listen address, served over TLS.
+async fn start_router(
+    files: TlsFiles,
+    data: TempDir,
+    app: impl FnOnce(SocketAddr) -> Router,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let app = berth_api::app(AppState {
-        registry: Arc::new(registry),
-        auth: Arc::new(Authorizer::new(AuthMode::Open {
-            anonymous_write: false,
-        })),
-        external: Arc::new(ExternalUrlConfig {
-            tls: true,
-            trusted_proxies: Vec::new(),
-            listen_addr: addr,
-        }),
-    });
     let initial = load(&files).expect("load TLS files");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, app, files, initial, TEST_POLL, async {
-        let _ = stopped.await;
-    }));
+    tokio::spawn(serve(
+        listener,
+        app(addr),
+        files,
+        initial,
+        TEST_POLL,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Server {
         addr,
         _data: data,
@@ -276,6 +295,43 @@ async fn an_http1_only_client_is_served_too() {
         .insert("host", "localhost".parse().expect("host"));
     let response = sender.send_request(request).await.expect("response");
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// The loopback rule for anonymous writes needs the peer address: it must reach the router
+/// over TLS as it does over plain HTTP.
+#[tokio::test]
+async fn the_peer_address_reaches_the_router() {
+    let pki = Pki::new();
+    pki.ca("ca").issue("ca", "server", false, 1);
+    let router = |_| {
+        Router::new().route(
+            "/v2/",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.to_string()
+            }),
+        )
+    };
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = start_router(pki.files("server", None), data, router).await;
+
+    let stream = connect(server.addr, &connector(&pki, "ca", None, BOTH))
+        .await
+        .expect("handshake");
+    let client_addr = stream.get_ref().0.local_addr().expect("local addr");
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2");
+    tokio::spawn(connection);
+    let response = sender.send_request(request()).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    assert_eq!(body, client_addr.to_string());
 }
 
 #[tokio::test]
