@@ -7,9 +7,10 @@ set -euo pipefail
 #   docker-registry                                     the reference registry (distribution 2.8)
 #   busybox-static                                      the only binary inside the test images
 #   apache2-utils (htpasswd) jq curl                    auth files, JSON, raw HTTP
+#   openssl iproute2 (ip)                               private CAs and the host's address (t-tls.sh)
 #   wrk hyperfine                                       load / timing tools
 PACKAGES=(docker.io podman skopeo buildah umoci docker-registry busybox-static apache2-utils jq curl
-          uidmap runc wrk hyperfine)
+          uidmap runc wrk hyperfine openssl iproute2)
 
 if [[ "$(id -u)" != 0 ]]; then
   echo "install-deps.sh: must run as root (apt-get install)" >&2
@@ -68,7 +69,7 @@ else
 fi
 
 # Fail loudly if anything the tests call is still not there.
-for tool in docker dockerd podman skopeo buildah umoci runc docker-registry busybox htpasswd jq curl wrk hyperfine; do
+for tool in docker dockerd podman skopeo buildah umoci runc docker-registry busybox htpasswd jq curl wrk hyperfine openssl ip; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps.sh: '$tool' still missing after install" >&2; exit 1; }
 done
 log "done"

@@ -10,6 +10,11 @@
 #   E2E_KEEP=1          keep the temp dir after the run (its path is printed)
 #   E2E_WORK            set by run.sh for its children: the shared temp dir of this run
 #   REG_HTPASSWD        if set (by a t-*.sh, before start_registry): htpasswd file for basic auth, realm "berth"
+#   REG_HOST            if set (likewise): listen on this IP instead of 127.0.0.1
+#   REG_TLS_CERT, REG_TLS_KEY   if set (likewise): serve HTTPS with these PEM files; REG_URL is https://
+#   REG_TLS_CLIENT_CA   if set too: require client certificates signed by this CA (mutual TLS)
+#   REG_CURL_ARGS       array, if set: extra curl arguments for the readiness probe (--cacert, --cert, --key)
+#   REG_ANONYMOUS_WRITE=1   berth accepts pushes from non-loopback clients (for REG_HOST)
 
 set -uo pipefail
 
@@ -46,6 +51,7 @@ IMG="$E2E_WORK/images"
 REG_PIDS=()      # every registry this process started
 DOCKERD_PID=""
 DOCKER_EXEC_ROOT=""
+REMOVE_ON_EXIT=() # paths outside the temp dir that a test had to create (e.g. /etc/docker/certs.d/HOST:PORT)
 CHECK_PID=""     # process group of the check running now (killed if we are interrupted)
 
 cleanup() {
@@ -56,6 +62,8 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
   stop_dockerd
+  local path
+  for path in "${REMOVE_ON_EXIT[@]}"; do rm -rf -- "$path"; done
   if [[ "$E2E_OWNER" == 1 ]]; then
     # Anything still mounted under the temp dir (should be nothing) would make rm fail.
     grep -o " $E2E_WORK[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -178,19 +186,32 @@ free_port() {
 }
 
 # start_registry DIR [PORT]: start the E2E_TARGET registry with its data in DIR/data,
-# listening on 127.0.0.1:PORT (a free port if not given). Sets REG_DIR, REG_PORT,
-# REG (host:port), REG_URL and REG_PID. Waits until GET /v2/ answers 200 (10 s).
-# With REG_HTPASSWD set, the registry requires basic auth (realm "berth") against that
-# file, and an unauthenticated GET /v2/ answering 401 counts as ready.
+# listening on 127.0.0.1:PORT (a free port if not given; REG_HOST instead of 127.0.0.1).
+# Sets REG_DIR, REG_PORT, REG (host:port), REG_URL and REG_PID. Waits until GET /v2/
+# answers 200 (10 s). With REG_HTPASSWD set, the registry requires basic auth (realm
+# "berth") against that file, and an unauthenticated GET /v2/ answering 401 counts as
+# ready. With REG_TLS_CERT/REG_TLS_KEY (and REG_TLS_CLIENT_CA) it serves HTTPS.
 start_registry() {
   REG_DIR=$1
   REG_PORT=${2:-$(free_port)}
-  REG="127.0.0.1:$REG_PORT"
+  REG="${REG_HOST:-127.0.0.1}:$REG_PORT"
   REG_URL="http://$REG"
-  local ready=200 auth_env=()
+  local ready=200 berth_env=() tls_yaml=""
   if [[ -n "${REG_HTPASSWD:-}" ]]; then
     ready=401
-    auth_env=("BERTH_HTPASSWD=$REG_HTPASSWD" "BERTH_REALM=berth")
+    berth_env=("BERTH_HTPASSWD=$REG_HTPASSWD" "BERTH_REALM=berth")
+  fi
+  if [[ -n "${REG_TLS_CERT:-}" ]]; then
+    REG_URL="https://$REG"
+    berth_env+=("BERTH_TLS_CERTIFICATE=$REG_TLS_CERT" "BERTH_TLS_KEY=$REG_TLS_KEY")
+    tls_yaml=$'  tls:\n'"    certificate: $REG_TLS_CERT"$'\n'"    key: $REG_TLS_KEY"
+    if [[ -n "${REG_TLS_CLIENT_CA:-}" ]]; then
+      berth_env+=("BERTH_TLS_CLIENT_CA=$REG_TLS_CLIENT_CA")
+      tls_yaml+=$'\n    clientcas:\n'"      - $REG_TLS_CLIENT_CA"
+    fi
+  fi
+  if [[ "${REG_ANONYMOUS_WRITE:-0}" == 1 ]]; then
+    berth_env+=("BERTH_ANONYMOUS_WRITE=true")
   fi
   mkdir -p "$REG_DIR/data"
   case "$E2E_TARGET" in
@@ -199,7 +220,7 @@ start_registry() {
         echo "berth binary not found at $BERTH_BIN (build it with: cargo build -p berth)"
         return 1
       fi
-      env BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "${auth_env[@]}" "$BERTH_BIN" serve \
+      env BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "${berth_env[@]}" "$BERTH_BIN" serve \
         >>"$REG_DIR/registry.log" 2>&1 &
       ;;
     reference)
@@ -217,6 +238,7 @@ storage:
 http:
   addr: $REG
   secret: berth-e2e-fixed-secret
+$tls_yaml
 EOF
       if [[ -n "${REG_HTPASSWD:-}" ]]; then
         cat >>"$REG_DIR/config.yml" <<EOF
@@ -226,7 +248,10 @@ auth:
     path: $REG_HTPASSWD
 EOF
       fi
-      /usr/bin/docker-registry serve "$REG_DIR/config.yml" >>"$REG_DIR/registry.log" 2>&1 &
+      # Distribution reads REGISTRY_* variables as configuration: podman's REGISTRY_AUTH_FILE
+      # (setup_containers_env) would become an invalid `auth.file` setting.
+      env -u REGISTRY_AUTH_FILE /usr/bin/docker-registry serve "$REG_DIR/config.yml" \
+        >>"$REG_DIR/registry.log" 2>&1 &
       ;;
   esac
   REG_PID=$!
@@ -238,7 +263,8 @@ EOF
       tail -n 20 "$REG_DIR/registry.log"
       return 1
     fi
-    if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$REG_URL/v2/")" == "$ready" ]]; then
+    if [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 ${REG_CURL_ARGS[@]+"${REG_CURL_ARGS[@]}"} \
+      "$REG_URL/v2/")" == "$ready" ]]; then
       return 0
     fi
     sleep 0.1

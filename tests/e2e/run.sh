@@ -10,7 +10,7 @@ E2E_GROUP=setup
 echo "# e2e target: $E2E_TARGET$([[ $E2E_TARGET == berth ]] && echo " ($BERTH_BIN)"), temp dir $E2E_WORK"
 
 # Every tool any test needs; a missing one is a failure, never a skip.
-require_tools curl jq python3 sha256sum umoci skopeo podman buildah dockerd docker busybox runc
+require_tools curl jq python3 sha256sum umoci skopeo podman buildah dockerd docker busybox runc openssl ip
 if [[ "$E2E_TARGET" == reference ]]; then require_tools docker-registry; fi
 if ! python3 -c 'import oras' 2>/dev/null; then
   fail "required python module 'oras' is missing (run scripts/install-deps.sh)"

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use berth_auth::{AuthFailure, AuthMode, Challenge, Principal, ResourceActions};
@@ -73,9 +74,10 @@ pub fn presented(headers: &HeaderMap) -> Presented {
 /// same for an unknown user and a wrong password); a throttled caller gets a 429.
 pub async fn authenticate(
     state: &AppState,
-    headers: &HeaderMap,
+    request: &Parts,
     peer: Peer,
 ) -> Result<Principal, ApiError> {
+    let headers = &request.headers;
     match state.auth.mode() {
         AuthMode::Open { .. } => Ok(Principal::Anonymous),
         AuthMode::Htpasswd { realm, passwords } => {
@@ -100,7 +102,7 @@ pub async fn authenticate(
             } else {
                 Err(unauthorized(
                     state,
-                    headers,
+                    request,
                     &Challenge::Basic {
                         realm: realm.clone(),
                     },
@@ -113,19 +115,19 @@ pub async fn authenticate(
             Presented::Basic { user, password } => {
                 match auth.authenticate_basic(&user, &password, peer.ip).await {
                     Ok(account) => Ok(Principal::Account(account)),
-                    Err(failure) => Err(failure_response(state, headers, failure)),
+                    Err(failure) => Err(failure_response(state, request, failure)),
                 }
             }
             Presented::Bearer(token) => match auth.authenticate_bearer(&token).await {
                 Ok(claims) => Ok(Principal::Bearer(claims)),
-                Err(failure) => Err(failure_response(state, headers, failure)),
+                Err(failure) => Err(failure_response(state, request, failure)),
             },
         },
     }
 }
 
 /// The error answer to a failed authentication.
-pub fn failure_response(state: &AppState, headers: &HeaderMap, failure: AuthFailure) -> ApiError {
+pub fn failure_response(state: &AppState, request: &Parts, failure: AuthFailure) -> ApiError {
     match failure {
         AuthFailure::Throttled { retry_after_secs } => {
             ApiError::new(429, ErrorCode::Toomanyrequests, failure.to_string())
@@ -136,7 +138,7 @@ pub fn failure_response(state: &AppState, headers: &HeaderMap, failure: AuthFail
         ))),
         AuthFailure::InvalidToken(_) => unauthorized(
             state,
-            headers,
+            request,
             &Challenge::Bearer {
                 scope: Vec::new(),
                 error: Some("invalid_token"),
@@ -145,7 +147,7 @@ pub fn failure_response(state: &AppState, headers: &HeaderMap, failure: AuthFail
         ),
         AuthFailure::InvalidCredentials => unauthorized(
             state,
-            headers,
+            request,
             &Challenge::Bearer {
                 scope: Vec::new(),
                 error: None,
@@ -158,19 +160,19 @@ pub fn failure_response(state: &AppState, headers: &HeaderMap, failure: AuthFail
 /// A 401 with the challenge's `WWW-Authenticate` header.
 pub fn unauthorized(
     state: &AppState,
-    headers: &HeaderMap,
+    request: &Parts,
     challenge: &Challenge,
     detail: &str,
 ) -> ApiError {
     ApiError::new(401, ErrorCode::Unauthorized, detail).with_header(
         header::WWW_AUTHENTICATE,
-        &challenge_header(state, headers, challenge),
+        &challenge_header(state, request, challenge),
     )
 }
 
 /// `Basic realm="…"`, or `Bearer realm="<token URL>",service="…",scope="…",error="…"` as
 /// the distribution token-auth spec has it.
-pub fn challenge_header(state: &AppState, headers: &HeaderMap, challenge: &Challenge) -> String {
+pub fn challenge_header(state: &AppState, request: &Parts, challenge: &Challenge) -> String {
     match challenge {
         Challenge::Basic { realm } => format!("Basic realm=\"{realm}\""),
         Challenge::Bearer { scope, error } => {
@@ -181,7 +183,7 @@ pub fn challenge_header(state: &AppState, headers: &HeaderMap, challenge: &Chall
                 .unwrap_or_default();
             let mut value = format!(
                 "Bearer realm=\"{}\",service=\"{service}\"",
-                token_realm(state, headers)
+                token_realm(state, request)
             );
             if !scope.is_empty() {
                 let scopes: Vec<String> = scope.iter().map(ResourceActions::scope).collect();
@@ -196,10 +198,13 @@ pub fn challenge_header(state: &AppState, headers: &HeaderMap, challenge: &Chall
 }
 
 /// The absolute URL of `/service/token` as this client reaches the registry: the configured
-/// realm, else the request's own scheme and host.
-pub fn token_realm(state: &AppState, headers: &HeaderMap) -> String {
+/// realm, else the request's own scheme and host (from trusted proxies' `X-Forwarded-*`).
+pub fn token_realm(state: &AppState, request: &Parts) -> String {
     if let Some(realm) = &state.token_realm {
         return realm.clone();
     }
-    format!("{}/service/token", crate::external_base(state, headers))
+    let base = state
+        .external
+        .base_url(&request.uri, &request.headers, &request.extensions);
+    format!("{base}/service/token")
 }

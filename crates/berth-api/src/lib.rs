@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderMap, header};
 use axum::routing::{any, get};
 use berth_auth::Authorizer;
 use berth_registry::Registry;
@@ -20,9 +19,11 @@ use berth_registry::Registry;
 pub mod credentials;
 pub mod distribution;
 mod error;
+pub mod external_url;
 pub mod token;
 
 pub use error::ApiError;
+pub use external_url::ExternalUrlConfig;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -30,37 +31,27 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub auth: Arc<Authorizer>,
     /// The token service's URL as clients must call it, when configured; otherwise it is
-    /// derived from each request (scheme and `Host`).
+    /// derived from each request ([`AppState::external`]).
     pub token_realm: Option<String>,
-    /// Whether clients reach this server over TLS (the scheme of derived URLs).
-    pub tls: bool,
+    /// How to tell the external base URL of a request (TLS listener, trusted proxies):
+    /// `state.external.base_url(uri, headers, extensions)`.
+    pub external: Arc<ExternalUrlConfig>,
 }
 
 impl AppState {
+    /// A state for a plain-HTTP listener on `127.0.0.1:5000` without trusted proxies (tests);
+    /// `main` sets [`AppState::external`] from the configuration.
     pub fn new(registry: Arc<Registry>, auth: Arc<Authorizer>) -> AppState {
         AppState {
             registry,
             auth,
             token_realm: None,
-            tls: false,
+            external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                5000,
+            )))),
         }
     }
-}
-
-/// `scheme://host[:port]` as the client addressed this server: the scheme this listener
-/// speaks and the request's `Host` (a host that is not a plain `name[:port]` is ignored).
-pub fn external_base(state: &AppState, headers: &HeaderMap) -> String {
-    let scheme = if state.tls { "https" } else { "http" };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
-        })
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}")
 }
 
 /// The whole HTTP surface.

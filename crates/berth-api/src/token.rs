@@ -13,7 +13,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::{AuthFailure, ResourceActions, TokenAuth};
 use berth_core::ErrorCode;
@@ -74,7 +75,7 @@ fn json(body: &impl serde::Serialize) -> Response {
 
 async fn authenticated(
     state: &AppState,
-    headers: &HeaderMap,
+    request: &Parts,
     auth: &TokenAuth,
     user: &str,
     password: &str,
@@ -83,23 +84,23 @@ async fn authenticated(
     auth.authenticate_basic(user, password, peer.ip)
         .await
         .map(|account| account.name().to_owned())
-        .map_err(|failure| token_failure(state, headers, failure))
+        .map_err(|failure| token_failure(state, request, failure))
 }
 
 /// The token service answers bad credentials with a Basic challenge: it is the place that
 /// takes passwords.
-fn token_failure(state: &AppState, headers: &HeaderMap, failure: AuthFailure) -> ApiError {
+fn token_failure(state: &AppState, request: &Parts, failure: AuthFailure) -> ApiError {
     match failure {
         AuthFailure::InvalidCredentials | AuthFailure::InvalidToken(_) => {
             ApiError::new(401, ErrorCode::Unauthorized, failure.to_string()).with_header(
                 header::WWW_AUTHENTICATE,
                 &format!(
                     "Basic realm=\"{}\"",
-                    crate::credentials::token_realm(state, headers)
+                    crate::credentials::token_realm(state, request)
                 ),
             )
         }
-        other => failure_response(state, headers, other),
+        other => failure_response(state, request, other),
     }
 }
 
@@ -117,10 +118,11 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 
 async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let auth = token_auth(state)?;
-    let peer = Peer::of(request.extensions());
-    let headers = request.headers();
+    let (request, _) = request.into_parts();
+    let peer = Peer::of(&request.extensions);
+    let headers = &request.headers;
     let query: Vec<(String, String)> = request
-        .uri()
+        .uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
         .unwrap_or_default();
@@ -142,7 +144,7 @@ async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiEr
                     "the account parameter does not match the credentials",
                 ));
             }
-            Some(authenticated(state, headers, auth, &user, &password, peer).await?)
+            Some(authenticated(state, &request, auth, &user, &password, peer).await?)
         }
         _ => None,
     };
@@ -156,7 +158,7 @@ async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiEr
     let issued = auth
         .issue(account.as_deref(), &requested, offline)
         .await
-        .map_err(|f| token_failure(state, headers, f))?;
+        .map_err(|f| token_failure(state, &request, f))?;
     tracing::debug!(account = account.as_deref().unwrap_or("<anonymous>"), scope = %issued.scope, "issued a token");
     Ok(json(&GetAnswer {
         token: &issued.token,
@@ -189,9 +191,8 @@ struct PostAnswer<'a> {
 
 async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let auth = token_auth(state)?;
-    let peer = Peer::of(request.extensions());
     let (parts, body) = request.into_parts();
-    let headers = &parts.headers;
+    let peer = Peer::of(&parts.extensions);
     let body: Bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
         .map_err(|_| bad_form("the form is unreadable or larger than 64 KiB"))?;
@@ -203,7 +204,7 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
             let (Some(user), Some(password)) = (field("username"), field("password")) else {
                 return Err(bad_form("grant_type=password needs username and password"));
             };
-            authenticated(state, headers, auth, user, password, peer).await?
+            authenticated(state, &parts, auth, user, password, peer).await?
         }
         Some("refresh_token") => {
             let Some(refresh) = field("refresh_token") else {
@@ -211,7 +212,7 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
             };
             auth.redeem_refresh_token(refresh)
                 .await
-                .map_err(|f| token_failure(state, headers, f))?
+                .map_err(|f| token_failure(state, &parts, f))?
         }
         Some(other) => {
             return Err(bad_form(&format!(
@@ -229,7 +230,7 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
     let issued = auth
         .issue(Some(&account), &requested, offline)
         .await
-        .map_err(|f| token_failure(state, headers, f))?;
+        .map_err(|f| token_failure(state, &parts, f))?;
     Ok(json(&PostAnswer {
         access_token: &issued.access_token,
         scope: &issued.scope,

@@ -374,7 +374,9 @@ pub async fn coldstart(
             break Err(format!("{program} exited with {status} before answering"));
         }
         if began.elapsed() > timeout {
-            break Err(format!("{program}: no {ready_status} on /v2/ after {timeout:?}"));
+            break Err(format!(
+                "{program}: no {ready_status} on /v2/ after {timeout:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };

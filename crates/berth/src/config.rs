@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use berth_api::external_url::IpNet;
 use serde::Deserialize;
 
 /// Everything a user can set, each optional; one value per source.
@@ -29,6 +30,12 @@ pub struct RawConfig {
     /// `[validation]`: what pushed manifests must satisfy.
     #[serde(default)]
     pub validation: RawValidation,
+    /// `[tls]`: serve HTTPS instead of plain HTTP.
+    #[serde(default)]
+    pub tls: RawTls,
+    /// `[http]`: how requests reach berth.
+    #[serde(default)]
+    pub http: RawHttp,
     /// `[auth]`: how clients authenticate.
     #[serde(default)]
     pub auth: RawAuth,
@@ -58,6 +65,26 @@ pub struct RawValidation {
     pub sparse_index: Option<bool>,
 }
 
+/// The `[tls]` table: PEM files.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate chain, leaf first.
+    pub certificate: Option<PathBuf>,
+    /// Private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// CA certificates that client certificates must chain to (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The `[http]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Reverse proxies (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -73,6 +100,9 @@ pub struct Config {
     pub token_issuer: String,
     pub token_lifetime: std::time::Duration,
     pub token_realm: Option<String>,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<IpNet>,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
 }
@@ -83,6 +113,14 @@ pub enum AuthModeSetting {
     None,
     Htpasswd,
     Token,
+}
+
+/// The TLS files named by the configuration (read and checked by `tls::load`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +141,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{0}")]
+    Inconsistent(String),
 }
 
 impl RawConfig {
@@ -153,6 +193,20 @@ impl RawConfig {
                     .transpose()?,
                 token_realm: get("auth.token_realm"),
             },
+            tls: RawTls {
+                certificate: get("tls.certificate").map(PathBuf::from),
+                key: get("tls.key").map(PathBuf::from),
+                client_ca: get("tls.client_ca").map(PathBuf::from),
+            },
+            http: RawHttp {
+                trusted_proxies: get("http.trusted_proxies").map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect()
+                }),
+            },
         })
     }
 }
@@ -172,6 +226,10 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "auth.issuer" => "BERTH_AUTH_ISSUER",
         "auth.token_lifetime" => "BERTH_AUTH_TOKEN_LIFETIME",
         "auth.token_realm" => "BERTH_AUTH_TOKEN_REALM",
+        "tls.certificate" => "BERTH_TLS_CERTIFICATE",
+        "tls.key" => "BERTH_TLS_KEY",
+        "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
+        "http.trusted_proxies" => "BERTH_HTTP_TRUSTED_PROXIES",
         _ => return None,
     })
 }
@@ -185,6 +243,11 @@ pub fn registry_env_name(field: &'static str) -> Option<&'static str> {
         "htpasswd" => "REGISTRY_AUTH_HTPASSWD_PATH",
         "realm" => "REGISTRY_AUTH_HTPASSWD_REALM",
         "auth.mode" => "REGISTRY_AUTH",
+        "tls.certificate" => "REGISTRY_HTTP_TLS_CERTIFICATE",
+        "tls.key" => "REGISTRY_HTTP_TLS_KEY",
+        // registry:2 takes a list of client CA files; berth takes one (a PEM bundle may
+        // hold several CAs), so only the first name is read.
+        "tls.client_ca" => "REGISTRY_HTTP_TLS_CLIENTCAS_0",
         _ => return None,
     })
 }
@@ -238,6 +301,15 @@ impl Config {
             Some(false)
         )
         .unwrap_or(false);
+        let certificate = pick!("tls.certificate", tls.certificate, None::<PathBuf>);
+        let key = pick!("tls.key", tls.key, None::<PathBuf>);
+        let client_ca = pick!("tls.client_ca", tls.client_ca, None::<PathBuf>);
+        let trusted_proxies = pick!(
+            "http.trusted_proxies",
+            http.trusted_proxies,
+            Some(Vec::<String>::new())
+        )
+        .unwrap_or_default();
 
         let mode_text = pick!("auth.mode", auth.mode, None::<String>);
         let token_service =
@@ -331,6 +403,41 @@ impl Config {
                 reason: "must be non-empty printable ASCII without quotes or backslashes".into(),
             });
         }
+        let tls = match (certificate, key, client_ca) {
+            (None, None, None) => None,
+            (Some(certificate), Some(key), client_ca) => Some(TlsFiles {
+                certificate,
+                key,
+                client_ca,
+            }),
+            (Some(_), None, _) => {
+                return Err(ConfigError::Inconsistent(
+                    "tls.certificate is set but tls.key is not: TLS needs both, or neither".into(),
+                ));
+            }
+            (None, Some(_), _) => {
+                return Err(ConfigError::Inconsistent(
+                    "tls.key is set but tls.certificate is not: TLS needs both, or neither".into(),
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError::Inconsistent(
+                    "tls.client_ca is set but tls.certificate and tls.key are not: client \
+                     certificates are only checked over TLS"
+                        .into(),
+                ));
+            }
+        };
+        let trusted_proxies = trusted_proxies
+            .into_iter()
+            .map(|entry| {
+                entry.parse().map_err(|reason| ConfigError::Invalid {
+                    name: "http.trusted_proxies",
+                    value: entry,
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<IpNet>, _>>()?;
         Ok(Config {
             addr,
             data_dir,
@@ -344,6 +451,8 @@ impl Config {
             token_issuer,
             token_lifetime: std::time::Duration::from_secs(token_lifetime),
             token_realm,
+            tls,
+            trusted_proxies,
             origins,
         })
     }
@@ -420,6 +529,113 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::resolve(&[("flag", raw)]).is_ok());
+    }
+
+    #[test]
+    fn tls_comes_from_the_file_and_both_environments() {
+        let file: RawConfig = toml::from_str(
+            "[tls]\ncertificate = \"/etc/berth/cert.pem\"\nkey = \"/etc/berth/key.pem\"\n",
+        )
+        .expect("toml");
+        let config = Config::resolve(&[("file", file)]).expect("valid");
+        let tls = config.tls.as_ref().expect("tls");
+        assert_eq!(tls.certificate, PathBuf::from("/etc/berth/cert.pem"));
+        assert_eq!(tls.client_ca, None);
+        let shown = config.describe();
+        assert!(shown.contains("tls.certificate"), "{shown}");
+        assert!(shown.contains("\"/etc/berth/key.pem\""), "{shown}");
+
+        let vars = |k: &str| match k {
+            "REGISTRY_HTTP_TLS_CERTIFICATE" => Some("/r/cert.pem".to_string()),
+            "REGISTRY_HTTP_TLS_KEY" => Some("/r/key.pem".to_string()),
+            "REGISTRY_HTTP_TLS_CLIENTCAS_0" => Some("/r/ca.pem".to_string()),
+            "BERTH_TLS_KEY" => Some("/b/key.pem".to_string()),
+            _ => None,
+        };
+        let registry = RawConfig::from_env(registry_env_name, &vars).expect("valid");
+        let berth = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        let config = Config::resolve(&[("registry", registry), ("berth", berth)]).expect("valid");
+        let expected = TlsFiles {
+            certificate: "/r/cert.pem".into(),
+            key: "/b/key.pem".into(),
+            client_ca: Some("/r/ca.pem".into()),
+        };
+        assert_eq!(config.tls, Some(expected));
+        assert!(config.describe().contains("(berth)"));
+        assert!(Config::resolve(&[]).expect("defaults").tls.is_none());
+        assert!(toml::from_str::<RawConfig>("[tls]\ncert = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn tls_needs_certificate_and_key_together() {
+        let tls =
+            |certificate: Option<&str>, key: Option<&str>, client_ca: Option<&str>| RawConfig {
+                tls: RawTls {
+                    certificate: certificate.map(PathBuf::from),
+                    key: key.map(PathBuf::from),
+                    client_ca: client_ca.map(PathBuf::from),
+                },
+                ..Default::default()
+            };
+        for (raw, names) in [
+            (tls(Some("c"), None, None), "tls.key"),
+            (tls(None, Some("k"), None), "tls.certificate"),
+            (tls(None, None, Some("ca")), "tls.client_ca"),
+            (tls(Some("c"), None, Some("ca")), "tls.key"),
+        ] {
+            let err = Config::resolve(&[("file", raw)]).expect_err("inconsistent");
+            assert!(err.to_string().contains(names), "{err}");
+        }
+        let mutual = Config::resolve(&[("file", tls(Some("c"), Some("k"), Some("ca")))]);
+        assert!(mutual.expect("valid").tls.is_some());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let file: RawConfig =
+            toml::from_str("[http]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n")
+                .expect("toml");
+        let config = Config::resolve(&[("file", file)]).expect("valid");
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(config.describe().contains("10.0.0.0/8"));
+        assert!(
+            Config::resolve(&[])
+                .expect("defaults")
+                .trusted_proxies
+                .is_empty()
+        );
+
+        let vars = |k: &str| {
+            (k == "BERTH_HTTP_TRUSTED_PROXIES").then(|| " 192.0.2.1 , fd00::/8,".to_string())
+        };
+        let raw = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        let proxies = raw.http.trusted_proxies.clone().expect("set");
+        assert_eq!(proxies, ["192.0.2.1", "fd00::/8"]);
+        assert_eq!(
+            Config::resolve(&[("env", raw)])
+                .expect("valid")
+                .trusted_proxies
+                .len(),
+            2
+        );
+
+        let bad = RawConfig {
+            http: RawHttp {
+                trusted_proxies: Some(vec!["10.0.0.0/40".into()]),
+            },
+            ..Default::default()
+        };
+        let err = Config::resolve(&[("file", bad)]).expect_err("invalid");
+        assert!(err.to_string().contains("http.trusted_proxies"), "{err}");
+        assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let raw: RawConfig =
+            toml::from_str(include_str!("../../../berth.example.toml")).expect("example parses");
+        let config = Config::resolve(&[("file", raw)]).expect("example is valid");
+        assert!(config.tls.is_none() && config.trusted_proxies.is_empty());
     }
 
     #[test]

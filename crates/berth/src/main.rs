@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod tls;
 
 use config::{AuthModeSetting, Config, RawConfig, berth_env_name, registry_env_name};
 
@@ -126,6 +127,8 @@ impl Flags {
                     mode: self.auth_mode.clone(),
                     ..Default::default()
                 },
+                tls: Default::default(),
+                http: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -133,6 +136,9 @@ impl Flags {
 }
 
 fn main() -> ExitCode {
+    // ring is the only crypto provider built in; make it the process default before anything
+    // could ask for one. (An error means one is installed already.)
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
@@ -143,10 +149,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(flags) => flags.load().map_err(|e| e.to_string()).and_then(serve),
-        Command::Config(flags) => flags
-            .load()
-            .map_err(|e| e.to_string())
-            .map(|config| print!("{}", config.describe())),
+        Command::Config(flags) => flags.load().map_err(|e| e.to_string()).and_then(|config| {
+            // The TLS files are checked too: `berth config` answers "would serve start?".
+            if let Some(files) = &config.tls {
+                tls::load(files).map_err(|e| e.to_string())?;
+            }
+            print!("{}", config.describe());
+            Ok(())
+        }),
         Command::User { command, flags } => block_on(admin::user(command, &flags)),
         Command::Project { command, flags } => block_on(admin::project(command, &flags)),
         Command::Member { command, flags } => block_on(admin::member(command, &flags)),
@@ -194,6 +204,11 @@ fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn run(config: Config) -> Result<(), String> {
+    // Before anything else: a bad certificate should not leave a half-started server.
+    let tls = match &config.tls {
+        Some(files) => Some((files.clone(), tls::load(files).map_err(|e| e.to_string())?)),
+        None => None,
+    };
     let data_dir = &config.data_dir;
     let meta = open_metadata(data_dir).await?;
     let blobs = berth_storage::FsBlobStore::open(data_dir)
@@ -234,22 +249,50 @@ async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(purge_uploads_periodically(registry.clone()));
     let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
     state.token_realm = config.token_realm.clone();
+    state.external = Arc::new(berth_api::ExternalUrlConfig {
+        tls: tls.is_some(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        listen_addr: config.addr,
+    });
     let app = berth_api::app(state);
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?
-        .tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-    tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .map_err(|e| format!("server failed: {e}"))?;
+        .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    match tls {
+        None => {
+            tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))?;
+        }
+        Some((files, server_config)) => {
+            tracing::info!(
+                addr = %config.addr,
+                data_dir = %data_dir.display(),
+                certificate = %files.certificate.display(),
+                client_certificates = files.client_ca.is_some(),
+                "berth is serving HTTPS"
+            );
+            tls::serve(
+                listener,
+                app,
+                files,
+                server_config,
+                tls::RELOAD_POLL,
+                shutdown_signal(),
+            )
+            .await
+            .map_err(|e| format!("server failed: {e}"))?;
+        }
+    }
     meta.close().await;
     tracing::info!("berth stopped");
     Ok(())

@@ -32,13 +32,10 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 }
 
 async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let peer = Peer::of(request.extensions());
-    let principal = authenticate(state, request.headers(), peer).await?;
-    let parsed = Endpoint::parse(
-        request.method().as_str(),
-        request.uri().path(),
-        request.uri().query(),
-    );
+    let (parts, body) = request.into_parts();
+    let peer = Peer::of(&parts.extensions);
+    let principal = authenticate(state, &parts, peer).await?;
+    let parsed = Endpoint::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
     // Credentials come first, as in registry:2: a client without them learns nothing,
     // not even that its path was malformed.
     let required = match &parsed {
@@ -59,13 +56,12 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
                 } => "the token does not grant this access: request one that does",
                 _ => "",
             };
-            return Err(unauthorized(state, request.headers(), &challenge, detail));
+            return Err(unauthorized(state, &parts, &challenge, detail));
         }
         Decision::Deny(reason) => return Err(ApiError::new(403, ErrorCode::Denied, reason)),
     }
     let endpoint = parsed?;
 
-    let (parts, body) = request.into_parts();
     let registry = &state.registry;
     let headers = &parts.headers;
     match endpoint {

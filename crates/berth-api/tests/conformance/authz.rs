@@ -462,16 +462,25 @@ async fn anonymous_pulls_public_projects_and_is_challenged_for_private_ones() {
     let app = &world.app;
     let public = app.get("/v2/library/base/manifests/v1").send().await;
     assert_eq!(public.status, StatusCode::OK);
-    let private = app.get(format!("/v2/{REPO}/manifests/v1")).send().await;
+    // The realm is the token service as this client addressed the registry (its Host).
+    let private = app
+        .get(format!("/v2/{REPO}/manifests/v1"))
+        .header("host", "registry.example:5000")
+        .send()
+        .await;
     assert_eq!(private.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         private.header("www-authenticate"),
-        "Bearer realm=\"http://localhost/service/token\",service=\"berth\",scope=\"repository:team/app:pull\""
+        "Bearer realm=\"http://registry.example:5000/service/token\",service=\"berth\",scope=\"repository:team/app:pull\""
     );
-    let push = app.post("/v2/library/base/blobs/uploads/").send().await;
+    let push = app
+        .post("/v2/library/base/blobs/uploads/")
+        .header("host", "registry.example:5000")
+        .send()
+        .await;
     assert_eq!(
         push.header("www-authenticate"),
-        "Bearer realm=\"http://localhost/service/token\",service=\"berth\",scope=\"repository:library/base:pull,push\""
+        "Bearer realm=\"http://registry.example:5000/service/token\",service=\"berth\",scope=\"repository:library/base:pull,push\""
     );
 }
 

@@ -160,11 +160,15 @@ async fn a_token_lacking_a_scope_the_account_may_have_is_challenged_for_it() {
             .status,
         StatusCode::OK
     );
-    let push = with_token.post("/v2/team/app/blobs/uploads/").send().await;
+    let push = with_token
+        .post("/v2/team/app/blobs/uploads/")
+        .header("host", "registry.example")
+        .send()
+        .await;
     push.assert_error(401, "UNAUTHORIZED");
     assert_eq!(
         push.header("www-authenticate"),
-        "Bearer realm=\"http://localhost/service/token\",service=\"berth\",scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\""
+        "Bearer realm=\"http://registry.example/service/token\",service=\"berth\",scope=\"repository:team/app:pull,push\",error=\"insufficient_scope\""
     );
     // The guest's token cannot get push, whatever it asks: a 403, not a retry loop.
     let guest = app.with_basic("guest", PASSWORD);

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# TLS with a private CA and real clients: curl (HTTP/2 by ALPN), docker via certs.d, skopeo/podman --cert-dir, clients without the CA refused (x509), a certificate swapped on disk served without restart, mutual TLS.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+E2E_GROUP=tls
+
+require_tools openssl ip curl jq docker dockerd skopeo podman || exit "$E2E_ABORTED"
+ensure_test_images
+
+# docker counts 127.0.0.0/8 as an insecure registry: there it skips certificate verification
+# and never reads certs.d, so nothing about TLS would be tested. The registry listens on this
+# machine's first non-loopback IPv4 address instead (the traffic still stays inside the machine).
+HOST_IP=$(ip -4 -o addr show scope global | awk '{sub(/\/.*/, "", $4); print $4; exit}')
+[[ -n "$HOST_IP" ]] || abort "find a non-loopback IPv4 address" \
+  "docker verifies certificates only for registries outside 127.0.0.0/8"
+
+X509='x509: certificate signed by unknown authority'
+
+# ---------------------------------------------------------------- private CAs (openssl)
+PKI="$T/pki"
+mkdir -p "$PKI"
+
+# pki_ca NAME: a self-signed CA in NAME.crt + NAME.key
+pki_ca() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=berth e2e $1" -keyout "$PKI/$1.key" -out "$PKI/$1.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+
+# pki_issue CA NAME serverAuth|clientAuth: NAME.crt + NAME.key, signed by CA, for $HOST_IP,
+# 127.0.0.1 and localhost
+pki_issue() {
+  local ca=$1 name=$2 usage=$3
+  printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature \
+    "extendedKeyUsage=$usage" "subjectAltName=IP:$HOST_IP,IP:127.0.0.1,DNS:localhost" \
+    >"$PKI/$name.ext"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
+    -keyout "$PKI/$name.key" -out "$PKI/$name.csr" &&
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" \
+      -CAcreateserial -days 2 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
+}
+
+# ca: the registry's CA; ca2: the CA of the renewed certificate swapped in later;
+# clients: the CA client certificates need for mutual TLS; stranger: a CA nobody trusts.
+make_pki() {
+  pki_ca ca && pki_ca ca2 && pki_ca clients && pki_ca stranger &&
+    pki_issue ca server serverAuth && pki_issue ca2 server2 serverAuth &&
+    pki_issue clients alice clientAuth && pki_issue stranger mallory clientAuth
+}
+msg=$(make_pki 2>&1) || abort "make private CAs and certificates with openssl" "$msg"
+
+# What containers/image (skopeo, podman) reads from --cert-dir: *.crt are CAs, and
+# NAME.cert + NAME.key a client certificate. docker's certs.d is the same.
+CERTS="$T/certs"            # only the CA
+MTLS_CERTS="$T/certs-mtls"  # the CA and alice's client certificate
+mkdir -p "$CERTS" "$MTLS_CERTS"
+cp "$PKI/ca.crt" "$CERTS/ca.crt"
+cp "$PKI/ca.crt" "$MTLS_CERTS/ca.crt"
+cp "$PKI/alice.crt" "$MTLS_CERTS/client.cert"
+cp "$PKI/alice.key" "$MTLS_CERTS/client.key"
+
+# The files the first registry serves; replaced on disk later.
+cp "$PKI/server.crt" "$PKI/live.crt"
+cp "$PKI/server.key" "$PKI/live.key"
+
+# ---------------------------------------------------------------- helpers
+# expect_error PATTERN CMD...: CMD fails and its output matches PATTERN (extended regex)
+expect_error() {
+  local pattern=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -Eq -- "$pattern" <<<"$out" || { echo "the failure does not match: $pattern"; return 1; }
+}
+
+# expect_code CODE CURL-ARGS...: curl answers exactly CODE
+expect_code() {
+  local want=$1 got; shift
+  got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "$@")
+  [[ "$got" == "$want" ]] || { echo "expected HTTP $want, got $got"; return 1; }
+}
+
+# expect_refused CURL-ARGS...: the TLS handshake fails, so there is no HTTP answer at all
+expect_refused() {
+  local code rc
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 30 "$@" 2>"$T/refused.err"); rc=$?
+  echo "curl exit $rc, HTTP code $code: $(cat "$T/refused.err")"
+  [[ $rc != 0 && "$code" == 000 ]]
+}
+
+expect_http2() {
+  local version
+  version=$(curl -s -o /dev/null -w '%{http_version}' --http2 --max-time 30 "$@") || return 1
+  echo "HTTP version: $version"
+  [[ "$version" == 2 ]]
+}
+
+fingerprint_of_file() { openssl x509 -in "$1" -noout -fingerprint -sha256; }
+served_fingerprint() {
+  openssl s_client -connect "$REG" -servername localhost </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256
+}
+
+# expect_served FILE [SECONDS]: the registry presents FILE's certificate (within SECONDS)
+expect_served() {
+  local want got i
+  want=$(fingerprint_of_file "$1") || return 1
+  for i in $(seq "$(( ${2:-0} * 2 + 1 ))"); do
+    got=$(served_fingerprint)
+    [[ "$got" == "$want" ]] && { echo "served: $got"; return 0; }
+    sleep 0.5
+  done
+  echo "expected $want"; echo "served   $got"
+  return 1
+}
+
+expect_digest() {  # CERT-DIR REF: skopeo inspect gives the v1 layout digest
+  local got
+  got=$(skopeo inspect --cert-dir "$1" "docker://$2" | jq -r .Digest) || return 1
+  [[ "$got" == "$V1" ]] || { echo "expected $V1, got $got"; return 1; }
+}
+
+# expect_log_quiet: no warning or error in the registry log (refused clients are not the
+# server's problem), and the refusals are there at debug level
+expect_log_quiet() {
+  if grep -E 'WARN|ERROR' "$REG_LOG"; then echo "^ warnings or errors in $REG_LOG"; return 1; fi
+  grep -q 'DEBUG.*TLS handshake failed' "$REG_LOG" ||
+    { echo "no debug line 'TLS handshake failed' in $REG_LOG"; return 1; }
+}
+
+# docker_certs_dir REGISTRY CERT-DIR: copy CERT-DIR to /etc/docker/certs.d/REGISTRY, where
+# dockerd looks (it has no flag or variable to look elsewhere); removed on exit.
+docker_certs_dir() {
+  local dir="/etc/docker/certs.d/$1" top="" d
+  d=$dir
+  while [[ ! -e "$d" ]]; do top=$d; d=$(dirname "$d"); done
+  [[ -n "$top" ]] || abort "install the CA for docker" "$dir exists already: not touching it"
+  REMOVE_ON_EXIT+=("$top")
+  mkdir -p "$dir" && cp "$2"/* "$dir/"
+}
+
+# The registry's own debug lines for refused handshakes (ignored by the reference).
+export BERTH_LOG=info,berth::tls=debug
+V1=$(layout_digest v1)
+
+# ================================================================ one-way TLS
+REG_HOST=$HOST_IP
+REG_ANONYMOUS_WRITE=1  # clients reach $HOST_IP from $HOST_IP, not from loopback
+REG_TLS_CERT="$PKI/live.crt"
+REG_TLS_KEY="$PKI/live.key"
+REG_CURL_ARGS=(--cacert "$PKI/ca.crt")
+start_registry_or_abort "$T/reg"
+REG_LOG="$REG_DIR/registry.log"
+
+# --- curl
+check "curl --cacert: GET /v2/ over HTTPS answers 200" expect_code 200 --cacert "$PKI/ca.crt" "$REG_URL/v2/"
+check "curl negotiates HTTP/2 by ALPN" expect_http2 --cacert "$PKI/ca.crt" "$REG_URL/v2/"
+check "curl --http1.1 is served too" expect_code 200 --http1.1 --cacert "$PKI/ca.crt" "$REG_URL/v2/"
+check "curl without the CA fails certificate verification" \
+  expect_error 'SSL certificate problem' curl -sS --max-time 30 -o /dev/null "$REG_URL/v2/"
+check "plain HTTP to the TLS port is not served" \
+  bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 'http://$REG/v2/') != 200 ]]"
+check "the served certificate is the configured one (openssl s_client)" expect_served "$PKI/server.crt"
+
+# --- skopeo and podman (--cert-dir). Before docker: containers/image also reads
+# /etc/docker/certs.d, so once docker's CA is there these clients trust it as well.
+setup_containers_env
+SKOPEO_IMAGE="$REG/e2e/tls/skopeo"
+PODMAN_IMAGE="$REG/e2e/tls/podman"
+check "skopeo copy without the CA fails: $X509" \
+  expect_error "$X509" skopeo copy -q "oci:$IMG/oci:v1" "docker://$SKOPEO_IMAGE:v1"
+check "skopeo copy --dest-cert-dir" \
+  skopeo copy -q --dest-cert-dir "$CERTS" "oci:$IMG/oci:v1" "docker://$SKOPEO_IMAGE:v1"
+check "skopeo inspect --cert-dir gives the layout digest" expect_digest "$CERTS" "$SKOPEO_IMAGE:v1"
+check "podman pull without the CA fails: $X509" expect_error "$X509" pm pull -q "$SKOPEO_IMAGE:v1"
+check "podman pull --cert-dir" pm pull -q --cert-dir "$CERTS" "$SKOPEO_IMAGE:v1"
+check "podman tag" pm tag "$SKOPEO_IMAGE:v1" "$PODMAN_IMAGE:v1"
+check "podman push --cert-dir" pm push -q --cert-dir "$CERTS" "$PODMAN_IMAGE:v1"
+check "podman-pushed image is there (skopeo inspect --cert-dir)" \
+  skopeo inspect --cert-dir "$CERTS" --raw "docker://$PODMAN_IMAGE:v1"
+
+# --- docker (certs.d)
+if ! start_dockerd >"$T/dockerd-start.msg" 2>&1; then
+  abort "start a private dockerd" "$(cat "$T/dockerd-start.msg")"
+fi
+DOCKER_IMAGE="$REG/e2e/tls/docker"
+check "docker load of a locally built image" docker load -i "$IMG/busybox-amd64.tar"
+check "docker tag" docker tag e2e-local/busybox:v1 "$DOCKER_IMAGE:v1"
+check "docker push without the CA fails: $X509" expect_error "$X509" docker push "$DOCKER_IMAGE:v1"
+docker_certs_dir "$REG" "$CERTS"
+check "docker push with the CA in /etc/docker/certs.d/$REG/ca.crt" docker push "$DOCKER_IMAGE:v1"
+check "docker rmi" docker rmi "$DOCKER_IMAGE:v1"
+check "docker pull" docker pull "$DOCKER_IMAGE:v1"
+check "docker run the pulled image" \
+  bash -c "docker run --rm --network none '$DOCKER_IMAGE:v1' | grep -qx 'hello from amd64'"
+
+if [[ "$E2E_TARGET" == berth ]]; then
+  check "refused handshakes are logged at debug, no warning or error" expect_log_quiet
+else
+  skip "refused handshakes are logged at debug, no warning or error" "berth's own logging"
+fi
+
+# --- a certificate replaced on disk (as a certificate manager does: write, then rename)
+swap_live() {  # NAME: NAME.crt/.key become live.crt/.key
+  cp "$PKI/$1.crt" "$PKI/live.crt.new" && cp "$PKI/$1.key" "$PKI/live.key.new" &&
+    mv "$PKI/live.crt.new" "$PKI/live.crt" && mv "$PKI/live.key.new" "$PKI/live.key"
+}
+if [[ "$E2E_TARGET" == berth ]]; then
+  PID_BEFORE=$REG_PID
+  check "swap in a certificate from a new CA (ca2) on disk" swap_live server2
+  check "the new certificate is served without a restart (openssl s_client, 15 s)" \
+    expect_served "$PKI/server2.crt" 15
+  check "curl --cacert with the new CA: 200" expect_code 200 --cacert "$PKI/ca2.crt" "$REG_URL/v2/"
+  check "curl --cacert with the old CA now fails" \
+    expect_error 'SSL certificate problem' curl -sS --max-time 30 --cacert "$PKI/ca.crt" -o /dev/null "$REG_URL/v2/"
+  check "the same registry process is serving" kill -0 "$PID_BEFORE"
+  check "the reload is logged" grep -q 'TLS files changed: reloaded' "$REG_LOG"
+
+  check "write a broken certificate file" bash -c "echo 'not a certificate' >'$PKI/live.crt'"
+  sleep 5  # two reload polls
+  check "with a broken file on disk the previous certificate keeps serving" \
+    expect_served "$PKI/server2.crt"
+  check "... and answering" expect_code 200 --cacert "$PKI/ca2.crt" "$REG_URL/v2/"
+  check "the broken file is logged as a warning" grep -q 'WARN.*cannot be used' "$REG_LOG"
+  check "a good file again is picked up" swap_live server
+  check "... and served (15 s)" expect_served "$PKI/server.crt" 15
+else
+  for c in "a certificate swapped on disk is served without a restart" \
+    "a broken certificate file on disk keeps the previous certificate serving"; do
+    skip "$c" "distribution 2.8 reads its certificate once, at start"
+  done
+fi
+
+# ================================================================ mutual TLS
+REG_TLS_CERT="$PKI/server.crt"
+REG_TLS_KEY="$PKI/server.key"
+REG_TLS_CLIENT_CA="$PKI/clients.crt"
+REG_CURL_ARGS=(--cacert "$PKI/ca.crt" --cert "$PKI/alice.crt" --key "$PKI/alice.key")
+start_registry_or_abort "$T/reg-mtls"
+REG_LOG="$REG_DIR/registry.log"
+MTLS_IMAGE="$REG/e2e/tls/mtls"
+
+check "mutual TLS: curl without a client certificate is refused at the handshake" \
+  expect_refused --cacert "$PKI/ca.crt" "$REG_URL/v2/"
+check "mutual TLS: curl with a client certificate from another CA is refused" \
+  expect_refused --cacert "$PKI/ca.crt" --cert "$PKI/mallory.crt" --key "$PKI/mallory.key" "$REG_URL/v2/"
+check "mutual TLS: curl with a client certificate signed by the client CA: 200" \
+  expect_code 200 --cacert "$PKI/ca.crt" --cert "$PKI/alice.crt" --key "$PKI/alice.key" "$REG_URL/v2/"
+check "mutual TLS: skopeo copy with client.cert/client.key in --dest-cert-dir" \
+  skopeo copy -q --dest-cert-dir "$MTLS_CERTS" "oci:$IMG/oci:v1" "docker://$MTLS_IMAGE:v1"
+check "mutual TLS: skopeo inspect with the client certificate gives the layout digest" \
+  expect_digest "$MTLS_CERTS" "$MTLS_IMAGE:v1"
+check_fails "mutual TLS: skopeo inspect with only the CA is refused" \
+  skopeo inspect --cert-dir "$CERTS" "docker://$MTLS_IMAGE:v1"
+docker_certs_dir "$REG" "$MTLS_CERTS"
+check "mutual TLS: docker pull with ca.crt, client.cert, client.key in certs.d" docker pull "$MTLS_IMAGE:v1"
+if [[ "$E2E_TARGET" == berth ]]; then
+  check "mutual TLS: refused clients are logged at debug, no warning or error" expect_log_quiet
+else
+  skip "mutual TLS: refused clients are logged at debug, no warning or error" "berth's own logging"
+fi
+
+exit 0
