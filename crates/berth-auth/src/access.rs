@@ -39,6 +39,20 @@ pub struct TokenSettings {
     pub refresh_lifetime: Duration,
     /// How long cached grants and project visibility are trusted without re-reading them.
     pub cache_ttl: Duration,
+    /// Who may create a project by pushing into it (else a push into a missing project is
+    /// refused, saying so).
+    pub create_project_on_push: ProjectCreation,
+}
+
+/// Who may create a missing project by pushing into it; the pusher becomes its project admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProjectCreation {
+    #[default]
+    Nobody,
+    /// System administrators.
+    Administrators,
+    /// Any user (not robots), as Harbor's `project_creation_restriction: everyone`.
+    Users,
 }
 
 impl Default for TokenSettings {
@@ -49,6 +63,7 @@ impl Default for TokenSettings {
             token_lifetime: Duration::from_secs(30 * 60),
             refresh_lifetime: Duration::from_secs(30 * 24 * 3600),
             cache_ttl: Duration::from_secs(5),
+            create_project_on_push: ProjectCreation::Nobody,
         }
     }
 }
@@ -72,6 +87,10 @@ impl Account {
 /// permissions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
+    /// The account's name.
+    pub account: String,
+    /// The user's id; `None` for robots.
+    pub user_id: Option<i64>,
     pub sysadmin: bool,
     pub roles: HashMap<String, Role>,
     pub robot: Vec<RobotPermission>,
@@ -427,6 +446,7 @@ impl TokenAuth {
                 .map_err(store_err)?
                 .filter(|r| !r.disabled && r.expires_at.is_none_or(|at| at > now_secs()))
                 .map(|r| Grants {
+                    account: r.name,
                     robot: r.permissions,
                     ..Grants::default()
                 })
@@ -442,6 +462,8 @@ impl TokenAuth {
                         .map(|m| (m.project.name, m.role))
                         .collect();
                     Some(Grants {
+                        account: user.name,
+                        user_id: Some(user.id),
                         sysadmin: user.sysadmin,
                         roles,
                         robot: Vec::new(),
@@ -492,6 +514,12 @@ impl TokenAuth {
                 ))
             });
         };
+        if action == Action::Push
+            && let Some(g) = grants
+            && self.create_missing_project(g, project).await?
+        {
+            return Ok(Ok(()));
+        }
         let Some(info) = self.project(project).await? else {
             return Ok(if sysadmin && action != Action::Push {
                 Ok(())
@@ -508,6 +536,50 @@ impl TokenAuth {
             None => action == Action::Pull && info.public,
         };
         Ok(if allowed { Ok(()) } else { denied() })
+    }
+
+    /// With `create_project_on_push`, create `project` for a pusher allowed to, making it
+    /// the project's admin. Whether the pusher now holds the project (created here, or by a
+    /// racing push of its own).
+    async fn create_missing_project(
+        &self,
+        grants: &Grants,
+        project: &str,
+    ) -> Result<bool, AuthFailure> {
+        let allowed = match self.settings.create_project_on_push {
+            ProjectCreation::Nobody => false,
+            ProjectCreation::Administrators => grants.sysadmin,
+            ProjectCreation::Users => grants.user_id.is_some(),
+        };
+        let Some(user_id) = grants.user_id.filter(|_| allowed) else {
+            return Ok(false);
+        };
+        if self.project(project).await?.is_some()
+            || !berth_core::access::valid_project_name(project)
+        {
+            return Ok(false);
+        }
+        let store_err = |e: berth_meta::MetaError| AuthFailure::Store(e.to_string());
+        let id = match self
+            .store
+            .create_project(project, false, Some(user_id))
+            .await
+        {
+            Ok(id) => id,
+            // Another push created it first: decide as for any existing project.
+            Err(berth_meta::MetaError::Conflict(_)) => {
+                self.invalidate();
+                return Ok(false);
+            }
+            Err(e) => return Err(store_err(e)),
+        };
+        self.store
+            .set_member(id, user_id, Role::ProjectAdmin)
+            .await
+            .map_err(store_err)?;
+        self.invalidate();
+        tracing::info!(project, user_id, "created a project on push");
+        Ok(true)
     }
 
     /// The one decision in token mode: may this caller (`None`: anonymous; else its grants)
@@ -738,22 +810,47 @@ impl TokenAuth {
                 let Ok(repository) = scope.name.parse::<RepositoryName>() else {
                     return Ok(granted);
                 };
+                let mut wanted: Vec<Action> = Vec::new();
                 for action in &scope.actions {
-                    let wanted: &[Action] = match action.as_str() {
+                    let actions: &[Action] = match action.as_str() {
                         "pull" => &[Action::Pull],
                         "push" => &[Action::Push],
                         "delete" => &[Action::Delete],
                         "*" => &[Action::Pull, Action::Push, Action::Delete],
                         _ => &[],
                     };
-                    for &a in wanted {
-                        if self.check(grants, &repository, a).await?.is_ok()
-                            && !granted.iter().any(|g| g == a.as_str())
-                        {
-                            granted.push(a.as_str().to_owned());
+                    for &a in actions {
+                        if !wanted.contains(&a) {
+                            wanted.push(a);
                         }
                     }
                 }
+                // Push first: it is the check that may create a missing project, after
+                // which pull is allowed too.
+                let mut allowed = Vec::new();
+                let mut grants = grants.map(|g| Arc::new(g.clone()));
+                if wanted.contains(&Action::Push)
+                    && self
+                        .check(grants.as_deref(), &repository, Action::Push)
+                        .await?
+                        .is_ok()
+                {
+                    allowed.push(Action::Push);
+                    // The push may have created the project: read the account's roles again.
+                    if let Some(g) = &grants {
+                        grants = self.grants(&g.account).await?.or(grants);
+                    }
+                }
+                for &a in wanted.iter().filter(|a| **a != Action::Push) {
+                    if self.check(grants.as_deref(), &repository, a).await?.is_ok() {
+                        allowed.push(a);
+                    }
+                }
+                granted = wanted
+                    .into_iter()
+                    .filter(|a| allowed.contains(a))
+                    .map(|a| a.as_str().to_owned())
+                    .collect();
             }
             // The catalog is listed filtered for everyone; only administrators get the scope
             // that means "everything".

@@ -21,7 +21,9 @@ pub mod password;
 mod throttle;
 pub mod token;
 
-pub use access::{Account, AuthFailure, Refusal, TokenAuth, TokenSettings, Visibility};
+pub use access::{
+    Account, AuthFailure, ProjectCreation, Refusal, TokenAuth, TokenSettings, Visibility,
+};
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use identity::{IdentityError, IdentityService};
 pub use token::{Claims, ResourceActions};

@@ -55,6 +55,8 @@ pub struct RawAuth {
     pub token_lifetime: Option<u64>,
     /// Token mode: the token service's URL as clients must reach it (else derived per request).
     pub token_realm: Option<String>,
+    /// Token mode: who may create a project by pushing into it: off, admins or users.
+    pub create_project_on_push: Option<String>,
 }
 
 /// The `[validation]` table.
@@ -100,6 +102,7 @@ pub struct Config {
     pub token_issuer: String,
     pub token_lifetime: std::time::Duration,
     pub token_realm: Option<String>,
+    pub create_project_on_push: berth_auth::ProjectCreation,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<IpNet>,
@@ -192,6 +195,7 @@ impl RawConfig {
                     })
                     .transpose()?,
                 token_realm: get("auth.token_realm"),
+                create_project_on_push: get("auth.create_project_on_push"),
             },
             tls: RawTls {
                 certificate: get("tls.certificate").map(PathBuf::from),
@@ -226,6 +230,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "auth.issuer" => "BERTH_AUTH_ISSUER",
         "auth.token_lifetime" => "BERTH_AUTH_TOKEN_LIFETIME",
         "auth.token_realm" => "BERTH_AUTH_TOKEN_REALM",
+        "auth.create_project_on_push" => "BERTH_AUTH_CREATE_PROJECT_ON_PUSH",
         "tls.certificate" => "BERTH_TLS_CERTIFICATE",
         "tls.key" => "BERTH_TLS_KEY",
         "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
@@ -319,6 +324,24 @@ impl Config {
         let token_lifetime =
             pick!("auth.token_lifetime", auth.token_lifetime, Some(1800u64)).unwrap_or(1800);
         let token_realm = pick!("auth.token_realm", auth.token_realm, None::<String>);
+        let creation = pick!(
+            "auth.create_project_on_push",
+            auth.create_project_on_push,
+            Some("off".to_string())
+        )
+        .unwrap_or_default();
+        let create_project_on_push = match creation.trim() {
+            "off" | "" => berth_auth::ProjectCreation::Nobody,
+            "admins" => berth_auth::ProjectCreation::Administrators,
+            "users" => berth_auth::ProjectCreation::Users,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "auth.create_project_on_push",
+                    value: other.into(),
+                    reason: "expected off, admins or users".into(),
+                });
+            }
+        };
         let auth_mode = match mode_text.as_deref().map(str::trim) {
             None | Some("") => {
                 if htpasswd.is_some() {
@@ -451,6 +474,7 @@ impl Config {
             token_issuer,
             token_lifetime: std::time::Duration::from_secs(token_lifetime),
             token_realm,
+            create_project_on_push,
             tls,
             trusted_proxies,
             origins,

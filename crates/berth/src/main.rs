@@ -309,6 +309,7 @@ async fn start_token_mode(
         service: config.token_service.clone(),
         issuer: config.token_issuer.clone(),
         token_lifetime: config.token_lifetime,
+        create_project_on_push: config.create_project_on_push,
         ..Default::default()
     };
     let token_auth = Arc::new(berth_auth::TokenAuth::open(store.clone(), settings).await?);

@@ -47,6 +47,7 @@ pub struct TestApp {
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
 pub struct TestAppBuilder {
     token_mode: bool,
+    token_settings: Option<TokenSettings>,
     delete_enabled: bool,
     sparse_index: bool,
     dir: Option<Arc<TempDir>>,
@@ -68,6 +69,13 @@ impl TestAppBuilder {
     /// Token mode: berth's own accounts, projects and roles, Docker token auth.
     pub fn token_mode(mut self) -> Self {
         self.token_mode = true;
+        self
+    }
+
+    /// Token mode with these settings.
+    pub fn token_settings(mut self, settings: TokenSettings) -> Self {
+        self.token_mode = true;
+        self.token_settings = Some(settings);
         self
     }
 
@@ -107,7 +115,7 @@ impl TestAppBuilder {
         let mode = if self.token_mode {
             let store: Arc<dyn IdentityStore> = meta.clone();
             let auth = Arc::new(
-                TokenAuth::open(store, TokenSettings::default())
+                TokenAuth::open(store, self.token_settings.unwrap_or_default())
                     .await
                     .expect("open token mode"),
             );
@@ -134,6 +142,7 @@ impl TestApp {
     pub fn builder() -> TestAppBuilder {
         TestAppBuilder {
             token_mode: false,
+            token_settings: None,
             delete_enabled: true,
             sparse_index: false,
             dir: None,

@@ -395,3 +395,73 @@ async fn basic_credentials_work_straight_on_v2_in_token_mode() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn with_project_creation_on_push_a_user_creates_a_missing_project_and_administers_it() {
+    let app = TestApp::builder()
+        .token_settings(berth_auth::TokenSettings {
+            create_project_on_push: berth_auth::ProjectCreation::Users,
+            ..Default::default()
+        })
+        .build()
+        .await;
+    let id = app.identity();
+    for name in ["alice", "bob"] {
+        id.add_user(NewAccount {
+            name: name.into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    }
+    // Through a token request, as docker does before pushing.
+    let alice = app.with_basic("alice", PASSWORD);
+    let token = get_token(&alice, "service=berth&scope=repository:fresh/app:pull,push").await;
+    assert_eq!(
+        access(token["token"].as_str().expect("token")),
+        [(
+            "fresh/app".to_string(),
+            vec!["pull".to_string(), "push".to_string()]
+        )]
+    );
+    let project = id.project("fresh").await.expect("created");
+    assert!(!project.public, "created private");
+    let members = id.members("fresh").await.expect("members");
+    assert_eq!(
+        members
+            .iter()
+            .map(|m| (m.user_name.as_str(), m.role))
+            .collect::<Vec<_>>(),
+        [("alice", Role::ProjectAdmin)]
+    );
+    // Straight to /v2/ with Basic: the same. Another user cannot push into alice's project.
+    app.with_basic("bob", PASSWORD)
+        .push_image("bobs/app", "v1", "b")
+        .await;
+    app.with_basic("bob", PASSWORD)
+        .post("/v2/fresh/app/blobs/uploads/")
+        .send()
+        .await
+        .assert_error(403, "DENIED");
+    // Robots never create projects.
+    let (robot, secret) = id
+        .create_robot(RobotSpec {
+            name: RobotName::parse("robot$sys").expect("name"),
+            description: String::new(),
+            duration_days: None,
+            permissions: vec![berth_core::RobotPermission {
+                kind: "project".into(),
+                namespace: "*".into(),
+                access: vec![berth_core::access::RobotAccess::new("repository", "push")],
+            }],
+            secret: None,
+        })
+        .await
+        .expect("robot");
+    app.with_basic(&robot.name, &secret)
+        .post("/v2/robotmade/app/blobs/uploads/")
+        .send()
+        .await
+        .assert_error(403, "DENIED");
+}
