@@ -219,8 +219,12 @@ async fn stamps(files: &TlsFiles) -> Vec<Stamp> {
 /// Poll the files; when any changed, load them all and swap the served configuration in one
 /// step (connections already open keep theirs). A failed load is logged and the old
 /// configuration stays; the next change is tried again.
+///
+/// The first poll always reloads: the files may have changed between the start-up load and
+/// this task's first run, and a stamp taken only now would hide that change for good. Later
+/// stamps are taken before each load, so a change during a load is seen at the next poll.
 async fn reload_on_change(files: TlsFiles, config: RustlsConfig, poll: Duration) {
-    let mut seen = stamps(&files).await;
+    let mut seen: Vec<Stamp> = Vec::new();
     let mut ticker = tokio::time::interval(poll);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -230,15 +234,20 @@ async fn reload_on_change(files: TlsFiles, config: RustlsConfig, poll: Duration)
         if now == seen {
             continue;
         }
+        let first = seen.is_empty();
         seen = now;
         let to_load = files.clone();
         match tokio::task::spawn_blocking(move || load(&to_load)).await {
             Ok(Ok(new)) => {
                 config.reload_from_config(Arc::new(new));
-                tracing::info!(
-                    certificate = %files.certificate.display(),
-                    "TLS files changed: reloaded"
-                );
+                if first {
+                    tracing::debug!("TLS files re-read after start-up");
+                } else {
+                    tracing::info!(
+                        certificate = %files.certificate.display(),
+                        "TLS files changed: reloaded"
+                    );
+                }
             }
             Ok(Err(error)) => tracing::warn!(
                 %error,
