@@ -61,7 +61,9 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             };
             return Err(unauthorized(state, request.headers(), &challenge, detail));
         }
-        Decision::Deny(reason) => return Err(ApiError::new(403, ErrorCode::Denied, reason)),
+        Decision::Deny(reason) => {
+            return Err(ApiError::new(403, ErrorCode::Denied, reason.clone()).with_message(reason));
+        }
     }
     let endpoint = parsed?;
 
