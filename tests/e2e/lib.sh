@@ -10,6 +10,8 @@
 #   E2E_KEEP=1          keep the temp dir after the run (its path is printed)
 #   E2E_WORK            set by run.sh for its children: the shared temp dir of this run
 #   REG_HTPASSWD        if set (by a t-*.sh, before start_registry): htpasswd file for basic auth, realm "berth"
+#   REG_AUTH_MODE       if "token" (berth only; set by a t-*.sh before start_registry): token mode,
+#                       with REG_ADMIN_PASSWORD as the password of the first-start user "admin"
 
 set -uo pipefail
 
@@ -182,6 +184,9 @@ free_port() {
 # REG (host:port), REG_URL and REG_PID. Waits until GET /v2/ answers 200 (10 s).
 # With REG_HTPASSWD set, the registry requires basic auth (realm "berth") against that
 # file, and an unauthenticated GET /v2/ answering 401 counts as ready.
+# With REG_AUTH_MODE=token (berth only), berth runs in token mode (BERTH_AUTH_MODE=token) and
+# creates "admin" with REG_ADMIN_PASSWORD on first start (through the environment, never argv);
+# the 401 Bearer challenge of GET /v2/ counts as ready.
 start_registry() {
   REG_DIR=$1
   REG_PORT=${2:-$(free_port)}
@@ -192,6 +197,14 @@ start_registry() {
     ready=401
     auth_env=("BERTH_HTPASSWD=$REG_HTPASSWD" "BERTH_REALM=berth")
   fi
+  if [[ "${REG_AUTH_MODE:-}" == token ]]; then
+    if [[ "$E2E_TARGET" != berth ]]; then
+      echo "REG_AUTH_MODE=token needs E2E_TARGET=berth (distribution 2.8 has no token server)"
+      return 1
+    fi
+    ready=401
+    auth_env=("BERTH_AUTH_MODE=token" "BERTH_ADMIN_PASSWORD=${REG_ADMIN_PASSWORD:-}")
+  fi
   mkdir -p "$REG_DIR/data"
   case "$E2E_TARGET" in
     berth)
@@ -199,8 +212,12 @@ start_registry() {
         echo "berth binary not found at $BERTH_BIN (build it with: cargo build -p berth)"
         return 1
       fi
-      env BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "${auth_env[@]}" "$BERTH_BIN" serve \
-        >>"$REG_DIR/registry.log" 2>&1 &
+      # Exported in the subshell that becomes berth: no setting (or password) on a command line.
+      (
+        export BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data"
+        for kv in "${auth_env[@]}"; do export "${kv?}"; done
+        exec "$BERTH_BIN" serve
+      ) >>"$REG_DIR/registry.log" 2>&1 &
       ;;
     reference)
       cat >"$REG_DIR/config.yml" <<EOF
