@@ -15,6 +15,8 @@
 #   REG_TLS_CLIENT_CA   if set too: require client certificates signed by this CA (mutual TLS)
 #   REG_CURL_ARGS       array, if set: extra curl arguments for the readiness probe (--cacert, --cert, --key)
 #   REG_ANONYMOUS_WRITE=1   berth accepts pushes from non-loopback clients (for REG_HOST)
+#   REG_AUTH_MODE       if "token" (berth only; set by a t-*.sh before start_registry): token mode,
+#                       with REG_ADMIN_PASSWORD as the password of the first-start user "admin"
 
 set -uo pipefail
 
@@ -191,6 +193,9 @@ free_port() {
 # answers 200 (10 s). With REG_HTPASSWD set, the registry requires basic auth (realm
 # "berth") against that file, and an unauthenticated GET /v2/ answering 401 counts as
 # ready. With REG_TLS_CERT/REG_TLS_KEY (and REG_TLS_CLIENT_CA) it serves HTTPS.
+# With REG_AUTH_MODE=token (berth only), berth runs in token mode (BERTH_AUTH_MODE=token) and
+# creates "admin" with REG_ADMIN_PASSWORD on first start (through the environment, never argv);
+# the 401 Bearer challenge of GET /v2/ counts as ready.
 start_registry() {
   REG_DIR=$1
   REG_PORT=${2:-$(free_port)}
@@ -213,6 +218,14 @@ start_registry() {
   if [[ "${REG_ANONYMOUS_WRITE:-0}" == 1 ]]; then
     berth_env+=("BERTH_ANONYMOUS_WRITE=true")
   fi
+  if [[ "${REG_AUTH_MODE:-}" == token ]]; then
+    if [[ "$E2E_TARGET" != berth ]]; then
+      echo "REG_AUTH_MODE=token needs E2E_TARGET=berth (distribution 2.8 has no token server)"
+      return 1
+    fi
+    ready=401
+    berth_env+=("BERTH_AUTH_MODE=token" "BERTH_ADMIN_PASSWORD=${REG_ADMIN_PASSWORD:-}")
+  fi
   mkdir -p "$REG_DIR/data"
   case "$E2E_TARGET" in
     berth)
@@ -220,8 +233,12 @@ start_registry() {
         echo "berth binary not found at $BERTH_BIN (build it with: cargo build -p berth)"
         return 1
       fi
-      env BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data" "${berth_env[@]}" "$BERTH_BIN" serve \
-        >>"$REG_DIR/registry.log" 2>&1 &
+      # Exported in the subshell that becomes berth: no setting (or password) on a command line.
+      (
+        export BERTH_ADDR="$REG" BERTH_DATA_DIR="$REG_DIR/data"
+        for kv in "${berth_env[@]}"; do export "${kv?}"; done
+        exec "$BERTH_BIN" serve
+      ) >>"$REG_DIR/registry.log" 2>&1 &
       ;;
     reference)
       cat >"$REG_DIR/config.yml" <<EOF

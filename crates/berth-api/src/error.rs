@@ -46,6 +46,14 @@ impl ApiError {
         }))
     }
 
+    /// Replace the code's generic message with a specific one. Docker and containers/image
+    /// print `code: message` and never show `detail`, so a reason the user must read (why a
+    /// push is denied) belongs here too.
+    pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
+        self.0.message = message.into();
+        self
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
         if let Ok(value) = HeaderValue::from_str(value) {
             self.0.headers.insert(name, value);

@@ -58,7 +58,9 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             };
             return Err(unauthorized(state, &parts, &challenge, detail));
         }
-        Decision::Deny(reason) => return Err(ApiError::new(403, ErrorCode::Denied, reason)),
+        Decision::Deny(reason) => {
+            return Err(ApiError::new(403, ErrorCode::Denied, reason.clone()).with_message(reason));
+        }
     }
     let endpoint = parsed?;
 

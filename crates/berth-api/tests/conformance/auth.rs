@@ -354,6 +354,14 @@ async fn open_mode_denies_pushes_from_other_machines() {
     let response = remote.post("/v2/repo/blobs/uploads/").send().await;
     response.assert_error(403, "DENIED");
     assert_eq!(response.maybe_header("www-authenticate"), None);
+    // The reason is the message, which docker and podman print ("denied: <message>").
+    let message = response.json()["errors"][0]["message"].clone();
+    assert!(
+        message
+            .as_str()
+            .is_some_and(|m| m.starts_with("anonymous writes are only accepted from this machine")),
+        "message: {message}"
+    );
 
     let content = b"monolithic".to_vec();
     remote
