@@ -131,6 +131,7 @@ pub fn failure_response(state: &AppState, request: &Parts, failure: AuthFailure)
     match failure {
         AuthFailure::Throttled { retry_after_secs } => {
             ApiError::new(429, ErrorCode::Toomanyrequests, failure.to_string())
+                .with_message(failure.to_string())
                 .with_header(header::RETRY_AFTER, &retry_after_secs.to_string())
         }
         AuthFailure::Store(inner) => ApiError::from(berth_registry::Error::Internal(format!(

@@ -597,6 +597,11 @@ impl TokenAuth {
             // `GET /v2/` (and any path that names nothing) asks anonymous callers to log in,
             // which is how `docker login` and every client learn where tokens come from.
             Caller::Anonymous if required.is_empty() => return Ok(Err(challenge(None))),
+            // `_catalog` too, as registry:2 and Harbor with token auth: the client fetches a
+            // token (anonymous or its own) and gets the listing that caller may see.
+            Caller::Anonymous if required.iter().any(|a| a.repository.is_none()) => {
+                return Ok(Err(challenge(None)));
+            }
             Caller::Anonymous => None,
             Caller::Account(account) => {
                 let Some(grants) = self.grants(account.name()).await? else {

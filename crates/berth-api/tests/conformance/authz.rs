@@ -49,7 +49,7 @@ const CALLERS: [Caller; 10] = [
 enum Needs {
     /// `GET /v2/`: any authenticated caller.
     Login,
-    /// `_catalog`: everyone, filtered.
+    /// `_catalog`: everyone who logged in (an anonymous token too), filtered.
     Nothing,
     Pull,
     Push,
@@ -67,7 +67,7 @@ fn allowed(caller: Caller, needs: Needs) -> bool {
     let delete = matches!(caller, Maintainer | ProjectAdmin | SystemAdmin);
     match needs {
         Needs::Login => caller != Anonymous,
-        Needs::Nothing => true,
+        Needs::Nothing => caller != Anonymous,
         Needs::Pull => pull,
         Needs::Push => push,
         Needs::Delete => delete,
@@ -381,9 +381,9 @@ async fn every_endpoint_for_every_caller_with_bearer_tokens() {
             let scopes = scopes_for(row.needs);
             let app = world.as_caller(caller, Some(&scopes)).await;
             let got = run_row(&world, caller, &row, &app, cell).await;
-            // An anonymous token is a login: `GET /v2/` accepts it.
+            // An anonymous token is a login: `GET /v2/` and `_catalog` accept it.
             let want = match (caller, row.needs) {
-                (Anonymous, Needs::Login) => 200,
+                (Anonymous, Needs::Login | Needs::Nothing) => 200,
                 _ => expected(caller, row.needs, row.success),
             };
             if got != want {
@@ -427,6 +427,11 @@ async fn catalog_shows_each_caller_only_what_it_may_pull() {
             let scopes = ["registry:catalog:*"];
             let app = world.as_caller(caller, bearer.then_some(&scopes[..])).await;
             let response = app.get("/v2/_catalog").send().await;
+            if caller == Anonymous && !bearer {
+                // Without any credentials: a challenge, as for `GET /v2/`.
+                assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+                continue;
+            }
             assert_eq!(
                 names(&response.json(), "repositories"),
                 want,
