@@ -70,11 +70,6 @@ pub fn generate_secret() -> Result<String, String> {
     }
 }
 
-/// Constant-time equality of two byte strings.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Credentials already verified, keyed by a SHA-256 of (account, password, stored hash), so
 /// a changed password or a new hash never matches an old entry. Entries expire, which bounds
 /// how long a deleted account's cached credential could matter to a process that did not see
@@ -159,8 +154,5 @@ mod tests {
         cache.insert("bob", "pw", "h1");
         cache.insert("carol", "pw", "h1");
         assert!(cache.contains("carol", "pw", "h1"), "full cache makes room");
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }
