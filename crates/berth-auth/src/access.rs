@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use berth_core::access::{RobotName, project_of};
@@ -197,7 +197,7 @@ impl<V: Clone> TtlCache<V> {
 
 /// A token as the registry received it, verified once.
 struct VerifiedTokens {
-    entries: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
+    entries: RwLock<HashMap<[u8; 32], Arc<Claims>>>,
 }
 
 /// What `/service/token` answers.
@@ -250,7 +250,7 @@ impl TokenAuth {
             keys: RwLock::new((Arc::new(keys), Instant::now())),
             verified_credentials: VerifiedCache::new(Duration::from_secs(300), 10_000),
             verified_tokens: VerifiedTokens {
-                entries: Mutex::new(HashMap::new()),
+                entries: RwLock::new(HashMap::new()),
             },
             grants: TtlCache::new(settings.cache_ttl),
             accounts: TtlCache::new(settings.cache_ttl),
@@ -329,8 +329,13 @@ impl TokenAuth {
             });
         }
         let found = self.credentials(name).await?;
+        let cached = found
+            .as_ref()
+            .is_some_and(|(hash, _)| self.verified_credentials.contains(name, password, hash));
+        if cached && let Some((_, account)) = found {
+            return Ok(account);
+        }
         let ok = match &found {
-            Some((hash, _)) if self.verified_credentials.contains(name, password, hash) => true,
             Some((hash, _)) => {
                 let (password, hash) = (password.to_owned(), hash.clone());
                 tokio::task::spawn_blocking(move || password::verify(&password, &hash))
@@ -399,7 +404,7 @@ impl TokenAuth {
             let entries = self
                 .verified_tokens
                 .entries
-                .lock()
+                .read()
                 .unwrap_or_else(|p| p.into_inner());
             if let Some(claims) = entries.get(&key)
                 && claims.exp > now
@@ -418,7 +423,7 @@ impl TokenAuth {
         let mut entries = self
             .verified_tokens
             .entries
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner());
         if entries.len() >= 10_000 {
             entries.retain(|_, c| c.exp > now);

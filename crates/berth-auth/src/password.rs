@@ -2,7 +2,7 @@
 //! policy, generated secrets, and a cache so a credential is hashed once, not per request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
@@ -75,7 +75,7 @@ pub fn generate_secret() -> Result<String, String> {
 /// how long a deleted account's cached credential could matter to a process that did not see
 /// the deletion (the caller also checks the account still exists).
 pub struct VerifiedCache {
-    entries: Mutex<HashMap<[u8; 32], Instant>>,
+    entries: RwLock<HashMap<[u8; 32], Instant>>,
     ttl: Duration,
     capacity: usize,
 }
@@ -83,7 +83,7 @@ pub struct VerifiedCache {
 impl VerifiedCache {
     pub fn new(ttl: Duration, capacity: usize) -> VerifiedCache {
         VerifiedCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
             ttl,
             capacity,
         }
@@ -100,13 +100,13 @@ impl VerifiedCache {
 
     pub fn contains(&self, account: &str, password: &str, stored_hash: &str) -> bool {
         let key = Self::key(account, password, stored_hash);
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries.get(&key).is_some_and(|at| at.elapsed() < self.ttl)
     }
 
     pub fn insert(&self, account: &str, password: &str, stored_hash: &str) {
         let key = Self::key(account, password, stored_hash);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity {
             let ttl = self.ttl;
             entries.retain(|_, at| at.elapsed() < ttl);

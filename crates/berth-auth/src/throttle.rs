@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 /// Failures for one account from one address before attempts are delayed.
@@ -44,7 +44,7 @@ impl Failures {
 
 #[derive(Default)]
 pub struct Throttle {
-    by_key: Mutex<HashMap<String, Failures>>,
+    by_key: RwLock<HashMap<String, Failures>>,
 }
 
 /// The counters an attempt touches, each with its allowance.
@@ -61,7 +61,10 @@ fn keys(account: &str, client: Option<IpAddr>) -> Vec<(String, u32)> {
 impl Throttle {
     /// How long the caller must still wait, if it must.
     pub fn wait(&self, account: &str, client: Option<IpAddr>) -> Option<Duration> {
-        let map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
+        if map.is_empty() {
+            return None;
+        }
         keys(account, client)
             .iter()
             .filter_map(|(k, free)| map.get(k).and_then(|f| f.wait(*free)))
@@ -69,7 +72,7 @@ impl Throttle {
     }
 
     pub fn failed(&self, account: &str, client: Option<IpAddr>) {
-        let mut map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.by_key.write().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, f| f.last.elapsed() < FORGET_AFTER);
         }
@@ -87,7 +90,15 @@ impl Throttle {
     }
 
     pub fn succeeded(&self, account: &str, client: Option<IpAddr>) {
-        let mut map = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        if self
+            .by_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
+            return;
+        }
+        let mut map = self.by_key.write().unwrap_or_else(|p| p.into_inner());
         for (key, _) in keys(account, client) {
             map.remove(&key);
         }
