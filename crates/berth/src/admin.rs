@@ -11,7 +11,7 @@ use std::sync::Arc;
 use berth_auth::identity::{NewAccount, RobotSpec, project_permissions};
 use berth_auth::token::KeyRing;
 use berth_auth::{IdentityError, IdentityService};
-use berth_core::access::{RobotAccess, RobotName};
+use berth_core::access::RobotName;
 use berth_core::{RobotPermission, Role};
 use berth_meta::{KeyStore, SqliteStore};
 use clap::{Args, Subcommand};
@@ -429,17 +429,7 @@ fn robot_spec(
             }
             projects
                 .iter()
-                .map(|p| RobotPermission {
-                    kind: "project".into(),
-                    namespace: p.clone(),
-                    access: actions
-                        .iter()
-                        .map(|a| match *a {
-                            "delete" => RobotAccess::new("artifact", "delete"),
-                            other => RobotAccess::new("repository", other),
-                        })
-                        .collect(),
-                })
+                .flat_map(|p| project_permissions(p, &actions))
                 .collect()
         }
     };
