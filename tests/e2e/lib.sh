@@ -461,6 +461,120 @@ expect_code() {
   [[ "$got" == "$want" ]] || { echo "expected HTTP $want, got $got"; return 1; }
 }
 
+# ---------------------------------------------------------------- token mode: secrets, credentials, the ORAS SDK
+# Secrets live only in variables and files under $T: on stdin or in an environment variable of
+# the one process that needs them, never on a command line.
+rand_alnum() { head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
+# Harbor's password policy: 8-128 characters with an upper-case letter, a lower-case letter and a digit.
+new_password() { printf '%sAa1' "$(rand_alnum 21)"; }
+
+# with_stdin SECRET CMD...: feed SECRET on stdin (never on the command line)
+with_stdin() {
+  local secret=$1; shift
+  printf '%s\n' "$secret" | "$@"
+}
+
+# curl_as USER PASS CURL-ARGS...: curl with Basic credentials read from a config on stdin, not argv.
+curl_as() {
+  local user=$1 pass=$2; shift 2
+  printf 'user = "%s:%s"\n' "$user" "$pass" | curl -K - -s --max-time 30 "$@"
+}
+
+header_of() {  # FILE NAME
+  tr -d '\r' <"$1" | awk -v n="$(tr 'A-Z' 'a-z' <<<"$2")" \
+    'index(tolower($0), n ":") == 1 {sub(/^[^:]*: */, ""); print}'
+}
+
+# jwt_payload TOKEN: the claims of a JWT (base64url of the middle part)
+jwt_payload() {
+  local p
+  p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+')
+  while (( ${#p} % 4 )); do p+='='; done
+  base64 -d <<<"$p"
+}
+
+# Any client's way of saying "you need (other) credentials".
+AUTH_ERROR="unauthorized|authentication required|no basic auth credentials|401|may require 'docker login'"
+
+# expect_auth_failure CMD...: CMD fails, and its output says why in terms of authentication
+expect_auth_failure() {
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -Eqi "$AUTH_ERROR" <<<"$out" || { echo "the failure does not mention authentication"; return 1; }
+}
+
+# expect_failure_saying TEXT CMD...: CMD fails and its output contains TEXT (extended regex)
+expect_failure_saying() {
+  local want=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -Eqi -- "$want" <<<"$out" || { echo "the output does not match: $want"; return 1; }
+}
+
+# expect_denied MESSAGE CMD...: CMD fails, and its output says "denied" and MESSAGE (berth's reason)
+expect_denied() {
+  local want=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -qi 'denied' <<<"$out" || { echo "the output does not say 'denied'"; return 1; }
+  grep -qF -- "$want" <<<"$out" || { echo "the output does not say: $want"; return 1; }
+}
+
+expect_stored_login() {
+  jq -e --arg r "$REG" '.auths[$r] | (.auth // "" | length > 0) or (.identitytoken // "" | length > 0)' \
+    "$1" >/dev/null || { echo "no credentials for $REG in $1:"; cat "$1"; return 1; }
+}
+expect_no_stored_login() {
+  ! jq -e --arg r "$REG" '.auths[$r] // empty | length > 0' "$1" >/dev/null 2>&1 ||
+    { echo "credentials for $REG are still in $1"; return 1; }
+}
+
+# oras_sdk BACKEND USER ACTION TARGET ARG: the ORAS Python SDK on $REG with the password in the
+# environment (ORAS_E2E_PASS), never ~/.docker: BACKEND is token or basic; $REALM and $SERVICE
+# name the token service. HTTPS when $REALM is https:// (trust a private CA with
+# REQUESTS_CA_BUNDLE, which requests reads), else plain HTTP.
+#   push TARGET FILE (run in the file's directory) | pull TARGET OUTDIR
+# With the token backend, oras-py (0.2.43) keeps the first token it got and answers a later
+# 401 insufficient_scope with that same token (it re-asks only after a 403). A push starts with
+# HEAD (scope pull), so its POST would carry a pull-only token: for a push the token is fetched
+# up front with scope pull,push and handed over with set_token_auth, as the SDK documents.
+oras_sdk() {
+  python3 - "$REG" "$REALM" "$SERVICE" "$@" <<'PY'
+import os, sys
+import requests
+import oras.client
+reg, realm, service, backend, user, action, target, arg = sys.argv[1:9]
+password = os.environ["ORAS_E2E_PASS"]
+client = oras.client.OrasClient(hostname=reg, insecure=realm.startswith("http://"), auth_backend=backend)
+client.auth.set_basic_auth(user, password)
+if backend == "token" and action == "push":
+    repo = target.split(":")[0]
+    answer = requests.get(realm, params={"service": service, "scope": f"repository:{repo}:pull,push"},
+                          auth=(user, password), timeout=30)
+    answer.raise_for_status()
+    client.auth.set_token_auth(answer.json()["token"])
+if action == "push":
+    resp = client.push(files=[arg], target=f"{reg}/{target}")
+    print(resp.status_code, resp.headers.get("Docker-Content-Digest", ""))
+    if resp.status_code != 201:
+        sys.exit(1)
+elif action == "pull":
+    files = client.pull(target=f"{reg}/{target}", outdir=arg)
+    print("\n".join(files))
+    if not files:
+        sys.exit(1)
+PY
+}
+in_dir() { cd "$1" || return 1; shift; "$@"; }   # (check runs it in a subshell: the cd stays there)
+oras_as() {  # PASS BACKEND USER ACTION TARGET ARG
+  local pass=$1; shift
+  ORAS_E2E_PASS=$pass oras_sdk "$@"
+}
+
 # ---------------------------------------------------------------- TLS: the host address, private CAs, certs.d
 # docker counts 127.0.0.0/8 as an insecure registry: there it skips certificate verification
 # and never reads certs.d, so nothing about TLS would be tested. A TLS test listens on this
