@@ -4,7 +4,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=token-tls
 
 if [[ "$E2E_TARGET" == reference ]]; then
-  skip "token-tls: token mode over TLS with a private CA" "distribution 2.8 has no built-in token server"
+  skip "token mode over TLS with a private CA" "distribution 2.8 has no built-in token server"
   exit 0
 fi
 
