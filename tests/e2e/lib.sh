@@ -444,6 +444,235 @@ ensure_test_images() {
   msg=$(build_test_images 2>&1) || abort "build test images" "$msg"
 }
 
+# ---------------------------------------------------------------- expectations shared by several t-*.sh
+# expect_error PATTERN CMD...: CMD fails and its output matches PATTERN (extended regex)
+expect_error() {
+  local pattern=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -Eq -- "$pattern" <<<"$out" || { echo "the failure does not match: $pattern"; return 1; }
+}
+
+# expect_code CODE CURL-ARGS...: curl answers exactly CODE
+expect_code() {
+  local want=$1 got; shift
+  got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "$@")
+  [[ "$got" == "$want" ]] || { echo "expected HTTP $want, got $got"; return 1; }
+}
+
+# ---------------------------------------------------------------- token mode: secrets, credentials, the ORAS SDK
+# Secrets live only in variables and files under $T: on stdin or in an environment variable of
+# the one process that needs them, never on a command line.
+rand_alnum() { head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
+# Harbor's password policy: 8-128 characters with an upper-case letter, a lower-case letter and a digit.
+new_password() { printf '%sAa1' "$(rand_alnum 21)"; }
+
+# with_stdin SECRET CMD...: feed SECRET on stdin (never on the command line)
+with_stdin() {
+  local secret=$1; shift
+  printf '%s\n' "$secret" | "$@"
+}
+
+# curl_as USER PASS CURL-ARGS...: curl with Basic credentials read from a config on stdin, not argv.
+curl_as() {
+  local user=$1 pass=$2; shift 2
+  printf 'user = "%s:%s"\n' "$user" "$pass" | curl -K - -s --max-time 30 "$@"
+}
+
+header_of() {  # FILE NAME
+  tr -d '\r' <"$1" | awk -v n="$(tr 'A-Z' 'a-z' <<<"$2")" \
+    'index(tolower($0), n ":") == 1 {sub(/^[^:]*: */, ""); print}'
+}
+
+# jwt_payload TOKEN: the claims of a JWT (base64url of the middle part)
+jwt_payload() {
+  local p
+  p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+')
+  while (( ${#p} % 4 )); do p+='='; done
+  base64 -d <<<"$p"
+}
+
+# Any client's way of saying "you need (other) credentials".
+AUTH_ERROR="unauthorized|authentication required|no basic auth credentials|401|may require 'docker login'"
+
+# expect_auth_failure CMD...: CMD fails, and its output says why in terms of authentication
+expect_auth_failure() {
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -Eqi "$AUTH_ERROR" <<<"$out" || { echo "the failure does not mention authentication"; return 1; }
+}
+
+# expect_failure_saying TEXT CMD...: CMD fails and its output contains TEXT (extended regex)
+expect_failure_saying() {
+  local want=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -Eqi -- "$want" <<<"$out" || { echo "the output does not match: $want"; return 1; }
+}
+
+# expect_denied MESSAGE CMD...: CMD fails, and its output says "denied" and MESSAGE (berth's reason)
+expect_denied() {
+  local want=$1 out rc; shift
+  out=$("$@" 2>&1); rc=$?
+  echo "$out"
+  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
+  grep -qi 'denied' <<<"$out" || { echo "the output does not say 'denied'"; return 1; }
+  grep -qF -- "$want" <<<"$out" || { echo "the output does not say: $want"; return 1; }
+}
+
+expect_stored_login() {
+  jq -e --arg r "$REG" '.auths[$r] | (.auth // "" | length > 0) or (.identitytoken // "" | length > 0)' \
+    "$1" >/dev/null || { echo "no credentials for $REG in $1:"; cat "$1"; return 1; }
+}
+expect_no_stored_login() {
+  ! jq -e --arg r "$REG" '.auths[$r] // empty | length > 0' "$1" >/dev/null 2>&1 ||
+    { echo "credentials for $REG are still in $1"; return 1; }
+}
+
+# oras_sdk BACKEND USER ACTION TARGET ARG: the ORAS Python SDK on $REG with the password in the
+# environment (ORAS_E2E_PASS), never ~/.docker: BACKEND is token or basic; $REALM and $SERVICE
+# name the token service. HTTPS when $REALM is https:// (trust a private CA with
+# REQUESTS_CA_BUNDLE, which requests reads), else plain HTTP.
+#   push TARGET FILE (run in the file's directory) | pull TARGET OUTDIR
+# With the token backend, oras-py (0.2.43) keeps the first token it got and answers a later
+# 401 insufficient_scope with that same token (it re-asks only after a 403). A push starts with
+# HEAD (scope pull), so its POST would carry a pull-only token: for a push the token is fetched
+# up front with scope pull,push and handed over with set_token_auth, as the SDK documents.
+oras_sdk() {
+  python3 - "$REG" "$REALM" "$SERVICE" "$@" <<'PY'
+import os, sys
+import requests
+import oras.client
+reg, realm, service, backend, user, action, target, arg = sys.argv[1:9]
+password = os.environ["ORAS_E2E_PASS"]
+client = oras.client.OrasClient(hostname=reg, insecure=realm.startswith("http://"), auth_backend=backend)
+client.auth.set_basic_auth(user, password)
+if backend == "token" and action == "push":
+    repo = target.split(":")[0]
+    answer = requests.get(realm, params={"service": service, "scope": f"repository:{repo}:pull,push"},
+                          auth=(user, password), timeout=30)
+    answer.raise_for_status()
+    client.auth.set_token_auth(answer.json()["token"])
+if action == "push":
+    resp = client.push(files=[arg], target=f"{reg}/{target}")
+    print(resp.status_code, resp.headers.get("Docker-Content-Digest", ""))
+    if resp.status_code != 201:
+        sys.exit(1)
+elif action == "pull":
+    files = client.pull(target=f"{reg}/{target}", outdir=arg)
+    print("\n".join(files))
+    if not files:
+        sys.exit(1)
+PY
+}
+in_dir() { cd "$1" || return 1; shift; "$@"; }   # (check runs it in a subshell: the cd stays there)
+oras_as() {  # PASS BACKEND USER ACTION TARGET ARG
+  local pass=$1; shift
+  ORAS_E2E_PASS=$pass oras_sdk "$@"
+}
+
+# ---------------------------------------------------------------- TLS: the host address, private CAs, certs.d
+# docker counts 127.0.0.0/8 as an insecure registry: there it skips certificate verification
+# and never reads certs.d, so nothing about TLS would be tested. A TLS test listens on this
+# machine's first non-loopback IPv4 address instead (REG_HOST; the traffic stays inside the
+# machine). host_ipv4 prints it, or nothing.
+host_ipv4() {
+  ip -4 -o addr show scope global | awk '{sub(/\/.*/, "", $4); print $4; exit}'
+}
+
+# The pki_* helpers keep their files in $PKI; certificates are issued for $HOST_IP (set it first).
+PKI="$T/pki"
+
+# pki_ca NAME: a self-signed CA in $PKI/NAME.crt + NAME.key
+pki_ca() {
+  mkdir -p "$PKI" &&
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+      -subj "/CN=berth e2e $1" -keyout "$PKI/$1.key" -out "$PKI/$1.crt" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+}
+
+# pki_issue CA NAME serverAuth|clientAuth: $PKI/NAME.crt + NAME.key, signed by CA, for
+# $HOST_IP, 127.0.0.1 and localhost
+pki_issue() {
+  local ca=$1 name=$2 usage=$3
+  printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature \
+    "extendedKeyUsage=$usage" "subjectAltName=IP:${HOST_IP:?},IP:127.0.0.1,DNS:localhost" \
+    >"$PKI/$name.ext"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
+    -keyout "$PKI/$name.key" -out "$PKI/$name.csr" &&
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" \
+      -CAcreateserial -days 2 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
+}
+
+# pki_swap NAME LIVE: replace $PKI/LIVE.crt/.key by copies of NAME.crt/.key, as a certificate
+# manager does (write a new file, then rename it over the old one)
+pki_swap() {
+  local name=$1 live=$2
+  cp "$PKI/$name.crt" "$PKI/$live.crt.new" && cp "$PKI/$name.key" "$PKI/$live.key.new" &&
+    mv "$PKI/$live.crt.new" "$PKI/$live.crt" && mv "$PKI/$live.key.new" "$PKI/$live.key"
+}
+
+# cert_dir DIR CA [CLIENT]: DIR laid out as containers/image's --cert-dir and docker's certs.d
+# read it: CA's certificate as ca.crt (*.crt are CAs), and CLIENT's certificate and key as
+# client.cert + client.key (mutual TLS)
+cert_dir() {
+  local dir=$1 ca=$2 client=${3:-}
+  mkdir -p "$dir" && cp "$PKI/$ca.crt" "$dir/ca.crt" || return 1
+  if [[ -n "$client" ]]; then
+    cp "$PKI/$client.crt" "$dir/client.cert" && cp "$PKI/$client.key" "$dir/client.key"
+  fi
+}
+
+# docker_certs_dir REGISTRY CERT-DIR: copy CERT-DIR to /etc/docker/certs.d/REGISTRY, where
+# dockerd looks (it has no flag or variable to look elsewhere; it re-reads the directory for
+# every pull or push, no restart needed); removed on exit. Call it again to replace the files.
+# Aborts the test file if the directory was there before this process made it.
+docker_certs_dir() {
+  local dir="/etc/docker/certs.d/$1" top="" d path mine=0
+  for path in "${REMOVE_ON_EXIT[@]}"; do
+    [[ "$dir" == "$path" || "$dir" == "$path"/* ]] && mine=1
+  done
+  if [[ $mine == 0 ]]; then
+    d=$dir
+    while [[ ! -e "$d" ]]; do top=$d; d=$(dirname "$d"); done
+    [[ -n "$top" ]] || abort "install the CA for docker" "$dir exists already: not touching it"
+    REMOVE_ON_EXIT+=("$top")
+  fi
+  rm -rf "$dir" && mkdir -p "$dir" && cp "$2"/* "$dir/"
+}
+
+# expect_refused CURL-ARGS...: the TLS handshake fails, so there is no HTTP answer at all
+expect_refused() {
+  local code rc
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 30 "$@" 2>"$T/refused.err"); rc=$?
+  echo "curl exit $rc, HTTP code $code: $(cat "$T/refused.err")"
+  [[ $rc != 0 && "$code" == 000 ]]
+}
+
+fingerprint_of_file() { openssl x509 -in "$1" -noout -fingerprint -sha256; }
+# served_fingerprint: the certificate $REG presents (openssl s_client)
+served_fingerprint() {
+  openssl s_client -connect "$REG" -servername localhost </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256
+}
+
+# expect_served FILE [SECONDS]: $REG presents FILE's certificate (within SECONDS)
+expect_served() {
+  local want got i
+  want=$(fingerprint_of_file "$1") || return 1
+  for i in $(seq "$(( ${2:-0} * 2 + 1 ))"); do
+    got=$(served_fingerprint)
+    [[ "$got" == "$want" ]] && { echo "served: $got"; return 0; }
+    sleep 0.5
+  done
+  echo "expected $want"; echo "served   $got"
+  return 1
+}
+
 # ---------------------------------------------------------------- small HTTP helpers
 # http_code METHOD URL [curl args...]: print only the status code.
 http_code() {

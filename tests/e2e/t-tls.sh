@@ -6,39 +6,14 @@ E2E_GROUP=tls
 require_tools openssl ip curl jq docker dockerd skopeo podman || exit "$E2E_ABORTED"
 ensure_test_images
 
-# docker counts 127.0.0.0/8 as an insecure registry: there it skips certificate verification
-# and never reads certs.d, so nothing about TLS would be tested. The registry listens on this
-# machine's first non-loopback IPv4 address instead (the traffic still stays inside the machine).
-HOST_IP=$(ip -4 -o addr show scope global | awk '{sub(/\/.*/, "", $4); print $4; exit}')
+# On the first non-loopback IPv4 address: docker does not verify certificates on 127.0.0.0/8 (lib.sh).
+HOST_IP=$(host_ipv4)
 [[ -n "$HOST_IP" ]] || abort "find a non-loopback IPv4 address" \
   "docker verifies certificates only for registries outside 127.0.0.0/8"
 
 X509='x509: certificate signed by unknown authority'
 
-# ---------------------------------------------------------------- private CAs (openssl)
-PKI="$T/pki"
-mkdir -p "$PKI"
-
-# pki_ca NAME: a self-signed CA in NAME.crt + NAME.key
-pki_ca() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj "/CN=berth e2e $1" -keyout "$PKI/$1.key" -out "$PKI/$1.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-}
-
-# pki_issue CA NAME serverAuth|clientAuth: NAME.crt + NAME.key, signed by CA, for $HOST_IP,
-# 127.0.0.1 and localhost
-pki_issue() {
-  local ca=$1 name=$2 usage=$3
-  printf '%s\n' basicConstraints=CA:FALSE keyUsage=critical,digitalSignature \
-    "extendedKeyUsage=$usage" "subjectAltName=IP:$HOST_IP,IP:127.0.0.1,DNS:localhost" \
-    >"$PKI/$name.ext"
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
-    -keyout "$PKI/$name.key" -out "$PKI/$name.csr" &&
-    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" \
-      -CAcreateserial -days 2 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt"
-}
-
+# ---------------------------------------------------------------- private CAs (openssl, lib.sh: pki_*)
 # ca: the registry's CA; ca2: the CA of the renewed certificate swapped in later;
 # clients: the CA client certificates need for mutual TLS; stranger: a CA nobody trusts.
 make_pki() {
@@ -48,69 +23,20 @@ make_pki() {
 }
 msg=$(make_pki 2>&1) || abort "make private CAs and certificates with openssl" "$msg"
 
-# What containers/image (skopeo, podman) reads from --cert-dir: *.crt are CAs, and
-# NAME.cert + NAME.key a client certificate. docker's certs.d is the same.
+# --cert-dir for skopeo and podman, and docker's certs.d (lib.sh: cert_dir)
 CERTS="$T/certs"            # only the CA
 MTLS_CERTS="$T/certs-mtls"  # the CA and alice's client certificate
-mkdir -p "$CERTS" "$MTLS_CERTS"
-cp "$PKI/ca.crt" "$CERTS/ca.crt"
-cp "$PKI/ca.crt" "$MTLS_CERTS/ca.crt"
-cp "$PKI/alice.crt" "$MTLS_CERTS/client.cert"
-cp "$PKI/alice.key" "$MTLS_CERTS/client.key"
+msg=$(cert_dir "$CERTS" ca 2>&1 && cert_dir "$MTLS_CERTS" ca alice 2>&1) || abort "make the cert dirs" "$msg"
 
 # The files the first registry serves; replaced on disk later.
-cp "$PKI/server.crt" "$PKI/live.crt"
-cp "$PKI/server.key" "$PKI/live.key"
+pki_swap server live || abort "copy the server certificate to live.crt/live.key"
 
 # ---------------------------------------------------------------- helpers
-# expect_error PATTERN CMD...: CMD fails and its output matches PATTERN (extended regex)
-expect_error() {
-  local pattern=$1 out rc; shift
-  out=$("$@" 2>&1); rc=$?
-  echo "$out"
-  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
-  grep -Eq -- "$pattern" <<<"$out" || { echo "the failure does not match: $pattern"; return 1; }
-}
-
-# expect_code CODE CURL-ARGS...: curl answers exactly CODE
-expect_code() {
-  local want=$1 got; shift
-  got=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 "$@")
-  [[ "$got" == "$want" ]] || { echo "expected HTTP $want, got $got"; return 1; }
-}
-
-# expect_refused CURL-ARGS...: the TLS handshake fails, so there is no HTTP answer at all
-expect_refused() {
-  local code rc
-  code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 30 "$@" 2>"$T/refused.err"); rc=$?
-  echo "curl exit $rc, HTTP code $code: $(cat "$T/refused.err")"
-  [[ $rc != 0 && "$code" == 000 ]]
-}
-
 expect_http2() {
   local version
   version=$(curl -s -o /dev/null -w '%{http_version}' --http2 --max-time 30 "$@") || return 1
   echo "HTTP version: $version"
   [[ "$version" == 2 ]]
-}
-
-fingerprint_of_file() { openssl x509 -in "$1" -noout -fingerprint -sha256; }
-served_fingerprint() {
-  openssl s_client -connect "$REG" -servername localhost </dev/null 2>/dev/null |
-    openssl x509 -noout -fingerprint -sha256
-}
-
-# expect_served FILE [SECONDS]: the registry presents FILE's certificate (within SECONDS)
-expect_served() {
-  local want got i
-  want=$(fingerprint_of_file "$1") || return 1
-  for i in $(seq "$(( ${2:-0} * 2 + 1 ))"); do
-    got=$(served_fingerprint)
-    [[ "$got" == "$want" ]] && { echo "served: $got"; return 0; }
-    sleep 0.5
-  done
-  echo "expected $want"; echo "served   $got"
-  return 1
 }
 
 expect_digest() {  # CERT-DIR REF: skopeo inspect gives the v1 layout digest
@@ -125,17 +51,6 @@ expect_log_quiet() {
   if grep -E 'WARN|ERROR' "$REG_LOG"; then echo "^ warnings or errors in $REG_LOG"; return 1; fi
   grep -q 'DEBUG.*TLS handshake failed' "$REG_LOG" ||
     { echo "no debug line 'TLS handshake failed' in $REG_LOG"; return 1; }
-}
-
-# docker_certs_dir REGISTRY CERT-DIR: copy CERT-DIR to /etc/docker/certs.d/REGISTRY, where
-# dockerd looks (it has no flag or variable to look elsewhere); removed on exit.
-docker_certs_dir() {
-  local dir="/etc/docker/certs.d/$1" top="" d
-  d=$dir
-  while [[ ! -e "$d" ]]; do top=$d; d=$(dirname "$d"); done
-  [[ -n "$top" ]] || abort "install the CA for docker" "$dir exists already: not touching it"
-  REMOVE_ON_EXIT+=("$top")
-  mkdir -p "$dir" && cp "$2"/* "$dir/"
 }
 
 # The registry's own debug lines for refused handshakes (ignored by the reference).
@@ -199,14 +114,10 @@ else
   skip "refused handshakes are logged at debug, no warning or error" "berth's own logging"
 fi
 
-# --- a certificate replaced on disk (as a certificate manager does: write, then rename)
-swap_live() {  # NAME: NAME.crt/.key become live.crt/.key
-  cp "$PKI/$1.crt" "$PKI/live.crt.new" && cp "$PKI/$1.key" "$PKI/live.key.new" &&
-    mv "$PKI/live.crt.new" "$PKI/live.crt" && mv "$PKI/live.key.new" "$PKI/live.key"
-}
+# --- a certificate replaced on disk (as a certificate manager does: write, then rename; lib.sh: pki_swap)
 if [[ "$E2E_TARGET" == berth ]]; then
   PID_BEFORE=$REG_PID
-  check "swap in a certificate from a new CA (ca2) on disk" swap_live server2
+  check "swap in a certificate from a new CA (ca2) on disk" pki_swap server2 live
   check "the new certificate is served without a restart (openssl s_client, 15 s)" \
     expect_served "$PKI/server2.crt" 15
   check "curl --cacert with the new CA: 200" expect_code 200 --cacert "$PKI/ca2.crt" "$REG_URL/v2/"
@@ -221,7 +132,7 @@ if [[ "$E2E_TARGET" == berth ]]; then
     expect_served "$PKI/server2.crt"
   check "... and answering" expect_code 200 --cacert "$PKI/ca2.crt" "$REG_URL/v2/"
   check "the broken file is logged as a warning" grep -q 'WARN.*cannot be used' "$REG_LOG"
-  check "a good file again is picked up" swap_live server
+  check "a good file again is picked up" pki_swap server live
   check "... and served (15 s)" expect_served "$PKI/server.crt" 15
 else
   for c in "a certificate swapped on disk is served without a restart" \

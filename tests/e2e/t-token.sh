@@ -13,9 +13,6 @@ python3 -c 'import oras' 2>/dev/null || abort "python module 'oras' is missing (
 ensure_test_images
 
 # ---------------------------------------------------------------- secrets (only in variables and files under $T)
-rand_alnum() { head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c "$1"; }
-# Harbor's password policy: 8-128 characters with an upper-case letter, a lower-case letter and a digit.
-new_password() { printf '%sAa1' "$(rand_alnum 21)"; }
 ADMIN_PASS=$(new_password)
 DEV_PASS=$(new_password)
 GUEST_PASS=$(new_password)
@@ -36,35 +33,11 @@ SERVICE=berth
 TLS=--tls-verify=false
 mkdir -p "$T/token" "$T/cli"
 
-# ---------------------------------------------------------------- helpers
+# ---------------------------------------------------------------- helpers (more in lib.sh: with_stdin, curl_as, jwt_payload, expect_denied, oras_sdk, ...)
 # berth_cli ARGS...: the operator CLI on this registry's data dir (the server is running).
 berth_cli() { "$BERTH_BIN" "$@" --data-dir "$DATA"; }
 
-# with_stdin SECRET CMD...: feed SECRET on stdin (never on the command line)
-with_stdin() {
-  local secret=$1; shift
-  printf '%s\n' "$secret" | "$@"
-}
 login_with() { with_stdin "$@"; }
-
-# curl_as USER PASS CURL-ARGS...: curl with Basic credentials read from a config on stdin, not argv.
-curl_as() {
-  local user=$1 pass=$2; shift 2
-  printf 'user = "%s:%s"\n' "$user" "$pass" | curl -K - -s --max-time 30 "$@"
-}
-
-header_of() {  # FILE NAME
-  tr -d '\r' <"$1" | awk -v n="$(tr 'A-Z' 'a-z' <<<"$2")" \
-    'index(tolower($0), n ":") == 1 {sub(/^[^:]*: */, ""); print}'
-}
-
-# jwt_payload TOKEN: the claims of a JWT (base64url of the middle part)
-jwt_payload() {
-  local p
-  p=$(cut -d. -f2 <<<"$1" | tr '_-' '/+')
-  while (( ${#p} % 4 )); do p+='='; done
-  base64 -d <<<"$p"
-}
 
 # token_url SCOPE...: the token service URL for these scopes
 token_url() {
@@ -124,46 +97,6 @@ expect_bearer_status() {
     echo "expected HTTP $want, got $got"; tr -d '\r' <"$T/token/bearer.headers"; cat "$T/token/bearer.body"; return 1; }
 }
 
-# Any client's way of saying "you need (other) credentials".
-AUTH_ERROR="unauthorized|authentication required|no basic auth credentials|401|may require 'docker login'"
-
-# expect_auth_failure CMD...: CMD fails, and its output says why in terms of authentication
-expect_auth_failure() {
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  echo "$out"
-  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
-  grep -Eqi "$AUTH_ERROR" <<<"$out" || { echo "the failure does not mention authentication"; return 1; }
-}
-
-# expect_failure_saying TEXT CMD...: CMD fails and its output contains TEXT (extended regex)
-expect_failure_saying() {
-  local want=$1 out rc; shift
-  out=$("$@" 2>&1); rc=$?
-  echo "$out"
-  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
-  grep -Eqi -- "$want" <<<"$out" || { echo "the output does not match: $want"; return 1; }
-}
-
-# expect_denied MESSAGE CMD...: CMD fails, and its output says "denied" and MESSAGE (berth's reason)
-expect_denied() {
-  local want=$1 out rc; shift
-  out=$("$@" 2>&1); rc=$?
-  echo "$out"
-  if [[ $rc == 0 ]]; then echo "expected a failure, but the command succeeded"; return 1; fi
-  grep -qi 'denied' <<<"$out" || { echo "the output does not say 'denied'"; return 1; }
-  grep -qF -- "$want" <<<"$out" || { echo "the output does not say: $want"; return 1; }
-}
-
-expect_stored_login() {
-  jq -e --arg r "$REG" '.auths[$r] | (.auth // "" | length > 0) or (.identitytoken // "" | length > 0)' \
-    "$1" >/dev/null || { echo "no credentials for $REG in $1:"; cat "$1"; return 1; }
-}
-expect_no_stored_login() {
-  ! jq -e --arg r "$REG" '.auths[$r] // empty | length > 0' "$1" >/dev/null 2>&1 ||
-    { echo "credentials for $REG are still in $1"; return 1; }
-}
-
 expect_digest() {  # CREDS REF WANT: skopeo inspect (with these credentials, "" for none) gives WANT
   local creds=() got
   [[ -n "$1" ]] && creds=(--creds "$1")
@@ -193,46 +126,6 @@ answer_of() {
   code=$(curl_as "$1" "$2" -D "$T/token/answer.headers" -o "$T/token/answer.body" -w '%{http_code}' "$3")
   printf 'status %s\nWWW-Authenticate: %s\nbody: %s\n' "$code" \
     "$(header_of "$T/token/answer.headers" WWW-Authenticate)" "$(cat "$T/token/answer.body")"
-}
-
-# oras_sdk BACKEND USER ACTION TARGET ARG: the ORAS Python SDK (plain HTTP) with the password
-# in the environment (ORAS_E2E_PASS), never ~/.docker: BACKEND is token or basic.
-#   push TARGET FILE (run in the file's directory) | pull TARGET OUTDIR
-# With the token backend, oras-py (0.2.43) keeps the first token it got and answers a later
-# 401 insufficient_scope with that same token (it re-asks only after a 403). A push starts with
-# HEAD (scope pull), so its POST would carry a pull-only token: for a push the token is fetched
-# up front with scope pull,push and handed over with set_token_auth, as the SDK documents.
-oras_sdk() {
-  python3 - "$REG" "$REALM" "$SERVICE" "$@" <<'PY'
-import os, sys
-import requests
-import oras.client
-reg, realm, service, backend, user, action, target, arg = sys.argv[1:9]
-password = os.environ["ORAS_E2E_PASS"]
-client = oras.client.OrasClient(hostname=reg, insecure=True, auth_backend=backend)
-client.auth.set_basic_auth(user, password)
-if backend == "token" and action == "push":
-    repo = target.split(":")[0]
-    answer = requests.get(realm, params={"service": service, "scope": f"repository:{repo}:pull,push"},
-                          auth=(user, password), timeout=30)
-    answer.raise_for_status()
-    client.auth.set_token_auth(answer.json()["token"])
-if action == "push":
-    resp = client.push(files=[arg], target=f"{reg}/{target}")
-    print(resp.status_code, resp.headers.get("Docker-Content-Digest", ""))
-    if resp.status_code != 201:
-        sys.exit(1)
-elif action == "pull":
-    files = client.pull(target=f"{reg}/{target}", outdir=arg)
-    print("\n".join(files))
-    if not files:
-        sys.exit(1)
-PY
-}
-in_dir() { cd "$1" || return 1; shift; "$@"; }   # (check runs it in a subshell: the cd stays there)
-oras_as() {  # PASS BACKEND USER ACTION TARGET ARG
-  local pass=$1; shift
-  ORAS_E2E_PASS=$pass oras_sdk "$@"
 }
 
 V1=$(layout_digest v1)
