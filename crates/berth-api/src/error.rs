@@ -49,6 +49,11 @@ impl ApiError {
     /// Replace the code's generic message with a specific one. Docker and containers/image
     /// print `code: message` and never show `detail`, so a reason the user must read (why a
     /// push is denied) belongs here too.
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
     pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
         self.0.message = message.into();
         self

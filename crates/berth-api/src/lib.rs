@@ -3,6 +3,7 @@
 //!
 //! - `/v2/…`: the OCI distribution API ([`distribution`]).
 //! - `/service/token`: the Docker token service, in token mode ([`token`]).
+//! - `/api/v2.0/…`: Harbor's management API ([`mgmt`]).
 //! - `/healthz`: liveness.
 //!
 //! Handlers are thin: they translate HTTP into calls on `berth_registry::Registry` and its
@@ -20,6 +21,7 @@ pub mod credentials;
 pub mod distribution;
 mod error;
 pub mod external_url;
+pub mod mgmt;
 pub mod token;
 
 pub use error::ApiError;
@@ -36,6 +38,9 @@ pub struct AppState {
     /// How to tell the external base URL of a request (TLS listener, trusted proxies):
     /// `state.external.base_url(uri, headers, extensions)`.
     pub external: Arc<ExternalUrlConfig>,
+    /// Accounts, projects, members and robots (token mode): what `/api/v2.0` changes them
+    /// through, the same service as the CLI.
+    pub identity: Option<berth_auth::IdentityService>,
 }
 
 impl AppState {
@@ -46,6 +51,7 @@ impl AppState {
             registry,
             auth,
             token_realm: None,
+            identity: None,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,
@@ -61,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/", any(distribution::dispatch))
         .route("/v2/{*rest}", any(distribution::dispatch))
         .route("/service/token", get(token::get).post(token::post))
+        .route("/api/v2.0/{*rest}", any(mgmt::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn(error::catch_panics))
         .layer(axum::middleware::from_fn(error::log_server_errors))

@@ -42,6 +42,9 @@ pub struct TokenSettings {
     /// Who may create a project by pushing into it (else a push into a missing project is
     /// refused, saying so).
     pub create_project_on_push: ProjectCreation,
+    /// Who may create projects through the API (Harbor's `project_creation_restriction`:
+    /// `Users` is its `everyone`, `Administrators` its `adminonly`).
+    pub project_creation: ProjectCreation,
 }
 
 /// Who may create a missing project by pushing into it; the pusher becomes its project admin.
@@ -64,6 +67,7 @@ impl Default for TokenSettings {
             refresh_lifetime: Duration::from_secs(30 * 24 * 3600),
             cache_ttl: Duration::from_secs(5),
             create_project_on_push: ProjectCreation::Nobody,
+            project_creation: ProjectCreation::Users,
         }
     }
 }
@@ -263,6 +267,11 @@ impl TokenAuth {
 
     pub fn settings(&self) -> &TokenSettings {
         &self.settings
+    }
+
+    /// The identity tables (for the management decision).
+    pub(crate) fn store(&self) -> &dyn IdentityStore {
+        self.store.as_ref()
     }
 
     /// Forget cached grants and projects (after an identity change through this process).

@@ -161,6 +161,9 @@ impl IdentityService {
 
     pub async fn add_user(&self, account: NewAccount) -> Result<User> {
         check_user_name(&account.name)?;
+        if !account.email.is_empty() {
+            check_email(&account.email)?;
+        }
         password::check_policy(&account.password).map_err(IdentityError::Invalid)?;
         let password_hash = hash_secret(&account.password).await?;
         let id = self
@@ -186,6 +189,49 @@ impl IdentityService {
             .user_by_name(name)
             .await?
             .ok_or_else(|| IdentityError::NotFound(format!("user {name}")))
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<User> {
+        self.store
+            .user_by_id(id)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("user {id}")))
+    }
+
+    /// Change a user's email, real name and comment.
+    pub async fn update_profile(
+        &self,
+        id: i64,
+        email: Option<String>,
+        realname: Option<String>,
+        comment: Option<String>,
+    ) -> Result<User> {
+        let mut user = self.user_by_id(id).await?;
+        if let Some(email) = email {
+            check_email(&email)?;
+            user.email = email;
+        }
+        if let Some(realname) = realname {
+            user.realname = realname;
+        }
+        if let Some(comment) = comment {
+            user.comment = comment;
+        }
+        self.store.update_user(&user).await?;
+        self.changed();
+        Ok(user)
+    }
+
+    /// Whether `password` is the user's password (slow: argon2id).
+    pub async fn check_password(&self, name: &str, password: &str) -> Result<bool> {
+        let user = self.user(name).await?;
+        let (password, hash) = (password.to_owned(), user.password_hash);
+        blocking(move || password::verify(&password, &hash)).await
+    }
+
+    /// How many repositories a project holds.
+    pub async fn repository_count(&self, project: &str) -> Result<u64> {
+        Ok(self.store.project_repository_count(project).await?)
     }
 
     pub async fn users(&self) -> Result<Vec<User>> {
@@ -413,6 +459,20 @@ impl IdentityService {
         self.store.update_robot(&robot).await?;
         self.changed();
         Ok(())
+    }
+}
+
+/// A plausible email address: one `@` with text on both sides, no spaces, at most 255.
+fn check_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 255
+        && !email.chars().any(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::Invalid(format!("invalid email {email:?}")))
     }
 }
 

@@ -17,6 +17,7 @@ use berth_core::Access;
 pub mod access;
 mod htpasswd;
 pub mod identity;
+pub mod mgmt;
 pub mod password;
 mod throttle;
 pub mod token;

@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod error;
 pub mod manifest;
 pub mod media_type;
+pub mod mgmt;
 pub mod name;
 
 pub use access::{RobotName, RobotPermission, Role};

@@ -57,6 +57,8 @@ pub struct RawAuth {
     pub token_realm: Option<String>,
     /// Token mode: who may create a project by pushing into it: off, admins or users.
     pub create_project_on_push: Option<String>,
+    /// Token mode: who may create projects through the API: everyone or adminonly.
+    pub project_creation_restriction: Option<String>,
 }
 
 /// The `[validation]` table.
@@ -103,6 +105,7 @@ pub struct Config {
     pub token_lifetime: std::time::Duration,
     pub token_realm: Option<String>,
     pub create_project_on_push: berth_auth::ProjectCreation,
+    pub project_creation: berth_auth::ProjectCreation,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<IpNet>,
@@ -196,6 +199,7 @@ impl RawConfig {
                     .transpose()?,
                 token_realm: get("auth.token_realm"),
                 create_project_on_push: get("auth.create_project_on_push"),
+                project_creation_restriction: get("auth.project_creation_restriction"),
             },
             tls: RawTls {
                 certificate: get("tls.certificate").map(PathBuf::from),
@@ -231,6 +235,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "auth.token_lifetime" => "BERTH_AUTH_TOKEN_LIFETIME",
         "auth.token_realm" => "BERTH_AUTH_TOKEN_REALM",
         "auth.create_project_on_push" => "BERTH_AUTH_CREATE_PROJECT_ON_PUSH",
+        "auth.project_creation_restriction" => "BERTH_AUTH_PROJECT_CREATION_RESTRICTION",
         "tls.certificate" => "BERTH_TLS_CERTIFICATE",
         "tls.key" => "BERTH_TLS_KEY",
         "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
@@ -330,6 +335,23 @@ impl Config {
             Some("off".to_string())
         )
         .unwrap_or_default();
+        let restriction = pick!(
+            "auth.project_creation_restriction",
+            auth.project_creation_restriction,
+            Some("everyone".to_string())
+        )
+        .unwrap_or_default();
+        let project_creation = match restriction.trim() {
+            "everyone" | "" => berth_auth::ProjectCreation::Users,
+            "adminonly" => berth_auth::ProjectCreation::Administrators,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "auth.project_creation_restriction",
+                    value: other.into(),
+                    reason: "expected everyone or adminonly".into(),
+                });
+            }
+        };
         let create_project_on_push = match creation.trim() {
             "off" | "" => berth_auth::ProjectCreation::Nobody,
             "admins" => berth_auth::ProjectCreation::Administrators,
@@ -475,6 +497,7 @@ impl Config {
             token_lifetime: std::time::Duration::from_secs(token_lifetime),
             token_realm,
             create_project_on_push,
+            project_creation,
             tls,
             trusted_proxies,
             origins,

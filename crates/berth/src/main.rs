@@ -215,12 +215,19 @@ async fn run(config: Config) -> Result<(), String> {
     let meta = open_metadata(data_dir).await?;
     let blobs = berth_storage::FsBlobStore::open(data_dir)
         .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?;
+    let mut identity = None;
     let auth = match (config.auth_mode, &config.htpasswd) {
         (AuthModeSetting::Htpasswd, Some(path)) => AuthMode::Htpasswd {
             realm: config.realm.clone(),
             passwords: Htpasswd::load(path).map_err(|e| e.to_string())?,
         },
-        (AuthModeSetting::Token, _) => AuthMode::Token(start_token_mode(&config, &meta).await?),
+        (AuthModeSetting::Token, _) => {
+            let token_auth = start_token_mode(&config, &meta).await?;
+            let store: Arc<dyn berth_meta::IdentityStore> = Arc::new(meta.clone());
+            identity =
+                Some(berth_auth::IdentityService::new(store).with_caches(token_auth.clone()));
+            AuthMode::Token(token_auth)
+        }
         _ => AuthMode::Open {
             anonymous_write: config.anonymous_write,
         },
@@ -251,6 +258,7 @@ async fn run(config: Config) -> Result<(), String> {
     tokio::spawn(purge_uploads_periodically(registry.clone()));
     let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
     state.token_realm = config.token_realm.clone();
+    state.identity = identity;
     state.external = Arc::new(berth_api::ExternalUrlConfig {
         tls: tls.is_some(),
         trusted_proxies: config.trusted_proxies.clone(),
@@ -312,6 +320,7 @@ async fn start_token_mode(
         issuer: config.token_issuer.clone(),
         token_lifetime: config.token_lifetime,
         create_project_on_push: config.create_project_on_push,
+        project_creation: config.project_creation,
         ..Default::default()
     };
     let token_auth = Arc::new(berth_auth::TokenAuth::open(store.clone(), settings).await?);

@@ -126,7 +126,11 @@ impl TestAppBuilder {
                 anonymous_write: false,
             })
         };
-        let state = AppState::new(Arc::new(registry), Arc::new(Authorizer::new(mode)));
+        let mut state = AppState::new(Arc::new(registry), Arc::new(Authorizer::new(mode)));
+        if let Some(auth) = &token_auth {
+            let store: Arc<dyn IdentityStore> = meta.clone();
+            state.identity = Some(IdentityService::new(store).with_caches(auth.clone()));
+        }
         TestApp {
             dir,
             meta,

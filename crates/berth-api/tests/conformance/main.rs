@@ -14,6 +14,7 @@ mod deletes;
 mod discovery;
 mod malformed;
 mod manifests;
+mod mgmt;
 mod names;
 mod pull;
 mod push;

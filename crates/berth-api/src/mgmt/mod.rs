@@ -1,0 +1,186 @@
+//! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
+//! so far: projects, members, users, search and the system endpoints.
+//!
+//! Every request goes through [`dispatch`]: parse into a typed `MgmtEndpoint` (once),
+//! authenticate with the same credentials as `/v2/` (Basic for users and robots, bearer
+//! tokens), ask `Authorizer::decide_mgmt` about the endpoint's required permission, then call
+//! the one handler. Handlers never check permissions; they change things through
+//! `IdentityService` and `Registry`, the places the CLI and `/v2/` use.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use berth_auth::mgmt::MgmtDecision;
+use berth_auth::{IdentityService, Principal};
+use berth_core::mgmt::{MgmtEndpoint, MgmtHeaders};
+use berth_meta::Project;
+
+use crate::AppState;
+use crate::credentials::{Peer, authenticate};
+
+mod members;
+mod projects;
+pub mod response;
+mod system;
+mod users;
+
+use response::{MgmtApiError, MgmtResult};
+
+/// What a handler gets besides its endpoint's fields.
+pub struct Ctx<'a> {
+    pub state: &'a AppState,
+    pub parts: &'a Parts,
+    pub principal: &'a Principal,
+    /// The project the permission named, resolved by the decision.
+    pub project: Option<Project>,
+}
+
+impl Ctx<'_> {
+    /// The identity service; the API's identity endpoints exist in token mode only.
+    pub fn identity(&self) -> Result<&IdentityService, MgmtApiError> {
+        self.state.identity.as_ref().ok_or_else(|| {
+            MgmtApiError::forbidden(
+                "users, projects, members and robots are managed in token mode (auth.mode = \"token\")",
+            )
+        })
+    }
+
+    /// The project the decision resolved (every project endpoint has one).
+    pub fn project(&self) -> Result<&Project, MgmtApiError> {
+        self.project
+            .as_ref()
+            .ok_or_else(|| MgmtApiError::not_found("project not found"))
+    }
+
+    /// The caller's account name, if authenticated.
+    pub fn account(&self) -> Option<&str> {
+        match self.principal {
+            Principal::Account(account) => Some(account.name()),
+            Principal::Bearer(claims) if !claims.sub.is_empty() => Some(claims.sub.as_str()),
+            Principal::User(name) => Some(name.as_str()),
+            _ => None,
+        }
+    }
+
+    pub fn raw_query(&self) -> Option<&str> {
+        self.parts.uri.query()
+    }
+}
+
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut response = match route(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn route(state: &AppState, request: Request) -> MgmtResult {
+    let (parts, body) = request.into_parts();
+    let headers = MgmtHeaders {
+        is_resource_name: parts
+            .headers
+            .get("x-is-resource-name")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+    };
+    let peer = Peer::of(&parts.extensions);
+    // Credentials first: a wrong password is a 401 whatever the path.
+    let principal =
+        authenticate(state, &parts, peer)
+            .await
+            .map_err(|e| match e.status().as_u16() {
+                429 => MgmtApiError::new(
+                    429,
+                    "TOO_MANY_REQUESTS",
+                    "too many failed logins; retry later",
+                ),
+                500 => MgmtApiError::internal("authentication failed"),
+                _ => MgmtApiError::unauthorized(),
+            })?;
+    let endpoint = MgmtEndpoint::parse(
+        parts.method.as_str(),
+        parts.uri.path(),
+        parts.uri.query(),
+        headers,
+    )?;
+    let project = match state
+        .auth
+        .decide_mgmt(&principal, &endpoint.required())
+        .await
+    {
+        MgmtDecision::Allow(project) => project,
+        MgmtDecision::Unauthorized => return Err(MgmtApiError::unauthorized()),
+        MgmtDecision::Forbidden(reason) => return Err(MgmtApiError::forbidden(reason)),
+        MgmtDecision::NotFound(what) => return Err(MgmtApiError::not_found(what)),
+    };
+    let ctx = Ctx {
+        state,
+        parts: &parts,
+        principal: &principal,
+        project,
+    };
+    handle(&ctx, endpoint, body).await
+}
+
+async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult {
+    use MgmtEndpoint as E;
+    match endpoint {
+        E::Ping => Ok((
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "Pong",
+        )
+            .into_response()),
+        E::Health => system::health(ctx).await,
+        E::SystemInfo => system::info(ctx).await,
+        E::Search { q } => system::search(ctx, &q).await,
+        E::ListProjects {
+            query,
+            name,
+            public,
+            owner,
+        } => projects::list(ctx, &query, name.as_deref(), public, owner.as_deref()).await,
+        E::HeadProject { name } => projects::head(ctx, &name).await,
+        E::CreateProject => projects::create(ctx, body).await,
+        E::GetProject(_) => projects::get(ctx).await,
+        E::UpdateProject(_) => projects::update(ctx, body).await,
+        E::DeleteProject(_) => projects::delete(ctx).await,
+        E::ProjectDeletable(_) => projects::deletable(ctx).await,
+        E::ProjectSummary(_) => projects::summary(ctx).await,
+        E::ListMembers {
+            query, entity_name, ..
+        } => members::list(ctx, &query, entity_name.as_deref()).await,
+        E::AddMember(_) => members::add(ctx, body).await,
+        E::GetMember { id, .. } => members::get(ctx, id).await,
+        E::UpdateMember { id, .. } => members::update(ctx, id, body).await,
+        E::DeleteMember { id, .. } => members::delete(ctx, id).await,
+        E::ListUsers {
+            query,
+            username,
+            email,
+        } => users::list(ctx, &query, username.as_deref(), email.as_deref()).await,
+        E::CreateUser => users::create(ctx, body).await,
+        E::CurrentUser => users::current(ctx).await,
+        E::CurrentPermissions { scope, relative } => {
+            users::permissions(ctx, scope.as_deref(), relative).await
+        }
+        E::SearchUsers { query, username } => users::search(ctx, &query, &username).await,
+        E::GetUser(id) => users::get(ctx, id).await,
+        E::UpdateUser(id) => users::update(ctx, id, body).await,
+        E::DeleteUser(id) => users::delete(ctx, id).await,
+        E::SetPassword(id) => users::set_password(ctx, id, body).await,
+        E::SetSysadmin(id) => users::set_sysadmin(ctx, id, body).await,
+    }
+}

@@ -1,0 +1,202 @@
+//! The decision for the management API (`/api/v2.0`): the endpoint's [`MgmtPermission`]
+//! against the caller's grants, with Harbor's project policies (`berth_core::mgmt`). The
+//! same accounts, roles and caches as `/v2/`; only the permission vocabulary is Harbor's.
+
+use berth_core::RobotPermission;
+use berth_core::mgmt::{MgmtPermission, ProjectRef, Resource, Verb, public_allows, role_allows};
+use berth_meta::Project;
+
+use crate::access::{Caller, Grants, ProjectCreation, TokenAuth};
+use crate::{AuthFailure, AuthMode, Authorizer, Principal};
+
+/// The outcome of a management access check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MgmtDecision {
+    /// Allowed; the project the permission named, when it named one (resolved once here).
+    Allow(Option<Project>),
+    /// No credentials: 401.
+    Unauthorized,
+    /// Known caller without the permission: 403 with the reason.
+    Forbidden(String),
+    /// The named project does not exist (told only to callers who could see it: system
+    /// administrators).
+    NotFound(String),
+}
+
+/// Whether a robot's permissions grant `resource`/`verb` in `project` (Harbor's access
+/// entries name the same resources and actions).
+fn robot_allows(
+    permissions: &[RobotPermission],
+    project: &str,
+    resource: Resource,
+    verb: Verb,
+) -> bool {
+    permissions.iter().any(|p| {
+        p.kind == "project"
+            && (p.namespace == "*" || p.namespace == project)
+            && p.access.iter().any(|a| {
+                a.effect.as_deref().is_none_or(|e| e == "allow")
+                    && a.resource == resource.as_str()
+                    && (a.action == verb.as_str()
+                        // A robot that may pull a repository may list and read it.
+                        || (resource == Resource::Repository
+                            && matches!(verb, Verb::List | Verb::Read)
+                            && a.action == "pull")
+                        || (matches!(resource, Resource::Artifact | Resource::Tag)
+                            && matches!(verb, Verb::List | Verb::Read)
+                            && a.resource == "repository"
+                            && a.action == "pull"))
+            })
+    })
+}
+
+/// Whether `grants` allow `resource`/`verb` in `project`.
+pub fn grants_allow(grants: &Grants, project: &Project, resource: Resource, verb: Verb) -> bool {
+    grants.sysadmin
+        || (project.public && public_allows(resource, verb))
+        || grants
+            .roles
+            .get(&project.name)
+            .is_some_and(|role| role_allows(*role, resource, verb))
+        || robot_allows(&grants.robot, &project.name, resource, verb)
+}
+
+impl TokenAuth {
+    async fn project_by_ref(&self, project: &ProjectRef) -> Result<Option<Project>, AuthFailure> {
+        let store_err = |e: berth_meta::MetaError| AuthFailure::Store(e.to_string());
+        match project {
+            ProjectRef::Id(id) => self.store().project_by_id(*id).await.map_err(store_err),
+            ProjectRef::Name(name) => self.store().project_by_name(name).await.map_err(store_err),
+        }
+    }
+
+    /// The management decision in token mode.
+    pub async fn decide_mgmt(
+        &self,
+        caller: Caller<'_>,
+        required: &MgmtPermission,
+    ) -> Result<MgmtDecision, AuthFailure> {
+        let name = match caller {
+            Caller::Anonymous => None,
+            Caller::Account(account) => Some(account.name().to_owned()),
+            Caller::Token(claims) => Some(claims.sub.clone()).filter(|s| !s.is_empty()),
+        };
+        let grants = match &name {
+            Some(n) => self.grants(n).await?,
+            None => None,
+        };
+        let authenticated = grants.is_some();
+        let sysadmin = grants.as_ref().is_some_and(|g| g.sysadmin);
+        let refuse = |what: String| {
+            if authenticated {
+                MgmtDecision::Forbidden(what)
+            } else {
+                MgmtDecision::Unauthorized
+            }
+        };
+        Ok(match required {
+            MgmtPermission::Anyone => MgmtDecision::Allow(None),
+            MgmtPermission::Authenticated if authenticated => MgmtDecision::Allow(None),
+            MgmtPermission::User if grants.as_ref().is_some_and(|g| g.user_id.is_some()) => {
+                MgmtDecision::Allow(None)
+            }
+            MgmtPermission::SystemAdmin if sysadmin => MgmtDecision::Allow(None),
+            MgmtPermission::CreateProject
+                if sysadmin
+                    || (grants.as_ref().is_some_and(|g| g.user_id.is_some())
+                        && self.settings().project_creation == ProjectCreation::Users) =>
+            {
+                MgmtDecision::Allow(None)
+            }
+            MgmtPermission::CreateProject => {
+                refuse("only system administrators may create projects on this registry".into())
+            }
+            MgmtPermission::SelfOrAdmin(id)
+                if sysadmin || grants.as_ref().is_some_and(|g| g.user_id == Some(*id)) =>
+            {
+                MgmtDecision::Allow(None)
+            }
+            MgmtPermission::Authenticated | MgmtPermission::User => {
+                refuse("this operation needs a logged-in user".into())
+            }
+            MgmtPermission::SystemAdmin | MgmtPermission::SelfOrAdmin(_) => {
+                refuse("this operation needs a system administrator".into())
+            }
+            MgmtPermission::Project {
+                project,
+                resource,
+                verb,
+            } => match self.project_by_ref(project).await? {
+                None if sysadmin => MgmtDecision::NotFound(format!("project {project} not found")),
+                // Others cannot tell a missing project from one they may not see (Harbor).
+                None => refuse(format!(
+                    "{} {} on project {project} is not allowed",
+                    resource.as_str(),
+                    verb.as_str()
+                )),
+                Some(found) => {
+                    let allowed = match &grants {
+                        Some(g) => grants_allow(g, &found, *resource, *verb),
+                        None => found.public && public_allows(*resource, *verb),
+                    };
+                    if allowed {
+                        MgmtDecision::Allow(Some(found))
+                    } else {
+                        refuse(format!(
+                            "{} {} on project {} is not allowed for this account",
+                            resource.as_str(),
+                            verb.as_str(),
+                            found.name
+                        ))
+                    }
+                }
+            },
+        })
+    }
+}
+
+impl Authorizer {
+    /// The one decision for `/api/v2.0`. Outside token mode there are no accounts or roles:
+    /// anything anyone may do answers, reading what a client could pull is allowed as on
+    /// `/v2/`, and everything else needs token mode.
+    pub async fn decide_mgmt(
+        &self,
+        principal: &Principal,
+        required: &MgmtPermission,
+    ) -> MgmtDecision {
+        match self.mode() {
+            AuthMode::Token(auth) => {
+                let caller = match principal {
+                    Principal::Account(account) => Caller::Account(account),
+                    Principal::Bearer(claims) => Caller::Token(claims),
+                    _ => Caller::Anonymous,
+                };
+                match auth.decide_mgmt(caller, required).await {
+                    Ok(decision) => decision,
+                    Err(e) => {
+                        tracing::error!(error = %e, "management authorization failed");
+                        MgmtDecision::Forbidden("authorization is unavailable; try again".into())
+                    }
+                }
+            }
+            mode => {
+                let may_read = match mode {
+                    AuthMode::Htpasswd { .. } => matches!(principal, Principal::User(_)),
+                    _ => true,
+                };
+                match required {
+                    MgmtPermission::Anyone => MgmtDecision::Allow(None),
+                    MgmtPermission::Project {
+                        resource: Resource::Repository | Resource::Artifact | Resource::Tag,
+                        verb: Verb::List | Verb::Read,
+                        ..
+                    } if may_read => MgmtDecision::Allow(None),
+                    _ if !may_read => MgmtDecision::Unauthorized,
+                    _ => MgmtDecision::Forbidden(
+                        "users, projects, members and robots are managed in token mode (auth.mode = \"token\")".into(),
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,773 @@
+//! Parsing a Harbor-compatible `/api/v2.0` request into a typed [`MgmtEndpoint`], and the
+//! permission it requires ([`MgmtEndpoint::required`]) — the only input to authorization, as
+//! `Endpoint::required_access` is for `/v2/`.
+//!
+//! Paths follow Harbor's `api/v2.0/swagger.yaml`. `{project_name_or_id}` is an id when it
+//! parses as an integer, unless the request says `X-Is-Resource-Name: true`. Segments are
+//! percent-decoded once more here, as Harbor's clients encode names in paths twice.
+
+use crate::access::Role;
+
+/// A project named in a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectRef {
+    Id(i64),
+    Name(String),
+}
+
+impl ProjectRef {
+    fn parse(segment: &str, is_name: bool) -> ProjectRef {
+        match segment.parse::<i64>() {
+            Ok(id) if !is_name => ProjectRef::Id(id),
+            _ => ProjectRef::Name(segment.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for ProjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProjectRef::Id(id) => write!(f, "{id}"),
+            ProjectRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+/// Harbor's pagination and filters: `page`, `page_size` (1–100), `q`, `sort`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub page: u64,
+    pub page_size: u64,
+    pub q: Vec<QueryTerm>,
+    pub sort: Vec<SortKey>,
+}
+
+/// Harbor's largest page.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// One `q` term: `k=v`, `k=~v`, `k=[a~b]`, `k={a b}`, `k=(a b)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryTerm {
+    pub key: String,
+    pub matcher: Matcher,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    Exact(String),
+    Fuzzy(String),
+    Range(Option<String>, Option<String>),
+    AnyOf(Vec<String>),
+    AllOf(Vec<String>),
+}
+
+impl Matcher {
+    /// Whether `value` satisfies the matcher (strings compared as Harbor's database does:
+    /// exact, substring for fuzzy, numeric when both sides are numbers for ranges).
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(v) => value == v,
+            Matcher::Fuzzy(v) => value.contains(v.as_str()),
+            Matcher::AnyOf(vs) => vs.iter().any(|v| v == value),
+            Matcher::AllOf(vs) => vs.iter().all(|v| v == value),
+            Matcher::Range(min, max) => {
+                let cmp = |bound: &str| match (value.parse::<i64>(), bound.parse::<i64>()) {
+                    (Ok(a), Ok(b)) => a.cmp(&b),
+                    _ => value.cmp(bound),
+                };
+                min.as_deref().is_none_or(|m| cmp(m).is_ge())
+                    && max.as_deref().is_none_or(|m| cmp(m).is_le())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub field: String,
+    pub descending: bool,
+}
+
+impl ListQuery {
+    /// The first term for `key`, if any.
+    pub fn term(&self, key: &str) -> Option<&Matcher> {
+        self.q.iter().find(|t| t.key == key).map(|t| &t.matcher)
+    }
+
+    /// Offset of the page's first item.
+    pub fn offset(&self) -> u64 {
+        (self.page - 1).saturating_mul(self.page_size)
+    }
+}
+
+/// A Harbor RBAC resource inside a project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// The project itself.
+    Project,
+    Member,
+    Log,
+    Repository,
+    Artifact,
+    Tag,
+    Robot,
+}
+
+/// A Harbor RBAC action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Read,
+    List,
+    Create,
+    Update,
+    Delete,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Project => "project",
+            Resource::Member => "member",
+            Resource::Log => "log",
+            Resource::Repository => "repository",
+            Resource::Artifact => "artifact",
+            Resource::Tag => "tag",
+            Resource::Robot => "robot",
+        }
+    }
+
+    pub const ALL: [Resource; 7] = [
+        Resource::Project,
+        Resource::Member,
+        Resource::Log,
+        Resource::Repository,
+        Resource::Artifact,
+        Resource::Tag,
+        Resource::Robot,
+    ];
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Read => "read",
+            Verb::List => "list",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Delete => "delete",
+        }
+    }
+
+    pub const ALL: [Verb; 5] = [
+        Verb::Read,
+        Verb::List,
+        Verb::Create,
+        Verb::Update,
+        Verb::Delete,
+    ];
+}
+
+/// Harbor's project policies (`rbac_role.go`): what `role` may do to `resource`. System
+/// administrators may do everything; non-members of a public project get
+/// [`public_allows`].
+pub fn role_allows(role: Role, resource: Resource, verb: Verb) -> bool {
+    use Resource as R;
+    use Role::*;
+    use Verb as V;
+    let admin = role == ProjectAdmin;
+    let maintainer = admin || role == Maintainer;
+    let developer = maintainer || role == Developer;
+    let guest = developer || role == Guest;
+    match (resource, verb) {
+        (R::Project, V::Read) => true,
+        (R::Project, _) => admin,
+        (R::Member, V::Read | V::List) => guest,
+        (R::Member, _) => admin,
+        (R::Log, V::List | V::Read) => guest,
+        (R::Log, _) => false,
+        (R::Repository, V::List) => true,
+        (R::Repository, V::Read) => guest,
+        (R::Repository, V::Create | V::Update) => developer,
+        (R::Repository, V::Delete) => maintainer,
+        (R::Artifact | R::Tag, V::Read | V::List) => true,
+        (R::Artifact | R::Tag, V::Create | V::Update) => developer,
+        (R::Artifact | R::Tag, V::Delete) => maintainer,
+        (R::Robot, V::Read | V::List) => guest,
+        (R::Robot, _) => admin,
+    }
+}
+
+/// What anyone (anonymous or not a member) may do in a public project.
+pub fn public_allows(resource: Resource, verb: Verb) -> bool {
+    matches!(
+        (resource, verb),
+        (Resource::Project, Verb::Read)
+            | (Resource::Repository, Verb::List)
+            | (Resource::Artifact | Resource::Tag, Verb::Read | Verb::List)
+    )
+}
+
+/// What an endpoint needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MgmtPermission {
+    /// Anyone, anonymous too (answers are filtered to what the caller may see).
+    Anyone,
+    /// Any authenticated account.
+    Authenticated,
+    /// A local user (not a robot), e.g. `/users/current`.
+    User,
+    /// System administrators only.
+    SystemAdmin,
+    /// Creating a project: system administrators, and users unless creation is restricted
+    /// to administrators (Harbor's `project_creation_restriction`); never robots.
+    CreateProject,
+    /// The user `user_id` itself, or a system administrator.
+    SelfOrAdmin(i64),
+    /// An action on a project's resource.
+    Project {
+        project: ProjectRef,
+        resource: Resource,
+        verb: Verb,
+    },
+}
+
+/// Every operation of the management API berth serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MgmtEndpoint {
+    Ping,
+    Health,
+    SystemInfo,
+    Search {
+        q: String,
+    },
+    ListProjects {
+        query: ListQuery,
+        name: Option<String>,
+        public: Option<bool>,
+        owner: Option<String>,
+    },
+    HeadProject {
+        name: String,
+    },
+    CreateProject,
+    GetProject(ProjectRef),
+    UpdateProject(ProjectRef),
+    DeleteProject(ProjectRef),
+    ProjectDeletable(ProjectRef),
+    ProjectSummary(ProjectRef),
+    ListMembers {
+        project: ProjectRef,
+        query: ListQuery,
+        entity_name: Option<String>,
+    },
+    AddMember(ProjectRef),
+    GetMember {
+        project: ProjectRef,
+        id: i64,
+    },
+    UpdateMember {
+        project: ProjectRef,
+        id: i64,
+    },
+    DeleteMember {
+        project: ProjectRef,
+        id: i64,
+    },
+    ListUsers {
+        query: ListQuery,
+        username: Option<String>,
+        email: Option<String>,
+    },
+    CreateUser,
+    CurrentUser,
+    CurrentPermissions {
+        scope: Option<String>,
+        relative: bool,
+    },
+    SearchUsers {
+        query: ListQuery,
+        username: String,
+    },
+    GetUser(i64),
+    UpdateUser(i64),
+    DeleteUser(i64),
+    SetPassword(i64),
+    SetSysadmin(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MgmtError {
+    #[error("no such API endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    BadRequest(String),
+    /// Harbor answers bad query parameters (e.g. `page_size` over 100) with 422.
+    #[error("validation failure list:\n{0}")]
+    Unprocessable(String),
+}
+
+/// How the request named its resources.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MgmtHeaders {
+    /// `X-Is-Resource-Name: true`: `{project_name_or_id}` is a name even if numeric.
+    pub is_resource_name: bool,
+}
+
+impl MgmtEndpoint {
+    /// Parse `method` on `path` (starting `/api/v2.0`, decoded once by the router as received
+    /// percent-encoded) with the raw `query`.
+    pub fn parse(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: MgmtHeaders,
+    ) -> Result<MgmtEndpoint, MgmtError> {
+        let rest = path.strip_prefix("/api/v2.0/").ok_or(MgmtError::NotFound)?;
+        let params = Params::parse(query);
+        // Split on raw `/`: an encoded `%2F` (double-encoded by clients) stays in its segment.
+        let segments: Vec<String> = rest
+            .trim_end_matches('/')
+            .split('/')
+            .map(percent_decode)
+            .collect::<Result<_, _>>()?;
+        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let project = |seg: &str| ProjectRef::parse(seg, headers.is_resource_name);
+        let int = |seg: &str, what: &str| {
+            seg.parse::<i64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| MgmtError::BadRequest(format!("{what} must be a positive integer")))
+        };
+        use MgmtEndpoint as E;
+        let endpoint = match (method, s.as_slice()) {
+            ("GET", ["ping"]) => E::Ping,
+            ("GET", ["health"]) => E::Health,
+            ("GET", ["systeminfo"]) => E::SystemInfo,
+            ("GET", ["search"]) => E::Search {
+                q: params
+                    .get("q")
+                    .ok_or_else(|| MgmtError::BadRequest("q is required".into()))?
+                    .to_owned(),
+            },
+            ("GET", ["projects"]) => E::ListProjects {
+                query: params.list()?,
+                name: params.get("name").map(str::to_owned),
+                public: params.bool("public")?,
+                owner: params.get("owner").map(str::to_owned),
+            },
+            ("HEAD", ["projects"]) => E::HeadProject {
+                name: params
+                    .get("project_name")
+                    .ok_or_else(|| MgmtError::BadRequest("project_name is required".into()))?
+                    .to_owned(),
+            },
+            ("POST", ["projects"]) => E::CreateProject,
+            ("GET", ["projects", p]) => E::GetProject(project(p)),
+            ("PUT", ["projects", p]) => E::UpdateProject(project(p)),
+            ("DELETE", ["projects", p]) => E::DeleteProject(project(p)),
+            ("GET", ["projects", p, "_deletable"]) => E::ProjectDeletable(project(p)),
+            ("GET", ["projects", p, "summary"]) => E::ProjectSummary(project(p)),
+            ("GET", ["projects", p, "members"]) => E::ListMembers {
+                project: project(p),
+                query: params.list()?,
+                entity_name: params.get("entityname").map(str::to_owned),
+            },
+            ("POST", ["projects", p, "members"]) => E::AddMember(project(p)),
+            ("GET", ["projects", p, "members", m]) => E::GetMember {
+                project: project(p),
+                id: int(m, "member id")?,
+            },
+            ("PUT", ["projects", p, "members", m]) => E::UpdateMember {
+                project: project(p),
+                id: int(m, "member id")?,
+            },
+            ("DELETE", ["projects", p, "members", m]) => E::DeleteMember {
+                project: project(p),
+                id: int(m, "member id")?,
+            },
+            ("GET", ["users"]) => E::ListUsers {
+                query: params.list()?,
+                username: params.get("username").map(str::to_owned),
+                email: params.get("email").map(str::to_owned),
+            },
+            ("POST", ["users"]) => E::CreateUser,
+            ("GET", ["users", "current"]) => E::CurrentUser,
+            ("GET", ["users", "current", "permissions"]) => E::CurrentPermissions {
+                scope: params.get("scope").map(str::to_owned),
+                relative: params.bool("relative")?.unwrap_or(false),
+            },
+            ("GET", ["users", "search"]) => E::SearchUsers {
+                query: params.list()?,
+                username: params
+                    .get("username")
+                    .ok_or_else(|| MgmtError::BadRequest("username is required".into()))?
+                    .to_owned(),
+            },
+            ("GET", ["users", u]) => E::GetUser(int(u, "user id")?),
+            ("PUT", ["users", u]) => E::UpdateUser(int(u, "user id")?),
+            ("DELETE", ["users", u]) => E::DeleteUser(int(u, "user id")?),
+            ("PUT", ["users", u, "password"]) => E::SetPassword(int(u, "user id")?),
+            ("PUT", ["users", u, "sysadmin"]) => E::SetSysadmin(int(u, "user id")?),
+            (_, known) if is_known(known) => return Err(MgmtError::MethodNotAllowed),
+            _ => return Err(MgmtError::NotFound),
+        };
+        Ok(endpoint)
+    }
+
+    /// The permission this endpoint needs: the only input to authorization.
+    pub fn required(&self) -> MgmtPermission {
+        use MgmtEndpoint as E;
+        use MgmtPermission as P;
+        let on = |project: &ProjectRef, resource, verb| P::Project {
+            project: project.clone(),
+            resource,
+            verb,
+        };
+        match self {
+            E::Ping | E::Health | E::SystemInfo | E::Search { .. } => P::Anyone,
+            E::ListProjects { .. } => P::Anyone,
+            E::HeadProject { .. } | E::SearchUsers { .. } => P::Authenticated,
+            E::CreateProject => P::CreateProject,
+            E::CurrentUser => P::User,
+            E::CurrentPermissions { .. } => P::Authenticated,
+            E::GetProject(p) | E::ProjectSummary(p) => on(p, Resource::Project, Verb::Read),
+            E::UpdateProject(p) => on(p, Resource::Project, Verb::Update),
+            E::DeleteProject(p) | E::ProjectDeletable(p) => on(p, Resource::Project, Verb::Delete),
+            E::ListMembers { project, .. } => on(project, Resource::Member, Verb::List),
+            E::AddMember(p) => on(p, Resource::Member, Verb::Create),
+            E::GetMember { project, .. } => on(project, Resource::Member, Verb::Read),
+            E::UpdateMember { project, .. } => on(project, Resource::Member, Verb::Update),
+            E::DeleteMember { project, .. } => on(project, Resource::Member, Verb::Delete),
+            E::ListUsers { .. } | E::CreateUser | E::DeleteUser(_) | E::SetSysadmin(_) => {
+                P::SystemAdmin
+            }
+            E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
+        }
+    }
+}
+
+/// Paths that exist with another method (405 rather than 404).
+fn is_known(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["ping" | "health" | "systeminfo" | "search" | "projects" | "users"]
+            | ["projects", _]
+            | ["projects", _, "_deletable" | "summary" | "members"]
+            | ["projects", _, "members", _]
+            | ["users", _]
+            | ["users", _, "password" | "sysadmin" | "permissions"]
+    )
+}
+
+/// Decode `%XX` escapes (the second decoding of a double-encoded name).
+fn percent_decode(segment: &str) -> Result<String, MgmtError> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    MgmtError::BadRequest(format!("bad percent-encoding in {segment:?}"))
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| MgmtError::BadRequest(format!("{segment:?} is not UTF-8")))
+}
+
+/// Query parameters, decoded.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(raw: Option<&str>) -> Params {
+        Params(
+            raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, MgmtError> {
+        self.get(key)
+            .map(|v| match v {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(MgmtError::Unprocessable(format!(
+                    "{key} in query must be of type boolean: \"{v}\""
+                ))),
+            })
+            .transpose()
+    }
+
+    fn int(&self, key: &str, default: u64) -> Result<u64, MgmtError> {
+        match self.get(key) {
+            None | Some("") => Ok(default),
+            Some(v) => v.parse::<u64>().map_err(|_| {
+                MgmtError::Unprocessable(format!("{key} in query must be of type int64: \"{v}\""))
+            }),
+        }
+    }
+
+    fn list(&self) -> Result<ListQuery, MgmtError> {
+        let page = self.int("page", 1)?;
+        let page_size = self.int("page_size", 10)?;
+        if page == 0 {
+            return Err(MgmtError::Unprocessable(
+                "page in query should be greater than or equal to 1".into(),
+            ));
+        }
+        if page_size == 0 || page_size > MAX_PAGE_SIZE {
+            return Err(MgmtError::Unprocessable(format!(
+                "page_size in query should be between 1 and {MAX_PAGE_SIZE}"
+            )));
+        }
+        let q = match self.get("q") {
+            Some(q) if !q.is_empty() => parse_q(q)?,
+            _ => Vec::new(),
+        };
+        let sort = self
+            .get("sort")
+            .map(|s| {
+                s.split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(|f| match f.strip_prefix('-') {
+                        Some(field) => SortKey {
+                            field: field.to_owned(),
+                            descending: true,
+                        },
+                        None => SortKey {
+                            field: f.to_owned(),
+                            descending: false,
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ListQuery {
+            page,
+            page_size,
+            q,
+            sort,
+        })
+    }
+}
+
+/// Parse Harbor's `q`: comma-separated `key=value` terms.
+pub fn parse_q(q: &str) -> Result<Vec<QueryTerm>, MgmtError> {
+    let bad = || {
+        MgmtError::BadRequest(
+            "the query string must contain \"=\" and the key/value cannot be empty".into(),
+        )
+    };
+    let mut terms = Vec::new();
+    for part in split_terms(q) {
+        let (key, value) = part.split_once('=').ok_or_else(bad)?;
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() || value.is_empty() {
+            return Err(bad());
+        }
+        let list = |inner: &str| -> Vec<String> {
+            inner
+                .split_whitespace()
+                .map(|v| v.trim_matches(['"', '\'']).to_owned())
+                .collect()
+        };
+        let matcher = if let Some(v) = value.strip_prefix('~') {
+            Matcher::Fuzzy(v.to_owned())
+        } else if let Some(inner) = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            let (min, max) = inner.split_once('~').ok_or_else(|| {
+                MgmtError::BadRequest(format!("range {value:?} needs exactly one ~"))
+            })?;
+            let bound = |b: &str| (!b.trim().is_empty()).then(|| b.trim().to_owned());
+            Matcher::Range(bound(min), bound(max))
+        } else if let Some(inner) = value.strip_prefix('{').and_then(|v| v.strip_suffix('}')) {
+            Matcher::AnyOf(list(inner))
+        } else if let Some(inner) = value.strip_prefix('(').and_then(|v| v.strip_suffix(')')) {
+            Matcher::AllOf(list(inner))
+        } else {
+            Matcher::Exact(value.strip_prefix('\\').unwrap_or(value).to_owned())
+        };
+        terms.push(QueryTerm {
+            key: key.to_owned(),
+            matcher,
+        });
+    }
+    Ok(terms)
+}
+
+/// Split `q` on commas that are not inside `[]`, `{}` or `()`.
+fn split_terms(q: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in q.char_indices() {
+        match c {
+            '[' | '{' | '(' => depth += 1,
+            ']' | '}' | ')' => depth -= 1,
+            ',' if depth <= 0 => {
+                parts.push(&q[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&q[start..]);
+    parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(method: &str, path_and_query: &str) -> Result<MgmtEndpoint, MgmtError> {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        MgmtEndpoint::parse(method, path, query, MgmtHeaders::default())
+    }
+
+    #[test]
+    fn projects_by_id_or_name() {
+        assert_eq!(
+            parse("GET", "/api/v2.0/projects/1"),
+            Ok(MgmtEndpoint::GetProject(ProjectRef::Id(1)))
+        );
+        assert_eq!(
+            parse("GET", "/api/v2.0/projects/team"),
+            Ok(MgmtEndpoint::GetProject(ProjectRef::Name("team".into())))
+        );
+        let named = MgmtEndpoint::parse(
+            "GET",
+            "/api/v2.0/projects/123",
+            None,
+            MgmtHeaders {
+                is_resource_name: true,
+            },
+        );
+        assert_eq!(
+            named,
+            Ok(MgmtEndpoint::GetProject(ProjectRef::Name("123".into())))
+        );
+    }
+
+    #[test]
+    fn pagination_is_validated_as_harbor_does() {
+        let e = parse("GET", "/api/v2.0/projects?page=2&page_size=50&sort=-name").expect("ok");
+        let MgmtEndpoint::ListProjects { query, .. } = e else {
+            panic!("not a list")
+        };
+        assert_eq!((query.page, query.page_size, query.offset()), (2, 50, 50));
+        assert_eq!(query.sort[0].field, "name");
+        assert!(query.sort[0].descending);
+        for bad in [
+            "page=0",
+            "page_size=101",
+            "page=x",
+            "page_size=0",
+            "public=maybe",
+        ] {
+            assert!(
+                matches!(
+                    parse("GET", &format!("/api/v2.0/projects?{bad}")),
+                    Err(MgmtError::Unprocessable(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn q_syntax() {
+        let terms =
+            parse_q("name=~lib,public=true,id=[1~10],role={1 2},x=(a b),y=\\~z").expect("q");
+        assert_eq!(terms.len(), 6);
+        assert_eq!(terms[0].matcher, Matcher::Fuzzy("lib".into()));
+        assert_eq!(terms[1].matcher, Matcher::Exact("true".into()));
+        assert_eq!(
+            terms[2].matcher,
+            Matcher::Range(Some("1".into()), Some("10".into()))
+        );
+        assert!(terms[2].matcher.matches("5") && !terms[2].matcher.matches("11"));
+        assert_eq!(
+            terms[3].matcher,
+            Matcher::AnyOf(vec!["1".into(), "2".into()])
+        );
+        assert_eq!(terms[5].matcher, Matcher::Exact("~z".into()));
+        assert!(parse_q("novalue=").is_err());
+        assert!(parse_q("=x").is_err());
+        assert!(parse_q("noequals").is_err());
+    }
+
+    #[test]
+    fn unknown_paths_and_methods() {
+        assert_eq!(parse("GET", "/api/v2.0/nothing"), Err(MgmtError::NotFound));
+        assert_eq!(
+            parse("PATCH", "/api/v2.0/projects"),
+            Err(MgmtError::MethodNotAllowed)
+        );
+        assert!(matches!(
+            parse("GET", "/api/v2.0/users/abc"),
+            Err(MgmtError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn permissions_follow_harbor() {
+        assert!(role_allows(
+            Role::Developer,
+            Resource::Repository,
+            Verb::Create
+        ));
+        assert!(!role_allows(
+            Role::Developer,
+            Resource::Repository,
+            Verb::Delete
+        ));
+        assert!(role_allows(
+            Role::Maintainer,
+            Resource::Repository,
+            Verb::Delete
+        ));
+        assert!(!role_allows(
+            Role::Maintainer,
+            Resource::Member,
+            Verb::Create
+        ));
+        assert!(role_allows(
+            Role::ProjectAdmin,
+            Resource::Member,
+            Verb::Create
+        ));
+        assert!(!role_allows(
+            Role::LimitedGuest,
+            Resource::Member,
+            Verb::List
+        ));
+        assert!(role_allows(Role::Guest, Resource::Member, Verb::List));
+        assert!(public_allows(Resource::Repository, Verb::List));
+        assert!(!public_allows(Resource::Member, Verb::List));
+        assert_eq!(
+            parse("POST", "/api/v2.0/projects/1/members").map(|e| e.required()),
+            Ok(MgmtPermission::Project {
+                project: ProjectRef::Id(1),
+                resource: Resource::Member,
+                verb: Verb::Create
+            })
+        );
+    }
+}
