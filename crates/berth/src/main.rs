@@ -244,6 +244,16 @@ async fn run(config: Config) -> Result<(), String> {
             "no authentication configured: other machines may pull but not push (set up htpasswd, or BERTH_ANONYMOUS_WRITE=true)"
         );
     }
+    if !matches!(auth, AuthMode::Open { .. })
+        && config.tls.is_none()
+        && config.trusted_proxies.is_empty()
+        && !config.addr.ip().is_loopback()
+    {
+        tracing::warn!(
+            addr = %config.addr,
+            "passwords and tokens travel in clear: serve over TLS ([tls]) or behind a TLS proxy ([http] trusted_proxies)"
+        );
+    }
     let registry = Registry::new(
         Arc::new(meta.clone()),
         Arc::new(blobs),
