@@ -67,6 +67,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v2/", any(distribution::dispatch))
         .route("/v2/{*rest}", any(distribution::dispatch))
         .route("/service/token", get(token::get).post(token::post))
+        .route("/api/v2.0/openapi.json", get(mgmt::openapi_document))
         .route("/api/v2.0/{*rest}", any(mgmt::dispatch))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn(error::catch_panics))

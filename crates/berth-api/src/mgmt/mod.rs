@@ -21,6 +21,7 @@ use crate::AppState;
 use crate::credentials::{Peer, authenticate};
 
 mod members;
+pub mod openapi;
 mod projects;
 pub mod response;
 mod system;
@@ -66,6 +67,14 @@ impl Ctx<'_> {
 
     pub fn raw_query(&self) -> Option<&str> {
         self.parts.uri.query()
+    }
+}
+
+/// `GET /api/v2.0/openapi.json`: the API's OpenAPI document.
+pub async fn openapi_document() -> Response {
+    match response::json(&openapi::document()) {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 

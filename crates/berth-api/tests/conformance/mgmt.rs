@@ -639,3 +639,26 @@ async fn management_authorization_matrix() {
     assert_harbor_error(&missing, 404, "NOT_FOUND");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// The OpenAPI document is a snapshot: any change to the API shows as a diff of
+/// `tests/snapshots/openapi.json`. Regenerate with `UPDATE_SNAPSHOTS=1`.
+#[tokio::test]
+async fn the_openapi_document_matches_its_snapshot() {
+    let app = app().await;
+    let response = app.get("/api/v2.0/openapi.json").send().await;
+    assert_eq!(response.status, StatusCode::OK);
+    let document = response.json();
+    assert_eq!(document["openapi"], "3.0.3");
+    let rendered = serde_json::to_string_pretty(&document).expect("json") + "\n";
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/openapi.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, &rendered).expect("write snapshot");
+    }
+    let snapshot = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        snapshot == rendered,
+        "the API changed: review and run with UPDATE_SNAPSHOTS=1 to accept ({})",
+        path.display()
+    );
+}

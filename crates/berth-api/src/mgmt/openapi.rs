@@ -1,0 +1,340 @@
+//! The OpenAPI 3 document of `/api/v2.0`, served at `/api/v2.0/openapi.json` and snapshot-
+//! tested (`tests/snapshots/openapi.json`), so a change to the API is a visible diff.
+//!
+//! It is generated from [`OPERATIONS`], which is tied to the parser: every `MgmtEndpoint`
+//! variant maps to an operation id in [`operation_id`] (an exhaustive match, so a new
+//! endpoint does not compile without one), and a test parses an example request of every
+//! operation and checks it lands on the variant with that id.
+
+use berth_core::mgmt::MgmtEndpoint;
+use serde_json::{Map, Value, json};
+
+/// One operation of the document.
+pub struct Operation {
+    pub id: &'static str,
+    pub method: &'static str,
+    pub path: &'static str,
+    /// An example request path (with query) that must parse to this operation.
+    pub example: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    /// Query parameters: (name, type, description).
+    pub query: &'static [(&'static str, &'static str, &'static str)],
+    pub body: Option<&'static str>,
+    /// (status, schema of the body, or none).
+    pub responses: &'static [(u16, Option<&'static str>)],
+    pub paginated: bool,
+}
+
+const PAGE: &[(&str, &str, &str)] = &[
+    (
+        "q",
+        "string",
+        "Harbor's query: k=v, k=~v, k=[a~b], k={a b}, k=(a b), comma-separated",
+    ),
+    (
+        "sort",
+        "string",
+        "fields, comma-separated; - for descending",
+    ),
+    ("page", "integer", "page number, from 1"),
+    ("page_size", "integer", "items per page, 1-100 (default 10)"),
+];
+
+const ERRORS: &[(u16, Option<&str>)] = &[
+    (400, Some("Errors")),
+    (401, Some("Errors")),
+    (403, Some("Errors")),
+    (404, Some("Errors")),
+    (422, Some("Errors")),
+    (500, Some("Errors")),
+];
+
+macro_rules! op {
+    ($id:literal, $method:literal, $path:literal, $example:literal, $tag:literal, $summary:literal,
+     query: $query:expr, body: $body:expr, ok: $ok:expr, paginated: $pag:expr) => {
+        Operation {
+            id: $id,
+            method: $method,
+            path: $path,
+            example: $example,
+            tag: $tag,
+            summary: $summary,
+            query: $query,
+            body: $body,
+            responses: $ok,
+            paginated: $pag,
+        }
+    };
+}
+
+/// Every operation berth serves under `/api/v2.0`.
+pub const OPERATIONS: &[Operation] = &[
+    op!("ping", "get", "/ping", "/api/v2.0/ping", "ping", "Answers Pong",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
+    op!("getHealth", "get", "/health", "/api/v2.0/health", "health", "Health of the registry's components",
+        query: &[], body: None, ok: &[(200, Some("OverallHealthStatus"))], paginated: false),
+    op!("getSystemInfo", "get", "/systeminfo", "/api/v2.0/systeminfo", "systeminfo", "General information (more for logged-in callers)",
+        query: &[], body: None, ok: &[(200, Some("GeneralInfo"))], paginated: false),
+    op!("search", "get", "/search", "/api/v2.0/search?q=x", "search", "Projects and repositories whose names contain q, among those the caller may see",
+        query: &[("q", "string", "text to look for")], body: None, ok: &[(200, Some("Search"))], paginated: false),
+    op!("listProjects", "get", "/projects", "/api/v2.0/projects", "project", "Projects the caller may see",
+        query: &[("name", "string", "name contains"), ("public", "boolean", "public or private"), ("owner", "string", "owner's user name"), ("with_detail", "boolean", "accepted; details are always included")],
+        body: None, ok: &[(200, Some("Project[]"))], paginated: true),
+    op!("headProject", "head", "/projects", "/api/v2.0/projects?project_name=x", "project", "Whether a project exists",
+        query: &[("project_name", "string", "the project's name")], body: None, ok: &[(200, None)], paginated: false),
+    op!("createProject", "post", "/projects", "/api/v2.0/projects", "project", "Create a project; the caller owns it",
+        query: &[], body: Some("ProjectReq"), ok: &[(201, None), (409, Some("Errors"))], paginated: false),
+    op!("getProject", "get", "/projects/{project_name_or_id}", "/api/v2.0/projects/1", "project", "One project",
+        query: &[], body: None, ok: &[(200, Some("Project"))], paginated: false),
+    op!("updateProject", "put", "/projects/{project_name_or_id}", "/api/v2.0/projects/1", "project", "Change a project's public flag",
+        query: &[], body: Some("ProjectReq"), ok: &[(200, None)], paginated: false),
+    op!("deleteProject", "delete", "/projects/{project_name_or_id}", "/api/v2.0/projects/1", "project", "Delete a project that holds no repositories",
+        query: &[], body: None, ok: &[(200, None), (412, Some("Errors"))], paginated: false),
+    op!("getProjectDeletableStatus", "get", "/projects/{project_name_or_id}/_deletable", "/api/v2.0/projects/1/_deletable", "project", "Whether a project can be deleted",
+        query: &[], body: None, ok: &[(200, Some("ProjectDeletable"))], paginated: false),
+    op!("getProjectSummary", "get", "/projects/{project_name_or_id}/summary", "/api/v2.0/projects/1/summary", "project", "Counts of repositories and members by role",
+        query: &[], body: None, ok: &[(200, Some("ProjectSummary"))], paginated: false),
+    op!("listProjectMembers", "get", "/projects/{project_name_or_id}/members", "/api/v2.0/projects/1/members", "member", "A project's members",
+        query: &[("entityname", "string", "member name contains")], body: None, ok: &[(200, Some("ProjectMemberEntity[]"))], paginated: true),
+    op!("createProjectMember", "post", "/projects/{project_name_or_id}/members", "/api/v2.0/projects/1/members", "member", "Add a user to a project with a role",
+        query: &[], body: Some("ProjectMember"), ok: &[(201, None), (409, Some("Errors"))], paginated: false),
+    op!("getProjectMember", "get", "/projects/{project_name_or_id}/members/{mid}", "/api/v2.0/projects/1/members/2", "member", "One member (its id is its user's id)",
+        query: &[], body: None, ok: &[(200, Some("ProjectMemberEntity"))], paginated: false),
+    op!("updateProjectMember", "put", "/projects/{project_name_or_id}/members/{mid}", "/api/v2.0/projects/1/members/2", "member", "Change a member's role",
+        query: &[], body: Some("RoleRequest"), ok: &[(200, None)], paginated: false),
+    op!("deleteProjectMember", "delete", "/projects/{project_name_or_id}/members/{mid}", "/api/v2.0/projects/1/members/2", "member", "Remove a member",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
+    op!("listUsers", "get", "/users", "/api/v2.0/users", "user", "Every user (system administrators)",
+        query: &[("username", "string", "name contains"), ("email", "string", "email contains")], body: None, ok: &[(200, Some("UserResp[]"))], paginated: true),
+    op!("createUser", "post", "/users", "/api/v2.0/users", "user", "Create a user (system administrators)",
+        query: &[], body: Some("UserCreationReq"), ok: &[(201, None), (409, Some("Errors"))], paginated: false),
+    op!("getCurrentUserInfo", "get", "/users/current", "/api/v2.0/users/current", "user", "The calling user",
+        query: &[], body: None, ok: &[(200, Some("UserResp"))], paginated: false),
+    op!("getCurrentUserPermissions", "get", "/users/current/permissions", "/api/v2.0/users/current/permissions", "user", "What the caller may do in a scope such as /project/1",
+        query: &[("scope", "string", "/project/<id>"), ("relative", "boolean", "resources relative to the scope")], body: None, ok: &[(200, Some("Permission[]"))], paginated: false),
+    op!("searchUsers", "get", "/users/search", "/api/v2.0/users/search?username=a", "user", "Users whose names contain username",
+        query: &[("username", "string", "name contains")], body: None, ok: &[(200, Some("UserSearchRespItem[]"))], paginated: true),
+    op!("getUser", "get", "/users/{user_id}", "/api/v2.0/users/2", "user", "One user (itself or a system administrator)",
+        query: &[], body: None, ok: &[(200, Some("UserResp"))], paginated: false),
+    op!("updateUserProfile", "put", "/users/{user_id}", "/api/v2.0/users/2", "user", "Change email, real name, comment",
+        query: &[], body: Some("UserProfile"), ok: &[(200, None)], paginated: false),
+    op!("deleteUser", "delete", "/users/{user_id}", "/api/v2.0/users/2", "user", "Delete a user (not oneself)",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
+    op!("updateUserPassword", "put", "/users/{user_id}/password", "/api/v2.0/users/2/password", "user", "Change a password (one's own needs the old one)",
+        query: &[], body: Some("PasswordReq"), ok: &[(200, None)], paginated: false),
+    op!("setUserSysAdmin", "put", "/users/{user_id}/sysadmin", "/api/v2.0/users/2/sysadmin", "user", "Grant or take system administrator rights",
+        query: &[], body: Some("UserSysAdminFlag"), ok: &[(200, None)], paginated: false),
+];
+
+/// The operation id of a parsed endpoint: exhaustive, so every endpoint has one.
+pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
+    use MgmtEndpoint as E;
+    match endpoint {
+        E::Ping => "ping",
+        E::Health => "getHealth",
+        E::SystemInfo => "getSystemInfo",
+        E::Search { .. } => "search",
+        E::ListProjects { .. } => "listProjects",
+        E::HeadProject { .. } => "headProject",
+        E::CreateProject => "createProject",
+        E::GetProject(_) => "getProject",
+        E::UpdateProject(_) => "updateProject",
+        E::DeleteProject(_) => "deleteProject",
+        E::ProjectDeletable(_) => "getProjectDeletableStatus",
+        E::ProjectSummary(_) => "getProjectSummary",
+        E::ListMembers { .. } => "listProjectMembers",
+        E::AddMember(_) => "createProjectMember",
+        E::GetMember { .. } => "getProjectMember",
+        E::UpdateMember { .. } => "updateProjectMember",
+        E::DeleteMember { .. } => "deleteProjectMember",
+        E::ListUsers { .. } => "listUsers",
+        E::CreateUser => "createUser",
+        E::CurrentUser => "getCurrentUserInfo",
+        E::CurrentPermissions { .. } => "getCurrentUserPermissions",
+        E::SearchUsers { .. } => "searchUsers",
+        E::GetUser(_) => "getUser",
+        E::UpdateUser(_) => "updateUserProfile",
+        E::DeleteUser(_) => "deleteUser",
+        E::SetPassword(_) => "updateUserPassword",
+        E::SetSysadmin(_) => "setUserSysAdmin",
+    }
+}
+
+fn schema_ref(name: &str) -> Value {
+    match name.strip_suffix("[]") {
+        Some(item) => {
+            json!({"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}})
+        }
+        None => json!({"$ref": format!("#/components/schemas/{name}")}),
+    }
+}
+
+fn object(fields: &[(&str, &str)]) -> Value {
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|(name, kind)| {
+            let schema = match *kind {
+                "string" | "integer" | "boolean" | "object" => json!({"type": kind}),
+                "date-time" => json!({"type": "string", "format": "date-time"}),
+                "string[]" => json!({"type": "array", "items": {"type": "string"}}),
+                "integer[]" => json!({"type": "array", "items": {"type": "integer"}}),
+                "map" => json!({"type": "object", "additionalProperties": {"type": "string"}}),
+                other => schema_ref(other),
+            };
+            ((*name).to_owned(), schema)
+        })
+        .collect();
+    json!({"type": "object", "properties": properties})
+}
+
+fn schemas() -> Value {
+    json!({
+        "Errors": object(&[("errors", "Error[]")]),
+        "Error": object(&[("code", "string"), ("message", "string")]),
+        "OverallHealthStatus": object(&[("status", "string"), ("components", "ComponentHealthStatus[]")]),
+        "ComponentHealthStatus": object(&[("name", "string"), ("status", "string"), ("error", "string")]),
+        "GeneralInfo": object(&[("auth_mode", "string"), ("self_registration", "boolean"), ("harbor_version", "string"), ("external_url", "string"), ("registry_url", "string"), ("project_creation_restriction", "string"), ("has_ca_root", "boolean"), ("read_only", "boolean"), ("with_chartmuseum", "boolean"), ("with_notary", "boolean"), ("notification_enable", "boolean"), ("registry_storage_provider_name", "string")]),
+        "Search": object(&[("project", "Project[]"), ("repository", "SearchRepository[]")]),
+        "SearchRepository": object(&[("project_id", "integer"), ("project_name", "string"), ("project_public", "boolean"), ("repository_name", "string")]),
+        "Project": object(&[("project_id", "integer"), ("owner_id", "integer"), ("name", "string"), ("owner_name", "string"), ("creation_time", "date-time"), ("update_time", "date-time"), ("deleted", "boolean"), ("togglable", "boolean"), ("current_user_role_id", "integer"), ("current_user_role_ids", "integer[]"), ("repo_count", "integer"), ("chart_count", "integer"), ("metadata", "map"), ("cve_allowlist", "object")]),
+        "ProjectReq": object(&[("project_name", "string"), ("public", "boolean"), ("metadata", "map"), ("cve_allowlist", "object"), ("storage_limit", "integer"), ("registry_id", "integer")]),
+        "ProjectDeletable": object(&[("deletable", "boolean"), ("message", "string")]),
+        "ProjectSummary": object(&[("repo_count", "integer"), ("chart_count", "integer"), ("project_admin_count", "integer"), ("maintainer_count", "integer"), ("developer_count", "integer"), ("guest_count", "integer"), ("limited_guest_count", "integer")]),
+        "ProjectMemberEntity": object(&[("id", "integer"), ("project_id", "integer"), ("entity_name", "string"), ("role_name", "string"), ("role_id", "integer"), ("entity_id", "integer"), ("entity_type", "string")]),
+        "ProjectMember": object(&[("role_id", "integer"), ("member_user", "UserEntity"), ("member_group", "object")]),
+        "UserEntity": object(&[("user_id", "integer"), ("username", "string")]),
+        "RoleRequest": object(&[("role_id", "integer")]),
+        "UserResp": object(&[("user_id", "integer"), ("username", "string"), ("email", "string"), ("realname", "string"), ("comment", "string"), ("creation_time", "date-time"), ("update_time", "date-time"), ("sysadmin_flag", "boolean"), ("admin_role_in_auth", "boolean")]),
+        "UserCreationReq": object(&[("username", "string"), ("email", "string"), ("realname", "string"), ("comment", "string"), ("password", "string")]),
+        "UserProfile": object(&[("email", "string"), ("realname", "string"), ("comment", "string")]),
+        "PasswordReq": object(&[("old_password", "string"), ("new_password", "string")]),
+        "UserSysAdminFlag": object(&[("sysadmin_flag", "boolean")]),
+        "UserSearchRespItem": object(&[("user_id", "integer"), ("username", "string")]),
+        "Permission": object(&[("resource", "string"), ("action", "string")]),
+    })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let mut parameters: Vec<Value> = Vec::new();
+        for segment in op.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                let kind = if name.ends_with("_id") || name == "mid" {
+                    "integer"
+                } else {
+                    "string"
+                };
+                parameters.push(
+                    json!({"name": name, "in": "path", "required": true, "schema": {"type": kind}}),
+                );
+            }
+        }
+        let query = op.query.iter().chain(if op.paginated { PAGE } else { &[] });
+        for (name, kind, description) in query {
+            parameters.push(json!({"name": name, "in": "query", "description": description, "schema": {"type": kind}}));
+        }
+        if op.path.contains("{project_name_or_id}") {
+            parameters.push(json!({"name": "X-Is-Resource-Name", "in": "header", "description": "the project segment is a name even if numeric", "schema": {"type": "boolean"}}));
+        }
+        parameters.push(json!({"name": "X-Request-Id", "in": "header", "description": "echoed in the answer", "schema": {"type": "string"}}));
+        let mut responses = Map::new();
+        for (status, schema) in op.responses.iter().chain(ERRORS) {
+            let key = status.to_string();
+            if responses.contains_key(&key) {
+                continue;
+            }
+            let mut response = json!({"description": reason(*status)});
+            if let Some(schema) = schema {
+                response["content"] = json!({"application/json": {"schema": schema_ref(schema)}});
+            }
+            if *status == 201 {
+                response["headers"] = json!({"Location": {"schema": {"type": "string"}}});
+            }
+            if op.paginated && *status == 200 {
+                response["headers"] = json!({
+                    "X-Total-Count": {"schema": {"type": "integer"}},
+                    "Link": {"schema": {"type": "string"}},
+                });
+            }
+            responses.insert(key, response);
+        }
+        let mut operation = json!({
+            "operationId": op.id,
+            "tags": [op.tag],
+            "summary": op.summary,
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(body) = op.body {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(body)}}});
+        }
+        let entry = paths
+            .entry(op.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[op.method] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "berth management API (Harbor v2.0 compatible)",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "servers": [{"url": "/api/v2.0"}],
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            },
+        },
+        "security": [{"basic": []}, {"bearer": []}, {}],
+        "paths": paths,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        400 => "Bad request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not found",
+        409 => "Conflict",
+        412 => "Precondition failed",
+        422 => "Unprocessable entity",
+        _ => "Internal server error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_core::mgmt::{MgmtEndpoint, MgmtHeaders};
+
+    use super::*;
+
+    #[test]
+    fn every_operation_parses_to_the_endpoint_with_its_id() {
+        let mut ids = std::collections::HashSet::new();
+        for op in OPERATIONS {
+            assert!(ids.insert(op.id), "duplicate operation id {}", op.id);
+            let (path, query) = match op.example.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (op.example, None),
+            };
+            let method = op.method.to_ascii_uppercase();
+            let parsed = MgmtEndpoint::parse(&method, path, query, MgmtHeaders::default())
+                .unwrap_or_else(|e| panic!("{} {}: {e}", op.method, op.example));
+            assert_eq!(operation_id(&parsed), op.id, "{} {}", op.method, op.example);
+            assert_eq!(
+                format!("/api/v2.0{}", op.path).split('/').count(),
+                path.split('/').count(),
+                "{}: the example matches the template",
+                op.id
+            );
+        }
+    }
+}
