@@ -45,16 +45,62 @@ pub struct NewAccount {
     pub sysadmin: bool,
 }
 
-/// A robot to create.
-#[derive(Debug, Clone)]
+/// How long a robot lives when it is created (or updated) with duration 0: Harbor's
+/// `robot_token_duration`, whose default is 30 days. Not configurable in berth yet.
+pub const DEFAULT_ROBOT_DAYS: i64 = 30;
+
+/// The longest duration Harbor accepts, in days.
+const MAX_ROBOT_DAYS: i64 = i32::MAX as i64 - 1;
+
+/// A robot to create. Never printed with `{:?}`: it may carry a secret.
+#[derive(Clone)]
 pub struct RobotSpec {
     pub name: RobotName,
     pub description: String,
-    /// Days until it expires; `None` never.
+    /// Days until it expires: `None` or -1 never, 0 [`DEFAULT_ROBOT_DAYS`], N > 0 N days.
     pub duration_days: Option<i64>,
     pub permissions: Vec<RobotPermission>,
     /// A secret to use instead of a generated one.
     pub secret: Option<String>,
+    /// Created disabled (it cannot log in until enabled).
+    pub disabled: bool,
+}
+
+/// What `PUT /robots/{id}` replaces: everything but the name, level, secret and creation
+/// time.
+#[derive(Debug, Clone)]
+pub struct RobotChanges {
+    pub description: String,
+    pub disabled: bool,
+    /// Days from the robot's creation until it expires (as in [`RobotSpec::duration_days`]),
+    /// or `None` to keep the expiry.
+    pub duration_days: Option<i64>,
+    pub permissions: Vec<RobotPermission>,
+}
+
+/// A robot's lifetime in whole days from its creation to its expiry, -1 if it never
+/// expires: Harbor's `duration`, derived from the stored expiry (rounded, as the CLI's
+/// expiry is taken a moment before the row's creation time).
+pub fn robot_duration_days(robot: &Robot) -> i64 {
+    match robot.expires_at {
+        None => -1,
+        Some(at) => at.saturating_sub(robot.created_at).saturating_add(43_200) / 86_400,
+    }
+}
+
+/// When a robot created at `created_at` with `duration_days` expires (`None`: never).
+fn robot_expiry(created_at: i64, duration_days: Option<i64>) -> Result<Option<i64>> {
+    let days = match duration_days {
+        None | Some(-1) => return Ok(None),
+        Some(0) => DEFAULT_ROBOT_DAYS,
+        Some(days) if (1..=MAX_ROBOT_DAYS).contains(&days) => days,
+        Some(days) => {
+            return Err(IdentityError::Invalid(format!(
+                "duration {days}: days until expiry must be -1 (never), 0 (the default, {DEFAULT_ROBOT_DAYS} days) or a positive number of days below 2^31"
+            )));
+        }
+    };
+    Ok(Some(created_at.saturating_add(days * 86_400)))
 }
 
 /// Permissions for one project with these repository actions (`pull`, `push`, `delete`).
@@ -355,32 +401,19 @@ impl IdentityService {
     }
 
     /// Create a robot; returns it and its secret (shown once, never stored in clear).
-    pub async fn create_robot(&self, spec: RobotSpec) -> Result<(Robot, String)> {
+    pub async fn create_robot(&self, mut spec: RobotSpec) -> Result<(Robot, String)> {
         let project_id = match &spec.name {
             RobotName::Project { project, name } => {
                 check_robot_part(name)?;
-                let project_row = self.project(project).await?;
-                if spec
-                    .permissions
-                    .iter()
-                    .any(|p| p.kind != "project" || &p.namespace != project)
-                {
-                    return Err(IdentityError::Invalid(format!(
-                        "a project robot's permissions can only name its project {project}"
-                    )));
-                }
-                Some(project_row.id)
+                Some(self.project(project).await?.id)
             }
             RobotName::System { name } => {
                 check_robot_part(name)?;
                 None
             }
         };
-        if spec.permissions.is_empty() {
-            return Err(IdentityError::Invalid(
-                "a robot needs at least one permission".into(),
-            ));
-        }
+        self.check_robot_permissions(&spec.name, &mut spec.permissions)
+            .await?;
         let secret = match spec.secret {
             Some(s) => {
                 password::check_policy(&s).map_err(IdentityError::Invalid)?;
@@ -388,15 +421,7 @@ impl IdentityService {
             }
             None => password::generate_secret().map_err(IdentityError::Invalid)?,
         };
-        let expires_at = match spec.duration_days {
-            None | Some(-1) => None,
-            Some(days) if days > 0 => Some(now() + days * 86_400),
-            Some(days) => {
-                return Err(IdentityError::Invalid(format!(
-                    "duration {days}: days until expiry must be positive, or -1 for never"
-                )));
-            }
-        };
+        let expires_at = robot_expiry(now(), spec.duration_days)?;
         let full_name = spec.name.to_string();
         let id = self
             .store
@@ -405,7 +430,7 @@ impl IdentityService {
                 description: spec.description,
                 project_id,
                 secret_hash: hash_secret(&secret).await?,
-                disabled: false,
+                disabled: spec.disabled,
                 expires_at,
                 permissions: spec.permissions,
             })
@@ -417,6 +442,104 @@ impl IdentityService {
             .await?
             .ok_or_else(|| IdentityError::NotFound(format!("robot {full_name}")))?;
         Ok((robot, secret))
+    }
+
+    /// Harbor's rules for a robot's permissions, by its level. Every entry needs access
+    /// entries with a resource and an action, and an effect of `allow` or `deny` (an empty
+    /// one means allow, and is stored as absent). A project-level robot has exactly one
+    /// entry, of kind `project` on its own project. A system-level robot's entries are of
+    /// kind `project` on an existing project or `*` (every project), or of kind `system` on
+    /// `/` — stored as given, but they grant nothing in berth yet.
+    async fn check_robot_permissions(
+        &self,
+        name: &RobotName,
+        permissions: &mut [RobotPermission],
+    ) -> Result<()> {
+        let invalid = |m: String| Err(IdentityError::Invalid(m));
+        if permissions.is_empty() {
+            return invalid("a robot needs at least one permission".into());
+        }
+        for permission in permissions.iter_mut() {
+            if permission.access.is_empty() {
+                return invalid(format!(
+                    "the permission of kind {:?} on {:?} has no access entries",
+                    permission.kind, permission.namespace
+                ));
+            }
+            for access in &mut permission.access {
+                if access.resource.is_empty() || access.action.is_empty() {
+                    return invalid("every access entry needs a resource and an action".into());
+                }
+                match access.effect.as_deref() {
+                    None | Some("allow" | "deny") => {}
+                    Some("") => access.effect = None,
+                    Some(other) => {
+                        return invalid(format!(
+                            "effect must be \"allow\" or \"deny\", not {other:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        match name {
+            RobotName::Project { project, .. } => match permissions {
+                [only] if only.kind == "project" && &only.namespace == project => Ok(()),
+                _ => invalid(format!(
+                    "a project-level robot has exactly one permission, of kind \"project\" on its project {project}"
+                )),
+            },
+            RobotName::System { .. } => {
+                for permission in permissions.iter() {
+                    match (permission.kind.as_str(), permission.namespace.as_str()) {
+                        ("project", "*") | ("system", "/") => {}
+                        ("project", project) => {
+                            self.project(project).await?;
+                        }
+                        ("system", other) => {
+                            return invalid(format!(
+                                "a permission of kind \"system\" has namespace \"/\", not {other:?}"
+                            ));
+                        }
+                        (kind, _) => {
+                            return invalid(format!(
+                                "kind must be \"project\" or \"system\", not {kind:?}"
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn robot_by_id(&self, id: i64) -> Result<Robot> {
+        self.store
+            .robot_by_id(id)
+            .await?
+            .ok_or_else(|| IdentityError::NotFound(format!("robot {id}")))
+    }
+
+    /// Replace a robot's description, disabled flag, permissions and (if given) duration,
+    /// counted from its creation as Harbor does.
+    pub async fn update_robot(&self, id: i64, mut changes: RobotChanges) -> Result<Robot> {
+        let mut robot = self.robot_by_id(id).await?;
+        let name = RobotName::parse(&robot.name).ok_or_else(|| {
+            IdentityError::Invalid(format!(
+                "stored robot name {:?} is not a robot's name",
+                robot.name
+            ))
+        })?;
+        self.check_robot_permissions(&name, &mut changes.permissions)
+            .await?;
+        if changes.duration_days.is_some() {
+            robot.expires_at = robot_expiry(robot.created_at, changes.duration_days)?;
+        }
+        robot.description = changes.description;
+        robot.disabled = changes.disabled;
+        robot.permissions = changes.permissions;
+        self.store.update_robot(&robot).await?;
+        self.changed();
+        self.robot_by_id(id).await
     }
 
     pub async fn robot(&self, name: &str) -> Result<Robot> {
@@ -476,17 +599,79 @@ fn check_email(email: &str) -> Result<()> {
     }
 }
 
+/// Harbor's grammar for a robot's own name, `^[a-z0-9]+(?:[._-][a-z0-9]+)*$`: runs of
+/// lowercase letters and digits joined by single `.`, `_` or `-`.
 fn check_robot_part(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    let ok = name.len() <= 255
+        && name.split(['.', '_', '-']).all(|run| {
+            !run.is_empty()
+                && run
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     if ok {
         Ok(())
     } else {
         Err(IdentityError::Invalid(format!(
-            "invalid robot name {name:?}: lowercase letters, digits and . _ -"
+            "invalid robot name {name:?}: lowercase letters and digits, joined by single . _ or -"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robot_names_follow_harbors_grammar() {
+        for good in ["ci", "a1", "ci-push", "a.b_c-d", "0"] {
+            assert!(check_robot_part(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "CI",
+            "a+b",
+            "-ci",
+            "ci-",
+            "a..b",
+            "a b",
+            "a$b",
+            &"x".repeat(256),
+        ] {
+            assert!(check_robot_part(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_as_harbor_counts_them() {
+        assert_eq!(robot_expiry(1_000, None).ok(), Some(None));
+        assert_eq!(robot_expiry(1_000, Some(-1)).ok(), Some(None));
+        assert_eq!(
+            robot_expiry(1_000, Some(0)).ok(),
+            Some(Some(1_000 + DEFAULT_ROBOT_DAYS * 86_400))
+        );
+        assert_eq!(
+            robot_expiry(1_000, Some(2)).ok(),
+            Some(Some(1_000 + 2 * 86_400))
+        );
+        for bad in [-2, i64::from(i32::MAX), i64::MAX, i64::MIN] {
+            assert!(robot_expiry(1_000, Some(bad)).is_err(), "{bad}");
+        }
+        let robot = |created_at, expires_at| Robot {
+            id: 1,
+            name: "robot$ci".into(),
+            description: String::new(),
+            project_id: None,
+            secret_hash: String::new(),
+            disabled: false,
+            expires_at,
+            permissions: Vec::new(),
+            created_at,
+            updated_at: created_at,
+        };
+        assert_eq!(robot_duration_days(&robot(10, None)), -1);
+        assert_eq!(robot_duration_days(&robot(10, Some(10 + 7 * 86_400))), 7);
+        // The CLI's expiry is taken a moment before the row is created.
+        assert_eq!(robot_duration_days(&robot(12, Some(10 + 7 * 86_400))), 7);
     }
 }

@@ -1,6 +1,10 @@
 //! The decision for the management API (`/api/v2.0`): the endpoint's [`MgmtPermission`]
 //! against the caller's grants, with Harbor's project policies (`berth_core::mgmt`). The
 //! same accounts, roles and caches as `/v2/`; only the permission vocabulary is Harbor's.
+//!
+//! Permissions that name something stored are resolved here, once: a project by id or name
+//! (handed to the handler in [`MgmtDecision::Allow`]), and a robot by id, to what its scope
+//! needs (its project's `robot` permission, or a system administrator).
 
 use berth_core::RobotPermission;
 use berth_core::mgmt::{MgmtPermission, ProjectRef, Resource, Verb, public_allows, role_allows};
@@ -70,6 +74,47 @@ impl TokenAuth {
         }
     }
 
+    /// `resource`/`verb` in `project` (resolved here; its row goes to the handler).
+    async fn decide_in_project(
+        &self,
+        grants: Option<&Grants>,
+        project: &ProjectRef,
+        resource: Resource,
+        verb: Verb,
+    ) -> Result<MgmtDecision, AuthFailure> {
+        let refuse = |what: String| match grants {
+            Some(_) => MgmtDecision::Forbidden(what),
+            None => MgmtDecision::Unauthorized,
+        };
+        Ok(match self.project_by_ref(project).await? {
+            None if grants.is_some_and(|g| g.sysadmin) => {
+                MgmtDecision::NotFound(format!("project {project} not found"))
+            }
+            // Others cannot tell a missing project from one they may not see (Harbor).
+            None => refuse(format!(
+                "{} {} on project {project} is not allowed",
+                resource.as_str(),
+                verb.as_str()
+            )),
+            Some(found) => {
+                let allowed = match grants {
+                    Some(g) => grants_allow(g, &found, resource, verb),
+                    None => found.public && public_allows(resource, verb),
+                };
+                if allowed {
+                    MgmtDecision::Allow(Some(found))
+                } else {
+                    refuse(format!(
+                        "{} {} on project {} is not allowed for this account",
+                        resource.as_str(),
+                        verb.as_str(),
+                        found.name
+                    ))
+                }
+            }
+        })
+    }
+
     /// The management decision in token mode.
     pub async fn decide_mgmt(
         &self,
@@ -126,31 +171,41 @@ impl TokenAuth {
                 project,
                 resource,
                 verb,
-            } => match self.project_by_ref(project).await? {
-                None if sysadmin => MgmtDecision::NotFound(format!("project {project} not found")),
-                // Others cannot tell a missing project from one they may not see (Harbor).
-                None => refuse(format!(
-                    "{} {} on project {project} is not allowed",
-                    resource.as_str(),
-                    verb.as_str()
-                )),
-                Some(found) => {
-                    let allowed = match &grants {
-                        Some(g) => grants_allow(g, &found, *resource, *verb),
-                        None => found.public && public_allows(*resource, *verb),
-                    };
-                    if allowed {
-                        MgmtDecision::Allow(Some(found))
-                    } else {
-                        refuse(format!(
-                            "{} {} on project {} is not allowed for this account",
-                            resource.as_str(),
-                            verb.as_str(),
-                            found.name
-                        ))
-                    }
+            } => {
+                self.decide_in_project(grants.as_deref(), project, *resource, *verb)
+                    .await?
+            }
+            MgmtPermission::Robot { id, verb } => {
+                let robot = self
+                    .store()
+                    .robot_by_id(*id)
+                    .await
+                    .map_err(|e| AuthFailure::Store(e.to_string()))?;
+                match robot {
+                    None if sysadmin => MgmtDecision::NotFound(format!("robot {id} not found")),
+                    // As for projects: others cannot tell a missing robot from one they may
+                    // not see.
+                    None => refuse(format!(
+                        "robot {} on robot {id} is not allowed",
+                        verb.as_str()
+                    )),
+                    Some(robot) => match robot.project_id {
+                        Some(project_id) => {
+                            self.decide_in_project(
+                                grants.as_deref(),
+                                &ProjectRef::Id(project_id),
+                                Resource::Robot,
+                                *verb,
+                            )
+                            .await?
+                        }
+                        None if sysadmin => MgmtDecision::Allow(None),
+                        None => refuse(
+                            "system-level robots are managed by system administrators".into(),
+                        ),
+                    },
                 }
-            },
+            }
         })
     }
 }

@@ -157,8 +157,12 @@ impl fmt::Display for RobotName {
 
 /// One entry of a robot's permissions, in Harbor's JSON shape:
 /// `{"kind":"project","namespace":"team","access":[{"resource":"repository","action":"pull"}]}`.
-/// `namespace` `*` means every project (system robots only).
+/// `namespace` `*` means every project (system robots only). Entries of kind `system`
+/// (namespace `/`, Harbor's system-wide resources) are stored as given but grant nothing in
+/// berth yet: only `project` entries are read by [`RobotPermission::allows`] and the
+/// management decision. Fields other than Harbor's are refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RobotPermission {
     pub kind: String,
     pub namespace: String,
@@ -166,6 +170,7 @@ pub struct RobotPermission {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RobotAccess {
     pub resource: String,
     pub action: String,

@@ -5,8 +5,16 @@
 //! Paths follow Harbor's `api/v2.0/swagger.yaml`. `{project_name_or_id}` is an id when it
 //! parses as an integer, unless the request says `X-Is-Resource-Name: true`. Segments are
 //! percent-decoded once more here, as Harbor's clients encode names in paths twice.
+//!
+//! A permission may depend on more than the path: `POST /robots`' body says the robot's
+//! level and project, so it is parsed here too ([`robots`]); `/robots/{id}` names a stored
+//! robot, whose scope the decision looks up ([`MgmtPermission::Robot`]).
 
 use crate::access::Role;
+
+pub mod robots;
+
+pub use robots::{RobotCreate, RobotScope};
 
 /// A project named in a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +237,10 @@ pub enum MgmtPermission {
         resource: Resource,
         verb: Verb,
     },
+    /// An action on the stored robot `id`. The decision reads the robot and asks what its
+    /// scope needs: Harbor's `robot` permission in its project for a project-level robot,
+    /// a system administrator for a system-level one.
+    Robot { id: i64, verb: Verb },
 }
 
 /// Every operation of the management API berth serves.
@@ -293,6 +305,17 @@ pub enum MgmtEndpoint {
     DeleteUser(i64),
     SetPassword(i64),
     SetSysadmin(i64),
+    ListRobots {
+        query: ListQuery,
+        scope: RobotScope,
+    },
+    /// `POST /robots`: who may create the robot depends on its level and namespace, so the
+    /// body is parsed with the path, before the decision.
+    CreateRobot(Box<RobotCreate>),
+    GetRobot(i64),
+    UpdateRobot(i64),
+    RefreshRobotSecret(i64),
+    DeleteRobot(i64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -317,12 +340,15 @@ pub struct MgmtHeaders {
 
 impl MgmtEndpoint {
     /// Parse `method` on `path` (starting `/api/v2.0`, decoded once by the router as received
-    /// percent-encoded) with the raw `query`.
+    /// percent-encoded) with the raw `query` and the request's `body`. Only endpoints whose
+    /// permission depends on their body (`POST /robots`) read it here; the others' bodies are
+    /// their handlers' business, after the decision.
     pub fn parse(
         method: &str,
         path: &str,
         query: Option<&str>,
         headers: MgmtHeaders,
+        body: &[u8],
     ) -> Result<MgmtEndpoint, MgmtError> {
         let rest = path.strip_prefix("/api/v2.0/").ok_or(MgmtError::NotFound)?;
         let params = Params::parse(query);
@@ -410,6 +436,16 @@ impl MgmtEndpoint {
             ("DELETE", ["users", u]) => E::DeleteUser(int(u, "user id")?),
             ("PUT", ["users", u, "password"]) => E::SetPassword(int(u, "user id")?),
             ("PUT", ["users", u, "sysadmin"]) => E::SetSysadmin(int(u, "user id")?),
+            ("GET", ["robots"]) => {
+                let query = params.list()?;
+                let scope = robots::list_scope(&query)?;
+                E::ListRobots { query, scope }
+            }
+            ("POST", ["robots"]) => E::CreateRobot(Box::new(RobotCreate::parse(body)?)),
+            ("GET", ["robots", r]) => E::GetRobot(int(r, "robot id")?),
+            ("PUT", ["robots", r]) => E::UpdateRobot(int(r, "robot id")?),
+            ("PATCH", ["robots", r]) => E::RefreshRobotSecret(int(r, "robot id")?),
+            ("DELETE", ["robots", r]) => E::DeleteRobot(int(r, "robot id")?),
             (_, known) if is_known(known) => return Err(MgmtError::MethodNotAllowed),
             _ => return Err(MgmtError::NotFound),
         };
@@ -425,6 +461,11 @@ impl MgmtEndpoint {
             resource,
             verb,
         };
+        let robots = |scope: &RobotScope, verb| match scope {
+            RobotScope::System => P::SystemAdmin,
+            RobotScope::Project(project) => on(project, Resource::Robot, verb),
+        };
+        let robot = |id: &i64, verb| P::Robot { id: *id, verb };
         match self {
             E::Ping | E::Health | E::SystemInfo | E::Search { .. } => P::Anyone,
             E::ListProjects { .. } => P::Anyone,
@@ -444,6 +485,11 @@ impl MgmtEndpoint {
                 P::SystemAdmin
             }
             E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
+            E::ListRobots { scope, .. } => robots(scope, Verb::List),
+            E::CreateRobot(request) => robots(&request.scope, Verb::Create),
+            E::GetRobot(id) => robot(id, Verb::Read),
+            E::UpdateRobot(id) | E::RefreshRobotSecret(id) => robot(id, Verb::Update),
+            E::DeleteRobot(id) => robot(id, Verb::Delete),
         }
     }
 }
@@ -452,8 +498,9 @@ impl MgmtEndpoint {
 fn is_known(segments: &[&str]) -> bool {
     matches!(
         segments,
-        ["ping" | "health" | "systeminfo" | "search" | "projects" | "users"]
+        ["ping" | "health" | "systeminfo" | "search" | "projects" | "users" | "robots"]
             | ["projects", _]
+            | ["robots", _]
             | ["projects", _, "_deletable" | "summary" | "members"]
             | ["projects", _, "members", _]
             | ["users", _]
@@ -638,7 +685,7 @@ mod tests {
             Some((p, q)) => (p, Some(q)),
             None => (path_and_query, None),
         };
-        MgmtEndpoint::parse(method, path, query, MgmtHeaders::default())
+        MgmtEndpoint::parse(method, path, query, MgmtHeaders::default(), b"")
     }
 
     #[test]
@@ -658,6 +705,7 @@ mod tests {
             MgmtHeaders {
                 is_resource_name: true,
             },
+            b"",
         );
         assert_eq!(
             named,
@@ -768,6 +816,64 @@ mod tests {
                 resource: Resource::Member,
                 verb: Verb::Create
             })
+        );
+    }
+
+    #[test]
+    fn robots_are_decided_by_their_scope_or_their_stored_row() {
+        let list = |q: &str| parse("GET", &format!("/api/v2.0/robots?{q}")).map(|e| e.required());
+        assert_eq!(list(""), Ok(MgmtPermission::SystemAdmin));
+        assert_eq!(
+            list("q=Level%3Dproject%2CProjectID%3D3"),
+            Ok(MgmtPermission::Project {
+                project: ProjectRef::Id(3),
+                resource: Resource::Robot,
+                verb: Verb::List
+            })
+        );
+        let create = |body: &str| {
+            MgmtEndpoint::parse(
+                "POST",
+                "/api/v2.0/robots",
+                None,
+                MgmtHeaders::default(),
+                body.as_bytes(),
+            )
+            .map(|e| e.required())
+        };
+        assert_eq!(
+            create(
+                r#"{"name":"ci","level":"project","permissions":[{"kind":"project","namespace":"team","access":[{"resource":"repository","action":"push"}]}]}"#
+            ),
+            Ok(MgmtPermission::Project {
+                project: ProjectRef::Name("team".into()),
+                resource: Resource::Robot,
+                verb: Verb::Create
+            })
+        );
+        assert_eq!(
+            create(r#"{"name":"ci","level":"system","permissions":[]}"#),
+            Ok(MgmtPermission::SystemAdmin)
+        );
+        assert!(matches!(create(""), Err(MgmtError::BadRequest(_))));
+        for (method, verb) in [
+            ("GET", Verb::Read),
+            ("PUT", Verb::Update),
+            ("PATCH", Verb::Update),
+            ("DELETE", Verb::Delete),
+        ] {
+            assert_eq!(
+                parse(method, "/api/v2.0/robots/5").map(|e| e.required()),
+                Ok(MgmtPermission::Robot { id: 5, verb })
+            );
+        }
+        assert!(matches!(
+            parse("GET", "/api/v2.0/robots/0"),
+            Err(MgmtError::BadRequest(_))
+        ));
+        assert_eq!(
+            parse("POST", "/api/v2.0/robots/5"),
+            Err(MgmtError::MethodNotAllowed)
         );
     }
 }

@@ -98,7 +98,7 @@ pub enum RobotCommand {
         /// Repository actions: pull, push, delete.
         #[arg(long, value_delimiter = ',', default_value = "pull")]
         actions: Vec<String>,
-        /// Days until it expires; -1 never.
+        /// Days until it expires; -1 never, 0 the default (30 days).
         #[arg(long, default_value_t = -1)]
         days: i64,
         #[arg(long, default_value = "")]
@@ -335,6 +335,7 @@ pub async fn robot(command: RobotCommand, flags: &crate::Flags) -> Result<(), St
                     duration_days: Some(days),
                     permissions,
                     secret,
+                    disabled: false,
                 })
                 .await
                 .map(|(robot, secret)| {

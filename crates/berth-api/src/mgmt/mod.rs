@@ -1,11 +1,12 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
-//! so far: projects, members, users, search and the system endpoints.
+//! so far: projects, members, users, robot accounts, search and the system endpoints.
 //!
-//! Every request goes through [`dispatch`]: parse into a typed `MgmtEndpoint` (once),
-//! authenticate with the same credentials as `/v2/` (Basic for users and robots, bearer
-//! tokens), ask `Authorizer::decide_mgmt` about the endpoint's required permission, then call
-//! the one handler. Handlers never check permissions; they change things through
-//! `IdentityService` and `Registry`, the places the CLI and `/v2/` use.
+//! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
+//! (Basic for users and robots, bearer tokens), parse into a typed `MgmtEndpoint` (once; the
+//! body too where the permission depends on it, `POST /robots`), ask
+//! `Authorizer::decide_mgmt` about the endpoint's required permission, then call the one
+//! handler. Handlers never check permissions; they change things through `IdentityService`
+//! and `Registry`, the places the CLI and `/v2/` use.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,6 +25,7 @@ mod members;
 pub mod openapi;
 mod projects;
 pub mod response;
+mod robots;
 mod system;
 mod users;
 
@@ -119,11 +121,14 @@ async fn route(state: &AppState, request: Request) -> MgmtResult {
                 500 => MgmtApiError::internal("authentication failed"),
                 _ => MgmtApiError::unauthorized(),
             })?;
+    // Read before parsing: who may `POST /robots` depends on the robot's level and namespace.
+    let body = response::read_body(body).await?;
     let endpoint = MgmtEndpoint::parse(
         parts.method.as_str(),
         parts.uri.path(),
         parts.uri.query(),
         headers,
+        &body,
     )?;
     let project = match state
         .auth
@@ -141,7 +146,7 @@ async fn route(state: &AppState, request: Request) -> MgmtResult {
         principal: &principal,
         project,
     };
-    handle(&ctx, endpoint, body).await
+    handle(&ctx, endpoint, Body::from(body)).await
 }
 
 async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult {
@@ -191,5 +196,11 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteUser(id) => users::delete(ctx, id).await,
         E::SetPassword(id) => users::set_password(ctx, id, body).await,
         E::SetSysadmin(id) => users::set_sysadmin(ctx, id, body).await,
+        E::ListRobots { query, scope } => robots::list(ctx, &query, &scope).await,
+        E::CreateRobot(request) => robots::create(ctx, *request).await,
+        E::GetRobot(id) => robots::get(ctx, id).await,
+        E::UpdateRobot(id) => robots::update(ctx, id, body).await,
+        E::RefreshRobotSecret(id) => robots::refresh_secret(ctx, id, body).await,
+        E::DeleteRobot(id) => robots::delete(ctx, id).await,
     }
 }

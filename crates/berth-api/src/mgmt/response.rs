@@ -152,7 +152,15 @@ pub fn ok() -> MgmtResult {
 
 /// 201 with `Location`.
 pub fn created(location: &str) -> MgmtResult {
-    let mut response = StatusCode::CREATED.into_response();
+    with_location(StatusCode::CREATED.into_response(), location)
+}
+
+/// 201 with `Location` and a JSON body.
+pub fn created_json(location: &str, body: &impl serde::Serialize) -> MgmtResult {
+    with_location(json_status(StatusCode::CREATED, body)?, location)
+}
+
+fn with_location(mut response: Response, location: &str) -> MgmtResult {
     if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -221,12 +229,18 @@ pub fn time(secs: i64) -> String {
 pub async fn body<T: serde::de::DeserializeOwned>(
     body: axum::body::Body,
 ) -> Result<T, MgmtApiError> {
-    let bytes = axum::body::to_bytes(body, 1 << 20).await.map_err(|_| {
-        MgmtApiError::bad_request("the request body is unreadable or larger than 1 MiB")
-    })?;
+    let bytes = read_body(body).await?;
     if bytes.is_empty() {
         return Err(MgmtApiError::bad_request("a JSON request body is required"));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| MgmtApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// The whole request body, at most 1 MiB (every request body of this API is a small JSON
+/// document).
+pub async fn read_body(body: axum::body::Body) -> Result<bytes::Bytes, MgmtApiError> {
+    axum::body::to_bytes(body, 1 << 20).await.map_err(|_| {
+        MgmtApiError::bad_request("the request body is unreadable or larger than 1 MiB")
+    })
 }

@@ -137,6 +137,7 @@ impl World {
                 duration_days: None,
                 permissions: project_permissions("team", &["pull", "push"]),
                 secret: None,
+                disabled: false,
             })
             .await
             .expect("robot");
@@ -151,6 +152,7 @@ impl World {
                     access: vec![RobotAccess::new("repository", "pull")],
                 }],
                 secret: None,
+                disabled: false,
             })
             .await
             .expect("robot");

@@ -20,6 +20,7 @@ mod pull;
 mod push;
 mod referrers;
 mod restart;
+mod robots;
 mod sparse_index;
 mod tag_params;
 mod tokens;

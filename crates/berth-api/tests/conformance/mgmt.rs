@@ -1,6 +1,6 @@
 //! Harbor's `/api/v2.0` for projects, members, users, search and the system endpoints:
 //! JSON shapes, status codes, pagination, bad input, and the authorization matrix over every
-//! endpoint.
+//! endpoint (robots' own behaviour is in `robots.rs`; their rows are here).
 
 use axum::http::StatusCode;
 use berth_auth::identity::NewAccount;
@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestApp, TestResponse};
 
-const PASSWORD: &str = "Passw0rd-mgmt";
+pub(crate) const PASSWORD: &str = "Passw0rd-mgmt";
 
 /// A token-mode registry with `root` (system admin) and a few users.
-async fn app() -> TestApp {
+pub(crate) async fn app() -> TestApp {
     let app = TestApp::builder().token_mode().build().await;
     let id = app.identity();
     for (name, sysadmin) in [
@@ -36,11 +36,16 @@ async fn app() -> TestApp {
     app
 }
 
-fn as_user(app: &TestApp, user: &str) -> TestApp {
+pub(crate) fn as_user(app: &TestApp, user: &str) -> TestApp {
     app.with_basic(user, PASSWORD)
 }
 
-async fn send_json(app: &TestApp, method: &str, path: &str, body: Value) -> TestResponse {
+pub(crate) async fn send_json(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> TestResponse {
     let method = method.parse().expect("method");
     app.request(method, path)
         .header("content-type", "application/json")
@@ -51,7 +56,7 @@ async fn send_json(app: &TestApp, method: &str, path: &str, body: Value) -> Test
 
 /// Harbor's error body: `{"errors":[{"code","message"}]}`.
 #[track_caller]
-fn assert_harbor_error(response: &TestResponse, status: u16, code: &str) {
+pub(crate) fn assert_harbor_error(response: &TestResponse, status: u16, code: &str) {
     let body = response.json();
     assert_eq!(
         (response.status.as_u16(), body["errors"][0]["code"].as_str()),
@@ -62,7 +67,7 @@ fn assert_harbor_error(response: &TestResponse, status: u16, code: &str) {
 }
 
 /// `POST /projects` as `user`; the new project's id (from `Location`).
-async fn create_project(app: &TestApp, user: &str, name: &str, public: bool) -> i64 {
+pub(crate) async fn create_project(app: &TestApp, user: &str, name: &str, public: bool) -> i64 {
     let response = send_json(
         &as_user(app, user),
         "POST",
@@ -530,6 +535,38 @@ async fn management_authorization_matrix() {
     }
     let dev_id = ids.user("dev").await.expect("dev").id;
     let callers = ["-", "guest", "dev", "maint", "padmin", "other", "root"];
+    // Robots: one of each level to read and change, and one of each per caller to delete.
+    let root = as_user(&app, "root");
+    let project_robot = |name: &str| {
+        json!({"name": name, "level": "project", "duration": -1, "permissions": [
+            {"kind": "project", "namespace": "team", "access": [
+                {"resource": "repository", "action": "pull"}]}]})
+    };
+    let system_robot = |name: &str| {
+        json!({"name": name, "level": "system", "duration": -1, "permissions": [
+            {"kind": "project", "namespace": "*", "access": [
+                {"resource": "repository", "action": "pull"}]}]})
+    };
+    let create_robot = async |body: Value| -> i64 {
+        let created = send_json(&root, "POST", "/api/v2.0/robots", body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        created.json()["id"].as_i64().expect("robot id")
+    };
+    let pr = create_robot(project_robot("matrix")).await;
+    let sr = create_robot(system_robot("matrix")).await;
+    let label = |caller: &str| if caller == "-" { "anonymous" } else { caller }.to_owned();
+    let mut victims = std::collections::HashMap::new();
+    for caller in callers {
+        let who = label(caller);
+        let project = create_robot(project_robot(&format!("del-{who}"))).await;
+        let system = create_robot(system_robot(&format!("del-{who}"))).await;
+        victims.insert(who, (project, system));
+    }
+    let robot_put = |name: &str, level: &str, namespace: &str| {
+        json!({"name": name, "level": level, "description": "changed", "disable": false,
+            "duration": -1, "permissions": [{"kind": "project", "namespace": namespace,
+            "access": [{"resource": "repository", "action": "pull"}]}]})
+    };
     // (method, path, body, expected per caller in the order above)
     let p = format!("/api/v2.0/projects/{id}");
     let rows: Vec<(&str, String, Option<Value>, [u16; 7])> = vec![
@@ -602,6 +639,92 @@ async fn management_authorization_matrix() {
             None,
             [401, 200, 200, 200, 200, 200, 200],
         ),
+        // Robots. In a path or body, CALLER becomes the caller's name, and VICTIM and
+        // SYSVICTIM the ids of a project and a system robot made for that caller alone.
+        (
+            "GET",
+            "/api/v2.0/robots".into(),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v2.0/robots?q=Level%3Dsystem".into(),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/v2.0/robots?q=Level%3Dproject%2CProjectID%3D{id}"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/v2.0/robots".into(),
+            Some(project_robot("new-CALLER")),
+            [401, 403, 403, 403, 201, 403, 201],
+        ),
+        (
+            "POST",
+            "/api/v2.0/robots".into(),
+            Some(system_robot("new-CALLER")),
+            [401, 403, 403, 403, 403, 403, 201],
+        ),
+        (
+            "GET",
+            format!("/api/v2.0/robots/{pr}"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/v2.0/robots/{sr}"),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "PUT",
+            format!("/api/v2.0/robots/{pr}"),
+            Some(robot_put("robot$team+matrix", "project", "team")),
+            [401, 403, 403, 403, 200, 403, 200],
+        ),
+        (
+            "PUT",
+            format!("/api/v2.0/robots/{sr}"),
+            Some(robot_put("robot$matrix", "system", "*")),
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "PATCH",
+            format!("/api/v2.0/robots/{pr}"),
+            Some(json!({})),
+            [401, 403, 403, 403, 200, 403, 200],
+        ),
+        (
+            "PATCH",
+            format!("/api/v2.0/robots/{sr}"),
+            Some(json!({"secret": ""})),
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "DELETE",
+            "/api/v2.0/robots/VICTIM".into(),
+            None,
+            [401, 403, 403, 403, 200, 403, 200],
+        ),
+        (
+            "DELETE",
+            "/api/v2.0/robots/SYSVICTIM".into(),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v2.0/robots/999999".into(),
+            None,
+            [401, 403, 403, 403, 403, 403, 404],
+        ),
     ];
     let mut mismatches = Vec::new();
     for (method, path, body, want) in rows {
@@ -611,11 +734,19 @@ async fn management_authorization_matrix() {
             } else {
                 as_user(&app, caller)
             };
+            let who = label(caller);
+            let (victim, system_victim) = victims[&who];
+            let expand = |text: &str| {
+                text.replace("SYSVICTIM", &system_victim.to_string())
+                    .replace("VICTIM", &victim.to_string())
+                    .replace("CALLER", &who)
+            };
+            let path = expand(&path);
             let request = handle.request(method.parse().expect("method"), path.clone());
             let request = match &body {
                 Some(b) => request
                     .header("content-type", "application/json")
-                    .body(serde_json::to_vec(b).expect("json")),
+                    .body(expand(&b.to_string())),
                 None => request,
             };
             let got = request.send().await.status.as_u16();

@@ -323,6 +323,7 @@ async fn an_expired_or_disabled_robot_is_refused() {
             duration_days: Some(30),
             permissions: project_permissions("team", &["pull"]),
             secret: None,
+            disabled: false,
         })
         .await
         .expect("robot");
@@ -456,6 +457,7 @@ async fn with_project_creation_on_push_a_user_creates_a_missing_project_and_admi
                 access: vec![berth_core::access::RobotAccess::new("repository", "push")],
             }],
             secret: None,
+            disabled: false,
         })
         .await
         .expect("robot");
