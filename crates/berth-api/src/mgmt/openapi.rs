@@ -125,7 +125,30 @@ pub const OPERATIONS: &[Operation] = &[
         query: &[], body: Some("PasswordReq"), ok: &[(200, None)], paginated: false),
     op!("setUserSysAdmin", "put", "/users/{user_id}/sysadmin", "/api/v2.0/users/2/sysadmin", "user", "Grant or take system administrator rights",
         query: &[], body: Some("UserSysAdminFlag"), ok: &[(200, None)], paginated: false),
+    op!("ListRobot", "get", "/robots", "/api/v2.0/robots?q=Level%3Dsystem", "robot", "Robot accounts: system ones, or a project's (q=Level=project,ProjectID=N)",
+        query: &[], body: None, ok: &[(200, Some("Robot[]"))], paginated: true),
+    op!("CreateRobot", "post", "/robots", "/api/v2.0/robots", "robot", "Create a robot account; its secret is in the answer, once",
+        query: &[], body: Some("RobotCreate"), ok: &[(201, Some("RobotCreated"))], paginated: false),
+    op!("GetRobotByID", "get", "/robots/{robot_id}", "/api/v2.0/robots/1", "robot", "One robot account (never its secret)",
+        query: &[], body: None, ok: &[(200, Some("Robot"))], paginated: false),
+    op!("UpdateRobot", "put", "/robots/{robot_id}", "/api/v2.0/robots/1", "robot", "Change a robot's description, state, duration and permissions",
+        query: &[], body: Some("Robot"), ok: &[(200, None)], paginated: false),
+    op!("RefreshSec", "patch", "/robots/{robot_id}", "/api/v2.0/robots/1", "robot", "A new secret (generated, or the one given)",
+        query: &[], body: Some("RobotSec"), ok: &[(200, Some("RobotSec"))], paginated: false),
+    op!("DeleteRobot", "delete", "/robots/{robot_id}", "/api/v2.0/robots/1", "robot", "Delete a robot account",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
 ];
+
+/// Request bodies the examples need (the rest send none).
+#[cfg(test)]
+fn example_body(id: &str) -> &'static [u8] {
+    match id {
+        "CreateRobot" => {
+            br#"{"name":"ci","level":"project","duration":-1,"permissions":[{"kind":"project","namespace":"team","access":[{"resource":"repository","action":"pull"}]}]}"#
+        }
+        _ => b"",
+    }
+}
 
 /// The operation id of a parsed endpoint: exhaustive, so every endpoint has one.
 pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
@@ -158,6 +181,12 @@ pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
         E::DeleteUser(_) => "deleteUser",
         E::SetPassword(_) => "updateUserPassword",
         E::SetSysadmin(_) => "setUserSysAdmin",
+        E::ListRobots { .. } => "ListRobot",
+        E::CreateRobot(_) => "CreateRobot",
+        E::GetRobot(_) => "GetRobotByID",
+        E::UpdateRobot(_) => "UpdateRobot",
+        E::RefreshRobotSecret(_) => "RefreshSec",
+        E::DeleteRobot(_) => "DeleteRobot",
     }
 }
 
@@ -212,6 +241,12 @@ fn schemas() -> Value {
         "UserSysAdminFlag": object(&[("sysadmin_flag", "boolean")]),
         "UserSearchRespItem": object(&[("user_id", "integer"), ("username", "string")]),
         "Permission": object(&[("resource", "string"), ("action", "string")]),
+        "Robot": object(&[("id", "integer"), ("name", "string"), ("description", "string"), ("level", "string"), ("duration", "integer"), ("editable", "boolean"), ("disable", "boolean"), ("expires_at", "integer"), ("permissions", "RobotPermission[]"), ("creation_time", "date-time"), ("update_time", "date-time")]),
+        "RobotCreate": object(&[("name", "string"), ("description", "string"), ("secret", "string"), ("level", "string"), ("disable", "boolean"), ("duration", "integer"), ("permissions", "RobotPermission[]")]),
+        "RobotCreated": object(&[("id", "integer"), ("name", "string"), ("secret", "string"), ("creation_time", "date-time"), ("expires_at", "integer")]),
+        "RobotSec": object(&[("secret", "string")]),
+        "RobotPermission": object(&[("kind", "string"), ("namespace", "string"), ("access", "Access[]")]),
+        "Access": object(&[("resource", "string"), ("action", "string"), ("effect", "string")]),
     })
 }
 
@@ -326,8 +361,14 @@ mod tests {
                 None => (op.example, None),
             };
             let method = op.method.to_ascii_uppercase();
-            let parsed = MgmtEndpoint::parse(&method, path, query, MgmtHeaders::default())
-                .unwrap_or_else(|e| panic!("{} {}: {e}", op.method, op.example));
+            let parsed = MgmtEndpoint::parse(
+                &method,
+                path,
+                query,
+                MgmtHeaders::default(),
+                example_body(op.id),
+            )
+            .unwrap_or_else(|e| panic!("{} {}: {e}", op.method, op.example));
             assert_eq!(operation_id(&parsed), op.id, "{} {}", op.method, op.example);
             assert_eq!(
                 format!("/api/v2.0{}", op.path).split('/').count(),
