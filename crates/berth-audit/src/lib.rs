@@ -5,7 +5,7 @@
 //! A request only calls [`Audit::record`]: no lock, no IO, no await. The event goes onto a
 //! bounded queue; when the queue is full the event is dropped and counted
 //! ([`Audit::dropped`], and a warning in the log) rather than making the request wait. A
-//! background task ([`writer`]) takes what is queued every 200 ms (sooner once 2 048 events
+//! background task ([`writer`]) takes what is queued every 200 ms (sooner once 8 192 events
 //! wait), folds identical events into one entry with a count, and writes each batch in ONE
 //! database transaction (audit rows and pull counts, through `berth_meta::AuditStore`) and
 //! as JSON lines to the configured sink. It also deletes entries older than the retention.
@@ -221,7 +221,7 @@ impl Default for AuditSettings {
             retention: Some(Duration::from_secs(90 * 86_400)),
             interval: Duration::from_millis(200),
             queue: 65_536,
-            batch: 2_048,
+            batch: 8_192,
         }
     }
 }

@@ -568,3 +568,56 @@ pub async fn keys(command: KeysCommand, flags: &crate::Flags) -> Result<(), Stri
     store.close().await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_meta::{AuditQuery, AuditStore};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_operators_changes_are_audited_as_the_os_user_from_cli() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flags = crate::Flags {
+            config: None,
+            addr: None,
+            data_dir: Some(dir.path().to_owned()),
+            delete_enabled: None,
+            anonymous_write: None,
+            htpasswd: None,
+            auth_mode: None,
+        };
+        let create = ProjectCommand::Create {
+            name: "team".into(),
+            public: false,
+            owner: None,
+        };
+        project(create, &flags).await.expect("created");
+        project(ProjectCommand::List, &flags).await.expect("listed");
+        // A change that fails is no entry.
+        let missing = MemberCommand::Remove {
+            project: "team".into(),
+            user: "nobody".into(),
+        };
+        assert!(member(missing, &flags).await.is_err());
+        let store = crate::open_metadata(dir.path()).await.expect("open");
+        let (entries, total) = store
+            .audit_entries(&AuditQuery::default())
+            .await
+            .expect("entries");
+        store.close().await;
+        assert_eq!(total, 1);
+        let entry = &entries[0].record;
+        assert_eq!(
+            (
+                entry.operation.as_str(),
+                entry.resource_type.as_str(),
+                entry.resource.as_str(),
+                entry.client.as_str(),
+                entry.project.as_deref(),
+            ),
+            ("create", "project", "team", "cli", Some("team"))
+        );
+        assert_eq!(entry.username, os_user());
+    }
+}
