@@ -105,6 +105,9 @@ free_port() { # a loopback port nothing listens on
 PORT_berth=$(free_port)
 PORT_reg2=$(free_port)
 while [[ $PORT_reg2 == "$PORT_berth" ]]; do PORT_reg2=$(free_port); done
+# berth0: berth with its audit log (and pull counting) off, for (a)'s audit on/off ratio.
+PORT_berth0=$(free_port)
+while [[ $PORT_berth0 == "$PORT_berth" || $PORT_berth0 == "$PORT_reg2" ]]; do PORT_berth0=$(free_port); done
 url() { echo "http://127.0.0.1:$(eval echo "\$PORT_$1")"; }
 
 reg2_config() { # data dir -> config path. registry:2's image config, access log off.
@@ -138,6 +141,9 @@ start() {
     berth) BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
       "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
       PIDS[berth]=$! ;;
+    berth0) BERTH_ADDR=127.0.0.1:$PORT_berth0 BERTH_DATA_DIR=$dir BERTH_LOG=error BERTH_AUDIT_ENABLED=false \
+      "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
+      PIDS[berth0]=$! ;;
     reg2) "$REG2" serve "$(reg2_config "$dir")" >>"$WORK/reg2.log" 2>&1 &
       PIDS[reg2]=$! ;;
   esac
@@ -214,9 +220,10 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 
 # --- (a) GET manifest by tag, (b) HEAD blob: 64 connections --------------------------------
+# berth0 (audit off) is measured for (a) only, right after berth (audit on, the default).
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
 declare -A LAYER_OF=()
-for reg in "${REGS[@]}"; do
+for reg in "${REGS[@]}" berth0; do
   start "$reg"
   out=$(bench "$reg" push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42)
   LAYER_OF[$reg]=$(j '.layer_digests[0]' "$out")
@@ -238,20 +245,24 @@ oha_run() { # fig reg url
   record "$fig" "$reg" "$(j '.summary.requestsPerSec' "$out")"
   record "$fig-p99" "$reg" "$(j '.latencyPercentiles.p99 * 1000' "$out")"
 }
-for reg in "${REGS[@]}"; do # warm-up, not recorded
+for reg in "${REGS[@]}" berth0; do # warm-up, not recorded
   timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "$(url "$reg")/v2/bench/small/manifests/latest" >/dev/null
 done
 for ((r = 1; r <= REPEATS; r++)); do
   for reg in "${REGS[@]}"; do
     log "(a) GET manifest $reg ($r/$REPEATS)"
     wrk_run manifest "$reg" "$(url "$reg")/v2/bench/small/manifests/latest" -H "$ACCEPT"
+    if [[ $reg == berth ]]; then
+      log "(a) GET manifest berth, audit off ($r/$REPEATS)"
+      wrk_run manifest-audit-off berth "$(url berth0)/v2/bench/small/manifests/latest" -H "$ACCEPT"
+    fi
   done
   for reg in "${REGS[@]}"; do
     log "(b) HEAD blob $reg ($r/$REPEATS)"
     oha_run head "$reg" "$(url "$reg")/v2/bench/small/blobs/${LAYER_OF[$reg]}"
   done
 done
-for reg in "${REGS[@]}"; do stop "$reg"; done
+for reg in "${REGS[@]}" berth0; do stop "$reg"; done
 
 # --- (a2) auth on the read path: token mode vs auth off, registry:2 with htpasswd ----------
 # berth: the image is pushed with auth off, then the same data dir is served in token mode
@@ -420,6 +431,8 @@ A_BEARER=$(median manifest-bearer berth)
 A_BASIC=$(median manifest-basic berth)
 share() { [[ $1 == n/a || $2 == n/a ]] && { echo n/a; return; }; printf '%.0f%%' "$(calc "100 * $1 / $2")"; }
 met_share() { [[ $1 == n/a || $2 == n/a ]] && { echo; return; }; yes_no "$1 >= $3 * $2"; }
+A_AUDIT_OFF=$(median manifest-audit-off berth)
+ROWS+=("| (a) GET manifest, audit log off (BERTH_AUDIT_ENABLED=false), req/s | $(fmt "$A_AUDIT_OFF") | | audit on: $(share "$A_OFF" "$A_AUDIT_OFF") of off | audit on ≥ 90% of off | $(met_share "$A_OFF" "$A_AUDIT_OFF" 0.9) |")
 ROWS+=("| (a2) GET manifest, bearer token (token mode), req/s | $(fmt "$A_BEARER") | | $(share "$A_BEARER" "$A_OFF") of auth off | ≥ 85% of auth off | $(met_share "$A_BEARER" "$A_OFF" 0.85) |")
 row "(a2) GET manifest, bearer (berth) vs Basic (registry:2 htpasswd), req/s" higher manifest-basic "≥ 20×" '$X >= 20'
 ROWS[-1]=$(sed "s/| $(fmt "$(median manifest-basic berth)") |/| $(fmt "$A_BEARER") |/" <<<"${ROWS[-1]}")

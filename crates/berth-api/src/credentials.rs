@@ -113,7 +113,9 @@ pub async fn authenticate(
         AuthMode::Token(auth) => match presented(headers) {
             Presented::None => Ok(Principal::Anonymous),
             Presented::Basic { user, password } => {
-                match auth.authenticate_basic(&user, &password, peer.ip).await {
+                let outcome = auth.authenticate_basic(&user, &password, peer.ip).await;
+                crate::audit::login(state, request, peer, &user, outcome.as_ref().err());
+                match outcome {
                     Ok(account) => Ok(Principal::Account(account)),
                     Err(failure) => Err(failure_response(state, request, failure)),
                 }

@@ -54,6 +54,15 @@ impl ApiError {
         self.0.status
     }
 
+    /// What went wrong, in one line for the audit log: the specific detail when there is
+    /// one, else the code's message (never a 5xx's internal cause).
+    pub fn reason(&self) -> String {
+        match &self.0.detail {
+            serde_json::Value::String(detail) if !self.0.status.is_server_error() => detail.clone(),
+            _ => self.0.message.clone(),
+        }
+    }
+
     pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
         self.0.message = message.into();
         self

@@ -43,6 +43,30 @@ impl ExternalUrlConfig {
         external_base_url(headers, uri.authority().map(|a| a.as_str()), peer, self)
     }
 
+    /// The client's address: the TCP peer, or behind trusted proxies the last address in
+    /// `X-Forwarded-For` that is not itself a trusted proxy (earlier entries are whatever
+    /// the client chose to send).
+    pub fn client_ip(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
+        if !self.trusts(peer) {
+            return peer;
+        }
+        let forwarded: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+            .collect();
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !self.trusts(Some(**ip)))
+            .or(forwarded.first())
+            .copied()
+            .or(peer)
+    }
+
     fn trusts(&self, peer: Option<IpAddr>) -> bool {
         peer.is_some_and(|ip| {
             let ip = ip.to_canonical();
@@ -391,5 +415,32 @@ mod tests {
         ] {
             assert!(bad.parse::<IpNet>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_client_address_is_read_from_trusted_proxies_only() {
+        let mut config = ExternalUrlConfig::new(SocketAddr::from(([127, 0, 0, 1], 5000)));
+        config.trusted_proxies = vec!["10.0.0.0/8".parse().expect("net")];
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 192.0.2.9, 10.0.0.2".parse().expect("value"),
+        );
+        // Behind two trusted proxies: the last untrusted hop, not what the client claimed.
+        assert_eq!(
+            config.client_ip(&headers, Some(ip("10.0.0.1"))),
+            Some(ip("192.0.2.9"))
+        );
+        // From anyone else the header is ignored.
+        assert_eq!(
+            config.client_ip(&headers, Some(ip("192.0.2.50"))),
+            Some(ip("192.0.2.50"))
+        );
+        assert_eq!(
+            config.client_ip(&HeaderMap::new(), Some(ip("10.0.0.1"))),
+            Some(ip("10.0.0.1"))
+        );
+        assert_eq!(config.client_ip(&headers, None), None);
     }
 }

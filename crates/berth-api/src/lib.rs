@@ -17,6 +17,7 @@ use axum::routing::{any, get};
 use berth_auth::Authorizer;
 use berth_registry::Registry;
 
+pub mod audit;
 pub mod credentials;
 pub mod distribution;
 mod error;
@@ -41,6 +42,11 @@ pub struct AppState {
     /// Accounts, projects, members and robots (token mode): what `/api/v2.0` changes them
     /// through, the same service as the CLI.
     pub identity: Option<berth_auth::IdentityService>,
+    /// Where audit events go ([`berth_audit::Audit::off`] records nothing). Recording never
+    /// blocks a request.
+    pub audit: berth_audit::Audit,
+    /// The audit entries as stored, for `/audit-logs` (`None`: nothing to list).
+    pub audit_log: Option<Arc<dyn berth_meta::AuditStore>>,
 }
 
 impl AppState {
@@ -52,6 +58,8 @@ impl AppState {
             auth,
             token_realm: None,
             identity: None,
+            audit: berth_audit::Audit::off(),
+            audit_log: None,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,

@@ -81,8 +81,9 @@ async fn authenticated(
     password: &str,
     peer: Peer,
 ) -> Result<String, ApiError> {
-    auth.authenticate_basic(user, password, peer.ip)
-        .await
+    let outcome = auth.authenticate_basic(user, password, peer.ip).await;
+    crate::audit::login(state, request, peer, user, outcome.as_ref().err());
+    outcome
         .map(|account| account.name().to_owned())
         .map_err(|failure| token_failure(state, request, failure))
 }
@@ -155,10 +156,9 @@ async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiEr
             .map(|(_, v)| v.as_str()),
     );
     let offline = param("offline_token").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let issued = auth
-        .issue(account.as_deref(), &requested, offline)
-        .await
-        .map_err(|f| token_failure(state, &request, f))?;
+    let issued = auth.issue(account.as_deref(), &requested, offline).await;
+    crate::audit::token(state, &request, peer, account.as_deref(), issued.as_ref());
+    let issued = issued.map_err(|f| token_failure(state, &request, f))?;
     tracing::debug!(account = account.as_deref().unwrap_or("<anonymous>"), scope = %issued.scope, "issued a token");
     Ok(json(&GetAnswer {
         token: &issued.token,
@@ -210,9 +210,11 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
             let Some(refresh) = field("refresh_token") else {
                 return Err(bad_form("grant_type=refresh_token needs refresh_token"));
             };
-            auth.redeem_refresh_token(refresh)
-                .await
-                .map_err(|f| token_failure(state, &parts, f))?
+            let redeemed = auth.redeem_refresh_token(refresh).await;
+            if let Err(failure) = &redeemed {
+                crate::audit::token(state, &parts, peer, None, Err(failure));
+            }
+            redeemed.map_err(|f| token_failure(state, &parts, f))?
         }
         Some(other) => {
             return Err(bad_form(&format!(
@@ -227,10 +229,9 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
             .map(|(_, v)| v.as_str()),
     );
     let offline = field("access_type") == Some("offline");
-    let issued = auth
-        .issue(Some(&account), &requested, offline)
-        .await
-        .map_err(|f| token_failure(state, &parts, f))?;
+    let issued = auth.issue(Some(&account), &requested, offline).await;
+    crate::audit::token(state, &parts, peer, Some(&account), issued.as_ref());
+    let issued = issued.map_err(|f| token_failure(state, &parts, f))?;
     Ok(json(&PostAnswer {
         access_token: &issued.access_token,
         scope: &issued.scope,

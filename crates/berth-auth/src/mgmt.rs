@@ -18,6 +18,9 @@ use crate::{AuthFailure, AuthMode, Authorizer, Principal};
 pub enum MgmtDecision {
     /// Allowed; the project the permission named, when it named one (resolved once here).
     Allow(Option<Project>),
+    /// Allowed within these projects only (a listing across projects by a caller who is not
+    /// a system administrator; possibly none).
+    AllowIn(Vec<String>),
     /// No credentials: 401.
     Unauthorized,
     /// Known caller without the permission: 403 with the reason.
@@ -167,6 +170,24 @@ impl TokenAuth {
             MgmtPermission::SystemAdmin | MgmtPermission::SelfOrAdmin(_) => {
                 refuse("this operation needs a system administrator".into())
             }
+            MgmtPermission::InProjects { .. } if sysadmin => MgmtDecision::Allow(None),
+            MgmtPermission::InProjects { resource, verb } => match &grants {
+                None => MgmtDecision::Unauthorized,
+                Some(g) => {
+                    let projects = self
+                        .store()
+                        .list_projects()
+                        .await
+                        .map_err(|e| AuthFailure::Store(e.to_string()))?;
+                    MgmtDecision::AllowIn(
+                        projects
+                            .into_iter()
+                            .filter(|p| grants_allow(g, p, *resource, *verb))
+                            .map(|p| p.name)
+                            .collect(),
+                    )
+                }
+            },
             MgmtPermission::Project {
                 project,
                 resource,

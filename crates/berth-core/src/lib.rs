@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod mgmt;
 pub mod name;
+pub mod time;
 
 pub use access::{RobotName, RobotPermission, Role};
 pub use digest::{Algorithm, Digest, DigestHasher};

@@ -231,6 +231,10 @@ pub enum MgmtPermission {
     CreateProject,
     /// The user `user_id` itself, or a system administrator.
     SelfOrAdmin(i64),
+    /// An action on a resource in every project where the caller may do it (a listing
+    /// across projects, e.g. `/audit-logs`): system administrators see all; others only
+    /// their projects' entries; anonymous callers nothing (401).
+    InProjects { resource: Resource, verb: Verb },
     /// An action on a project's resource.
     Project {
         project: ProjectRef,
@@ -316,6 +320,15 @@ pub enum MgmtEndpoint {
     UpdateRobot(i64),
     RefreshRobotSecret(i64),
     DeleteRobot(i64),
+    /// `GET /audit-logs`: entries of every project the caller may read logs of.
+    ListAuditLogs {
+        query: ListQuery,
+    },
+    /// `GET /projects/{project_name}/logs`.
+    ListProjectLogs {
+        project: ProjectRef,
+        query: ListQuery,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -446,6 +459,14 @@ impl MgmtEndpoint {
             ("PUT", ["robots", r]) => E::UpdateRobot(int(r, "robot id")?),
             ("PATCH", ["robots", r]) => E::RefreshRobotSecret(int(r, "robot id")?),
             ("DELETE", ["robots", r]) => E::DeleteRobot(int(r, "robot id")?),
+            ("GET", ["audit-logs"]) => E::ListAuditLogs {
+                query: params.list()?,
+            },
+            // Harbor names the project here, never by id.
+            ("GET", ["projects", p, "logs"]) => E::ListProjectLogs {
+                project: ProjectRef::Name((*p).to_owned()),
+                query: params.list()?,
+            },
             (_, known) if is_known(known) => return Err(MgmtError::MethodNotAllowed),
             _ => return Err(MgmtError::NotFound),
         };
@@ -490,6 +511,11 @@ impl MgmtEndpoint {
             E::GetRobot(id) => robot(id, Verb::Read),
             E::UpdateRobot(id) | E::RefreshRobotSecret(id) => robot(id, Verb::Update),
             E::DeleteRobot(id) => robot(id, Verb::Delete),
+            E::ListAuditLogs { .. } => P::InProjects {
+                resource: Resource::Log,
+                verb: Verb::List,
+            },
+            E::ListProjectLogs { project, .. } => on(project, Resource::Log, Verb::List),
         }
     }
 }
@@ -498,10 +524,17 @@ impl MgmtEndpoint {
 fn is_known(segments: &[&str]) -> bool {
     matches!(
         segments,
-        ["ping" | "health" | "systeminfo" | "search" | "projects" | "users" | "robots"]
+        ["ping"
+            | "health"
+            | "systeminfo"
+            | "search"
+            | "projects"
+            | "users"
+            | "robots"
+            | "audit-logs"]
             | ["projects", _]
             | ["robots", _]
-            | ["projects", _, "_deletable" | "summary" | "members"]
+            | ["projects", _, "_deletable" | "summary" | "members" | "logs"]
             | ["projects", _, "members", _]
             | ["users", _]
             | ["users", _, "password" | "sysadmin" | "permissions"]
@@ -759,6 +792,37 @@ mod tests {
         assert!(parse_q("novalue=").is_err());
         assert!(parse_q("=x").is_err());
         assert!(parse_q("noequals").is_err());
+    }
+
+    #[test]
+    fn audit_log_endpoints() {
+        let all = parse("GET", "/api/v2.0/audit-logs?q=operation%3Dpull&page_size=5").expect("ok");
+        assert_eq!(
+            all.required(),
+            MgmtPermission::InProjects {
+                resource: Resource::Log,
+                verb: Verb::List
+            }
+        );
+        let MgmtEndpoint::ListAuditLogs { query } = all else {
+            panic!("not the audit log")
+        };
+        assert_eq!((query.page_size, query.q[0].key.as_str()), (5, "operation"));
+        // A numeric project name is still a name here.
+        assert_eq!(
+            parse("GET", "/api/v2.0/projects/2024/logs").map(|e| e.required()),
+            Ok(MgmtPermission::Project {
+                project: ProjectRef::Name("2024".into()),
+                resource: Resource::Log,
+                verb: Verb::List
+            })
+        );
+        assert_eq!(
+            parse("DELETE", "/api/v2.0/audit-logs"),
+            Err(MgmtError::MethodNotAllowed)
+        );
+        assert!(role_allows(Role::Guest, Resource::Log, Verb::List));
+        assert!(!role_allows(Role::LimitedGuest, Resource::Log, Verb::List));
     }
 
     #[test]

@@ -3,19 +3,25 @@
 //! lives here, so no API call ever walks the storage tree.
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
-//! [`UploadStore`], [`ManifestStore`]) combined into [`MetaStore`]. Each backend implements
+//! [`UploadStore`], [`ManifestStore`], the identity traits, [`AuditStore`]) combined into
+//! [`MetaStore`]. Each backend implements
 //! them all and must pass the one shared test suite in [`suite`].
 
 use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName, Tag};
 use serde_json::{Map, Value};
 
+pub mod audit;
 pub mod identity;
 mod migrations;
 pub mod sqlite;
 pub mod suite;
 mod wal_sync;
 
+pub use audit::{
+    AuditBatch, AuditColumn, AuditEntry, AuditMatch, AuditQuery, AuditRecord, AuditStore,
+    PullRecord, PullStats,
+};
 pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
@@ -198,10 +204,13 @@ pub trait ManifestStore: Send + Sync {
 
 /// Everything the registry needs from its metadata database.
 pub trait MetaStore:
-    RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore
+    RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore + AuditStore
 {
 }
-impl<T: RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore> MetaStore for T {}
+impl<T: RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore + AuditStore>
+    MetaStore for T
+{
+}
 
 /// Seconds since the Unix epoch, for row timestamps.
 pub(crate) fn now() -> i64 {

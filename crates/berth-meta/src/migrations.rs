@@ -122,4 +122,40 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO projects (name, public, created_at, updated_at)
         VALUES ('library', 1, CAST(strftime('%s', 'now') AS INTEGER), CAST(strftime('%s', 'now') AS INTEGER));
     "#,
+    // 3: the audit log and pull statistics, written in batches off the request path.
+    r#"
+    CREATE TABLE audit_log (
+        id            INTEGER PRIMARY KEY,
+        -- Unix milliseconds.
+        op_time       INTEGER NOT NULL,
+        -- The account, or 'anonymous'.
+        username      TEXT NOT NULL,
+        -- The client's address; '' when unknown, 'cli' for the operator CLI.
+        client        TEXT NOT NULL DEFAULT '',
+        operation     TEXT NOT NULL,
+        resource_type TEXT NOT NULL,
+        resource      TEXT NOT NULL,
+        -- The project the entry belongs to (who may read it); NULL for system-wide entries.
+        project       TEXT,
+        success       INTEGER NOT NULL,
+        reason        TEXT NOT NULL DEFAULT '',
+        -- Identical events of one batch are stored once, with how many there were.
+        count         INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX audit_log_op_time ON audit_log(op_time);
+    CREATE INDEX audit_log_username ON audit_log(username, op_time);
+    CREATE INDEX audit_log_resource ON audit_log(resource, op_time);
+    CREATE INDEX audit_log_project ON audit_log(project, op_time);
+    -- Pulls per manifest, apart from the manifests' rows (which hold their bytes).
+    CREATE TABLE artifact_pulls (
+        repository_id INTEGER NOT NULL,
+        digest        TEXT NOT NULL,
+        pull_count    INTEGER NOT NULL,
+        -- Unix milliseconds of the latest pull.
+        pull_time     INTEGER NOT NULL,
+        PRIMARY KEY (repository_id, digest),
+        FOREIGN KEY (repository_id, digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+    ) WITHOUT ROWID;
+    ALTER TABLE repositories ADD COLUMN pull_count INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

@@ -24,6 +24,7 @@ use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::migrations::MIGRATIONS;
 
+mod audit;
 mod identity;
 use crate::wal_sync::WalSync;
 

@@ -391,6 +391,7 @@ pub async fn run(store: &dyn MetaStore) {
         Some(vec![])
     );
     identity(store).await;
+    audit(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -403,12 +404,234 @@ pub async fn reopened(store: &dyn MetaStore) {
             .expect("query"),
         Some(5)
     );
-    // suite/app, suite/other, and the three the identity cases linked into.
+    // suite/app, suite/other, the three the identity cases linked into, and audit/app.
     assert_eq!(
         store.list_repositories(None, 10).await.expect("list").len(),
-        5
+        6
     );
     assert!(store.user_by_name("alice").await.expect("get").is_some());
+    let (entries, total) = store
+        .audit_entries(&crate::AuditQuery::default())
+        .await
+        .expect("audit");
+    assert_eq!(
+        (entries.len(), total),
+        (2, 2),
+        "audit rows survive a reopen"
+    );
+    let pulls = store
+        .repository_pulls(&name("audit/app"))
+        .await
+        .expect("pulls");
+    assert_eq!(pulls, Some(4));
+}
+
+/// The audit log and pull statistics.
+async fn audit(store: &dyn MetaStore) {
+    use crate::{
+        AuditBatch, AuditColumn, AuditMatch, AuditQuery, AuditRecord, PullRecord, PullStats,
+    };
+
+    let record =
+        |at: i64, user: &str, op: &str, resource: &str, project: Option<&str>| AuditRecord {
+            op_time_ms: at,
+            username: user.into(),
+            client: "192.0.2.7".into(),
+            operation: op.into(),
+            resource_type: "artifact".into(),
+            resource: resource.into(),
+            project: project.map(str::to_owned),
+            success: true,
+            reason: String::new(),
+            count: 1,
+        };
+    let repo = name("audit/app");
+    let layer = digest("audit-layer");
+    store.link_blob(&repo, &layer, 3).await.expect("link");
+    let image = manifest("audit-image", vec![layer.clone()], None);
+    store
+        .put_manifest(&repo, &image, &["v1".parse::<Tag>().expect("tag")])
+        .await
+        .expect("put");
+    assert_eq!(store.repository_pulls(&repo).await.expect("pulls"), Some(0));
+    assert_eq!(
+        store
+            .artifact_pulls(&repo, &image.digest)
+            .await
+            .expect("pulls"),
+        None
+    );
+    assert_eq!(
+        store
+            .repository_pulls(&name("audit/none"))
+            .await
+            .expect("pulls"),
+        None
+    );
+
+    // Nothing to write is no write at all.
+    store
+        .append_audit(&AuditBatch::default())
+        .await
+        .expect("empty batch");
+    let mut failed = record(1_000, "mallory", "login", "mallory", None);
+    failed.resource_type = "login".into();
+    failed.success = false;
+    failed.reason = "invalid username or password".into();
+    failed.count = 4;
+    let pull = |n: u64, at: i64, digest: &Digest| PullRecord {
+        repository: "audit/app".into(),
+        digest: digest.to_string(),
+        count: n,
+        last_ms: at,
+    };
+    store
+        .append_audit(&AuditBatch {
+            entries: vec![
+                record(2_000, "alice", "create", "audit/app:v1", Some("audit")),
+                record(3_000, "bob", "pull", "audit/app:v1", Some("audit")),
+                record(4_000, "alice", "pull", "audit/app@sha256:x", Some("audit")),
+                record(5_000, "carol", "delete", "other/app:v2", Some("other")),
+                failed.clone(),
+            ],
+            // A pull of a manifest deleted meanwhile (or never stored) is dropped.
+            pulls: vec![
+                pull(2, 3_000, &image.digest),
+                pull(5, 9_000, &digest("gone")),
+            ],
+        })
+        .await
+        .expect("append");
+    store
+        .append_audit(&AuditBatch {
+            entries: Vec::new(),
+            pulls: vec![pull(1, 4_000, &image.digest)],
+        })
+        .await
+        .expect("pulls only");
+    assert_eq!(
+        store
+            .artifact_pulls(&repo, &image.digest)
+            .await
+            .expect("pulls"),
+        Some(PullStats {
+            count: 3,
+            last_ms: 4_000
+        })
+    );
+    assert_eq!(store.repository_pulls(&repo).await.expect("pulls"), Some(3));
+
+    // Newest first by default, every field as written.
+    let (all, total) = store
+        .audit_entries(&AuditQuery::default())
+        .await
+        .expect("list");
+    assert_eq!(total, 5);
+    let times: Vec<i64> = all.iter().map(|e| e.record.op_time_ms).collect();
+    assert_eq!(times, [5_000, 4_000, 3_000, 2_000, 1_000]);
+    assert_eq!(all[4].record, failed);
+    let query = |f: &dyn Fn(&mut AuditQuery)| {
+        let mut q = AuditQuery::default();
+        f(&mut q);
+        q
+    };
+    let users = |q: AuditQuery| async move {
+        let (page, total) = store.audit_entries(&q).await.expect("list");
+        let names: Vec<String> = page.into_iter().map(|e| e.record.username).collect();
+        (names, total)
+    };
+    assert_eq!(
+        users(query(&|q| q.terms = vec![(
+            AuditColumn::Username,
+            AuditMatch::Exact("alice".into())
+        )]))
+        .await,
+        (vec!["alice".to_string(), "alice".to_string()], 2)
+    );
+    assert_eq!(
+        users(query(&|q| q.terms = vec![
+            (
+                AuditColumn::Resource,
+                AuditMatch::Contains("@sha256".into())
+            ),
+            (
+                AuditColumn::Operation,
+                AuditMatch::AnyOf(vec!["pull".into(), "create".into()])
+            ),
+        ]))
+        .await
+        .1,
+        1
+    );
+    assert_eq!(
+        users(query(&|q| {
+            q.from_ms = Some(2_000);
+            q.to_ms = Some(4_000);
+            q.sort = vec![(AuditColumn::OpTime, false)];
+        }))
+        .await
+        .0,
+        ["alice", "bob", "alice"]
+    );
+    // Only the projects named; entries without a project are for nobody but "every row".
+    assert_eq!(
+        users(query(&|q| q.projects = Some(vec!["audit".into()])))
+            .await
+            .1,
+        3
+    );
+    assert_eq!(users(query(&|q| q.projects = Some(Vec::new()))).await.1, 0);
+    // Pages, and the total of all pages.
+    assert_eq!(
+        users(query(&|q| {
+            q.sort = vec![(AuditColumn::Username, false), (AuditColumn::OpTime, true)];
+            q.offset = 1;
+            q.limit = 2;
+        }))
+        .await,
+        (vec!["alice".to_string(), "bob".to_string()], 5)
+    );
+
+    // Retention: the oldest rows go, at most `limit` at a time.
+    assert_eq!(
+        store.delete_audit_before(4_000, 2).await.expect("delete"),
+        2
+    );
+    assert_eq!(
+        store.delete_audit_before(4_000, 10).await.expect("delete"),
+        1
+    );
+    assert_eq!(
+        store.delete_audit_before(4_000, 10).await.expect("delete"),
+        0
+    );
+    assert_eq!(users(AuditQuery::default()).await.1, 2);
+
+    // A deleted manifest takes its pull statistics with it; the repository keeps its count.
+    let other = manifest("audit-other", vec![layer.clone()], None);
+    store.put_manifest(&repo, &other, &[]).await.expect("put");
+    store
+        .append_audit(&AuditBatch {
+            entries: Vec::new(),
+            pulls: vec![pull(1, 5_000, &other.digest)],
+        })
+        .await
+        .expect("pull");
+    assert!(
+        store
+            .delete_manifest(&repo, &other.digest)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        store
+            .artifact_pulls(&repo, &other.digest)
+            .await
+            .expect("pulls"),
+        None
+    );
+    // 3 of the image, 1 of the deleted one: the repository's count is of every pull.
+    assert_eq!(store.repository_pulls(&repo).await.expect("pulls"), Some(4));
 }
 
 /// Users, projects, members, robots and signing keys.

@@ -3,11 +3,13 @@
 //! running one (SQLite takes turns between processes; a running server sees the change
 //! within its identity cache's few seconds). Every operation goes through
 //! `berth_auth::IdentityService`, the same place the management API calls. Secrets are read
-//! from standard input or a prompt, never from the command line.
+//! from standard input or a prompt, never from the command line. Each change is audited as
+//! the API's are, by the operating-system user, from `cli`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
+use berth_audit::{Audit, AuditEvent, AuditSettings, Client, JsonLines, Operation, ResourceType};
 use berth_auth::identity::{NewAccount, RobotSpec, project_permissions};
 use berth_auth::token::KeyRing;
 use berth_auth::{IdentityError, IdentityService};
@@ -193,14 +195,69 @@ fn explain(e: IdentityError) -> String {
     e.to_string()
 }
 
-async fn service(flags: &crate::Flags) -> Result<(IdentityService, SqliteStore), String> {
+/// The identity service on the configured database, and the audit log its changes go to.
+/// JSON lines go to the configured file only: the CLI's own output is on stdout.
+async fn service(flags: &crate::Flags) -> Result<(IdentityService, SqliteStore, Audit), String> {
     let config = flags.load().map_err(|e| e.to_string())?;
     let store = crate::open_metadata(&config.data_dir).await?;
-    Ok((IdentityService::new(Arc::new(store.clone())), store))
+    let audit = if config.audit_enabled {
+        let jsonl = match &config.audit_jsonl {
+            JsonLines::File(path) => JsonLines::File(path.clone()),
+            _ => JsonLines::Off,
+        };
+        let settings = AuditSettings {
+            jsonl,
+            retention: None,
+            ..Default::default()
+        };
+        Audit::start(Arc::new(store.clone()), settings).await?
+    } else {
+        Audit::off()
+    };
+    Ok((IdentityService::new(Arc::new(store.clone())), store, audit))
+}
+
+/// Who runs the CLI: the operating-system user, else `cli`.
+fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "cli".into())
+}
+
+/// Audit a change that succeeded, write the audit log, and close the database.
+async fn finish<T>(
+    result: &Result<T, IdentityError>,
+    change: Option<(Operation, ResourceType, String)>,
+    audit: Audit,
+    store: SqliteStore,
+) {
+    if result.is_ok()
+        && let Some((operation, resource_type, resource)) = change
+    {
+        audit.record(AuditEvent::new(
+            os_user(),
+            Client::Cli,
+            operation,
+            resource_type,
+            resource,
+        ));
+    }
+    audit.shutdown().await;
+    store.close().await;
 }
 
 pub async fn user(command: UserCommand, flags: &crate::Flags) -> Result<(), String> {
-    let (identity, store) = service(flags).await?;
+    let (identity, store, audit) = service(flags).await?;
+    let change = match &command {
+        UserCommand::Add { name, .. } => Some((Operation::Create, name)),
+        UserCommand::Passwd { name } | UserCommand::Admin { name, .. } => {
+            Some((Operation::Update, name))
+        }
+        UserCommand::Delete { name } => Some((Operation::Delete, name)),
+        UserCommand::List => None,
+    }
+    .map(|(op, name)| (op, ResourceType::User, name.clone()));
     let result = match command {
         UserCommand::Add { name, admin, email } => {
             let password = read_secret(&format!("Password for {name}: "), true)?;
@@ -241,12 +298,19 @@ pub async fn user(command: UserCommand, flags: &crate::Flags) -> Result<(), Stri
             .await
             .map(|()| println!("deleted user {name}")),
     };
-    store.close().await;
+    finish(&result, change, audit, store).await;
     result.map_err(explain)
 }
 
 pub async fn project(command: ProjectCommand, flags: &crate::Flags) -> Result<(), String> {
-    let (identity, store) = service(flags).await?;
+    let (identity, store, audit) = service(flags).await?;
+    let change = match &command {
+        ProjectCommand::Create { name, .. } => Some((Operation::Create, name)),
+        ProjectCommand::Public { name, .. } => Some((Operation::Update, name)),
+        ProjectCommand::Delete { name } => Some((Operation::Delete, name)),
+        ProjectCommand::List => None,
+    }
+    .map(|(op, name)| (op, ResourceType::Project, name.clone()));
     let result = match command {
         ProjectCommand::Create {
             name,
@@ -278,12 +342,18 @@ pub async fn project(command: ProjectCommand, flags: &crate::Flags) -> Result<()
             .await
             .map(|()| println!("deleted project {name}")),
     };
-    store.close().await;
+    finish(&result, change, audit, store).await;
     result.map_err(explain)
 }
 
 pub async fn member(command: MemberCommand, flags: &crate::Flags) -> Result<(), String> {
-    let (identity, store) = service(flags).await?;
+    let (identity, store, audit) = service(flags).await?;
+    let change = match &command {
+        MemberCommand::Add { project, user, .. } => Some((Operation::Create, project, user)),
+        MemberCommand::Remove { project, user } => Some((Operation::Delete, project, user)),
+        MemberCommand::List { .. } => None,
+    }
+    .map(|(op, project, user)| (op, ResourceType::Member, format!("{project}/{user}")));
     let result = match command {
         MemberCommand::Add {
             project,
@@ -307,12 +377,28 @@ pub async fn member(command: MemberCommand, flags: &crate::Flags) -> Result<(), 
             .await
             .map(|()| println!("{user} removed from {project}")),
     };
-    store.close().await;
+    finish(&result, change, audit, store).await;
     result.map_err(explain)
 }
 
 pub async fn robot(command: RobotCommand, flags: &crate::Flags) -> Result<(), String> {
-    let (identity, store) = service(flags).await?;
+    let (identity, store, audit) = service(flags).await?;
+    let change = match &command {
+        RobotCommand::Create {
+            name,
+            project,
+            actions,
+            ..
+        } => robot_spec(name, project, actions)
+            .ok()
+            .map(|(full, _)| (Operation::Create, full.to_string())),
+        RobotCommand::Delete { name } => Some((Operation::Delete, name.clone())),
+        RobotCommand::Refresh { name } | RobotCommand::Disable { name, .. } => {
+            Some((Operation::Update, name.clone()))
+        }
+        RobotCommand::List => None,
+    }
+    .map(|(op, name)| (op, ResourceType::Robot, name));
     let result = match command {
         RobotCommand::Create {
             name,
@@ -396,7 +482,7 @@ pub async fn robot(command: RobotCommand, flags: &crate::Flags) -> Result<(), St
                 )
             }),
     };
-    store.close().await;
+    finish(&result, change, audit, store).await;
     result.map_err(explain)
 }
 
@@ -438,7 +524,8 @@ fn robot_spec(
 }
 
 pub async fn keys(command: KeysCommand, flags: &crate::Flags) -> Result<(), String> {
-    let (_, store) = service(flags).await?;
+    let (_, store, audit) = service(flags).await?;
+    audit.shutdown().await;
     let result = async {
         match command {
             KeysCommand::Rotate { forget_after } => {
@@ -481,4 +568,57 @@ pub async fn keys(command: KeysCommand, flags: &crate::Flags) -> Result<(), Stri
     .await;
     store.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_meta::{AuditQuery, AuditStore};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_operators_changes_are_audited_as_the_os_user_from_cli() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flags = crate::Flags {
+            config: None,
+            addr: None,
+            data_dir: Some(dir.path().to_owned()),
+            delete_enabled: None,
+            anonymous_write: None,
+            htpasswd: None,
+            auth_mode: None,
+        };
+        let create = ProjectCommand::Create {
+            name: "team".into(),
+            public: false,
+            owner: None,
+        };
+        project(create, &flags).await.expect("created");
+        project(ProjectCommand::List, &flags).await.expect("listed");
+        // A change that fails is no entry.
+        let missing = MemberCommand::Remove {
+            project: "team".into(),
+            user: "nobody".into(),
+        };
+        assert!(member(missing, &flags).await.is_err());
+        let store = crate::open_metadata(dir.path()).await.expect("open");
+        let (entries, total) = store
+            .audit_entries(&AuditQuery::default())
+            .await
+            .expect("entries");
+        store.close().await;
+        assert_eq!(total, 1);
+        let entry = &entries[0].record;
+        assert_eq!(
+            (
+                entry.operation.as_str(),
+                entry.resource_type.as_str(),
+                entry.resource.as_str(),
+                entry.client.as_str(),
+                entry.project.as_deref(),
+            ),
+            ("create", "project", "team", "cli", Some("team"))
+        );
+        assert_eq!(entry.username, os_user());
+    }
 }

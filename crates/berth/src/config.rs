@@ -39,6 +39,21 @@ pub struct RawConfig {
     /// `[auth]`: how clients authenticate.
     #[serde(default)]
     pub auth: RawAuth,
+    /// `[audit]`: the audit log.
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// Record the audit log (and pull counts).
+    pub enabled: Option<bool>,
+    /// JSON lines: `stdout`, a file path, or `off`.
+    pub jsonl: Option<String>,
+    /// Days entries are kept; 0 keeps them forever.
+    pub retention_days: Option<u64>,
 }
 
 /// The `[auth]` table.
@@ -109,6 +124,12 @@ pub struct Config {
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Whether the audit log (and pull counting) runs.
+    pub audit_enabled: bool,
+    /// Where the audit log's JSON lines go.
+    pub audit_jsonl: berth_audit::JsonLines,
+    /// How long audit entries are kept; `None` forever.
+    pub audit_retention: Option<std::time::Duration>,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
 }
@@ -206,6 +227,19 @@ impl RawConfig {
                 key: get("tls.key").map(PathBuf::from),
                 client_ca: get("tls.client_ca").map(PathBuf::from),
             },
+            audit: RawAudit {
+                enabled: flag("audit.enabled")?,
+                jsonl: get("audit.jsonl"),
+                retention_days: get("audit.retention_days")
+                    .map(|v| {
+                        v.trim().parse().map_err(|_| ConfigError::Invalid {
+                            name: name("audit.retention_days").unwrap_or("audit.retention_days"),
+                            value: v.clone(),
+                            reason: "expected a number of days".into(),
+                        })
+                    })
+                    .transpose()?,
+            },
             http: RawHttp {
                 trusted_proxies: get("http.trusted_proxies").map(|v| {
                     v.split(',')
@@ -240,6 +274,9 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "tls.key" => "BERTH_TLS_KEY",
         "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
         "http.trusted_proxies" => "BERTH_HTTP_TRUSTED_PROXIES",
+        "audit.enabled" => "BERTH_AUDIT_ENABLED",
+        "audit.jsonl" => "BERTH_AUDIT_JSONL",
+        "audit.retention_days" => "BERTH_AUDIT_RETENTION_DAYS",
         _ => return None,
     })
 }
@@ -320,6 +357,26 @@ impl Config {
             Some(Vec::<String>::new())
         )
         .unwrap_or_default();
+
+        let audit_enabled = pick!("audit.enabled", audit.enabled, Some(true)).unwrap_or(true);
+        let audit_jsonl_text =
+            pick!("audit.jsonl", audit.jsonl, Some("off".to_string())).unwrap_or_default();
+        let audit_retention_days =
+            pick!("audit.retention_days", audit.retention_days, Some(90u64)).unwrap_or(90);
+        let audit_jsonl = match audit_jsonl_text.trim() {
+            "off" | "" => berth_audit::JsonLines::Off,
+            "stdout" | "-" => berth_audit::JsonLines::Stdout,
+            path => berth_audit::JsonLines::File(PathBuf::from(path)),
+        };
+        if audit_retention_days > 100 * 365 {
+            return Err(ConfigError::Invalid {
+                name: "audit.retention_days",
+                value: audit_retention_days.to_string(),
+                reason: "at most 36500 days (0 keeps entries forever)".into(),
+            });
+        }
+        let audit_retention = (audit_retention_days > 0)
+            .then(|| std::time::Duration::from_secs(audit_retention_days * 86_400));
 
         let mode_text = pick!("auth.mode", auth.mode, None::<String>);
         let token_service =
@@ -500,6 +557,9 @@ impl Config {
             project_creation,
             tls,
             trusted_proxies,
+            audit_enabled,
+            audit_jsonl,
+            audit_retention,
             origins,
         })
     }
@@ -675,6 +735,39 @@ mod tests {
         let err = Config::resolve(&[("file", bad)]).expect_err("invalid");
         assert!(err.to_string().contains("http.trusted_proxies"), "{err}");
         assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
+    }
+
+    #[test]
+    fn audit_settings_come_from_the_file_and_the_environment() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert!(defaults.audit_enabled);
+        assert_eq!(defaults.audit_jsonl, berth_audit::JsonLines::Off);
+        assert_eq!(
+            defaults.audit_retention,
+            Some(std::time::Duration::from_secs(90 * 86_400))
+        );
+        let file: RawConfig =
+            toml::from_str("[audit]\njsonl = \"/var/log/berth/audit.jsonl\"\nretention_days = 0\n")
+                .expect("toml");
+        let vars = |k: &str| match k {
+            "BERTH_AUDIT_ENABLED" => Some("false".to_string()),
+            "BERTH_AUDIT_JSONL" => Some("stdout".to_string()),
+            _ => None,
+        };
+        let env = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        let config = Config::resolve(&[("file", file.clone())]).expect("valid");
+        assert_eq!(
+            config.audit_jsonl,
+            berth_audit::JsonLines::File("/var/log/berth/audit.jsonl".into())
+        );
+        assert_eq!(config.audit_retention, None, "0 keeps entries forever");
+        let config = Config::resolve(&[("file", file), ("env", env)]).expect("valid");
+        assert!(!config.audit_enabled);
+        assert_eq!(config.audit_jsonl, berth_audit::JsonLines::Stdout);
+        assert!(config.describe().contains("audit.enabled"));
+        let vars = |k: &str| (k == "BERTH_AUDIT_RETENTION_DAYS").then(|| "forever".to_string());
+        assert!(RawConfig::from_env(berth_env_name, &vars).is_err());
+        assert!(toml::from_str::<RawConfig>("[audit]\nretention = 1\n").is_err());
     }
 
     #[test]

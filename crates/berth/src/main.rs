@@ -129,6 +129,7 @@ impl Flags {
                 },
                 tls: Default::default(),
                 http: Default::default(),
+                audit: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -266,9 +267,25 @@ async fn run(config: Config) -> Result<(), String> {
     );
     let registry = Arc::new(registry);
     tokio::spawn(purge_uploads_periodically(registry.clone()));
+    let audit_log: Arc<dyn berth_meta::AuditStore> = Arc::new(meta.clone());
+    let audit = if config.audit_enabled {
+        berth_audit::Audit::start(
+            audit_log.clone(),
+            berth_audit::AuditSettings {
+                jsonl: config.audit_jsonl.clone(),
+                retention: config.audit_retention,
+                ..Default::default()
+            },
+        )
+        .await?
+    } else {
+        berth_audit::Audit::off()
+    };
     let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
     state.token_realm = config.token_realm.clone();
     state.identity = identity;
+    state.audit = audit.clone();
+    state.audit_log = Some(audit_log);
     state.external = Arc::new(berth_api::ExternalUrlConfig {
         tls: tls.is_some(),
         trusted_proxies: config.trusted_proxies.clone(),
@@ -313,6 +330,8 @@ async fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("server failed: {e}"))?;
         }
     }
+    // What was recorded until the last request is written before the database closes.
+    audit.shutdown().await;
     meta.close().await;
     tracing::info!("berth stopped");
     Ok(())

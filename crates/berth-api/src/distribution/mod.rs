@@ -8,9 +8,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use berth_auth::{Challenge, Decision};
+use berth_auth::{Challenge, Decision, Principal};
 use berth_core::{Endpoint, ErrorCode, RepositoryName};
 
+use crate::audit::Audited;
 use crate::credentials::{Peer, authenticate, unauthorized};
 use crate::{ApiError, AppState};
 
@@ -59,13 +60,30 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             return Err(unauthorized(state, &parts, &challenge, detail));
         }
         Decision::Deny(reason) => {
+            if let Some(audited) = parsed.as_ref().ok().and_then(|e| Audited::of(state, e)) {
+                audited.denied(state, &parts, peer, &principal, &reason);
+            }
             return Err(ApiError::new(403, ErrorCode::Denied, reason.clone()).with_message(reason));
         }
     }
     let endpoint = parsed?;
+    let audited = Audited::of(state, &endpoint);
+    let result = handle(state, &principal, &parts.headers, endpoint, body).await;
+    if let Some(audited) = audited {
+        audited.finish(state, &parts, peer, &principal, &result);
+    }
+    result
+}
 
+/// The one handler of each endpoint.
+async fn handle(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+    body: Body,
+) -> Result<Response, ApiError> {
     let registry = &state.registry;
-    let headers = &parts.headers;
     match endpoint {
         Endpoint::Base => Ok((
             StatusCode::OK,
@@ -74,7 +92,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         )
             .into_response()),
         Endpoint::Catalog { page } => {
-            let visible = state.auth.visibility(&principal).await;
+            let visible = state.auth.visibility(principal).await;
             listing::catalog(registry, &page, &visible).await
         }
         Endpoint::ListTags { name, page } => listing::tags(registry, &name, &page).await,
@@ -109,7 +127,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         } => {
             // A mount without `from` may take the blob from any repository the caller may
             // pull: the authorizer says which.
-            let visible = state.auth.visibility(&principal).await;
+            let visible = state.auth.visibility(principal).await;
             let may_pull = |repository: &RepositoryName| visible.may_pull(repository);
             let request = uploads::StartUpload {
                 digest,

@@ -1,12 +1,14 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
-//! so far: projects, members, users, robot accounts, search and the system endpoints.
+//! so far: projects, members, users, robot accounts, audit logs, search and the system
+//! endpoints.
 //!
 //! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
 //! (Basic for users and robots, bearer tokens), parse into a typed `MgmtEndpoint` (once; the
 //! body too where the permission depends on it, `POST /robots`), ask
 //! `Authorizer::decide_mgmt` about the endpoint's required permission, then call the one
 //! handler. Handlers never check permissions; they change things through `IdentityService`
-//! and `Registry`, the places the CLI and `/v2/` use.
+//! and `Registry`, the places the CLI and `/v2/` use. Successful changes are audited here, in
+//! one hook keyed on the endpoint ([`audited`]), not by handlers.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,6 +23,8 @@ use berth_meta::Project;
 use crate::AppState;
 use crate::credentials::{Peer, authenticate};
 
+mod audited;
+mod logs;
 mod members;
 pub mod openapi;
 mod projects;
@@ -38,6 +42,8 @@ pub struct Ctx<'a> {
     pub principal: &'a Principal,
     /// The project the permission named, resolved by the decision.
     pub project: Option<Project>,
+    /// For listings across projects: only these projects' entries (`None`: all of them).
+    pub within: Option<Vec<String>>,
 }
 
 impl Ctx<'_> {
@@ -130,12 +136,13 @@ async fn route(state: &AppState, request: Request) -> MgmtResult {
         headers,
         &body,
     )?;
-    let project = match state
+    let (project, within) = match state
         .auth
         .decide_mgmt(&principal, &endpoint.required())
         .await
     {
-        MgmtDecision::Allow(project) => project,
+        MgmtDecision::Allow(project) => (project, None),
+        MgmtDecision::AllowIn(projects) => (None, Some(projects)),
         MgmtDecision::Unauthorized => return Err(MgmtApiError::unauthorized()),
         MgmtDecision::Forbidden(reason) => return Err(MgmtApiError::forbidden(reason)),
         MgmtDecision::NotFound(what) => return Err(MgmtApiError::not_found(what)),
@@ -145,8 +152,16 @@ async fn route(state: &AppState, request: Request) -> MgmtResult {
         parts: &parts,
         principal: &principal,
         project,
+        within,
     };
-    handle(&ctx, endpoint, Body::from(body)).await
+    let audited = audited::before(&ctx, &endpoint).await;
+    let result = handle(&ctx, endpoint, Body::from(body)).await;
+    // What the hook needs of the response, owned: a body is not `Sync` across an await.
+    let answered = result.as_ref().ok().map(audited::Answered::of);
+    if let (Some(audited), Some(answered)) = (audited, answered) {
+        audited.finish(&ctx, peer, answered).await;
+    }
+    result
 }
 
 async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult {
@@ -202,5 +217,7 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::UpdateRobot(id) => robots::update(ctx, id, body).await,
         E::RefreshRobotSecret(id) => robots::refresh_secret(ctx, id, body).await,
         E::DeleteRobot(id) => robots::delete(ctx, id).await,
+        E::ListAuditLogs { query } => logs::list(ctx, &query).await,
+        E::ListProjectLogs { query, .. } => logs::project(ctx, &query).await,
     }
 }

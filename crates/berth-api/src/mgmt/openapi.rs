@@ -137,6 +137,10 @@ pub const OPERATIONS: &[Operation] = &[
         query: &[], body: Some("RobotSec"), ok: &[(200, Some("RobotSec"))], paginated: false),
     op!("DeleteRobot", "delete", "/robots/{robot_id}", "/api/v2.0/robots/1", "robot", "Delete a robot account",
         query: &[], body: None, ok: &[(200, None)], paginated: false),
+    op!("listAuditLogs", "get", "/audit-logs", "/api/v2.0/audit-logs", "auditlog", "Audit entries of the projects whose logs the caller may read (all for administrators)",
+        query: &[], body: None, ok: &[(200, Some("AuditLog[]"))], paginated: true),
+    op!("getLogs", "get", "/projects/{project_name}/logs", "/api/v2.0/projects/team/logs", "project", "A project's audit entries",
+        query: &[], body: None, ok: &[(200, Some("AuditLog[]"))], paginated: true),
 ];
 
 /// Request bodies the examples need (the rest send none).
@@ -187,6 +191,8 @@ pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
         E::UpdateRobot(_) => "UpdateRobot",
         E::RefreshRobotSecret(_) => "RefreshSec",
         E::DeleteRobot(_) => "DeleteRobot",
+        E::ListAuditLogs { .. } => "listAuditLogs",
+        E::ListProjectLogs { .. } => "getLogs",
     }
 }
 
@@ -247,6 +253,7 @@ fn schemas() -> Value {
         "RobotSec": object(&[("secret", "string")]),
         "RobotPermission": object(&[("kind", "string"), ("namespace", "string"), ("access", "Access[]")]),
         "Access": object(&[("resource", "string"), ("action", "string"), ("effect", "string")]),
+        "AuditLog": object(&[("id", "integer"), ("username", "string"), ("resource", "string"), ("resource_type", "string"), ("operation", "string"), ("op_time", "date-time")]),
     })
 }
 

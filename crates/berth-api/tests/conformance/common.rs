@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use berth_api::AppState;
+use berth_audit::{Audit, AuditSettings, JsonLines};
 use berth_auth::{AuthMode, Authorizer, IdentityService, TokenAuth, TokenSettings};
 use berth_core::{Algorithm, Digest};
 use berth_meta::{IdentityStore, SqliteStore};
@@ -42,6 +43,9 @@ pub struct TestApp {
     peer: Option<SocketAddr>,
     /// Token mode's state, when the app runs it.
     token_auth: Option<Arc<TokenAuth>>,
+    /// The audit log (on unless the builder said otherwise), with JSON lines in the
+    /// directory's `audit.jsonl`.
+    audit: Audit,
 }
 
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
@@ -52,6 +56,7 @@ pub struct TestAppBuilder {
     sparse_index: bool,
     dir: Option<Arc<TempDir>>,
     auth: Option<AuthMode>,
+    audit: bool,
 }
 
 impl TestAppBuilder {
@@ -82,6 +87,12 @@ impl TestAppBuilder {
     /// Authenticate and authorize with this mode instead of open mode without anonymous writes.
     pub fn auth(mut self, mode: AuthMode) -> Self {
         self.auth = Some(mode);
+        self
+    }
+
+    /// Run without the audit log (`[audit] enabled = false`).
+    pub fn audit(mut self, enabled: bool) -> Self {
+        self.audit = enabled;
         self
     }
 
@@ -131,6 +142,20 @@ impl TestAppBuilder {
             let store: Arc<dyn IdentityStore> = meta.clone();
             state.identity = Some(IdentityService::new(store).with_caches(auth.clone()));
         }
+        let audit = if self.audit {
+            let settings = AuditSettings {
+                jsonl: JsonLines::File(dir.path().join("audit.jsonl")),
+                retention: None,
+                ..Default::default()
+            };
+            Audit::start(meta.clone(), settings)
+                .await
+                .expect("start the audit log")
+        } else {
+            Audit::off()
+        };
+        state.audit = audit.clone();
+        state.audit_log = Some(meta.clone());
         TestApp {
             dir,
             meta,
@@ -138,6 +163,7 @@ impl TestAppBuilder {
             default_headers: Vec::new(),
             peer: None,
             token_auth,
+            audit,
         }
     }
 }
@@ -151,6 +177,7 @@ impl TestApp {
             sparse_index: false,
             dir: None,
             auth: None,
+            audit: true,
         }
     }
 
@@ -187,9 +214,24 @@ impl TestApp {
         self.with_header("authorization", format!("Bearer {token}"))
     }
 
+    /// Wait until the audit log has written everything recorded so far.
+    pub async fn flush_audit(&self) {
+        self.audit.flush().await;
+    }
+
+    /// The audit log's JSON lines written so far (after a flush), one value each.
+    pub fn audit_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON value per line"))
+            .collect()
+    }
+
     /// Stop this registry and start a new one on the same directory.
     pub async fn restart(self) -> TestApp {
         let dir = self.dir.clone();
+        self.audit.shutdown().await;
         self.meta.close().await;
         drop(self);
         TestApp::builder().dir(dir).build().await

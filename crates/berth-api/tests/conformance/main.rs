@@ -6,6 +6,7 @@
 
 mod common;
 
+mod audit;
 mod auth;
 mod authz;
 mod base;

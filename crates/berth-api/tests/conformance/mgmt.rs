@@ -725,6 +725,20 @@ async fn management_authorization_matrix() {
             None,
             [401, 403, 403, 403, 403, 403, 404],
         ),
+        // Everyone signed in lists the audit log (filtered to what they may read).
+        (
+            "GET",
+            "/api/v2.0/audit-logs".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        // A project's log: log:list, which every member role has (Harbor).
+        (
+            "GET",
+            "/api/v2.0/projects/team/logs".into(),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
     ];
     let mut mismatches = Vec::new();
     for (method, path, body, want) in rows {
