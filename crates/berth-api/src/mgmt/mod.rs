@@ -182,5 +182,17 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteUser(id) => users::delete(ctx, id).await,
         E::SetPassword(id) => users::set_password(ctx, id, body).await,
         E::SetSysadmin(id) => users::set_sysadmin(ctx, id, body).await,
+        // Parsed and authorized; served once the registry has Harbor's views.
+        E::ListAllRepositories { .. }
+        | E::ListRepositories { .. }
+        | E::GetRepository(_)
+        | E::UpdateRepository(_)
+        | E::DeleteRepository(_)
+        | E::ListArtifacts { .. }
+        | E::GetArtifact { .. }
+        | E::DeleteArtifact(_)
+        | E::ListTags { .. }
+        | E::CreateTag(_)
+        | E::DeleteTag { .. } => Err(berth_core::mgmt::MgmtError::NotFound.into()),
     }
 }
