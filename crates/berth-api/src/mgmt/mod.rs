@@ -1,5 +1,6 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
-//! so far: projects, members, users, search and the system endpoints.
+//! so far: projects, members, users, repositories, artifacts and tags, search and the system
+//! endpoints.
 //!
 //! Every request goes through [`dispatch`]: parse into a typed `MgmtEndpoint` (once),
 //! authenticate with the same credentials as `/v2/` (Basic for users and robots, bearer
@@ -20,8 +21,10 @@ use berth_meta::Project;
 use crate::AppState;
 use crate::credentials::{Peer, authenticate};
 
+mod artifacts;
 mod members;
 mod projects;
+mod repositories;
 pub mod response;
 mod system;
 mod users;
@@ -182,17 +185,34 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteUser(id) => users::delete(ctx, id).await,
         E::SetPassword(id) => users::set_password(ctx, id, body).await,
         E::SetSysadmin(id) => users::set_sysadmin(ctx, id, body).await,
-        // Parsed and authorized; served once the registry has Harbor's views.
-        E::ListAllRepositories { .. }
-        | E::ListRepositories { .. }
-        | E::GetRepository(_)
-        | E::UpdateRepository(_)
-        | E::DeleteRepository(_)
-        | E::ListArtifacts { .. }
-        | E::GetArtifact { .. }
-        | E::DeleteArtifact(_)
-        | E::ListTags { .. }
-        | E::CreateTag(_)
-        | E::DeleteTag { .. } => Err(berth_core::mgmt::MgmtError::NotFound.into()),
+        E::ListAllRepositories { query, name, order } => {
+            repositories::list_all(ctx, &query, name.as_ref(), order).await
+        }
+        E::ListRepositories {
+            project,
+            query,
+            name,
+            order,
+        } => repositories::list_in(ctx, &project, &query, name.as_ref(), order).await,
+        E::GetRepository(path) => repositories::get(ctx, &path).await,
+        E::UpdateRepository(path) => repositories::update(ctx, &path, body).await,
+        E::DeleteRepository(path) => repositories::delete(ctx, &path.name).await,
+        E::ListArtifacts {
+            repository,
+            query,
+            filter,
+            order,
+            with,
+        } => artifacts::list(ctx, &repository, &query, &filter, order, with).await,
+        E::GetArtifact { artifact, with } => artifacts::get(ctx, &artifact, with).await,
+        E::DeleteArtifact(artifact) => artifacts::delete(ctx, &artifact).await,
+        E::ListTags {
+            artifact,
+            query,
+            name,
+            order,
+        } => artifacts::list_tags(ctx, &artifact, &query, name.as_ref(), order).await,
+        E::CreateTag(artifact) => artifacts::create_tag(ctx, &artifact, body).await,
+        E::DeleteTag { artifact, tag } => artifacts::delete_tag(ctx, &artifact, &tag).await,
     }
 }

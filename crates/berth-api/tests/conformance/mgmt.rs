@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestApp, TestResponse};
 
-const PASSWORD: &str = "Passw0rd-mgmt";
+pub const PASSWORD: &str = "Passw0rd-mgmt";
 
 /// A token-mode registry with `root` (system admin) and a few users.
-async fn app() -> TestApp {
+pub async fn app() -> TestApp {
     let app = TestApp::builder().token_mode().build().await;
     let id = app.identity();
     for (name, sysadmin) in [
@@ -36,11 +36,11 @@ async fn app() -> TestApp {
     app
 }
 
-fn as_user(app: &TestApp, user: &str) -> TestApp {
+pub fn as_user(app: &TestApp, user: &str) -> TestApp {
     app.with_basic(user, PASSWORD)
 }
 
-async fn send_json(app: &TestApp, method: &str, path: &str, body: Value) -> TestResponse {
+pub async fn send_json(app: &TestApp, method: &str, path: &str, body: Value) -> TestResponse {
     let method = method.parse().expect("method");
     app.request(method, path)
         .header("content-type", "application/json")
@@ -51,7 +51,7 @@ async fn send_json(app: &TestApp, method: &str, path: &str, body: Value) -> Test
 
 /// Harbor's error body: `{"errors":[{"code","message"}]}`.
 #[track_caller]
-fn assert_harbor_error(response: &TestResponse, status: u16, code: &str) {
+pub fn assert_harbor_error(response: &TestResponse, status: u16, code: &str) {
     let body = response.json();
     assert_eq!(
         (response.status.as_u16(), body["errors"][0]["code"].as_str()),
@@ -62,7 +62,7 @@ fn assert_harbor_error(response: &TestResponse, status: u16, code: &str) {
 }
 
 /// `POST /projects` as `user`; the new project's id (from `Location`).
-async fn create_project(app: &TestApp, user: &str, name: &str, public: bool) -> i64 {
+pub async fn create_project(app: &TestApp, user: &str, name: &str, public: bool) -> i64 {
     let response = send_json(
         &as_user(app, user),
         "POST",
@@ -505,6 +505,15 @@ async fn search_shows_only_what_the_caller_may_see() {
         names(&anonymous, "repository", "repository_name"),
         ["shared/app"]
     );
+    let shared = &anonymous["repository"][0];
+    assert_eq!(
+        (
+            shared["artifact_count"].as_u64(),
+            shared["pull_count"].as_u64(),
+            shared["project_public"].as_bool()
+        ),
+        (Some(1), Some(0), Some(true))
+    );
     let root = as_user(&app, "root")
         .get("/api/v2.0/search?q=s")
         .send()
@@ -530,6 +539,26 @@ async fn management_authorization_matrix() {
     }
     let dev_id = ids.user("dev").await.expect("dev").id;
     let callers = ["-", "guest", "dev", "maint", "padmin", "other", "root"];
+    // What each caller may delete or create without taking it from the next one: rows
+    // say `{caller}` where a name differs per caller.
+    let slug = |caller: &str| if caller == "-" { "anon" } else { caller }.to_owned();
+    let root = as_user(&app, "root");
+    let (_, v1) = root.push_image("team/app", "v1", "v1").await;
+    for caller in callers {
+        let slug = slug(caller);
+        root.push_image(&format!("team/del-{slug}"), "v1", &slug)
+            .await;
+        root.push_image("team/app", &format!("d-{slug}"), &format!("d-{slug}"))
+            .await;
+        root.push_manifest(
+            "team/app",
+            &format!("t-{slug}"),
+            crate::common::OCI_MANIFEST,
+            v1.clone(),
+        )
+        .await;
+    }
+    let r = "/api/v2.0/projects/team/repositories";
     // (method, path, body, expected per caller in the order above)
     let p = format!("/api/v2.0/projects/{id}");
     let rows: Vec<(&str, String, Option<Value>, [u16; 7])> = vec![
@@ -602,6 +631,63 @@ async fn management_authorization_matrix() {
             None,
             [401, 200, 200, 200, 200, 200, 200],
         ),
+        // Repositories, artifacts and tags: Harbor's policies (rbac_role.go).
+        ("GET", "/api/v2.0/repositories".into(), None, [200; 7]),
+        ("GET", r.into(), None, [401, 200, 200, 200, 200, 403, 200]),
+        (
+            "GET",
+            format!("{r}/app"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "PUT",
+            format!("{r}/app"),
+            Some(json!({"description": "by {caller}"})),
+            [401, 403, 200, 200, 200, 403, 200],
+        ),
+        (
+            "DELETE",
+            format!("{r}/del-{{caller}}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{r}/app/artifacts"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{r}/app/artifacts/v1"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "DELETE",
+            format!("{r}/app/artifacts/d-{{caller}}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{r}/app/artifacts/v1/tags"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "POST",
+            format!("{r}/app/artifacts/v1/tags"),
+            Some(json!({"name": "n-{caller}"})),
+            [401, 403, 201, 201, 201, 403, 201],
+        ),
+        (
+            "DELETE",
+            format!("{r}/app/artifacts/v1/tags/t-{{caller}}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 200],
+        ),
     ];
     let mut mismatches = Vec::new();
     for (method, path, body, want) in rows {
@@ -611,11 +697,12 @@ async fn management_authorization_matrix() {
             } else {
                 as_user(&app, caller)
             };
+            let path = path.replace("{caller}", &slug(caller));
             let request = handle.request(method.parse().expect("method"), path.clone());
             let request = match &body {
                 Some(b) => request
                     .header("content-type", "application/json")
-                    .body(serde_json::to_vec(b).expect("json")),
+                    .body(b.to_string().replace("{caller}", &slug(caller))),
                 None => request,
             };
             let got = request.send().await.status.as_u16();
