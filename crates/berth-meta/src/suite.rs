@@ -566,6 +566,15 @@ async fn artifacts(store: &dyn MetaStore) {
     let all = ArtifactFilter::default();
     let listed = page(store, &repo, &all).await;
     assert_eq!(listed.total, 4);
+    let walked = ArtifactFilter {
+        digest: Some(TextFilter::Contains("sha256:".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        page(store, &repo, &walked).await.total,
+        4,
+        "counted as walked"
+    );
     assert_eq!(
         digests(&listed),
         [&idx.digest, &d.digest, &b.digest, &a.digest].map(Clone::clone)
@@ -951,6 +960,42 @@ async fn artifacts(store: &dyn MetaStore) {
         .expect("get")
         .expect("found");
     assert!(Some(again.id) > newest_id && again.id != got_a.id);
+
+    // A referrer whose subject is not in the repository is listed (and counted): only an
+    // artifact's own accessories hide under it. The default count (taken without a walk)
+    // agrees with a filtered walk over the same set.
+    let orphans = name("harbor/orphans");
+    store.link_blob(&orphans, &layer, 5).await.expect("link");
+    let x = image("h-x");
+    let mut stray = manifest("h-stray", vec![layer.clone()], Some(digest("nowhere")));
+    stray.artifact_type = Some("application/x.sig".into());
+    let mut real = manifest("h-real", vec![layer.clone()], Some(x.digest.clone()));
+    real.artifact_type = Some("application/x.sig".into());
+    for (m, tags) in [(&x, vec![tag("x")]), (&stray, vec![]), (&real, vec![])] {
+        store.put_manifest(&orphans, m, &tags).await.expect("put");
+    }
+    let default = page(store, &orphans, &all).await;
+    assert_eq!(
+        (default.total, digests(&default)),
+        (2, vec![stray.digest.clone(), x.digest.clone()])
+    );
+    let walked = page(
+        store,
+        &orphans,
+        &ArtifactFilter {
+            digest: Some(TextFilter::Contains("sha256:".into())),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(walked.total, default.total);
+    let info = store
+        .repository_info(&orphans)
+        .await
+        .expect("info")
+        .expect("exists");
+    assert_eq!(info.artifact_count, 2);
+    assert!(store.delete_repository(&orphans).await.expect("delete"));
 
     // Repositories: counts, projects, names, order, descriptions, deletes.
     let both = vec!["harbor".to_string()];
