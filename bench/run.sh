@@ -376,6 +376,10 @@ for reg in "${REGS[@]}"; do
   out=$(bench "$reg" seed --tags "$TAGS" --name tagged/one)
   record seed-tags "$reg" "$(j .per_s "$out")"
 done
+# Harbor's artifact list (/api/v2.0) exists on berth only: $TAGS artifacts in one repository.
+log "(g) seeding $TAGS artifacts into berth"
+out=$(bench berth seed --artifacts "$TAGS" --name arts/many)
+record seed-artifacts berth "$(j .per_s "$out")"
 for ((r = 1; r <= REPEATS; r++)); do
   for reg in "${REGS[@]}"; do
     log "(g) list $reg ($r/$REPEATS)"
@@ -391,6 +395,11 @@ for ((r = 1; r <= REPEATS; r++)); do
     out=$(bench "$reg" list --tags tagged/one --n "$CATALOG_N" --rounds "$LIST_ROUNDS")
     record tags-n "$reg" "$(j .page.p50_ms "$out")"
   done
+  log "(g) Harbor artifact list, berth ($r/$REPEATS)"
+  out=$(bench berth list --artifacts arts/many --n 100 --rounds "$LIST_ROUNDS")
+  [[ $(j .items_per_walk "$out") == "$TAGS" ]] || { echo "artifact walk: $out" >&2; exit 1; }
+  record artifacts berth "$(j .page.p50_ms "$out")"
+  record artifacts-max berth "$(j .page.max_ms "$out")"
 done
 for reg in "${REGS[@]}"; do stop "$reg"; done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -448,6 +457,8 @@ row "(g) _catalog page (n=$CATALOG_N, $REPOS repos), ms" lower catalog "≥ 10×
 row "(g) tag list page ($TAGS tags, one page), ms" lower tags "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
 row "(g) tag list page, slowest of $LIST_ROUNDS walks (first: cold caches), ms" lower tags-max "" ""
 row "(g) tag list page asking n=$CATALOG_N (registry:2 ignores n), ms" lower tags-n "" ""
+ROWS+=("| (g) Harbor artifact list page (/api/v2.0, page_size=100, $TAGS artifacts), ms | $(fmt "$(median artifacts berth)") | | | < 10 ms | $(met_share 10 "$(median artifacts berth)" 1) |")
+ROWS+=("| (g) Harbor artifact list page, slowest of $LIST_ROUNDS walks, ms | $(fmt "$(median artifacts-max berth)") | | | | |")
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'
@@ -455,6 +466,7 @@ row "(i) cold start to first 200 on /v2/ (empty data dir), ms" lower cold "≤ 1
 row "(i) restart to first 200 on /v2/ (existing data dir), ms" lower restart "≤ 100 ms" '$B <= 100'
 row "seeding: manifest PUTs into new repos, repos/s (64 conn)" higher seed-repos "" ""
 row "seeding: tag PUTs into one repo, tags/s (64 conn)" higher seed-tags "" ""
+ROWS+=("| seeding: manifest PUTs into one repo (artifacts), per s (64 conn) | $(fmt "$(median seed-artifacts berth)") | | | | |")
 
 {
   echo

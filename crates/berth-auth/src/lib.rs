@@ -148,10 +148,16 @@ impl Authorizer {
         }
     }
 
-    /// What the principal may see in listings (`_catalog`) and mount blobs from.
+    /// What the principal may see in listings (`_catalog`, `/api/v2.0`'s repositories and
+    /// search) and mount blobs from. With htpasswd, only its users see anything.
     pub async fn visibility(&self, principal: &Principal) -> Visibility {
-        let AuthMode::Token(auth) = &self.mode else {
-            return Visibility::All;
+        let auth = match &self.mode {
+            AuthMode::Open { .. } => return Visibility::All,
+            AuthMode::Htpasswd { .. } if matches!(principal, Principal::User(_)) => {
+                return Visibility::All;
+            }
+            AuthMode::Htpasswd { .. } => return Visibility::Projects(Default::default()),
+            AuthMode::Token(auth) => auth,
         };
         let caller = match principal {
             Principal::Account(account) => access::Caller::Account(account),
@@ -237,5 +243,15 @@ mod tests {
                 .await,
             Decision::Allow
         );
+        // Listings that anyone may ask for (`/api/v2.0/repositories`, search) show an
+        // anonymous caller nothing.
+        assert!(matches!(
+            auth.visibility(&Principal::Anonymous).await,
+            Visibility::Projects(p) if p.is_empty()
+        ));
+        assert!(matches!(
+            auth.visibility(&Principal::User("alice".into())).await,
+            Visibility::All
+        ));
     }
 }

@@ -234,7 +234,8 @@ impl TokenAuth {
 impl Authorizer {
     /// The one decision for `/api/v2.0`. Outside token mode there are no accounts or roles:
     /// anything anyone may do answers, reading what a client could pull is allowed as on
-    /// `/v2/`, and everything else needs token mode.
+    /// `/v2/`, an htpasswd user may change repositories, artifacts and tags (as it may push
+    /// and delete on `/v2/`), and everything else needs token mode.
     pub async fn decide_mgmt(
         &self,
         principal: &Principal,
@@ -256,10 +257,9 @@ impl Authorizer {
                 }
             }
             mode => {
-                let may_read = match mode {
-                    AuthMode::Htpasswd { .. } => matches!(principal, Principal::User(_)),
-                    _ => true,
-                };
+                let htpasswd_user = matches!(principal, Principal::User(_));
+                let htpasswd = matches!(mode, AuthMode::Htpasswd { .. });
+                let may_read = !htpasswd || htpasswd_user;
                 match required {
                     MgmtPermission::Anyone => MgmtDecision::Allow(None),
                     MgmtPermission::Project {
@@ -267,7 +267,17 @@ impl Authorizer {
                         verb: Verb::List | Verb::Read,
                         ..
                     } if may_read => MgmtDecision::Allow(None),
+                    MgmtPermission::Project {
+                        resource: Resource::Repository | Resource::Artifact | Resource::Tag,
+                        ..
+                    } if htpasswd_user => MgmtDecision::Allow(None),
                     _ if !may_read => MgmtDecision::Unauthorized,
+                    MgmtPermission::Project {
+                        resource: Resource::Repository | Resource::Artifact | Resource::Tag,
+                        ..
+                    } => MgmtDecision::Forbidden(
+                        "changing repositories, artifacts and tags through /api/v2.0 needs accounts (htpasswd or token mode)".into(),
+                    ),
                     _ => MgmtDecision::Forbidden(
                         "users, projects, members and robots are managed in token mode (auth.mode = \"token\")".into(),
                     ),

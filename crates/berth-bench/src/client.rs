@@ -209,12 +209,24 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={value}")
 }
 
-/// The target of `Link: <url>; rel="next"`, if any.
+/// The target of `Link: <url>; rel="next"`, if any (Harbor's `Link` may name a `prev` first).
 pub fn next_link(response: &Response<Incoming>) -> Option<String> {
-    let link = header(response, "link")?;
-    let start = link.find('<')? + 1;
-    let end = link[start..].find('>')? + start;
-    Some(link[start..end].to_owned())
+    next_of(&header(response, "link")?)
+}
+
+fn next_of(link: &str) -> Option<String> {
+    let mut rest = link;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>')? + start;
+        let target = &rest[start + 1..end];
+        let params = &rest[end + 1..];
+        let params = &params[..params.find('<').unwrap_or(params.len())];
+        if params.contains("rel=\"next\"") {
+            return Some(target.to_owned());
+        }
+        rest = &rest[end + 1..];
+    }
+    None
 }
 
 #[cfg(test)]
@@ -228,6 +240,15 @@ mod tests {
             with_query("/u/1?_state=x", "digest", "d"),
             "/u/1?_state=x&digest=d"
         );
+        assert_eq!(
+            next_of("</v2/_catalog?last=a&n=2>; rel=\"next\"").as_deref(),
+            Some("/v2/_catalog?last=a&n=2")
+        );
+        assert_eq!(
+            next_of("</a?page=1>; rel=\"prev\" , </a?page=3>; rel=\"next\"").as_deref(),
+            Some("/a?page=3")
+        );
+        assert_eq!(next_of("</a?page=1>; rel=\"prev\""), None);
         let http = Http::new("http://127.0.0.1:1/");
         assert_eq!(http.url("/v2/"), "http://127.0.0.1:1/v2/");
         assert_eq!(http.url("http://h/v2/x"), "http://h/v2/x");

@@ -89,26 +89,33 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
-    /// Create many repositories (`--repos`) or many tags in one repository (`--tags`).
+    /// Create many repositories (`--repos`), many tags in one repository on one manifest
+    /// (`--tags`), or many artifacts (tagged manifests) in one repository (`--artifacts`).
     Seed {
         #[arg(long)]
         repos: Option<usize>,
         #[arg(long)]
         tags: Option<usize>,
-        /// Repository name prefix (`--repos`) or the repository (`--tags`).
+        #[arg(long)]
+        artifacts: Option<usize>,
+        /// Repository name prefix (`--repos`) or the repository (`--tags`, `--artifacts`).
         #[arg(long, default_value = "catalog/r")]
         name: String,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
-    /// Walk `_catalog` or a tag list page by page, timing each page.
+    /// Walk `_catalog`, a tag list, or Harbor's artifact list (`/api/v2.0`) page by page,
+    /// timing each page.
     List {
-        #[arg(long, conflicts_with = "tags")]
+        #[arg(long, conflicts_with_all = ["tags", "artifacts"])]
         catalog: bool,
         /// Repository whose tags to list.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "artifacts")]
         tags: Option<String>,
-        /// Page size (`n`); the registry's default without it.
+        /// `project/repository` whose artifacts to list through Harbor's API.
+        #[arg(long)]
+        artifacts: Option<String>,
+        /// Page size (`n`, or `page_size` for Harbor); the registry's default without it.
         #[arg(long)]
         n: Option<usize>,
         /// Whole walks to time.
@@ -208,25 +215,42 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Seed {
             repos,
             tags,
+            artifacts,
             name,
             concurrency,
-        } => match (repos, tags) {
-            (Some(n), None) => workloads::seed_repos(&http, &name, n, concurrency).await,
-            (None, Some(n)) => workloads::seed_tags(&http, &name, n, concurrency).await,
-            _ => Err("give exactly one of --repos N or --tags N".into()),
+        } => match (repos, tags, artifacts) {
+            (Some(n), None, None) => workloads::seed_repos(&http, &name, n, concurrency).await,
+            (None, Some(n), None) => workloads::seed_tags(&http, &name, n, concurrency).await,
+            (None, None, Some(n)) => workloads::seed_artifacts(&http, &name, n, concurrency).await,
+            _ => Err("give exactly one of --repos N, --tags N or --artifacts N".into()),
         },
         Command::List {
             catalog,
             tags,
+            artifacts,
             n,
             rounds,
         } => {
-            let path = match (catalog, tags) {
-                (true, None) => "/v2/_catalog".to_owned(),
-                (false, Some(repo)) => format!("/v2/{repo}/tags/list"),
-                _ => return Err("give --catalog or --tags REPO".into()),
+            use workloads::Paging;
+            let (path, paging) = match (catalog, tags, artifacts) {
+                (true, None, None) => ("/v2/_catalog".to_owned(), Paging::Distribution),
+                (false, Some(repo), None) => {
+                    (format!("/v2/{repo}/tags/list"), Paging::Distribution)
+                }
+                (false, None, Some(name)) => {
+                    let (project, repo) = name
+                        .split_once('/')
+                        .ok_or("--artifacts takes project/repository")?;
+                    // Harbor's clients encode the repository name twice.
+                    let repo = repo.replace('/', "%252F");
+                    (
+                        format!("/api/v2.0/projects/{project}/repositories/{repo}/artifacts"),
+                        Paging::Harbor,
+                    )
+                }
+                _ => return Err("give --catalog, --tags REPO or --artifacts PROJECT/REPO".into()),
             };
-            workloads::list(&http, &path, n, rounds).await
+            workloads::list(&http, &path, paging, n, rounds).await
         }
         Command::Coldstart {
             timeout_secs,

@@ -243,6 +243,16 @@ impl Image {
             manifest_digest,
         }
     }
+
+    /// The same image under another manifest digest: its manifest with the annotation
+    /// `berth-bench.artifact: <n>` (one more artifact in a repository, no new blob).
+    pub fn variant(&self, n: usize) -> Result<(Vec<u8>, String)> {
+        let mut manifest: serde_json::Value = serde_json::from_slice(&self.manifest)?;
+        manifest["annotations"] = json!({ "berth-bench.artifact": n.to_string() });
+        let bytes = manifest.to_string().into_bytes();
+        let digest = digest_of(&bytes);
+        Ok((bytes, digest))
+    }
 }
 
 /// `PUT /v2/<repo>/manifests/<reference>`.

@@ -280,15 +280,60 @@ pub async fn seed_tags(http: &Http, repo: &str, n: usize, concurrency: usize) ->
     Ok(())
 }
 
-/// Walk a listing (`_catalog` or `tags/list`) by its `Link` headers, `rounds` times.
-pub async fn list(http: &Http, path: &str, n: Option<usize>, rounds: usize) -> Result<()> {
+/// `n` artifacts in `repo`: one image, pushed once, under `n` manifests that differ by an
+/// annotation, tagged `a00000…`.
+pub async fn seed_artifacts(http: &Http, repo: &str, n: usize, concurrency: usize) -> Result<()> {
+    let width = n.saturating_sub(1).max(1).to_string().len();
+    let image = seed_image();
+    let variants = (1..n)
+        .map(|i| image.variant(i))
+        .collect::<Result<Vec<_>>>()?;
+    let began = Instant::now();
+    ops::push_image(http, repo, &format!("a{:0width$}", 0), &image).await?;
+    let jobs = variants
+        .iter()
+        .enumerate()
+        .map(|(i, (manifest, digest))| async move {
+            let tag = format!("a{:0width$}", i + 1);
+            ops::put_manifest(http, repo, &tag, manifest, digest).await
+        })
+        .collect();
+    run_concurrently(jobs, concurrency).await?;
+    let secs = began.elapsed().as_secs_f64();
+    emit(
+        json!({ "op": "seed", "artifacts": n, "secs": secs, "per_s": n as f64 / secs }),
+        json!({}),
+    );
+    Ok(())
+}
+
+/// How a listing pages: `n` for `/v2/` (`_catalog`, `tags/list`), `page_size` for Harbor's
+/// `/api/v2.0` lists.
+pub enum Paging {
+    Distribution,
+    Harbor,
+}
+
+/// Walk a listing (`_catalog`, `tags/list` or a Harbor list) by its `Link` headers,
+/// `rounds` times.
+pub async fn list(
+    http: &Http,
+    path: &str,
+    paging: Paging,
+    n: Option<usize>,
+    rounds: usize,
+) -> Result<()> {
     const MAX_PAGES: usize = 1_000_000;
     let mut pages = Vec::new();
     let mut walks = Vec::new();
     let (mut pages_per_walk, mut items_per_walk) = (0, 0);
     for _ in 0..rounds.max(1) {
+        let size_key = match paging {
+            Paging::Distribution => "n",
+            Paging::Harbor => "page_size",
+        };
         let mut next = Some(match n {
-            Some(n) => client::with_query(path, "n", &n.to_string()),
+            Some(n) => client::with_query(path, size_key, &n.to_string()),
             None => path.to_owned(),
         });
         let (mut count, mut items) = (0, 0);
@@ -308,11 +353,15 @@ pub async fn list(http: &Http, path: &str, n: Option<usize>, rounds: usize) -> R
             let body = client::collect(response).await?;
             pages.push(began.elapsed().as_secs_f64());
             let value: serde_json::Value = serde_json::from_slice(&body)?;
-            items += ["repositories", "tags"]
-                .iter()
-                .filter_map(|k| value[*k].as_array())
-                .map(Vec::len)
-                .sum::<usize>();
+            items += match value.as_array() {
+                // Harbor lists are arrays.
+                Some(list) => list.len(),
+                None => ["repositories", "tags"]
+                    .iter()
+                    .filter_map(|k| value[*k].as_array())
+                    .map(Vec::len)
+                    .sum::<usize>(),
+            };
             count += 1;
             if count >= MAX_PAGES {
                 return Err(format!("{path}: more than {MAX_PAGES} pages").into());

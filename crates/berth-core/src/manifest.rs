@@ -28,6 +28,9 @@ pub struct ParsedManifest {
     pub subject: Option<Digest>,
     /// Top-level annotations, reported in referrers listings.
     pub annotations: Option<Map<String, Value>>,
+    /// An image manifest's config media type (what Harbor lists as the artifact's
+    /// `media_type`).
+    pub config_media_type: Option<String>,
     /// Blobs that must exist in the repository: config and layers.
     pub blobs: Vec<Digest>,
     /// Manifests that must exist in the repository: an index's children.
@@ -117,6 +120,7 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
         artifact_type,
         subject,
         annotations,
+        config_media_type: None,
         blobs: Vec::new(),
         manifests: Vec::new(),
     };
@@ -137,6 +141,7 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<ParsedManifest, 
                 parsed.artifact_type = Some(config.media_type.clone());
             }
             parsed.blobs.push(config.digest);
+            parsed.config_media_type = Some(config.media_type);
             for (i, layer) in layers.iter().enumerate() {
                 let layer = descriptor(layer, &format!("layers[{i}]"))?;
                 // Foreign layers (Windows base images) live elsewhere by design.
@@ -233,6 +238,7 @@ mod tests {
             m.artifact_type.as_deref(),
             Some("application/vnd.oci.image.config.v1+json")
         );
+        assert_eq!(m.config_media_type, m.artifact_type);
         assert!(m.subject.is_none());
     }
 

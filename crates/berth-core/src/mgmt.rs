@@ -3,14 +3,17 @@
 //! `Endpoint::required_access` is for `/v2/`.
 //!
 //! Paths follow Harbor's `api/v2.0/swagger.yaml`. `{project_name_or_id}` is an id when it
-//! parses as an integer, unless the request says `X-Is-Resource-Name: true`. Segments are
-//! percent-decoded once more here, as Harbor's clients encode names in paths twice.
+//! parses as an integer, unless the request says `X-Is-Resource-Name: true`; the repository
+//! endpoints name the project (`{project_name}`). Segments are percent-decoded here, and
+//! `{repository_name}` once more: Harbor's clients encode it twice (`a/b` as `a%252Fb`).
 //!
 //! A permission may depend on more than the path: `POST /robots`' body says the robot's
 //! level and project, so it is parsed here too ([`robots`]); `/robots/{id}` names a stored
 //! robot, whose scope the decision looks up ([`MgmtPermission::Robot`]).
 
 use crate::access::Role;
+use crate::endpoint::Reference;
+use crate::name::{RepositoryName, Tag};
 
 pub mod robots;
 
@@ -94,6 +97,172 @@ impl Matcher {
 pub struct SortKey {
     pub field: String,
     pub descending: bool,
+}
+
+/// A repository named in a path: `/projects/{project_name}/repositories/{repository_name}`.
+/// Harbor names the project here (never an id) and the repository without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryPath {
+    pub project: ProjectRef,
+    /// The full name, project included.
+    pub name: RepositoryName,
+}
+
+/// An artifact named in a path: a digest or a tag of a repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactPath {
+    pub repository: RepositoryPath,
+    pub reference: Reference,
+}
+
+/// What an artifact listing or lookup includes (`with_tag`, `with_accessory`). Harbor's
+/// other `with_*` flags (labels, scan overview, signature, immutable status, SBOM) are
+/// validated and answered as "none": berth keeps no such data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactWith {
+    pub tags: bool,
+    pub accessories: bool,
+}
+
+/// A text condition from `q`: `k=v` is exact, `k=~v` a substring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextFilter {
+    Exact(String),
+    Contains(String),
+}
+
+impl TextFilter {
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            TextFilter::Exact(v) => value == v,
+            TextFilter::Contains(v) => value.contains(v.as_str()),
+        }
+    }
+}
+
+/// Harbor's `q=tags=…` on artifacts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TagFilter {
+    #[default]
+    Any,
+    /// `tags=*`
+    Tagged,
+    /// `tags=nil`
+    Untagged,
+    /// `tags=~v`: some tag's name contains `v`.
+    NameContains(String),
+}
+
+/// The artifacts a listing shows, from `q` (keys berth knows; others are ignored, as Harbor
+/// ignores keys its model lacks).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArtifactFilter {
+    pub tags: TagFilter,
+    pub digest: Option<TextFilter>,
+    /// Harbor's `media_type`: the config's media type (an index's own).
+    pub media_type: Option<TextFilter>,
+    pub manifest_media_type: Option<TextFilter>,
+    /// `base=*`: every artifact, also untagged children of an index and accessories, which
+    /// are otherwise shown only under their parent or subject (Harbor's base collection).
+    pub all: bool,
+    /// `labels=(…)`: berth has no labels, so nothing matches.
+    pub nothing: bool,
+}
+
+impl ArtifactFilter {
+    fn from_query(query: &ListQuery) -> Result<ArtifactFilter, MgmtError> {
+        let mut filter = ArtifactFilter::default();
+        for term in &query.q {
+            match term.key.as_str() {
+                "tags" => {
+                    filter.tags = match &term.matcher {
+                        Matcher::Exact(v) if v == "*" => TagFilter::Tagged,
+                        Matcher::Exact(v) if v == "nil" => TagFilter::Untagged,
+                        Matcher::Fuzzy(v) => TagFilter::NameContains(v.clone()),
+                        _ => {
+                            return Err(MgmtError::BadRequest(
+                                "the value of \"tags\" query can only be fuzzy match value or exact match value with \"*\" and \"nil\"".into(),
+                            ));
+                        }
+                    }
+                }
+                "digest" => filter.digest = Some(text_filter(term)?),
+                "media_type" => filter.media_type = Some(text_filter(term)?),
+                "manifest_media_type" => filter.manifest_media_type = Some(text_filter(term)?),
+                "base" => match &term.matcher {
+                    Matcher::Exact(v) if v == "*" => filter.all = true,
+                    _ => {
+                        return Err(MgmtError::BadRequest(
+                            "the value of \"base\" query can only be exact match value with \"*\""
+                                .into(),
+                        ));
+                    }
+                },
+                "labels" => filter.nothing = true,
+                _ => {}
+            }
+        }
+        Ok(filter)
+    }
+}
+
+/// An exact or fuzzy term as a [`TextFilter`]; ranges and lists are refused for text keys.
+fn text_filter(term: &QueryTerm) -> Result<TextFilter, MgmtError> {
+    match &term.matcher {
+        Matcher::Exact(v) => Ok(TextFilter::Exact(v.clone())),
+        Matcher::Fuzzy(v) => Ok(TextFilter::Contains(v.clone())),
+        _ => Err(MgmtError::BadRequest(format!(
+            "{} can only be matched exactly (k=v) or fuzzily (k=~v)",
+            term.key
+        ))),
+    }
+}
+
+/// The order of a listing: one of the model's keys, ascending or descending; ties by id,
+/// newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order<K> {
+    pub key: K,
+    pub descending: bool,
+}
+
+/// Keys repositories sort by (Harbor's default: newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryKey {
+    Name,
+    CreationTime,
+    UpdateTime,
+    Id,
+}
+
+/// Keys artifacts sort by (default: last pushed first). `pull_time` is accepted and
+/// orders nothing: berth does not record pulls yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactKey {
+    PushTime,
+    Id,
+}
+
+/// Keys tags sort by (default: last pushed first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagKey {
+    Name,
+    PushTime,
+    Id,
+}
+
+/// The first sort key of `query` that `known` maps, else `default` (Harbor's default order).
+fn order<K: Copy>(query: &ListQuery, known: fn(&str) -> Option<K>, default: Order<K>) -> Order<K> {
+    query
+        .sort
+        .iter()
+        .find_map(|s| {
+            known(&s.field).map(|key| Order {
+                key,
+                descending: s.descending,
+            })
+        })
+        .unwrap_or(default)
 }
 
 impl ListQuery {
@@ -329,6 +498,44 @@ pub enum MgmtEndpoint {
         project: ProjectRef,
         query: ListQuery,
     },
+    /// Every repository the caller may see.
+    ListAllRepositories {
+        query: ListQuery,
+        name: Option<TextFilter>,
+        order: Order<RepositoryKey>,
+    },
+    ListRepositories {
+        project: ProjectRef,
+        query: ListQuery,
+        name: Option<TextFilter>,
+        order: Order<RepositoryKey>,
+    },
+    GetRepository(RepositoryPath),
+    UpdateRepository(RepositoryPath),
+    DeleteRepository(RepositoryPath),
+    ListArtifacts {
+        repository: RepositoryPath,
+        query: ListQuery,
+        filter: ArtifactFilter,
+        order: Order<ArtifactKey>,
+        with: ArtifactWith,
+    },
+    GetArtifact {
+        artifact: ArtifactPath,
+        with: ArtifactWith,
+    },
+    DeleteArtifact(ArtifactPath),
+    ListTags {
+        artifact: ArtifactPath,
+        query: ListQuery,
+        name: Option<TextFilter>,
+        order: Order<TagKey>,
+    },
+    CreateTag(ArtifactPath),
+    DeleteTag {
+        artifact: ArtifactPath,
+        tag: Tag,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -467,6 +674,67 @@ impl MgmtEndpoint {
                 project: ProjectRef::Name((*p).to_owned()),
                 query: params.list()?,
             },
+            ("GET", ["repositories"]) => {
+                let query = params.list()?;
+                E::ListAllRepositories {
+                    name: name_filter(&query)?,
+                    order: order(&query, repository_key, NEWEST_REPOSITORIES),
+                    query,
+                }
+            }
+            ("GET", ["projects", p, "repositories"]) => {
+                let query = params.list()?;
+                E::ListRepositories {
+                    project: ProjectRef::Name((*p).to_owned()),
+                    name: name_filter(&query)?,
+                    order: order(&query, repository_key, NEWEST_REPOSITORIES),
+                    query,
+                }
+            }
+            ("GET", ["projects", p, "repositories", r]) => E::GetRepository(repository(p, r)?),
+            ("PUT", ["projects", p, "repositories", r]) => E::UpdateRepository(repository(p, r)?),
+            ("DELETE", ["projects", p, "repositories", r]) => {
+                E::DeleteRepository(repository(p, r)?)
+            }
+            ("GET", ["projects", p, "repositories", r, "artifacts"]) => {
+                let query = params.list()?;
+                E::ListArtifacts {
+                    repository: repository(p, r)?,
+                    filter: ArtifactFilter::from_query(&query)?,
+                    order: order(&query, artifact_key, NEWEST_ARTIFACTS),
+                    with: params.artifact_with()?,
+                    query,
+                }
+            }
+            ("GET", ["projects", p, "repositories", r, "artifacts", a]) => E::GetArtifact {
+                artifact: artifact(p, r, a)?,
+                with: params.artifact_with()?,
+            },
+            ("DELETE", ["projects", p, "repositories", r, "artifacts", a]) => {
+                E::DeleteArtifact(artifact(p, r, a)?)
+            }
+            ("GET", ["projects", p, "repositories", r, "artifacts", a, "tags"]) => {
+                let query = params.list()?;
+                params.bool("with_signature")?;
+                params.bool("with_immutable_status")?;
+                E::ListTags {
+                    artifact: artifact(p, r, a)?,
+                    name: name_filter(&query)?,
+                    order: order(&query, tag_key, NEWEST_TAGS),
+                    query,
+                }
+            }
+            ("POST", ["projects", p, "repositories", r, "artifacts", a, "tags"]) => {
+                E::CreateTag(artifact(p, r, a)?)
+            }
+            ("DELETE", ["projects", p, "repositories", r, "artifacts", a, "tags", t]) => {
+                E::DeleteTag {
+                    artifact: artifact(p, r, a)?,
+                    tag: t.parse().map_err(|e| {
+                        MgmtError::BadRequest(format!("invalid tag name {t:?}: {e}"))
+                    })?,
+                }
+            }
             (_, known) if is_known(known) => return Err(MgmtError::MethodNotAllowed),
             _ => return Err(MgmtError::NotFound),
         };
@@ -516,8 +784,105 @@ impl MgmtEndpoint {
                 verb: Verb::List,
             },
             E::ListProjectLogs { project, .. } => on(project, Resource::Log, Verb::List),
+            // Listed per project by what the caller may see.
+            E::ListAllRepositories { .. } => P::Anyone,
+            // Harbor asks repository:list to read one repository too.
+            E::ListRepositories { project, .. } => on(project, Resource::Repository, Verb::List),
+            E::GetRepository(r) => on(&r.project, Resource::Repository, Verb::List),
+            E::UpdateRepository(r) => on(&r.project, Resource::Repository, Verb::Update),
+            E::DeleteRepository(r) => on(&r.project, Resource::Repository, Verb::Delete),
+            E::ListArtifacts { repository, .. } => {
+                on(&repository.project, Resource::Artifact, Verb::List)
+            }
+            E::GetArtifact { artifact, .. } => {
+                on(&artifact.repository.project, Resource::Artifact, Verb::Read)
+            }
+            E::DeleteArtifact(a) => on(&a.repository.project, Resource::Artifact, Verb::Delete),
+            E::ListTags { artifact, .. } => {
+                on(&artifact.repository.project, Resource::Tag, Verb::List)
+            }
+            E::CreateTag(a) => on(&a.repository.project, Resource::Tag, Verb::Create),
+            E::DeleteTag { artifact, .. } => {
+                on(&artifact.repository.project, Resource::Tag, Verb::Delete)
+            }
         }
     }
+}
+
+const NEWEST_REPOSITORIES: Order<RepositoryKey> = Order {
+    key: RepositoryKey::CreationTime,
+    descending: true,
+};
+const NEWEST_ARTIFACTS: Order<ArtifactKey> = Order {
+    key: ArtifactKey::PushTime,
+    descending: true,
+};
+const NEWEST_TAGS: Order<TagKey> = Order {
+    key: TagKey::PushTime,
+    descending: true,
+};
+
+fn repository_key(field: &str) -> Option<RepositoryKey> {
+    match field {
+        "name" => Some(RepositoryKey::Name),
+        "creation_time" => Some(RepositoryKey::CreationTime),
+        "update_time" => Some(RepositoryKey::UpdateTime),
+        "id" | "repository_id" => Some(RepositoryKey::Id),
+        _ => None,
+    }
+}
+
+fn artifact_key(field: &str) -> Option<ArtifactKey> {
+    match field {
+        "push_time" => Some(ArtifactKey::PushTime),
+        "id" => Some(ArtifactKey::Id),
+        _ => None,
+    }
+}
+
+fn tag_key(field: &str) -> Option<TagKey> {
+    match field {
+        "name" => Some(TagKey::Name),
+        "push_time" => Some(TagKey::PushTime),
+        "id" => Some(TagKey::Id),
+        _ => None,
+    }
+}
+
+/// `q=name=…` of a repository or tag listing.
+fn name_filter(query: &ListQuery) -> Result<Option<TextFilter>, MgmtError> {
+    query
+        .q
+        .iter()
+        .find(|t| t.key == "name")
+        .map(text_filter)
+        .transpose()
+}
+
+/// The repository of a path. `{repository_name}` arrives encoded twice (`a%252Fb` for
+/// `a/b`; the first decoding made it `a%2Fb`): decode it once more. A name encoded once
+/// (`a%2Fb`, already `a/b`) is the same name. A bad encoding or a name that breaks the
+/// distribution grammar is a 400: no repository can have it.
+fn repository(project: &str, segment: &str) -> Result<RepositoryPath, MgmtError> {
+    let decoded = percent_decode(segment)?;
+    let full = format!("{project}/{decoded}");
+    let name = full
+        .parse::<RepositoryName>()
+        .map_err(|e| MgmtError::BadRequest(e.to_string()))?;
+    Ok(RepositoryPath {
+        project: ProjectRef::Name(project.to_owned()),
+        name,
+    })
+}
+
+/// The artifact of a path: `{reference}` is a digest (`algorithm:hex`) or a tag.
+fn artifact(project: &str, repo: &str, reference: &str) -> Result<ArtifactPath, MgmtError> {
+    Ok(ArtifactPath {
+        repository: repository(project, repo)?,
+        reference: reference
+            .parse()
+            .map_err(|e| MgmtError::BadRequest(format!("invalid reference {reference:?}: {e}")))?,
+    })
 }
 
 /// Paths that exist with another method (405 rather than 404).
@@ -538,6 +903,13 @@ fn is_known(segments: &[&str]) -> bool {
             | ["projects", _, "members", _]
             | ["users", _]
             | ["users", _, "password" | "sysadmin" | "permissions"]
+            | ["repositories"]
+            | ["projects", _, "repositories"]
+            | ["projects", _, "repositories", _]
+            | ["projects", _, "repositories", _, "artifacts"]
+            | ["projects", _, "repositories", _, "artifacts", _]
+            | ["projects", _, "repositories", _, "artifacts", _, "tags"]
+            | ["projects", _, "repositories", _, "artifacts", _, "tags", _]
     )
 }
 
@@ -592,6 +964,24 @@ impl Params {
                 ))),
             })
             .transpose()
+    }
+
+    /// `with_tag` (default true), `with_accessory`; Harbor's other `with_*` flags must be
+    /// booleans and change nothing.
+    fn artifact_with(&self) -> Result<ArtifactWith, MgmtError> {
+        for ignored in [
+            "with_label",
+            "with_scan_overview",
+            "with_sbom_overview",
+            "with_signature",
+            "with_immutable_status",
+        ] {
+            self.bool(ignored)?;
+        }
+        Ok(ArtifactWith {
+            tags: self.bool("with_tag")?.unwrap_or(true),
+            accessories: self.bool("with_accessory")?.unwrap_or(false),
+        })
     }
 
     fn int(&self, key: &str, default: u64) -> Result<u64, MgmtError> {
@@ -836,6 +1226,154 @@ mod tests {
             parse("GET", "/api/v2.0/users/abc"),
             Err(MgmtError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn repository_names_arrive_encoded_twice_or_once() {
+        let twice = parse("GET", "/api/v2.0/projects/team/repositories/a%252Fb").expect("ok");
+        let once = parse("GET", "/api/v2.0/projects/team/repositories/a%2Fb").expect("ok");
+        let plain = parse("GET", "/api/v2.0/projects/team/repositories/app").expect("ok");
+        let MgmtEndpoint::GetRepository(path) = &twice else {
+            panic!("not a repository: {twice:?}")
+        };
+        assert_eq!(path.name.as_str(), "team/a/b");
+        assert_eq!(path.project, ProjectRef::Name("team".into()));
+        assert_eq!(twice, once);
+        assert!(matches!(plain, MgmtEndpoint::GetRepository(p) if p.name.as_str() == "team/app"));
+        // The project is always a name here, even when numeric.
+        let numeric = parse("GET", "/api/v2.0/projects/42/repositories").expect("ok");
+        assert!(matches!(
+            numeric,
+            MgmtEndpoint::ListRepositories { project: ProjectRef::Name(n), .. } if n == "42"
+        ));
+        for bad in [
+            "/api/v2.0/projects/team/repositories/a%25zz",
+            "/api/v2.0/projects/team/repositories/a%zz",
+            "/api/v2.0/projects/team/repositories/Upper",
+            "/api/v2.0/projects/team/repositories/a%252F%252Fb",
+            "/api/v2.0/projects/team/repositories/app/artifacts/sha256:nothex",
+            "/api/v2.0/projects/team/repositories/app/artifacts/bad%20tag",
+        ] {
+            assert!(
+                matches!(parse("GET", bad), Err(MgmtError::BadRequest(_))),
+                "{bad}: {:?}",
+                parse("GET", bad)
+            );
+        }
+    }
+
+    #[test]
+    fn artifact_listings_take_harbors_q_sort_and_with_flags() {
+        let e = parse(
+            "GET",
+            "/api/v2.0/projects/p/repositories/r/artifacts?q=tags%3D*,media_type%3D~config,base%3D*&sort=push_time&with_tag=false&with_accessory=true&with_label=true",
+        )
+        .expect("ok");
+        let MgmtEndpoint::ListArtifacts {
+            filter,
+            order,
+            with,
+            ..
+        } = e
+        else {
+            panic!("not a listing")
+        };
+        assert_eq!(filter.tags, TagFilter::Tagged);
+        assert_eq!(
+            filter.media_type,
+            Some(TextFilter::Contains("config".into()))
+        );
+        assert!(filter.all);
+        assert_eq!(
+            order,
+            Order {
+                key: ArtifactKey::PushTime,
+                descending: false
+            }
+        );
+        assert_eq!(
+            with,
+            ArtifactWith {
+                tags: false,
+                accessories: true
+            }
+        );
+        let defaults = parse("GET", "/api/v2.0/projects/p/repositories/r/artifacts").expect("ok");
+        assert!(matches!(
+            defaults,
+            MgmtEndpoint::ListArtifacts {
+                order: NEWEST_ARTIFACTS,
+                with: ArtifactWith {
+                    tags: true,
+                    accessories: false
+                },
+                ..
+            }
+        ));
+        for (q, bad) in [
+            ("q=tags%3Dv1", "exact tag names are not a Harbor filter"),
+            ("q=base%3Dall", "base is only *"),
+            ("q=digest%3D%5B1~2%5D", "a range on a text key"),
+        ] {
+            assert!(
+                matches!(
+                    parse(
+                        "GET",
+                        &format!("/api/v2.0/projects/p/repositories/r/artifacts?{q}")
+                    ),
+                    Err(MgmtError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse(
+                "GET",
+                "/api/v2.0/projects/p/repositories/r/artifacts?with_scan_overview=yes"
+            ),
+            Err(MgmtError::Unprocessable(_))
+        ));
+    }
+
+    #[test]
+    fn repository_endpoints_need_harbors_permissions() {
+        let needs = |method: &str, path: &str| match parse(method, path).map(|e| e.required()) {
+            Ok(MgmtPermission::Project {
+                project,
+                resource,
+                verb,
+            }) => {
+                assert_eq!(project, ProjectRef::Name("p".into()), "{path}");
+                (resource, verb)
+            }
+            other => panic!("{method} {path}: {other:?}"),
+        };
+        let base = "/api/v2.0/projects/p/repositories";
+        let artifact = format!("{base}/r/artifacts/v1");
+        use Resource::*;
+        use Verb::*;
+        for (method, path, want) in [
+            ("GET", base.to_owned(), (Repository, List)),
+            ("GET", format!("{base}/r"), (Repository, List)),
+            ("PUT", format!("{base}/r"), (Repository, Update)),
+            ("DELETE", format!("{base}/r"), (Repository, Delete)),
+            ("GET", format!("{base}/r/artifacts"), (Artifact, List)),
+            ("GET", artifact.clone(), (Artifact, Read)),
+            ("DELETE", artifact.clone(), (Artifact, Delete)),
+            ("GET", format!("{artifact}/tags"), (Tag, List)),
+            ("POST", format!("{artifact}/tags"), (Tag, Create)),
+            ("DELETE", format!("{artifact}/tags/v2"), (Tag, Delete)),
+        ] {
+            assert_eq!(needs(method, &path), want, "{method} {path}");
+        }
+        assert_eq!(
+            parse("GET", "/api/v2.0/repositories").map(|e| e.required()),
+            Ok(MgmtPermission::Anyone)
+        );
+        assert_eq!(
+            parse("PATCH", &format!("{base}/r/artifacts/v1/tags")),
+            Err(MgmtError::MethodNotAllowed)
+        );
     }
 
     #[test]

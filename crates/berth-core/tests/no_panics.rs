@@ -1,7 +1,8 @@
 //! The parsers that see raw request input never panic, whatever the input: a deterministic
 //! sweep of random inputs assembled from the tokens that matter to each grammar.
 
-use berth_core::{Digest, Endpoint, RepositoryName, Tag, manifest};
+use berth_core::mgmt::{MgmtEndpoint, MgmtHeaders};
+use berth_core::{Digest, Endpoint, RepositoryName, Tag, artifact, manifest};
 
 /// xorshift64*: deterministic, so a failure reproduces.
 struct Rng(u64);
@@ -86,6 +87,86 @@ fn endpoint_parse_never_panics() {
         let _ = path.parse::<RepositoryName>();
         let _ = path.parse::<Tag>();
         let _ = path.parse::<Digest>();
+    }
+}
+
+#[test]
+fn management_parse_never_panics() {
+    let tokens = [
+        "",
+        "/",
+        "projects",
+        "repositories",
+        "artifacts",
+        "tags",
+        "members",
+        "users",
+        "p",
+        "42",
+        "a",
+        "A",
+        "%",
+        "%2",
+        "%2F",
+        "%252F",
+        "%25",
+        "%zz",
+        "%C3",
+        "%C3%A9",
+        D,
+        "sha256:",
+        ":",
+        "?",
+        "&",
+        "=",
+        "q=",
+        "tags%3D*",
+        "tags=~",
+        "base=*",
+        "name=[1~",
+        "digest={a b}",
+        "page=",
+        "page_size=100",
+        "page=0",
+        "sort=-",
+        "sort=push_time,-name",
+        "with_tag=",
+        "with_accessory=true",
+        ",",
+        "\u{1F600}",
+        "\0",
+    ];
+    let methods = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", ""];
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for _ in 0..100_000 {
+        let parts = 1 + rng.next() % 9;
+        let mut path = String::from("/api/v2.0/");
+        for _ in 0..parts {
+            path.push_str(rng.pick(&tokens));
+            if !rng.next().is_multiple_of(3) {
+                path.push('/');
+            }
+        }
+        let query = rng.next().is_multiple_of(2).then(|| {
+            format!(
+                "{}{}&{}{}",
+                rng.pick(&tokens),
+                rng.pick(&tokens),
+                rng.pick(&tokens),
+                rng.pick(&tokens)
+            )
+        });
+        if let Ok(endpoint) = MgmtEndpoint::parse(
+            rng.pick(&methods),
+            &path,
+            query.as_deref(),
+            MgmtHeaders::default(),
+            b"",
+        ) {
+            let _ = endpoint.required();
+        }
+        let _ = artifact::facts(rng.pick(&tokens), path.as_bytes());
+        let _ = artifact::image_attributes(path.as_bytes());
     }
 }
 

@@ -3,11 +3,14 @@
 //! lives here, so no API call ever walks the storage tree.
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
-//! [`UploadStore`], [`ManifestStore`], the identity traits, [`AuditStore`]) combined into
-//! [`MetaStore`]. Each backend implements
-//! them all and must pass the one shared test suite in [`suite`].
+//! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`])
+//! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
+//! test suite in [`suite`].
 
 use async_trait::async_trait;
+use berth_core::mgmt::{
+    ArtifactFilter, ArtifactKey, ArtifactWith, Order, RepositoryKey, TagKey, TextFilter,
+};
 use berth_core::{Digest, RepositoryName, Tag};
 use serde_json::{Map, Value};
 
@@ -62,6 +65,8 @@ pub struct NewManifest {
     pub media_type: String,
     pub content: Vec<u8>,
     pub artifact_type: Option<String>,
+    /// An image manifest's config media type (an index has none).
+    pub config_media_type: Option<String>,
     pub subject: Option<Digest>,
     pub annotations: Option<Map<String, Value>>,
     /// Blobs that must already be linked in the repository.
@@ -98,6 +103,127 @@ pub struct Referrer {
 /// A manifest reference resolved by the store: a tag or a digest.
 pub use berth_core::Reference;
 
+/// One page of a listing and how many items the whole listing has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paged<T> {
+    pub total: u64,
+    pub items: Vec<T>,
+}
+
+/// A repository as the management API shows it.
+///
+/// Ids of repositories, artifacts (manifests) and tags are assigned once, from a sequence,
+/// and never given to anything else, even after a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryInfo {
+    pub id: i64,
+    pub name: RepositoryName,
+    /// The project its first path component names, when that project exists.
+    pub project_id: Option<i64>,
+    pub description: String,
+    /// The artifacts a listing shows by default (see [`ArtifactStore::artifact_page`]).
+    pub artifact_count: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The last push into it or change of its description.
+    pub updated_at: i64,
+}
+
+/// Which repositories to list, in which order.
+#[derive(Debug, Clone)]
+pub struct RepositoryQuery<'a> {
+    /// Only repositories of these projects (their first path component); `None`: all.
+    pub projects: Option<&'a [String]>,
+    pub name: Option<&'a TextFilter>,
+    pub order: Order<RepositoryKey>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// An artifact: a manifest of a repository with what the management API shows of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactInfo {
+    pub id: i64,
+    pub repository_id: i64,
+    pub digest: Digest,
+    pub manifest_media_type: String,
+    pub config_media_type: Option<String>,
+    pub artifact_type: Option<String>,
+    /// The manifest's exact bytes (an index's platforms, an image's config are read from it).
+    pub content: Vec<u8>,
+    /// The manifest's bytes, its blobs' and its child manifests' (with their blobs): the
+    /// size Harbor reports.
+    pub size: u64,
+    pub subject: Option<Digest>,
+    pub annotations: Option<Map<String, Value>>,
+    /// Unix seconds.
+    pub pushed_at: i64,
+    /// Its tags, last pushed first; `None` unless asked for.
+    pub tags: Option<Vec<TagInfo>>,
+    /// The ids of its children (an index's manifests) stored in the repository.
+    pub child_ids: Vec<(Digest, i64)>,
+    /// Manifests whose subject it is, oldest first; `None` unless asked for.
+    pub accessories: Option<Vec<AccessoryInfo>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagInfo {
+    pub id: i64,
+    pub name: String,
+    /// When it was last pointed at its manifest (Unix seconds).
+    pub pushed_at: i64,
+}
+
+/// A referrer of an artifact (Harbor's accessory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessoryInfo {
+    pub id: i64,
+    pub digest: Digest,
+    pub artifact_type: Option<String>,
+    /// Manifest and blob bytes.
+    pub size: u64,
+    pub created_at: i64,
+}
+
+/// A page of a repository's artifacts.
+#[derive(Debug, Clone)]
+pub struct ArtifactQuery<'a> {
+    pub filter: &'a ArtifactFilter,
+    pub order: Order<ArtifactKey>,
+    pub with: ArtifactWith,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// A page of an artifact's tags.
+#[derive(Debug, Clone)]
+pub struct TagQuery<'a> {
+    pub name: Option<&'a TextFilter>,
+    pub order: Order<TagKey>,
+    pub offset: u64,
+    pub limit: u64,
+}
+
+/// What deleting an artifact did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactDeletion {
+    /// These manifests are gone: the artifact, then the children no tag and no other index
+    /// kept, and its accessories (with their own tags).
+    Deleted(Vec<Digest>),
+    NotFound,
+    /// An index of the repository lists it (delete that index first).
+    Referenced(Digest),
+}
+
+/// What adding a tag to an artifact did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagAddition {
+    Added,
+    /// The repository has a tag of that name already (on this or another artifact).
+    Exists,
+    NoArtifact,
+}
+
 #[async_trait]
 pub trait RepositoryStore: Send + Sync {
     /// Repository names after `last`, in lexical order, at most `limit`.
@@ -109,6 +235,17 @@ pub trait RepositoryStore: Send + Sync {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>>;
+    /// A page of repositories with their artifact counts, in one read.
+    async fn repository_page(&self, query: &RepositoryQuery<'_>) -> Result<Paged<RepositoryInfo>>;
+    async fn repository_info(&self, name: &RepositoryName) -> Result<Option<RepositoryInfo>>;
+    /// Whether the repository exists (and now has this description).
+    async fn set_repository_description(
+        &self,
+        name: &RepositoryName,
+        description: &str,
+    ) -> Result<bool>;
+    /// Delete a repository with every manifest, tag and blob link in it.
+    async fn delete_repository(&self, name: &RepositoryName) -> Result<bool>;
 }
 
 #[async_trait]
@@ -202,13 +339,79 @@ pub trait ManifestStore: Send + Sync {
     ) -> Result<Vec<Referrer>>;
 }
 
+/// Manifests as Harbor's artifacts: listed with their tags, accessories and children, tagged
+/// and untagged one by one, deleted with what only they kept.
+///
+/// A listing shows, unless [`ArtifactFilter::all`] says otherwise, Harbor's base collection:
+/// every manifest except an untagged child of an index of the repository and an accessory
+/// (a manifest whose subject is in the repository), which appear under their parent and
+/// subject instead.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// A page of the repository's artifacts, each with its tags (and accessories) when
+    /// asked, in one read; `None` if the repository is unknown.
+    async fn artifact_page(
+        &self,
+        repository: &RepositoryName,
+        query: &ArtifactQuery<'_>,
+    ) -> Result<Option<Paged<ArtifactInfo>>>;
+    async fn artifact(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        with: ArtifactWith,
+    ) -> Result<Option<ArtifactInfo>>;
+    /// A page of the tags on the manifest `digest`.
+    async fn artifact_tags(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        query: &TagQuery<'_>,
+    ) -> Result<Paged<TagInfo>>;
+    /// Tag the manifest `digest`, unless the repository has that tag already.
+    async fn add_tag(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: &Tag,
+    ) -> Result<TagAddition>;
+    /// Remove `tag` only if it is on the manifest `digest`.
+    async fn remove_tag_from(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: &Tag,
+    ) -> Result<bool>;
+    /// Delete an artifact as Harbor does, in one transaction: refused while an index lists
+    /// it; its tags go, its children go unless tagged or listed by another index, and its
+    /// accessories go with it.
+    async fn delete_artifact(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<ArtifactDeletion>;
+}
+
 /// Everything the registry needs from its metadata database.
 pub trait MetaStore:
-    RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore + AuditStore
+    RepositoryStore
+    + BlobIndex
+    + UploadStore
+    + ManifestStore
+    + ArtifactStore
+    + IdentityStore
+    + AuditStore
 {
 }
-impl<T: RepositoryStore + BlobIndex + UploadStore + ManifestStore + IdentityStore + AuditStore>
-    MetaStore for T
+impl<
+    T: RepositoryStore
+        + BlobIndex
+        + UploadStore
+        + ManifestStore
+        + ArtifactStore
+        + IdentityStore
+        + AuditStore,
+> MetaStore for T
 {
 }
 

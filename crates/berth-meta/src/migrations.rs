@@ -158,4 +158,41 @@ pub const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     ALTER TABLE repositories ADD COLUMN pull_count INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: Harbor's repositories, artifacts and tags.
+    r#"
+    -- Ids the management API shows, drawn from here so that none is ever given twice:
+    -- SQLite reuses the largest rowid after a delete, and VACUUM renumbers implicit rowids.
+    CREATE TABLE sequences (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE repositories ADD COLUMN description TEXT NOT NULL DEFAULT '';
+    -- The last push into the repository or change of its description.
+    ALTER TABLE repositories ADD COLUMN updated_at INTEGER NOT NULL DEFAULT 0;
+    UPDATE repositories SET updated_at = created_at;
+    ALTER TABLE manifests ADD COLUMN id INTEGER;
+    -- An image manifest's config media type: Harbor's artifact media type.
+    ALTER TABLE manifests ADD COLUMN config_media_type TEXT;
+    UPDATE manifests SET id = rowid,
+        config_media_type = CASE WHEN json_valid(CAST(content AS TEXT))
+            THEN json_extract(CAST(content AS TEXT), '$.config.mediaType') END;
+    ALTER TABLE tags ADD COLUMN id INTEGER;
+    UPDATE tags SET id = numbered.id
+        FROM (SELECT repository_id, name, row_number() OVER (ORDER BY repository_id, name) AS id FROM tags) AS numbered
+        WHERE numbered.repository_id = tags.repository_id AND numbered.name = tags.name;
+    INSERT INTO sequences (name, value) VALUES
+        ('repositories', (SELECT COALESCE(MAX(id), 0) FROM repositories)),
+        ('manifests', (SELECT COALESCE(MAX(id), 0) FROM manifests)),
+        ('tags', (SELECT COALESCE(MAX(id), 0) FROM tags));
+    CREATE UNIQUE INDEX manifests_id ON manifests(id);
+    CREATE UNIQUE INDEX tags_id ON tags(id);
+    -- A page of artifacts, newest first, without a sort; and what decides whether a
+    -- manifest is listed (its digest, its subject) without reading its row.
+    CREATE INDEX manifests_pushed ON manifests(repository_id, created_at, id, digest, subject);
+    -- Whether a manifest is an index's child.
+    CREATE INDEX manifest_references_child ON manifest_references(repository_id, child_digest)
+        WHERE child_is_manifest = 1;
+    -- A manifest's tags (and the cascade when it is deleted).
+    CREATE INDEX tags_manifest ON tags(repository_id, manifest_digest);
+    "#,
 ];

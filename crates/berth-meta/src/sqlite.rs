@@ -24,6 +24,7 @@ use sqlx::{Connection, Row, Sqlite, Transaction};
 
 use crate::migrations::MIGRATIONS;
 
+mod artifacts;
 mod audit;
 mod identity;
 use crate::wal_sync::WalSync;
@@ -31,8 +32,8 @@ use crate::wal_sync::WalSync;
 /// A statement with its parameters bound, ready to run.
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
 use crate::{
-    BlobIndex, ManifestStore, MetaError, NewManifest, Referrer, RepositoryStore, Result,
-    StoredManifest, Upload, UploadStore, now,
+    BlobIndex, ManifestStore, MetaError, NewManifest, Paged, Referrer, RepositoryInfo,
+    RepositoryQuery, RepositoryStore, Result, StoredManifest, Upload, UploadStore, now,
 };
 
 impl From<sqlx::Error> for MetaError {
@@ -183,20 +184,45 @@ fn annotations_column(
     .transpose()
 }
 
+/// The next id of `sequence` (`repositories`, `manifests`, `tags`): never given before.
+async fn next_id(tx: &mut Transaction<'_, Sqlite>, sequence: &str) -> Result<i64> {
+    let id =
+        sqlx::query_scalar("UPDATE sequences SET value = value + 1 WHERE name = ? RETURNING value")
+            .bind(sequence)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(id)
+}
+
 /// The id of `name`, creating the repository if it does not exist yet.
 async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, name: &RepositoryName) -> Result<i64> {
-    sqlx::query(
-        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(name.as_str())
-    .bind(now())
-    .execute(&mut **tx)
-    .await?;
-    let id = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+    let id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
         .bind(name.as_str())
-        .fetch_one(&mut **tx)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(id) = id {
+        return Ok(id);
+    }
+    let id = next_id(tx, "repositories").await?;
+    let at = now();
+    sqlx::query("INSERT INTO repositories (id, name, created_at, updated_at) VALUES (?, ?, ?, ?)")
+        .bind(id)
+        .bind(name.as_str())
+        .bind(at)
+        .bind(at)
+        .execute(&mut **tx)
         .await?;
     Ok(id)
+}
+
+/// A push happened into the repository: its update time moves.
+async fn touch_repository(tx: &mut Transaction<'_, Sqlite>, repo_id: i64) -> Result<()> {
+    sqlx::query("UPDATE repositories SET updated_at = ? WHERE id = ?")
+        .bind(now())
+        .bind(repo_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn link_in(
@@ -231,17 +257,41 @@ async fn set_tags(
     digest: &str,
 ) -> Result<()> {
     for tag in tags {
-        sqlx::query(
-            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+        // A tag keeps its id when it moves to another manifest (as Harbor's do).
+        let moved = sqlx::query(
+            "UPDATE tags SET manifest_digest = ?, updated_at = ? WHERE repository_id = ? AND name = ?",
         )
-        .bind(repo_id)
-        .bind(tag.as_str())
         .bind(digest)
         .bind(now())
+        .bind(repo_id)
+        .bind(tag.as_str())
         .execute(&mut **tx)
         .await?;
+        if moved.rows_affected() == 0 {
+            insert_tag(tx, repo_id, tag, digest).await?;
+        }
     }
+    Ok(())
+}
+
+/// Add a tag the repository does not have yet.
+async fn insert_tag(
+    tx: &mut Transaction<'_, Sqlite>,
+    repo_id: i64,
+    tag: &Tag,
+    digest: &str,
+) -> Result<()> {
+    let id = next_id(tx, "tags").await?;
+    sqlx::query(
+        "INSERT INTO tags (id, repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(repo_id)
+    .bind(tag.as_str())
+    .bind(digest)
+    .bind(now())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -279,6 +329,26 @@ impl RepositoryStore for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         names_from_json(&names)
+    }
+
+    async fn repository_page(&self, query: &RepositoryQuery<'_>) -> Result<Paged<RepositoryInfo>> {
+        self.repository_page_of(query).await
+    }
+
+    async fn repository_info(&self, name: &RepositoryName) -> Result<Option<RepositoryInfo>> {
+        self.repository_info_of(name).await
+    }
+
+    async fn set_repository_description(
+        &self,
+        name: &RepositoryName,
+        description: &str,
+    ) -> Result<bool> {
+        self.describe_repository(name, description).await
+    }
+
+    async fn delete_repository(&self, name: &RepositoryName) -> Result<bool> {
+        self.remove_repository(name).await
     }
 }
 
@@ -482,6 +552,7 @@ impl ManifestStore for SqliteStore {
             if stored.is_some() {
                 // The same bytes, already stored and checked: only the tags are new.
                 set_tags(&mut tx, repo_id, tags, &alias.to_string()).await?;
+                touch_repository(&mut tx, repo_id).await?;
                 tx.commit().await?;
                 drop(conn);
                 self.wal.wait_durable().await?;
@@ -518,21 +589,32 @@ impl ManifestStore for SqliteStore {
             .annotations
             .as_ref()
             .map(|a| serde_json::Value::Object(a.clone()).to_string());
-        sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, content, size, artifact_type, subject, annotations, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(&digest)
-        .bind(&manifest.media_type)
-        .bind(&manifest.content)
-        .bind(manifest.content.len() as i64)
-        .bind(&manifest.artifact_type)
-        .bind(manifest.subject.as_ref().map(Digest::to_string))
-        .bind(annotations)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?")
+                .bind(repo_id)
+                .bind(&digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if stored.is_none() {
+            let id = next_id(&mut tx, "manifests").await?;
+            sqlx::query(
+                "INSERT INTO manifests (id, repository_id, digest, media_type, content, size, artifact_type, config_media_type, subject, annotations, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(&manifest.media_type)
+            .bind(&manifest.content)
+            .bind(manifest.content.len() as i64)
+            .bind(&manifest.artifact_type)
+            .bind(&manifest.config_media_type)
+            .bind(manifest.subject.as_ref().map(Digest::to_string))
+            .bind(annotations)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
         let children = manifest
             .blobs
             .iter()
@@ -551,6 +633,7 @@ impl ManifestStore for SqliteStore {
             .await?;
         }
         set_tags(&mut tx, repo_id, tags, &digest).await?;
+        touch_repository(&mut tx, repo_id).await?;
         tx.commit().await?;
         drop(conn);
         self.wal.wait_durable().await?;
@@ -695,5 +778,128 @@ mod tests {
             .await
             .expect("reopens");
         crate::suite::reopened(&store).await;
+    }
+
+    /// A database written before migration 3 gets ids for its repositories, manifests and
+    /// tags, and its manifests' config media types, and new ids follow the old ones.
+    #[tokio::test]
+    async fn migration_3_gives_existing_rows_ids_and_config_media_types() {
+        use berth_core::mgmt::ArtifactWith;
+        use berth_core::{Algorithm, Digest, Reference};
+
+        use crate::{ArtifactStore, ManifestStore, RepositoryStore};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.db");
+        let config = Digest::of(Algorithm::Sha256, b"config");
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":6}},"layers":[]}}"#
+        );
+        let digest = Digest::of(Algorithm::Sha256, manifest.as_bytes());
+        {
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .connect_with(
+                    sqlx::sqlite::SqliteConnectOptions::new()
+                        .filename(&path)
+                        .create_if_missing(true),
+                )
+                .await
+                .expect("create");
+            sqlx::raw_sql(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 0), (2, 0);",
+            )
+            .execute(&pool)
+            .await
+            .expect("versions");
+            for sql in &super::MIGRATIONS[..2] {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                    .execute(&pool)
+                    .await
+                    .expect("old schema");
+            }
+            sqlx::query(
+                "INSERT INTO repositories (name, created_at) VALUES ('old/app', 7);
+                 INSERT INTO blobs VALUES (?1, 6, 7);
+                 INSERT INTO repository_blobs VALUES (1, ?1, 7);
+                 INSERT INTO manifests (repository_id, digest, media_type, content, size, created_at)
+                     VALUES (1, ?2, 'application/vnd.oci.image.manifest.v1+json', CAST(?3 AS BLOB), length(?3), 7);
+                 INSERT INTO manifest_references VALUES (1, ?2, ?1, 0);
+                 INSERT INTO tags VALUES (1, 'b', ?2, 7), (1, 'a', ?2, 7);",
+            )
+            .bind(config.to_string())
+            .bind(digest.to_string())
+            .bind(&manifest)
+            .execute(&pool)
+            .await
+            .expect("old rows");
+            pool.close().await;
+        }
+        let store = super::SqliteStore::open(&path).await.expect("migrates");
+        let repo = "old/app".parse().expect("name");
+        let info = store
+            .repository_info(&repo)
+            .await
+            .expect("info")
+            .expect("found");
+        assert_eq!((info.id, info.updated_at, info.artifact_count), (1, 7, 1));
+        let with = ArtifactWith {
+            tags: true,
+            accessories: false,
+        };
+        let artifact = store
+            .artifact(&repo, &Reference::Digest(digest.clone()), with)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(artifact.id, 1);
+        assert_eq!(
+            artifact.config_media_type.as_deref(),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        assert_eq!(artifact.size, manifest.len() as u64 + 6);
+        let mut tag_ids: Vec<(String, i64)> = artifact
+            .tags
+            .expect("tags")
+            .into_iter()
+            .map(|t| (t.name, t.id))
+            .collect();
+        tag_ids.sort();
+        assert_eq!(tag_ids, [("a".to_string(), 1), ("b".to_string(), 2)]);
+        store
+            .put_manifest(
+                &repo,
+                &crate::NewManifest {
+                    digest: Digest::of(Algorithm::Sha256, b"{}"),
+                    media_type: berth_core::media_type::OCI_MANIFEST.into(),
+                    content: b"{}".to_vec(),
+                    artifact_type: None,
+                    config_media_type: None,
+                    subject: None,
+                    annotations: None,
+                    blobs: Vec::new(),
+                    manifests: Vec::new(),
+                    require_manifests: true,
+                    aliases: Vec::new(),
+                },
+                &["c".parse().expect("tag")],
+            )
+            .await
+            .expect("put");
+        let newer = store
+            .artifact(&repo, &Reference::Tag("c".parse().expect("tag")), with)
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!((newer.id, newer.tags.expect("tags")[0].id), (2, 3));
+    }
+
+    #[tokio::test]
+    async fn sqlite_lists_many_artifacts_page_by_page() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
+        crate::suite::many_artifacts(&store).await;
     }
 }

@@ -1,9 +1,17 @@
 //! The one behavioural test suite every metadata backend must pass. Backends call [`run`]
 //! on a fresh store from their own tests (and [`reopened`] on the same database reopened).
 
+use std::time::Instant;
+
+use berth_core::mgmt::{
+    ArtifactFilter, ArtifactKey, ArtifactWith, Order, RepositoryKey, TagFilter, TagKey, TextFilter,
+};
 use berth_core::{Algorithm, Digest, Reference, RepositoryName, Tag};
 
-use crate::{MetaError, MetaStore, NewManifest, Upload};
+use crate::{
+    ArtifactDeletion, ArtifactInfo, ArtifactQuery, MetaError, MetaStore, NewManifest, Paged,
+    RepositoryQuery, TagAddition, TagQuery, Upload,
+};
 
 fn name(s: &str) -> RepositoryName {
     s.parse().expect("valid name")
@@ -19,6 +27,7 @@ fn manifest(content: &str, blobs: Vec<Digest>, subject: Option<Digest>) -> NewMa
         media_type: berth_core::media_type::OCI_MANIFEST.into(),
         content: content.as_bytes().to_vec(),
         artifact_type: Some("application/x.test".into()),
+        config_media_type: Some("application/x.test".into()),
         subject,
         annotations: None,
         blobs,
@@ -392,6 +401,7 @@ pub async fn run(store: &dyn MetaStore) {
     );
     identity(store).await;
     audit(store).await;
+    artifacts(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -404,10 +414,11 @@ pub async fn reopened(store: &dyn MetaStore) {
             .expect("query"),
         Some(5)
     );
-    // suite/app, suite/other, the three the identity cases linked into, and audit/app.
+    // suite/app, suite/other, the three the identity cases linked into, audit/app and
+    // harbor/app.
     assert_eq!(
         store.list_repositories(None, 10).await.expect("list").len(),
-        6
+        7
     );
     assert!(store.user_by_name("alice").await.expect("get").is_some());
     let (entries, total) = store
@@ -424,6 +435,30 @@ pub async fn reopened(store: &dyn MetaStore) {
         .await
         .expect("pulls");
     assert_eq!(pulls, Some(4));
+    let harbor = store
+        .repository_info(&name("harbor/app"))
+        .await
+        .expect("info")
+        .expect("still there");
+    assert_eq!(harbor.description, "the app");
+    // Ids outlive a restart, and new ones follow the old.
+    let before = store
+        .artifact(&harbor.name, &Reference::Tag(tag("again")), WITH_TAGS)
+        .await
+        .expect("get")
+        .expect("tagged");
+    let mut newer = manifest("h-after-restart", Vec::new(), None);
+    newer.blobs = Vec::new();
+    store
+        .put_manifest(&harbor.name, &newer, &[tag("restarted")])
+        .await
+        .expect("put");
+    let after = store
+        .artifact(&harbor.name, &Reference::Tag(tag("restarted")), WITH_TAGS)
+        .await
+        .expect("get")
+        .expect("tagged");
+    assert!(after.id > before.id);
 }
 
 /// The audit log and pull statistics.
@@ -632,6 +667,742 @@ async fn audit(store: &dyn MetaStore) {
     );
     // 3 of the image, 1 of the deleted one: the repository's count is of every pull.
     assert_eq!(store.repository_pulls(&repo).await.expect("pulls"), Some(4));
+}
+
+const WITH_TAGS: ArtifactWith = ArtifactWith {
+    tags: true,
+    accessories: false,
+};
+
+const NEWEST: Order<ArtifactKey> = Order {
+    key: ArtifactKey::PushTime,
+    descending: true,
+};
+
+fn tag(s: &str) -> Tag {
+    s.parse().expect("valid tag")
+}
+
+/// A page of `repository`'s artifacts (all of them, up to 100), with tags and accessories.
+async fn page(
+    store: &dyn MetaStore,
+    repository: &RepositoryName,
+    filter: &ArtifactFilter,
+) -> Paged<ArtifactInfo> {
+    store
+        .artifact_page(
+            repository,
+            &ArtifactQuery {
+                filter,
+                order: NEWEST,
+                with: ArtifactWith {
+                    tags: true,
+                    accessories: true,
+                },
+                offset: 0,
+                limit: 100,
+            },
+        )
+        .await
+        .expect("page")
+        .expect("repository exists")
+}
+
+fn digests(page: &Paged<ArtifactInfo>) -> Vec<Digest> {
+    page.items.iter().map(|a| a.digest.clone()).collect()
+}
+
+/// The digests `filter` lists.
+async fn filtered(
+    store: &dyn MetaStore,
+    repository: &RepositoryName,
+    filter: ArtifactFilter,
+) -> Vec<Digest> {
+    digests(&page(store, repository, &filter).await)
+}
+
+/// The names of an artifact's tags in `order`.
+async fn tag_names(
+    store: &dyn MetaStore,
+    repository: &RepositoryName,
+    artifact: &Digest,
+    order: Order<TagKey>,
+    name: Option<TextFilter>,
+) -> (u64, Vec<String>) {
+    let page = store
+        .artifact_tags(
+            repository,
+            artifact,
+            &TagQuery {
+                name: name.as_ref(),
+                order,
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("tags");
+    (page.total, page.items.into_iter().map(|t| t.name).collect())
+}
+
+/// Harbor's view: repositories with counts and descriptions, artifacts with tags, children
+/// and accessories, filters, pages, tags added and removed one by one, deep deletes, ids.
+async fn artifacts(store: &dyn MetaStore) {
+    let project = store
+        .create_project("harbor", false, None)
+        .await
+        .expect("project");
+    let repo = name("harbor/app");
+    let other = name("harbor/other");
+    let layer = digest("h-layer");
+    store.link_blob(&repo, &layer, 5).await.expect("link");
+    store.link_blob(&other, &layer, 5).await.expect("link");
+    let image = |content: &str| {
+        let mut m = manifest(content, vec![layer.clone()], None);
+        m.config_media_type = Some("application/vnd.oci.image.config.v1+json".into());
+        m
+    };
+    // a (v1) and b: images; c and d: platforms of the index idx (multi), d tagged arm;
+    // sig: an accessory of a.
+    let a = image("h-a");
+    let b = image("h-b");
+    let c = image("h-c");
+    let d = image("h-d");
+    let mut idx = manifest("h-index", Vec::new(), None);
+    idx.media_type = berth_core::media_type::OCI_INDEX.into();
+    idx.artifact_type = None;
+    idx.config_media_type = None;
+    idx.manifests = vec![c.digest.clone(), d.digest.clone()];
+    let mut sig = manifest("h-sig", vec![layer.clone()], Some(a.digest.clone()));
+    sig.artifact_type = Some("application/vnd.cncf.notary.signature".into());
+    for (m, tags) in [
+        (&a, vec![tag("v1")]),
+        (&b, vec![]),
+        (&c, vec![]),
+        (&d, vec![tag("arm")]),
+        (&idx, vec![tag("multi")]),
+        (&sig, vec![]),
+    ] {
+        store.put_manifest(&repo, m, &tags).await.expect("put");
+    }
+
+    // The base collection: no untagged child (c), no accessory (sig); newest first.
+    let all = ArtifactFilter::default();
+    let listed = page(store, &repo, &all).await;
+    assert_eq!(listed.total, 4);
+    let walked = ArtifactFilter {
+        digest: Some(TextFilter::Contains("sha256:".into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        page(store, &repo, &walked).await.total,
+        4,
+        "counted as walked"
+    );
+    assert_eq!(
+        digests(&listed),
+        [&idx.digest, &d.digest, &b.digest, &a.digest].map(Clone::clone)
+    );
+    let ids: Vec<i64> = listed.items.iter().map(|a| a.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "ids follow pushes: {ids:?}"
+    );
+    let by_digest = |d: &Digest| {
+        listed
+            .items
+            .iter()
+            .find(|a| &a.digest == d)
+            .expect("listed")
+            .clone()
+    };
+    let (got_a, got_idx) = (by_digest(&a.digest), by_digest(&idx.digest));
+    // Sizes: the manifest and its blobs; an index and its children with theirs.
+    assert_eq!(got_a.size, 3 + 5);
+    assert_eq!(got_idx.size, 7 + (3 + 5) + (3 + 5));
+    assert_eq!(
+        got_a.config_media_type.as_deref(),
+        a.config_media_type.as_deref()
+    );
+    assert_eq!(
+        got_a
+            .tags
+            .as_ref()
+            .map(|t| t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()),
+        Some(vec!["v1"])
+    );
+    let accessories = got_a.accessories.clone().expect("asked for");
+    assert_eq!(accessories.len(), 1);
+    assert_eq!(accessories[0].digest, sig.digest);
+    assert_eq!(accessories[0].size, 5 + 5);
+    assert_eq!(
+        accessories[0].artifact_type.as_deref(),
+        Some("application/vnd.cncf.notary.signature")
+    );
+    let child_digests: Vec<&Digest> = got_idx.child_ids.iter().map(|(d, _)| d).collect();
+    assert_eq!(child_digests.len(), 2);
+    assert!(child_digests.contains(&&c.digest) && child_digests.contains(&&d.digest));
+    assert!(got_idx.content == idx.content && got_idx.manifest_media_type == idx.media_type);
+
+    // Filters: tags, base, digest, media types; labels match nothing.
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                tags: TagFilter::Tagged,
+                ..Default::default()
+            }
+        )
+        .await,
+        [&idx.digest, &d.digest, &a.digest].map(Clone::clone)
+    );
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                tags: TagFilter::Untagged,
+                ..Default::default()
+            }
+        )
+        .await,
+        vec![b.digest.clone()]
+    );
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                tags: TagFilter::NameContains("ult".into()),
+                ..Default::default()
+            }
+        )
+        .await,
+        [idx.digest.clone()]
+    );
+    assert_eq!(
+        page(
+            store,
+            &repo,
+            &ArtifactFilter {
+                all: true,
+                ..Default::default()
+            }
+        )
+        .await
+        .total,
+        6
+    );
+    let c_only = TextFilter::Exact(c.digest.to_string());
+    assert!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                digest: Some(c_only.clone()),
+                ..Default::default()
+            }
+        )
+        .await
+        .is_empty(),
+        "an untagged child is not listed"
+    );
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                digest: Some(c_only),
+                all: true,
+                ..Default::default()
+            }
+        )
+        .await,
+        vec![c.digest.clone()]
+    );
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                media_type: Some(TextFilter::Exact(idx.media_type.clone())),
+                ..Default::default()
+            }
+        )
+        .await,
+        [idx.digest.clone()]
+    );
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                media_type: Some(TextFilter::Contains("image.config".into())),
+                ..Default::default()
+            }
+        )
+        .await
+        .len(),
+        3
+    );
+    assert_eq!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                manifest_media_type: Some(TextFilter::Exact(idx.media_type.clone())),
+                ..Default::default()
+            }
+        )
+        .await,
+        [idx.digest.clone()]
+    );
+    assert!(
+        filtered(
+            store,
+            &repo,
+            ArtifactFilter {
+                nothing: true,
+                ..Default::default()
+            }
+        )
+        .await
+        .is_empty()
+    );
+
+    // Pages: offset and limit, either direction, tags only when asked.
+    let query = |offset, descending, with| ArtifactQuery {
+        filter: &all,
+        order: Order {
+            key: ArtifactKey::PushTime,
+            descending,
+        },
+        with,
+        offset,
+        limit: 2,
+    };
+    let second = store
+        .artifact_page(
+            &repo,
+            &query(
+                2,
+                true,
+                ArtifactWith {
+                    tags: false,
+                    accessories: false,
+                },
+            ),
+        )
+        .await
+        .expect("page")
+        .expect("exists");
+    assert_eq!(
+        (second.total, digests(&second)),
+        (4, vec![b.digest.clone(), a.digest.clone()])
+    );
+    assert!(
+        second
+            .items
+            .iter()
+            .all(|a| a.tags.is_none() && a.accessories.is_none())
+    );
+    let oldest = store
+        .artifact_page(&repo, &query(0, false, WITH_TAGS))
+        .await
+        .expect("page")
+        .expect("exists");
+    assert_eq!(digests(&oldest), [a.digest.clone(), b.digest.clone()]);
+    assert!(
+        store
+            .artifact_page(&name("harbor/none"), &query(0, true, WITH_TAGS))
+            .await
+            .expect("page")
+            .is_none()
+    );
+
+    // One artifact by tag or digest.
+    let v1 = store
+        .artifact(&repo, &Reference::Tag(tag("v1")), WITH_TAGS)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!((v1.digest.clone(), v1.id), (a.digest.clone(), got_a.id));
+    let untagged = store
+        .artifact(&repo, &Reference::Digest(b.digest.clone()), WITH_TAGS)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(untagged.tags, Some(Vec::new()));
+    for missing in [
+        Reference::Tag(tag("nope")),
+        Reference::Digest(digest("nope")),
+    ] {
+        assert!(
+            store
+                .artifact(&repo, &missing, WITH_TAGS)
+                .await
+                .expect("get")
+                .is_none()
+        );
+    }
+
+    // Tags one by one: a repository has a tag once; removal only from its artifact.
+    assert_eq!(
+        store
+            .add_tag(&repo, &a.digest, &tag("v2"))
+            .await
+            .expect("add"),
+        TagAddition::Added
+    );
+    for (on, name_) in [(&b.digest, "v2"), (&a.digest, "v1")] {
+        assert_eq!(
+            store.add_tag(&repo, on, &tag(name_)).await.expect("add"),
+            TagAddition::Exists
+        );
+    }
+    assert_eq!(
+        store
+            .add_tag(&repo, &digest("nope"), &tag("x"))
+            .await
+            .expect("add"),
+        TagAddition::NoArtifact
+    );
+    assert_eq!(
+        store
+            .add_tag(&name("harbor/none"), &a.digest, &tag("x"))
+            .await
+            .expect("add"),
+        TagAddition::NoArtifact
+    );
+    assert_eq!(
+        tag_names(store, &repo, &a.digest, NEWEST_TAG, None).await,
+        (2, vec!["v2".into(), "v1".into()])
+    );
+    let by_name = Order {
+        key: TagKey::Name,
+        descending: false,
+    };
+    let v = Some(TextFilter::Contains("v".into()));
+    assert_eq!(
+        tag_names(store, &repo, &a.digest, by_name, v).await.1,
+        ["v1", "v2"]
+    );
+    let v2 = Some(TextFilter::Exact("v2".into()));
+    assert_eq!(
+        tag_names(store, &repo, &a.digest, NEWEST_TAG, v2).await.1,
+        ["v2"]
+    );
+    assert!(
+        !store
+            .remove_tag_from(&repo, &b.digest, &tag("v2"))
+            .await
+            .expect("remove")
+    );
+    assert!(
+        store
+            .remove_tag_from(&repo, &a.digest, &tag("v2"))
+            .await
+            .expect("remove")
+    );
+    // A tag keeps its id when a push moves it.
+    let v1_id = v1
+        .tags
+        .as_ref()
+        .and_then(|t| t.first())
+        .map(|t| t.id)
+        .expect("v1");
+    store
+        .put_manifest(&repo, &b, &[tag("v1")])
+        .await
+        .expect("move v1");
+    let moved = store
+        .artifact(&repo, &Reference::Tag(tag("v1")), WITH_TAGS)
+        .await
+        .expect("get")
+        .expect("found");
+    assert_eq!(
+        (moved.digest.clone(), moved.tags.expect("tags")[0].id),
+        (b.digest.clone(), v1_id)
+    );
+    store
+        .put_manifest(&repo, &a, &[tag("v1")])
+        .await
+        .expect("move v1 back");
+
+    // Deletes: refused for an index's child; an index takes its untagged children; a
+    // subject takes its accessories; ids are never given again.
+    assert_eq!(
+        store
+            .delete_artifact(&repo, &c.digest)
+            .await
+            .expect("delete"),
+        ArtifactDeletion::Referenced(idx.digest.clone())
+    );
+    assert_eq!(
+        store
+            .delete_artifact(&repo, &idx.digest)
+            .await
+            .expect("delete"),
+        ArtifactDeletion::Deleted(vec![idx.digest.clone(), c.digest.clone()])
+    );
+    assert!(
+        store
+            .artifact(&repo, &Reference::Tag(tag("arm")), WITH_TAGS)
+            .await
+            .expect("get")
+            .is_some(),
+        "a tagged child stays"
+    );
+    assert_eq!(
+        store
+            .delete_artifact(&repo, &a.digest)
+            .await
+            .expect("delete"),
+        ArtifactDeletion::Deleted(vec![a.digest.clone(), sig.digest.clone()])
+    );
+    assert_eq!(
+        store
+            .delete_artifact(&repo, &a.digest)
+            .await
+            .expect("delete"),
+        ArtifactDeletion::NotFound
+    );
+    let newest_id = page(store, &repo, &all)
+        .await
+        .items
+        .iter()
+        .map(|a| a.id)
+        .max();
+    store
+        .put_manifest(&repo, &a, &[tag("again")])
+        .await
+        .expect("push again");
+    let again = store
+        .artifact(&repo, &Reference::Tag(tag("again")), WITH_TAGS)
+        .await
+        .expect("get")
+        .expect("found");
+    assert!(Some(again.id) > newest_id && again.id != got_a.id);
+
+    // A referrer whose subject is not in the repository is listed (and counted): only an
+    // artifact's own accessories hide under it. The default count (taken without a walk)
+    // agrees with a filtered walk over the same set.
+    let orphans = name("harbor/orphans");
+    store.link_blob(&orphans, &layer, 5).await.expect("link");
+    let x = image("h-x");
+    let mut stray = manifest("h-stray", vec![layer.clone()], Some(digest("nowhere")));
+    stray.artifact_type = Some("application/x.sig".into());
+    let mut real = manifest("h-real", vec![layer.clone()], Some(x.digest.clone()));
+    real.artifact_type = Some("application/x.sig".into());
+    for (m, tags) in [(&x, vec![tag("x")]), (&stray, vec![]), (&real, vec![])] {
+        store.put_manifest(&orphans, m, &tags).await.expect("put");
+    }
+    let default = page(store, &orphans, &all).await;
+    assert_eq!(
+        (default.total, digests(&default)),
+        (2, vec![stray.digest.clone(), x.digest.clone()])
+    );
+    let walked = page(
+        store,
+        &orphans,
+        &ArtifactFilter {
+            digest: Some(TextFilter::Contains("sha256:".into())),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(walked.total, default.total);
+    let info = store
+        .repository_info(&orphans)
+        .await
+        .expect("info")
+        .expect("exists");
+    assert_eq!(info.artifact_count, 2);
+    assert!(store.delete_repository(&orphans).await.expect("delete"));
+
+    // Repositories: counts, projects, names, order, descriptions, deletes.
+    let both = vec!["harbor".to_string()];
+    fn by<'a>(
+        projects: Option<&'a [String]>,
+        name: Option<&'a TextFilter>,
+        key: RepositoryKey,
+        descending: bool,
+    ) -> RepositoryQuery<'a> {
+        RepositoryQuery {
+            projects,
+            name,
+            order: Order { key, descending },
+            offset: 0,
+            limit: 10,
+        }
+    }
+    let listed = store
+        .repository_page(&by(Some(&both), None, RepositoryKey::CreationTime, true))
+        .await
+        .expect("repositories");
+    let summary: Vec<(String, u64, Option<i64>)> = listed
+        .items
+        .iter()
+        .map(|r| (r.name.to_string(), r.artifact_count, r.project_id))
+        .collect();
+    assert_eq!(
+        (listed.total, summary),
+        (
+            2,
+            vec![
+                ("harbor/other".into(), 0, Some(project)),
+                ("harbor/app".into(), 3, Some(project))
+            ]
+        )
+    );
+    let names_of = |p: Paged<crate::RepositoryInfo>| {
+        p.items
+            .into_iter()
+            .map(|r| r.name.to_string())
+            .collect::<Vec<_>>()
+    };
+    let by_name = store
+        .repository_page(&by(Some(&both), None, RepositoryKey::Name, false))
+        .await
+        .expect("repositories");
+    assert_eq!(names_of(by_name), ["harbor/app", "harbor/other"]);
+    let contains = TextFilter::Contains("harbor/oth".into());
+    assert_eq!(
+        names_of(
+            store
+                .repository_page(&by(None, Some(&contains), RepositoryKey::Id, true))
+                .await
+                .expect("repositories")
+        ),
+        ["harbor/other"]
+    );
+    let exact = TextFilter::Exact("harbor/app".into());
+    assert_eq!(
+        names_of(
+            store
+                .repository_page(&by(None, Some(&exact), RepositoryKey::Id, true))
+                .await
+                .expect("repositories")
+        ),
+        ["harbor/app"]
+    );
+    let nothing = store
+        .repository_page(&by(Some(&[]), None, RepositoryKey::Id, true))
+        .await
+        .expect("repositories");
+    assert_eq!((nothing.total, nothing.items.len()), (0, 0));
+    let everything = store
+        .repository_page(&by(None, None, RepositoryKey::Name, false))
+        .await
+        .expect("repositories");
+    assert!(everything.total >= 2);
+    assert!(
+        everything
+            .items
+            .iter()
+            .any(|r| r.name.as_str() == "suite/app" && r.project_id.is_none())
+    );
+
+    assert!(
+        store
+            .set_repository_description(&repo, "the app")
+            .await
+            .expect("describe")
+    );
+    assert!(
+        !store
+            .set_repository_description(&name("harbor/none"), "x")
+            .await
+            .expect("describe")
+    );
+    let info = store
+        .repository_info(&repo)
+        .await
+        .expect("info")
+        .expect("exists");
+    assert_eq!(
+        (info.description.as_str(), info.artifact_count),
+        ("the app", 3)
+    );
+    assert!(info.updated_at >= info.created_at);
+    assert!(store.delete_repository(&other).await.expect("delete"));
+    assert!(!store.delete_repository(&other).await.expect("delete again"));
+    assert!(store.repository_info(&other).await.expect("info").is_none());
+    assert_eq!(store.list_tags(&other, None, 10).await.expect("tags"), None);
+}
+
+const NEWEST_TAG: Order<TagKey> = Order {
+    key: TagKey::PushTime,
+    descending: true,
+};
+
+/// Ten thousand artifacts in one repository, listed page by page: each page holds its 100
+/// artifacts, newest first, with their tags, and no artifact is on two pages. The time of
+/// each page is printed, not asserted (bench/run.sh measures it for real).
+pub async fn many_artifacts(store: &dyn MetaStore) {
+    const N: usize = 10_000;
+    let repo = name("many/artifacts");
+    let layer = digest("many-layer");
+    store.link_blob(&repo, &layer, 1).await.expect("link");
+    let began = Instant::now();
+    let mut manifests = (0..N).map(|i| {
+        (
+            manifest(&format!("many-{i}"), vec![layer.clone()], None),
+            tag(&format!("t{i:05}")),
+        )
+    });
+    // Concurrent puts share their durability waits (group commit).
+    loop {
+        let batch: Vec<_> = manifests.by_ref().take(64).collect();
+        if batch.is_empty() {
+            break;
+        }
+        futures_util::future::try_join_all(
+            batch
+                .iter()
+                .map(|(m, t)| store.put_manifest(&repo, m, std::slice::from_ref(t))),
+        )
+        .await
+        .expect("seed");
+    }
+    eprintln!("seeded {N} artifacts in {:?}", began.elapsed());
+    let filter = ArtifactFilter::default();
+    let mut times = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut last_id = i64::MAX;
+    for page_number in 0..(N / 100) {
+        let began = Instant::now();
+        let page = store
+            .artifact_page(
+                &repo,
+                &ArtifactQuery {
+                    filter: &filter,
+                    order: NEWEST,
+                    with: WITH_TAGS,
+                    offset: (page_number * 100) as u64,
+                    limit: 100,
+                },
+            )
+            .await
+            .expect("page")
+            .expect("exists");
+        times.push(began.elapsed());
+        assert_eq!((page.total, page.items.len()), (N as u64, 100));
+        for artifact in &page.items {
+            assert!(artifact.id < last_id, "newest first across pages");
+            last_id = artifact.id;
+            assert!(seen.insert(artifact.id));
+            assert_eq!(artifact.tags.as_ref().map(Vec::len), Some(1));
+        }
+    }
+    let (first, deepest) = (times[0], times[times.len() - 1]);
+    times.sort();
+    eprintln!(
+        "pages of 100 of {N} artifacts: median {:?}, slowest {:?}, first {first:?}, deepest {deepest:?}",
+        times[times.len() / 2],
+        times[times.len() - 1],
+    );
 }
 
 /// Users, projects, members, robots and signing keys.

@@ -32,6 +32,15 @@ pub enum Error {
     SizeInvalid(String),
     #[error("deletes are disabled on this registry")]
     DeleteDisabled,
+    /// Harbor's API: a tag of that name is in the repository already.
+    #[error("tag {0} already exists in the repository")]
+    TagExists(String),
+    /// Harbor's API: the tag is not on that artifact.
+    #[error("tag {tag} is not attached to artifact {artifact}")]
+    TagUnknown { tag: String, artifact: String },
+    /// Harbor's API: an index lists the artifact, so it cannot be deleted alone.
+    #[error("the artifact {digest} is referenced by the index {parent}: delete the index first")]
+    ArtifactReferenced { digest: Digest, parent: Digest },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -50,6 +59,10 @@ impl Error {
             Error::NameUnknown(_) => ErrorCode::NameUnknown,
             Error::ManifestTooLarge | Error::SizeInvalid(_) => ErrorCode::SizeInvalid,
             Error::DeleteDisabled => ErrorCode::Unsupported,
+            // Only the management API meets these; its answers are Harbor's.
+            Error::TagExists(_) => ErrorCode::TagInvalid,
+            Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
+            Error::ArtifactReferenced { .. } => ErrorCode::Denied,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -59,6 +72,8 @@ impl Error {
         match self {
             Error::ManifestTooLarge => 413,
             Error::DeleteDisabled => 405,
+            Error::TagExists(_) => 409,
+            Error::ArtifactReferenced { .. } => 412,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }

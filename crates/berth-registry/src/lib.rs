@@ -5,12 +5,14 @@
 //! - [`blobs`]: reading, mounting and deleting blobs.
 //! - [`manifests`]: manifest validation, reference checks, tags, deletes, referrers.
 //! - [`listing`]: catalog and tag-list pagination.
+//! - [`artifacts`]: Harbor's repositories, artifacts and tags (the management API).
 
 use std::sync::Arc;
 
 use berth_meta::MetaStore;
 use berth_storage::BlobStore;
 
+pub mod artifacts;
 pub mod blobs;
 mod cache;
 mod error;
@@ -18,6 +20,7 @@ pub mod listing;
 pub mod manifests;
 pub mod uploads;
 
+pub use artifacts::{Artifact, ChildReference};
 pub use cache::Manifest;
 pub use error::Error;
 pub use listing::Listing;
@@ -57,6 +60,8 @@ pub struct Registry {
     options: RegistryOptions,
     upload_locks: uploads::UploadLocks,
     cache: cache::ReadCache,
+    /// Image attributes by config digest (exact: content-addressed).
+    configs: artifacts::ConfigAttributes,
 }
 
 impl Registry {
@@ -72,6 +77,7 @@ impl Registry {
             options,
             upload_locks: Default::default(),
             cache,
+            configs: Default::default(),
         }
     }
 

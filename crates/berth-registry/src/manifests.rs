@@ -64,6 +64,7 @@ impl Registry {
             media_type: parsed.media_type,
             content: body.to_vec(),
             artifact_type: parsed.artifact_type,
+            config_media_type: parsed.config_media_type,
             subject: parsed.subject.clone(),
             annotations: parsed.annotations,
             blobs: parsed.blobs,

@@ -1,5 +1,6 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
-//! so far: projects, members, users, robot accounts, audit logs, search and the system
+//! so far: projects, members, users, robot accounts, repositories, artifacts and tags,
+//! audit logs, search and the system
 //! endpoints.
 //!
 //! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
@@ -23,11 +24,13 @@ use berth_meta::Project;
 use crate::AppState;
 use crate::credentials::{Peer, authenticate};
 
+mod artifacts;
 mod audited;
 mod logs;
 mod members;
 pub mod openapi;
 mod projects;
+mod repositories;
 pub mod response;
 mod robots;
 mod system;
@@ -219,5 +222,34 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteRobot(id) => robots::delete(ctx, id).await,
         E::ListAuditLogs { query } => logs::list(ctx, &query).await,
         E::ListProjectLogs { query, .. } => logs::project(ctx, &query).await,
+        E::ListAllRepositories { query, name, order } => {
+            repositories::list_all(ctx, &query, name.as_ref(), order).await
+        }
+        E::ListRepositories {
+            project,
+            query,
+            name,
+            order,
+        } => repositories::list_in(ctx, &project, &query, name.as_ref(), order).await,
+        E::GetRepository(path) => repositories::get(ctx, &path).await,
+        E::UpdateRepository(path) => repositories::update(ctx, &path, body).await,
+        E::DeleteRepository(path) => repositories::delete(ctx, &path.name).await,
+        E::ListArtifacts {
+            repository,
+            query,
+            filter,
+            order,
+            with,
+        } => artifacts::list(ctx, &repository, &query, &filter, order, with).await,
+        E::GetArtifact { artifact, with } => artifacts::get(ctx, &artifact, with).await,
+        E::DeleteArtifact(artifact) => artifacts::delete(ctx, &artifact).await,
+        E::ListTags {
+            artifact,
+            query,
+            name,
+            order,
+        } => artifacts::list_tags(ctx, &artifact, &query, name.as_ref(), order).await,
+        E::CreateTag(artifact) => artifacts::create_tag(ctx, &artifact, body).await,
+        E::DeleteTag { artifact, tag } => artifacts::delete_tag(ctx, &artifact, &tag).await,
     }
 }

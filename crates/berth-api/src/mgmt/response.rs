@@ -96,8 +96,15 @@ impl From<berth_auth::IdentityError> for MgmtApiError {
 
 impl From<berth_registry::Error> for MgmtApiError {
     fn from(e: berth_registry::Error) -> Self {
+        use berth_registry::Error as E;
         match e {
-            berth_registry::Error::Internal(cause) => MgmtApiError::internal(cause),
+            E::Internal(cause) => MgmtApiError::internal(cause),
+            e @ E::DeleteDisabled => MgmtApiError::new(405, "METHOD_NOT_ALLOWED", e.to_string()),
+            e @ E::TagExists(_) => MgmtApiError::conflict(e.to_string()),
+            // Harbor's answer to deleting an index's child.
+            e @ E::ArtifactReferenced { .. } => {
+                MgmtApiError::new(412, "VIOLATE_FOREIGN_KEY_CONSTRAINT", e.to_string())
+            }
             other if other.status() == 404 => MgmtApiError::not_found(other.to_string()),
             other => MgmtApiError::bad_request(other.to_string()),
         }

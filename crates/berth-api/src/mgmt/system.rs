@@ -76,7 +76,7 @@ pub async fn search(ctx: &Ctx<'_>, q: &str) -> MgmtResult {
     let mut public_of = std::collections::HashMap::new();
     if let Some(identity) = &ctx.state.identity {
         for p in identity.projects().await? {
-            public_of.insert(p.name.clone(), (p.id, p.public));
+            public_of.insert(p.name.clone(), p.public);
             if sees(&p.name) && p.name.contains(q) {
                 projects.push(serde_json::json!({
                     "project_id": p.id,
@@ -87,31 +87,47 @@ pub async fn search(ctx: &Ctx<'_>, q: &str) -> MgmtResult {
             }
         }
     }
-    let mut repositories = Vec::new();
-    let mut page = berth_core::endpoint::Page {
-        n: Some(1000),
-        last: None,
+    // One read: the visible repositories whose names contain `q`, with their counts.
+    let visible_projects = match &visible {
+        Visibility::All => None,
+        Visibility::Projects(names) => Some(names.iter().cloned().collect::<Vec<_>>()),
     };
-    // Walk the catalog in pages; names are filtered here (the set is what the caller sees).
-    loop {
-        let listing = ctx.state.registry.catalog(&page).await?;
-        for name in &listing.items {
-            let project = name.split_once('/').map(|(p, _)| p).unwrap_or_default();
-            if name.contains(q) && sees(project) {
-                let (id, public) = public_of.get(project).copied().unwrap_or((0, false));
-                // pull_count and artifact_count come with the repository endpoints.
-                repositories.push(serde_json::json!({
-                    "project_id": id,
-                    "project_name": project,
-                    "project_public": public,
-                    "repository_name": name,
-                }));
-            }
-        }
-        match (listing.next_page_size, listing.items.last()) {
-            (Some(_), Some(last)) => page.last = Some(last.clone()),
-            _ => break,
-        }
-    }
+    let contains = berth_core::mgmt::TextFilter::Contains(q.to_owned());
+    let found = ctx
+        .state
+        .registry
+        .repositories(&berth_meta::RepositoryQuery {
+            projects: visible_projects.as_deref(),
+            name: Some(&contains),
+            order: berth_core::mgmt::Order {
+                key: berth_core::mgmt::RepositoryKey::Name,
+                descending: false,
+            },
+            offset: 0,
+            limit: u64::MAX,
+        })
+        .await?;
+    let repositories: Vec<serde_json::Value> = found
+        .items
+        .iter()
+        .map(|r| {
+            let project = r
+                .name
+                .as_str()
+                .split_once('/')
+                .map(|(p, _)| p)
+                .unwrap_or_default();
+            let public = public_of.get(project).copied().unwrap_or(false);
+            serde_json::json!({
+                "project_id": r.project_id.unwrap_or(0),
+                "project_name": project,
+                "project_public": public,
+                "repository_name": r.name.as_str(),
+                // Pulls are not counted yet: 0, Harbor's count for a repository never pulled.
+                "pull_count": 0,
+                "artifact_count": r.artifact_count,
+            })
+        })
+        .collect();
     json(&serde_json::json!({"project": projects, "repository": repositories}))
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod artifacts;
 mod audit;
 mod auth;
 mod authz;

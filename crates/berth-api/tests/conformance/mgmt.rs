@@ -510,6 +510,15 @@ async fn search_shows_only_what_the_caller_may_see() {
         names(&anonymous, "repository", "repository_name"),
         ["shared/app"]
     );
+    let shared = &anonymous["repository"][0];
+    assert_eq!(
+        (
+            shared["artifact_count"].as_u64(),
+            shared["pull_count"].as_u64(),
+            shared["project_public"].as_bool()
+        ),
+        (Some(1), Some(0), Some(true))
+    );
     let root = as_user(&app, "root")
         .get("/api/v2.0/search?q=s")
         .send()
@@ -806,4 +815,210 @@ async fn the_openapi_document_matches_its_snapshot() {
         "the API changed: review and run with UPDATE_SNAPSHOTS=1 to accept ({})",
         path.display()
     );
+}
+
+/// The management matrix again, with the repository, artifact and tag endpoints (from the
+/// branch that added them): each endpoint × caller → status.
+#[tokio::test]
+async fn repository_authorization_matrix() {
+    let app = app().await;
+    let id = create_project(&app, "root", "team", false).await;
+    create_project(&app, "other", "elsewhere", false).await;
+    let ids = app.identity();
+    for (user, role) in [
+        ("dev", Role::Developer),
+        ("guest", Role::Guest),
+        ("maint", Role::Maintainer),
+        ("padmin", Role::ProjectAdmin),
+    ] {
+        ids.set_member("team", user, role).await.expect("member");
+    }
+    let dev_id = ids.user("dev").await.expect("dev").id;
+    let callers = ["-", "guest", "dev", "maint", "padmin", "other", "root"];
+    // What each caller may delete or create without taking it from the next one: rows
+    // say `{caller}` where a name differs per caller.
+    let slug = |caller: &str| if caller == "-" { "anon" } else { caller }.to_owned();
+    let root = as_user(&app, "root");
+    let (_, v1) = root.push_image("team/app", "v1", "v1").await;
+    for caller in callers {
+        let slug = slug(caller);
+        root.push_image(&format!("team/del-{slug}"), "v1", &slug)
+            .await;
+        root.push_image("team/app", &format!("d-{slug}"), &format!("d-{slug}"))
+            .await;
+        root.push_manifest(
+            "team/app",
+            &format!("t-{slug}"),
+            crate::common::OCI_MANIFEST,
+            v1.clone(),
+        )
+        .await;
+    }
+    let r = "/api/v2.0/projects/team/repositories";
+    // (method, path, body, expected per caller in the order above)
+    let p = format!("/api/v2.0/projects/{id}");
+    let rows: Vec<(&str, String, Option<Value>, [u16; 7])> = vec![
+        ("GET", "/api/v2.0/ping".into(), None, [200; 7]),
+        ("GET", "/api/v2.0/projects".into(), None, [200; 7]),
+        ("GET", p.clone(), None, [401, 200, 200, 200, 200, 403, 200]),
+        (
+            "GET",
+            format!("{p}/summary"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{p}/members"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{p}/members/{dev_id}"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "PUT",
+            format!("{p}/members/{dev_id}"),
+            Some(json!({"role_id": 2})),
+            [401, 403, 403, 403, 200, 403, 200],
+        ),
+        (
+            "PUT",
+            p.clone(),
+            Some(json!({"metadata": {"public": "false"}})),
+            [401, 403, 403, 403, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{p}/_deletable"),
+            None,
+            [401, 403, 403, 403, 200, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v2.0/users".into(),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/v2.0/users/{dev_id}"),
+            None,
+            [401, 403, 200, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/v2.0/users/current".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "GET",
+            "/api/v2.0/users/search?username=d".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        (
+            "HEAD",
+            "/api/v2.0/projects?project_name=team".into(),
+            None,
+            [401, 200, 200, 200, 200, 200, 200],
+        ),
+        // Repositories, artifacts and tags: Harbor's policies (rbac_role.go).
+        ("GET", "/api/v2.0/repositories".into(), None, [200; 7]),
+        ("GET", r.into(), None, [401, 200, 200, 200, 200, 403, 200]),
+        (
+            "GET",
+            format!("{r}/app"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "PUT",
+            format!("{r}/app"),
+            Some(json!({"description": "by {caller}"})),
+            [401, 403, 200, 200, 200, 403, 200],
+        ),
+        (
+            "DELETE",
+            format!("{r}/del-{{caller}}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{r}/app/artifacts"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{r}/app/artifacts/v1"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "DELETE",
+            format!("{r}/app/artifacts/d-{{caller}}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 200],
+        ),
+        (
+            "GET",
+            format!("{r}/app/artifacts/v1/tags"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        (
+            "POST",
+            format!("{r}/app/artifacts/v1/tags"),
+            Some(json!({"name": "n-{caller}"})),
+            [401, 403, 201, 201, 201, 403, 201],
+        ),
+        (
+            "DELETE",
+            format!("{r}/app/artifacts/v1/tags/t-{{caller}}"),
+            None,
+            [401, 403, 403, 200, 200, 403, 200],
+        ),
+    ];
+    let mut mismatches = Vec::new();
+    for (method, path, body, want) in rows {
+        for (caller, want) in callers.iter().zip(want) {
+            let handle = if *caller == "-" {
+                app.clone()
+            } else {
+                as_user(&app, caller)
+            };
+            let path = path.replace("{caller}", &slug(caller));
+            let request = handle.request(method.parse().expect("method"), path.clone());
+            let request = match &body {
+                Some(b) => request
+                    .header("content-type", "application/json")
+                    .body(b.to_string().replace("{caller}", &slug(caller))),
+                None => request,
+            };
+            let got = request.send().await.status.as_u16();
+            if got != want {
+                mismatches.push(format!(
+                    "{method} {path} as {caller}: got {got}, want {want}"
+                ));
+            }
+        }
+    }
+    // A non-member cannot tell a missing project from a private one; an administrator can.
+    let missing = as_user(&app, "other")
+        .get("/api/v2.0/projects/nosuch")
+        .send()
+        .await;
+    assert_harbor_error(&missing, 403, "FORBIDDEN");
+    let missing = as_user(&app, "root")
+        .get("/api/v2.0/projects/nosuch")
+        .send()
+        .await;
+    assert_harbor_error(&missing, 404, "NOT_FOUND");
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

@@ -1,0 +1,136 @@
+//! `/repositories` and `/projects/{project_name}/repositories[/{repository_name}]`: Harbor's
+//! Repository JSON, listed with `q` (name), `sort`, pages, `X-Total-Count` and `Link`.
+
+use axum::body::Body;
+use berth_auth::Visibility;
+use berth_core::RepositoryName;
+use berth_core::mgmt::{ListQuery, Order, ProjectRef, RepositoryKey, RepositoryPath, TextFilter};
+use berth_meta::{RepositoryInfo, RepositoryQuery};
+use serde::{Deserialize, Serialize};
+
+use super::Ctx;
+use super::response::{self, MgmtResult, json, page, time};
+
+/// Harbor's Repository model.
+#[derive(Serialize)]
+struct RepositoryJson {
+    id: i64,
+    project_id: i64,
+    name: String,
+    description: String,
+    artifact_count: u64,
+    /// Pulls are not counted yet (pull tracking comes with the audit log): 0 is what Harbor
+    /// answers for a repository nobody pulled, not a stand-in.
+    pull_count: u64,
+    creation_time: String,
+    update_time: String,
+}
+
+fn to_json(repository: &RepositoryInfo) -> RepositoryJson {
+    RepositoryJson {
+        id: repository.id,
+        project_id: repository.project_id.unwrap_or(0),
+        name: repository.name.to_string(),
+        description: repository.description.clone(),
+        artifact_count: repository.artifact_count,
+        pull_count: 0,
+        creation_time: time(repository.created_at),
+        update_time: time(repository.updated_at),
+    }
+}
+
+/// Harbor's Repository as a PUT body: every field it defines; only `description` changes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "Harbor's read-only fields, accepted and ignored")]
+struct RepositoryReq {
+    description: Option<String>,
+    id: Option<i64>,
+    project_id: Option<i64>,
+    name: Option<String>,
+    artifact_count: Option<i64>,
+    pull_count: Option<i64>,
+    creation_time: Option<String>,
+    update_time: Option<String>,
+}
+
+async fn list(
+    ctx: &Ctx<'_>,
+    projects: Option<&[String]>,
+    query: &ListQuery,
+    name: Option<&TextFilter>,
+    order: Order<RepositoryKey>,
+) -> MgmtResult {
+    let found = ctx
+        .state
+        .registry
+        .repositories(&RepositoryQuery {
+            projects,
+            name,
+            order,
+            offset: query.offset(),
+            limit: query.page_size,
+        })
+        .await?;
+    let items: Vec<RepositoryJson> = found.items.iter().map(to_json).collect();
+    page(
+        &items,
+        found.total,
+        query,
+        ctx.parts.uri.path(),
+        ctx.raw_query(),
+    )
+}
+
+/// Every repository of the projects the caller may see.
+pub async fn list_all(
+    ctx: &Ctx<'_>,
+    query: &ListQuery,
+    name: Option<&TextFilter>,
+    order: Order<RepositoryKey>,
+) -> MgmtResult {
+    let projects = match ctx.state.auth.visibility(ctx.principal).await {
+        Visibility::All => None,
+        Visibility::Projects(names) => {
+            let mut names: Vec<String> = names.into_iter().collect();
+            names.sort();
+            Some(names)
+        }
+    };
+    list(ctx, projects.as_deref(), query, name, order).await
+}
+
+/// The repositories of one project.
+pub async fn list_in(
+    ctx: &Ctx<'_>,
+    project: &ProjectRef,
+    query: &ListQuery,
+    name: Option<&TextFilter>,
+    order: Order<RepositoryKey>,
+) -> MgmtResult {
+    let project = match (&ctx.project, project) {
+        (Some(found), _) => found.name.clone(),
+        (None, reference) => reference.to_string(),
+    };
+    list(ctx, Some(&[project]), query, name, order).await
+}
+
+pub async fn get(ctx: &Ctx<'_>, path: &RepositoryPath) -> MgmtResult {
+    json(&to_json(&ctx.state.registry.repository(&path.name).await?))
+}
+
+pub async fn update(ctx: &Ctx<'_>, path: &RepositoryPath, body: Body) -> MgmtResult {
+    let request: RepositoryReq = response::body(body).await?;
+    // Harbor stores what the body says: no description is an empty one.
+    let description = request.description.unwrap_or_default();
+    ctx.state
+        .registry
+        .describe_repository(&path.name, &description)
+        .await?;
+    response::ok()
+}
+
+pub async fn delete(ctx: &Ctx<'_>, name: &RepositoryName) -> MgmtResult {
+    ctx.state.registry.delete_repository(name).await?;
+    response::ok()
+}
