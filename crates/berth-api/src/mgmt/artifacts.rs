@@ -3,10 +3,11 @@
 //!
 //! Ids: an artifact's id is its manifest's, a tag's its own, both drawn once from the
 //! metadata store's sequences and never reused. berth keeps no accessory records: an
-//! accessory's `id` is its artifact's id. Pulls are not recorded yet, so `pull_time` is
-//! `0001-01-01T00:00:00.000Z`, which is exactly what Harbor answers for an artifact or tag
-//! nobody pulled; no labels, scans, signatures or immutability rules exist here, so the
-//! `with_*` flags asking for them change nothing.
+//! accessory's `id` is its artifact's id. An artifact's `pull_time` is the latest pull the
+//! audit log's writer counted (off the request path, so within its batching interval), and
+//! `0001-01-01T00:00:00.000Z` — Harbor's "never" — for one nobody pulled; tags keep Harbor's
+//! "never" (pulls are counted per manifest). No labels, scans, signatures or immutability
+//! rules exist here, so the `with_*` flags asking for them change nothing.
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -41,7 +42,7 @@ struct ArtifactJson<'a> {
     digest: String,
     size: u64,
     push_time: String,
-    pull_time: &'static str,
+    pull_time: String,
     extra_attrs: &'a Map<String, Value>,
     annotations: Option<&'a Map<String, Value>>,
     references: Option<Vec<ReferenceJson<'a>>>,
@@ -168,10 +169,28 @@ fn accessory_json(
     }
 }
 
+/// The latest pull of an artifact, as the audit log's writer counted it (Harbor's
+/// "never" when nobody pulled it or pulls are not recorded).
+async fn pull_time(ctx: &Ctx<'_>, repository: &RepositoryPath, artifact: &Artifact) -> String {
+    let stats = match &ctx.state.audit_log {
+        Some(store) => store
+            .artifact_pulls(&repository.name, &artifact.info.digest)
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    match stats {
+        Some(stats) if stats.count > 0 => berth_core::time::rfc3339_millis(stats.last_ms),
+        _ => NEVER.to_owned(),
+    }
+}
+
 fn artifact_json<'a>(
     artifact: &'a Artifact,
     project_id: i64,
     repository: &RepositoryPath,
+    pull_time: String,
 ) -> ArtifactJson<'a> {
     let info = &artifact.info;
     ArtifactJson {
@@ -184,7 +203,7 @@ fn artifact_json<'a>(
         digest: info.digest.to_string(),
         size: info.size,
         push_time: time(info.pushed_at),
-        pull_time: NEVER,
+        pull_time,
         extra_attrs: &artifact.extra_attrs,
         annotations: info.annotations.as_ref(),
         references: (!artifact.references.is_empty()).then(|| {
@@ -250,11 +269,11 @@ pub async fn list(
         )
         .await?;
     let project_id = project_id(ctx, repository).await?;
-    let items: Vec<ArtifactJson<'_>> = found
-        .items
-        .iter()
-        .map(|a| artifact_json(a, project_id, repository))
-        .collect();
+    let mut items: Vec<ArtifactJson<'_>> = Vec::with_capacity(found.items.len());
+    for artifact in &found.items {
+        let pulled = pull_time(ctx, repository, artifact).await;
+        items.push(artifact_json(artifact, project_id, repository, pulled));
+    }
     page(
         &items,
         found.total,
@@ -271,7 +290,13 @@ pub async fn get(ctx: &Ctx<'_>, path: &ArtifactPath, with: ArtifactWith) -> Mgmt
         .artifact(&path.repository.name, &path.reference, with)
         .await?;
     let project_id = project_id(ctx, &path.repository).await?;
-    json(&artifact_json(&artifact, project_id, &path.repository))
+    let pulled = pull_time(ctx, &path.repository, &artifact).await;
+    json(&artifact_json(
+        &artifact,
+        project_id,
+        &path.repository,
+        pulled,
+    ))
 }
 
 pub async fn delete(ctx: &Ctx<'_>, path: &ArtifactPath) -> MgmtResult {

@@ -620,3 +620,39 @@ async fn open_mode_audits_anonymous_pushes_and_pulls_by_address() {
         ]
     );
 }
+
+#[tokio::test]
+async fn pulls_show_in_harbors_repository_and_artifact_json() {
+    let app = app().await;
+    let root = as_user(&app, "root");
+    app.identity()
+        .create_project("team", false, Some("root"))
+        .await
+        .expect("project");
+    let (digest, _) = root.push_image("team/app", "v1", "pulled").await;
+    let artifact = format!("/api/v2.0/projects/team/repositories/app/artifacts/{digest}");
+    app.flush_audit().await;
+    let before = root.get(&artifact).send().await.json();
+    assert_eq!(
+        before["pull_time"], "0001-01-01T00:00:00.000Z",
+        "never pulled"
+    );
+    for _ in 0..3 {
+        let pulled = root.get("/v2/team/app/manifests/v1").send().await;
+        assert_eq!(pulled.status, StatusCode::OK);
+    }
+    app.flush_audit().await;
+    let after = root.get(&artifact).send().await.json();
+    assert_ne!(after["pull_time"], "0001-01-01T00:00:00.000Z", "{after}");
+    assert!(
+        after["pull_time"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+    let repository = root
+        .get("/api/v2.0/projects/team/repositories/app")
+        .send()
+        .await
+        .json();
+    assert_eq!(repository["pull_count"], 3, "{repository}");
+}
