@@ -158,6 +158,9 @@ pub struct ArtifactInfo {
     pub annotations: Option<Map<String, Value>>,
     /// Unix seconds.
     pub pushed_at: i64,
+    /// The latest recorded pull, Unix milliseconds (`None`: never pulled, or pulls are not
+    /// recorded). Read with the row, so a page costs no query per artifact.
+    pub pulled_at_ms: Option<i64>,
     /// Its tags, last pushed first; `None` unless asked for.
     pub tags: Option<Vec<TagInfo>>,
     /// The ids of its children (an index's manifests) stored in the repository.

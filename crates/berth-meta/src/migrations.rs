@@ -195,4 +195,17 @@ pub const MIGRATIONS: &[&str] = &[
     -- A manifest's tags (and the cascade when it is deleted).
     CREATE INDEX tags_manifest ON tags(repository_id, manifest_digest);
     "#,
+    // 5: each repository's number of manifests, kept by triggers on every path that adds or
+    // removes one, so a page of Harbor's artifact list is counted without walking an index.
+    r#"
+    ALTER TABLE repositories ADD COLUMN manifest_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE repositories SET manifest_count =
+        (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = repositories.id);
+    CREATE TRIGGER manifests_counted AFTER INSERT ON manifests BEGIN
+        UPDATE repositories SET manifest_count = manifest_count + 1 WHERE id = NEW.repository_id;
+    END;
+    CREATE TRIGGER manifests_uncounted AFTER DELETE ON manifests BEGIN
+        UPDATE repositories SET manifest_count = manifest_count - 1 WHERE id = OLD.repository_id;
+    END;
+    "#,
 ];

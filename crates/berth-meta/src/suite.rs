@@ -489,6 +489,12 @@ async fn audit(store: &dyn MetaStore) {
         .await
         .expect("put");
     assert_eq!(store.repository_pulls(&repo).await.expect("pulls"), Some(0));
+    let unpulled = store
+        .artifact(&repo, &Reference::Digest(image.digest.clone()), WITH_TAGS)
+        .await
+        .expect("artifact")
+        .expect("stored");
+    assert_eq!(unpulled.pulled_at_ms, None);
     assert_eq!(
         store
             .artifact_pulls(&repo, &image.digest)
@@ -555,6 +561,13 @@ async fn audit(store: &dyn MetaStore) {
         })
     );
     assert_eq!(store.repository_pulls(&repo).await.expect("pulls"), Some(3));
+    // The artifact's own row carries its latest pull, so a page needs no query per artifact.
+    let shown = store
+        .artifact(&repo, &Reference::Digest(image.digest.clone()), WITH_TAGS)
+        .await
+        .expect("artifact")
+        .expect("stored");
+    assert_eq!(shown.pulled_at_ms, Some(4_000));
 
     // Newest first by default, every field as written.
     let (all, total) = store
@@ -1219,6 +1232,32 @@ async fn artifacts(store: &dyn MetaStore) {
         .expect("info")
         .expect("exists");
     assert_eq!(info.artifact_count, 2);
+    // The count stays true through every way manifests go: an artifact deleted with its
+    // accessory, a manifest deleted alone.
+    let walk_filter = ArtifactFilter {
+        digest: Some(TextFilter::Contains("sha256:".into())),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .delete_artifact(&orphans, &x.digest)
+            .await
+            .expect("delete"),
+        ArtifactDeletion::Deleted(_)
+    ));
+    let default = page(store, &orphans, &all).await;
+    assert_eq!(
+        (default.total, digests(&default)),
+        (1, vec![stray.digest.clone()])
+    );
+    assert_eq!(page(store, &orphans, &walk_filter).await.total, 1);
+    assert!(
+        store
+            .delete_manifest(&orphans, &stray.digest)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(page(store, &orphans, &all).await.total, 0);
     assert!(store.delete_repository(&orphans).await.expect("delete"));
 
     // Repositories: counts, projects, names, order, descriptions, deletes.

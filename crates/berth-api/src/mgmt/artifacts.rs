@@ -171,18 +171,10 @@ fn accessory_json(
 
 /// The latest pull of an artifact, as the audit log's writer counted it (Harbor's
 /// "never" when nobody pulled it or pulls are not recorded).
-async fn pull_time(ctx: &Ctx<'_>, repository: &RepositoryPath, artifact: &Artifact) -> String {
-    let stats = match &ctx.state.audit_log {
-        Some(store) => store
-            .artifact_pulls(&repository.name, &artifact.info.digest)
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
-    match stats {
-        Some(stats) if stats.count > 0 => berth_core::time::rfc3339_millis(stats.last_ms),
-        _ => NEVER.to_owned(),
+fn pull_time(artifact: &Artifact) -> String {
+    match artifact.info.pulled_at_ms {
+        Some(ms) => berth_core::time::rfc3339_millis(ms),
+        None => NEVER.to_owned(),
     }
 }
 
@@ -271,7 +263,7 @@ pub async fn list(
     let project_id = project_id(ctx, repository).await?;
     let mut items: Vec<ArtifactJson<'_>> = Vec::with_capacity(found.items.len());
     for artifact in &found.items {
-        let pulled = pull_time(ctx, repository, artifact).await;
+        let pulled = pull_time(artifact);
         items.push(artifact_json(artifact, project_id, repository, pulled));
     }
     page(
@@ -290,7 +282,7 @@ pub async fn get(ctx: &Ctx<'_>, path: &ArtifactPath, with: ArtifactWith) -> Mgmt
         .artifact(&path.repository.name, &path.reference, with)
         .await?;
     let project_id = project_id(ctx, &path.repository).await?;
-    let pulled = pull_time(ctx, &path.repository, &artifact).await;
+    let pulled = pull_time(&artifact);
     json(&artifact_json(
         &artifact,
         project_id,

@@ -56,9 +56,10 @@ macro_rules! listed {
         concat!(
             "((m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s",
             " WHERE s.repository_id = m.repository_id AND s.digest = m.subject))",
-            " AND (NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repository_id = m.repository_id",
-            " AND p.child_digest = m.digest AND p.child_is_manifest = 1)",
-            " OR EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)))"
+            " AND (NOT EXISTS (SELECT 1 FROM manifest_references p INDEXED BY manifest_references_child",
+            " WHERE p.repository_id = m.repository_id AND p.child_digest = m.digest AND p.child_is_manifest = 1)",
+            " OR EXISTS (SELECT 1 FROM tags tg INDEXED BY tags_manifest",
+            " WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)))"
         )
     };
 }
@@ -71,9 +72,9 @@ macro_rules! artifact_filter {
         concat!(
             "m.repository_id = ?1 AND (?2 OR ", listed!(), ")",
             " AND CASE ?3",
-            " WHEN 1 THEN EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)",
-            " WHEN 2 THEN NOT EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)",
-            " WHEN 3 THEN EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest",
+            " WHEN 1 THEN EXISTS (SELECT 1 FROM tags tg INDEXED BY tags_manifest WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)",
+            " WHEN 2 THEN NOT EXISTS (SELECT 1 FROM tags tg INDEXED BY tags_manifest WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)",
+            " WHEN 3 THEN EXISTS (SELECT 1 FROM tags tg INDEXED BY tags_manifest WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest",
             " AND instr(tg.name, ?4) > 0)",
             " ELSE 1 END",
             " AND (?5 IS NULL OR m.digest = ?5) AND (?6 IS NULL OR instr(m.digest, ?6) > 0)",
@@ -92,6 +93,8 @@ macro_rules! artifact_columns {
         concat!(
             "m.id, m.repository_id, m.digest, m.media_type, m.config_media_type, m.artifact_type,",
             " m.content, m.subject, m.annotations, m.created_at, ", artifact_size!("m"), " AS total_size,",
+            " (SELECT ap.pull_time FROM artifact_pulls ap WHERE ap.repository_id = m.repository_id",
+            " AND ap.digest = m.digest AND ap.pull_count > 0) AS pulled_at_ms,",
             " CASE WHEN ", $tags, " THEN (SELECT json_group_array(json_array(tg.id, tg.name, tg.updated_at))",
             " FROM tags tg INDEXED BY tags_manifest WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest) END AS tags,",
             " (SELECT json_group_array(json_array(cr.child_digest, c.id)) FROM manifest_references cr",
@@ -127,12 +130,12 @@ const ARTIFACT_COUNT: &str = concat!(
     artifact_filter!()
 );
 /// How many artifacts of the repository `$repo` Harbor's base collection has, without
-/// walking it: every manifest (counted on the index) less those not listed, found among the
+/// walking it: every manifest (counted by migration 5's triggers) less those not listed, found among the
 /// few that could be (manifests with a subject, children of an index).
 macro_rules! listed_count {
     ($repo:literal) => {
         concat!(
-            "((SELECT COUNT(*) FROM manifests INDEXED BY manifests_pushed WHERE repository_id = ", $repo, ")",
+            "((SELECT manifest_count FROM repositories WHERE id = ", $repo, ")",
             " - (SELECT COUNT(*) FROM (",
             "SELECT digest FROM manifests INDEXED BY manifests_subject WHERE repository_id = ", $repo,
             " AND subject IS NOT NULL",
@@ -336,6 +339,7 @@ fn artifact_row(row: &SqliteRow) -> Result<ArtifactInfo> {
         subject: subject.as_deref().map(parse_digest).transpose()?,
         annotations: annotations_column(row)?,
         pushed_at: row.try_get("created_at")?,
+        pulled_at_ms: row.try_get("pulled_at_ms")?,
         tags,
         child_ids,
         accessories,
