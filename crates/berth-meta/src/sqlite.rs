@@ -87,11 +87,7 @@ impl SqliteStore {
             .max_connections(8)
             .idle_timeout(None)
             .max_lifetime(None)
-            // Readers map the database instead of copying each page into a per-connection
-            // cache (2 MiB by default, far smaller than a registry's metadata): a page of
-            // Harbor's artifact list touches thousands of pages. The mapping costs no memory
-            // of its own; touched pages are the kernel's page cache, shared by every reader.
-            .connect_with(options.read_only(true).pragma("mmap_size", MMAP_BYTES))
+            .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore {
             writer,
@@ -118,9 +114,6 @@ impl SqliteStore {
         self.writer.close().await;
     }
 }
-
-/// How much of the database readers map (SQLite maps at most the file's size).
-const MMAP_BYTES: &str = "4294967296";
 
 /// SQLite's name for the WAL of the database at `path`.
 fn wal_path(path: &Path) -> std::path::PathBuf {
