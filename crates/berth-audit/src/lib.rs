@@ -59,6 +59,8 @@ pub enum ResourceType {
     Tag,
     /// A blob unlinked from a repository: `team/app@sha256:…`.
     Blob,
+    /// A repository deleted with everything in it: `team/app`.
+    Repository,
     /// `team`.
     Project,
     /// A project's member: `team/alice`.
@@ -79,6 +81,7 @@ impl ResourceType {
             ResourceType::Artifact => "artifact",
             ResourceType::Tag => "tag",
             ResourceType::Blob => "blob",
+            ResourceType::Repository => "repository",
             ResourceType::Project => "project",
             ResourceType::Member => "member",
             ResourceType::User => "user",
@@ -179,9 +182,11 @@ impl AuditEvent {
 pub fn project_of(resource_type: ResourceType, resource: &str) -> Option<&str> {
     let first = || resource.split_once('/').map(|(p, _)| p);
     match resource_type {
-        ResourceType::Artifact | ResourceType::Tag | ResourceType::Blob | ResourceType::Member => {
-            first()
-        }
+        ResourceType::Artifact
+        | ResourceType::Tag
+        | ResourceType::Blob
+        | ResourceType::Repository
+        | ResourceType::Member => first(),
         ResourceType::Project => Some(resource),
         ResourceType::Robot => resource
             .strip_prefix(berth_core::access::ROBOT_PREFIX)

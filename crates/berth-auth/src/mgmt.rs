@@ -57,6 +57,32 @@ fn robot_allows(
     })
 }
 
+/// The first access of `wanted` that the robot permissions `held` do not hold exactly
+/// (same kind, the namespace or `*`, the same resource and action, allowed), described.
+fn robot_lacks(held: &[RobotPermission], wanted: &RobotPermission) -> Option<String> {
+    wanted
+        .access
+        .iter()
+        .filter(|a| a.effect.as_deref().is_none_or(|e| e == "allow"))
+        .find(|a| {
+            !held.iter().any(|p| {
+                p.kind == wanted.kind
+                    && (p.namespace == "*" || p.namespace == wanted.namespace)
+                    && p.access.iter().any(|h| {
+                        h.effect.as_deref().is_none_or(|e| e == "allow")
+                            && h.resource == a.resource
+                            && h.action == a.action
+                    })
+            })
+        })
+        .map(|a| {
+            format!(
+                "{} {} in {} {}",
+                a.action, a.resource, wanted.kind, wanted.namespace
+            )
+        })
+}
+
 /// Whether `grants` allow `resource`/`verb` in `project`.
 pub fn grants_allow(grants: &Grants, project: &Project, resource: Resource, verb: Verb) -> bool {
     grants.sysadmin
@@ -196,6 +222,24 @@ impl TokenAuth {
                 self.decide_in_project(grants.as_deref(), project, *resource, *verb)
                     .await?
             }
+            MgmtPermission::Delegate(wanted) => match &grants {
+                None => MgmtDecision::Unauthorized,
+                Some(g) if g.user_id.is_some() || g.sysadmin => MgmtDecision::Allow(None),
+                Some(g) => match wanted.iter().find_map(|p| robot_lacks(&g.robot, p)) {
+                    None => MgmtDecision::Allow(None),
+                    Some(missing) => MgmtDecision::Forbidden(format!(
+                        "a robot cannot grant what it does not have: {missing}"
+                    )),
+                },
+            },
+            MgmtPermission::Both { main, also } => {
+                match Box::pin(self.decide_mgmt(caller, also)).await? {
+                    MgmtDecision::Allow(_) | MgmtDecision::AllowIn(_) => {
+                        Box::pin(self.decide_mgmt(caller, main)).await?
+                    }
+                    refused => refused,
+                }
+            }
             MgmtPermission::Robot { id, verb } => {
                 let robot = self
                     .store()
@@ -241,6 +285,14 @@ impl Authorizer {
         principal: &Principal,
         required: &MgmtPermission,
     ) -> MgmtDecision {
+        if let MgmtPermission::Both { main, also } = required {
+            return match Box::pin(self.decide_mgmt(principal, also)).await {
+                MgmtDecision::Allow(_) | MgmtDecision::AllowIn(_) => {
+                    Box::pin(self.decide_mgmt(principal, main)).await
+                }
+                refused => refused,
+            };
+        }
         match self.mode() {
             AuthMode::Token(auth) => {
                 let caller = match principal {

@@ -414,6 +414,16 @@ pub enum MgmtPermission {
     /// scope needs: Harbor's `robot` permission in its project for a project-level robot,
     /// a system administrator for a system-level one.
     Robot { id: i64, verb: Verb },
+    /// Every one of these robot permissions held by the caller itself, if it is a robot: a
+    /// robot that may create robots cannot give one more than it has (users are bounded by
+    /// their roles through the permission this accompanies).
+    Delegate(Vec<crate::RobotPermission>),
+    /// Both permissions (`main` decides which project the answer names): copying an
+    /// artifact needs to create in the destination and to read the source.
+    Both {
+        main: Box<MgmtPermission>,
+        also: Box<MgmtPermission>,
+    },
 }
 
 /// Every operation of the management API berth serves.
@@ -525,6 +535,16 @@ pub enum MgmtEndpoint {
         with: ArtifactWith,
     },
     DeleteArtifact(ArtifactPath),
+    /// `POST …/artifacts?from=project/repository:tag|@digest`: the artifact, its children,
+    /// its accessories and (as Harbor does) the tags of the artifact itself, into `to`.
+    CopyArtifact {
+        to: RepositoryPath,
+        from: ArtifactPath,
+    },
+    ListAccessories {
+        artifact: ArtifactPath,
+        query: ListQuery,
+    },
     ListTags {
         artifact: ArtifactPath,
         query: ListQuery,
@@ -713,6 +733,25 @@ impl MgmtEndpoint {
             ("DELETE", ["projects", p, "repositories", r, "artifacts", a]) => {
                 E::DeleteArtifact(artifact(p, r, a)?)
             }
+            ("POST", ["projects", p, "repositories", r, "artifacts"]) => E::CopyArtifact {
+                to: repository(p, r)?,
+                from: copy_source(params.get("from"))?,
+            },
+            (
+                "GET",
+                [
+                    "projects",
+                    p,
+                    "repositories",
+                    r,
+                    "artifacts",
+                    a,
+                    "accessories",
+                ],
+            ) => E::ListAccessories {
+                artifact: artifact(p, r, a)?,
+                query: params.list()?,
+            },
             ("GET", ["projects", p, "repositories", r, "artifacts", a, "tags"]) => {
                 let query = params.list()?;
                 params.bool("with_signature")?;
@@ -775,7 +814,10 @@ impl MgmtEndpoint {
             }
             E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
             E::ListRobots { scope, .. } => robots(scope, Verb::List),
-            E::CreateRobot(request) => robots(&request.scope, Verb::Create),
+            E::CreateRobot(request) => P::Both {
+                main: Box::new(robots(&request.scope, Verb::Create)),
+                also: Box::new(P::Delegate(request.permissions.clone())),
+            },
             E::GetRobot(id) => robot(id, Verb::Read),
             E::UpdateRobot(id) | E::RefreshRobotSecret(id) => robot(id, Verb::Update),
             E::DeleteRobot(id) => robot(id, Verb::Delete),
@@ -798,6 +840,13 @@ impl MgmtEndpoint {
                 on(&artifact.repository.project, Resource::Artifact, Verb::Read)
             }
             E::DeleteArtifact(a) => on(&a.repository.project, Resource::Artifact, Verb::Delete),
+            E::CopyArtifact { to, from } => P::Both {
+                main: Box::new(on(&to.project, Resource::Artifact, Verb::Create)),
+                also: Box::new(on(&from.repository.project, Resource::Artifact, Verb::Read)),
+            },
+            E::ListAccessories { artifact, .. } => {
+                on(&artifact.repository.project, Resource::Artifact, Verb::List)
+            }
             E::ListTags { artifact, .. } => {
                 on(&artifact.repository.project, Resource::Tag, Verb::List)
             }
@@ -885,6 +934,41 @@ fn artifact(project: &str, repo: &str, reference: &str) -> Result<ArtifactPath, 
     })
 }
 
+/// The source of a copy: `project/repository:tag` or `project/repository@digest`.
+fn copy_source(from: Option<&str>) -> Result<ArtifactPath, MgmtError> {
+    let from = from
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| MgmtError::BadRequest("the query parameter \"from\" is required".into()))?;
+    let bad = || {
+        MgmtError::BadRequest(format!(
+            "from={from:?} must be \"project/repository:tag\" or \"project/repository@digest\""
+        ))
+    };
+    let (name, reference) = match from.split_once('@') {
+        Some(split) => split,
+        None => {
+            let slash = from.rfind('/').ok_or_else(bad)?;
+            let colon = from[slash..].find(':').ok_or_else(bad)? + slash;
+            (&from[..colon], &from[colon + 1..])
+        }
+    };
+    let (project, repo) = name.split_once('/').ok_or_else(bad)?;
+    if project.is_empty() || repo.is_empty() {
+        return Err(bad());
+    }
+    Ok(ArtifactPath {
+        repository: RepositoryPath {
+            project: ProjectRef::Name(project.to_owned()),
+            name: name
+                .parse()
+                .map_err(|e| MgmtError::BadRequest(format!("from={from:?}: {e}")))?,
+        },
+        reference: reference
+            .parse()
+            .map_err(|e| MgmtError::BadRequest(format!("from={from:?}: {e}")))?,
+    })
+}
+
 /// Paths that exist with another method (405 rather than 404).
 fn is_known(segments: &[&str]) -> bool {
     matches!(
@@ -908,7 +992,15 @@ fn is_known(segments: &[&str]) -> bool {
             | ["projects", _, "repositories", _]
             | ["projects", _, "repositories", _, "artifacts"]
             | ["projects", _, "repositories", _, "artifacts", _]
-            | ["projects", _, "repositories", _, "artifacts", _, "tags"]
+            | [
+                "projects",
+                _,
+                "repositories",
+                _,
+                "artifacts",
+                _,
+                "tags" | "accessories"
+            ]
             | ["projects", _, "repositories", _, "artifacts", _, "tags", _]
     )
 }
@@ -1134,6 +1226,69 @@ mod tests {
             named,
             Ok(MgmtEndpoint::GetProject(ProjectRef::Name("123".into())))
         );
+    }
+
+    #[test]
+    fn copy_sources_name_a_project_repository_and_reference() {
+        let e = parse(
+            "POST",
+            "/api/v2.0/projects/dst/repositories/a%252Fb/artifacts?from=src%2Fteam%2Fapp%3Av1",
+        )
+        .expect("by tag");
+        let MgmtEndpoint::CopyArtifact { to, from } = &e else {
+            panic!("not a copy: {e:?}")
+        };
+        assert_eq!(to.name.as_str(), "dst/a/b");
+        assert_eq!(from.repository.name.as_str(), "src/team/app");
+        assert_eq!(from.repository.project, ProjectRef::Name("src".into()));
+        assert_eq!(from.reference, Reference::Tag("v1".parse().expect("tag")));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let e = parse(
+            "POST",
+            &format!("/api/v2.0/projects/dst/repositories/app/artifacts?from=src/app@{digest}"),
+        )
+        .expect("by digest");
+        let MgmtEndpoint::CopyArtifact { from, .. } = &e else {
+            panic!("not a copy")
+        };
+        assert_eq!(from.reference.to_string(), digest);
+        // Both projects are checked: create in the destination, read the source.
+        assert_eq!(
+            e.required(),
+            MgmtPermission::Both {
+                main: Box::new(MgmtPermission::Project {
+                    project: ProjectRef::Name("dst".into()),
+                    resource: Resource::Artifact,
+                    verb: Verb::Create,
+                }),
+                also: Box::new(MgmtPermission::Project {
+                    project: ProjectRef::Name("src".into()),
+                    resource: Resource::Artifact,
+                    verb: Verb::Read,
+                }),
+            }
+        );
+        for bad in [
+            "",
+            "?from=",
+            "?from=app:v1",
+            "?from=src/app",
+            "?from=src/app@sha256:short",
+            "?from=src/App:v1",
+            "?from=/app:v1",
+            "?from=src/app:bad%20tag",
+        ] {
+            assert!(
+                matches!(
+                    parse(
+                        "POST",
+                        &format!("/api/v2.0/projects/dst/repositories/app/artifacts{bad}")
+                    ),
+                    Err(MgmtError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -1447,15 +1602,26 @@ mod tests {
             create(
                 r#"{"name":"ci","level":"project","permissions":[{"kind":"project","namespace":"team","access":[{"resource":"repository","action":"push"}]}]}"#
             ),
-            Ok(MgmtPermission::Project {
-                project: ProjectRef::Name("team".into()),
-                resource: Resource::Robot,
-                verb: Verb::Create
+            Ok(MgmtPermission::Both {
+                main: Box::new(MgmtPermission::Project {
+                    project: ProjectRef::Name("team".into()),
+                    resource: Resource::Robot,
+                    verb: Verb::Create
+                }),
+                // A robot creating it must hold what it grants.
+                also: Box::new(MgmtPermission::Delegate(vec![crate::RobotPermission {
+                    kind: "project".into(),
+                    namespace: "team".into(),
+                    access: vec![crate::access::RobotAccess::new("repository", "push")],
+                }])),
             })
         );
         assert_eq!(
             create(r#"{"name":"ci","level":"system","permissions":[]}"#),
-            Ok(MgmtPermission::SystemAdmin)
+            Ok(MgmtPermission::Both {
+                main: Box::new(MgmtPermission::SystemAdmin),
+                also: Box::new(MgmtPermission::Delegate(Vec::new())),
+            })
         );
         assert!(matches!(create(""), Err(MgmtError::BadRequest(_))));
         for (method, verb) in [

@@ -15,6 +15,7 @@ use berth_storage::BlobStore;
 pub mod artifacts;
 pub mod blobs;
 mod cache;
+mod copy;
 mod error;
 pub mod listing;
 pub mod manifests;

@@ -334,6 +334,45 @@ pub async fn list_tags(
     )
 }
 
+/// Copy an artifact from another repository (or project): 201 with the `Location` of the
+/// copy, by digest.
+pub async fn copy(ctx: &Ctx<'_>, to: &RepositoryPath, from: &ArtifactPath) -> MgmtResult {
+    let digest = ctx
+        .state
+        .registry
+        .copy_artifact(&from.repository.name, &from.reference, &to.name)
+        .await?;
+    let location = format!("{}/{digest}", ctx.parts.uri.path().trim_end_matches('/'));
+    response::created(&location)
+}
+
+/// An artifact's accessories (its referrers: signatures, SBOMs, …), oldest first.
+pub async fn list_accessories(ctx: &Ctx<'_>, path: &ArtifactPath, query: &ListQuery) -> MgmtResult {
+    let with = ArtifactWith {
+        tags: false,
+        accessories: true,
+    };
+    let artifact = ctx
+        .state
+        .registry
+        .artifact(&path.repository.name, &path.reference, with)
+        .await?;
+    let all = artifact.info.accessories.as_deref().unwrap_or_default();
+    let items: Vec<AccessoryJson> = all
+        .iter()
+        .skip(usize::try_from(query.offset()).unwrap_or(usize::MAX))
+        .take(usize::try_from(query.page_size).unwrap_or(usize::MAX))
+        .map(|a| accessory_json(a, &artifact, &path.repository))
+        .collect();
+    page(
+        &items,
+        all.len() as u64,
+        query,
+        ctx.parts.uri.path(),
+        ctx.raw_query(),
+    )
+}
+
 /// 201 without `Location`, as Harbor (it has no endpoint for one tag).
 pub async fn create_tag(ctx: &Ctx<'_>, path: &ArtifactPath, body: Body) -> MgmtResult {
     let request: TagReq = response::body(body).await?;

@@ -1,7 +1,8 @@
-//! The management API's one audit hook: which endpoints change projects, members and users
-//! (by endpoint kind), recorded when they succeed (by response status), named as they were
-//! before the change (a deleted user's name is read first) or, for creations, from the
-//! `Location` the handler answered. Handlers know nothing of it.
+//! The management API's one audit hook: which endpoints change projects, members, users,
+//! robots, repositories, artifacts and tags (by endpoint kind), recorded when they succeed
+//! (by response status), named as they were before the change (a deleted user's name is
+//! read first) or, for creations, from the `Location` the handler answered. Handlers know
+//! nothing of it.
 
 use axum::http::header;
 use axum::response::Response;
@@ -23,6 +24,8 @@ enum Target {
     NewUser,
     /// A new robot, by the `Location` answered (its id).
     NewRobot,
+    /// An artifact copied into this repository, by the `Location` answered (its digest).
+    CopiedInto(String),
 }
 
 /// A change to record if the handler succeeds.
@@ -52,6 +55,14 @@ async fn robot_name(ctx: &Ctx<'_>, id: i64) -> String {
     }
 }
 
+/// `team/app:v1` or `team/app@sha256:…`, as `/v2/` events name artifacts.
+fn artifact_name(artifact: &berth_core::mgmt::ArtifactPath) -> String {
+    match &artifact.reference {
+        berth_core::Reference::Tag(tag) => format!("{}:{tag}", artifact.repository.name),
+        berth_core::Reference::Digest(digest) => format!("{}@{digest}", artifact.repository.name),
+    }
+}
+
 fn project_name(ctx: &Ctx<'_>) -> String {
     ctx.project
         .as_ref()
@@ -63,7 +74,7 @@ fn project_name(ctx: &Ctx<'_>) -> String {
 pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
     use MgmtEndpoint as E;
     use Operation::{Create, Delete, Update};
-    use ResourceType::{Member, Project, Robot, User};
+    use ResourceType::{Artifact, Member, Project, Repository, Robot, Tag, User};
     if !ctx.state.audit.is_on() {
         return None;
     }
@@ -85,6 +96,14 @@ pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
             (Update, Robot, Target::Named(robot_name(ctx, *id).await))
         }
         E::DeleteRobot(id) => (Delete, Robot, Target::Named(robot_name(ctx, *id).await)),
+        E::DeleteRepository(path) => (Delete, Repository, Target::Named(path.name.to_string())),
+        E::DeleteArtifact(a) => (Delete, Artifact, Target::Named(artifact_name(a))),
+        E::CopyArtifact { to, .. } => (Create, Artifact, Target::CopiedInto(to.name.to_string())),
+        E::DeleteTag { artifact, tag } => (
+            Delete,
+            Tag,
+            Target::Named(format!("{}:{tag}", artifact.repository.name)),
+        ),
         _ => return None,
     };
     Some(Pending {
@@ -147,6 +166,7 @@ impl Pending {
                 Some(id) => robot_name(ctx, id).await,
                 None => location.to_owned(),
             },
+            Target::CopiedInto(repository) => format!("{repository}@{location}"),
         };
         let username = ctx.account().unwrap_or(ANONYMOUS).to_owned();
         ctx.state.audit.record(AuditEvent::new(

@@ -243,6 +243,10 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         } => artifacts::list(ctx, &repository, &query, &filter, order, with).await,
         E::GetArtifact { artifact, with } => artifacts::get(ctx, &artifact, with).await,
         E::DeleteArtifact(artifact) => artifacts::delete(ctx, &artifact).await,
+        E::CopyArtifact { to, from } => artifacts::copy(ctx, &to, &from).await,
+        E::ListAccessories { artifact, query } => {
+            artifacts::list_accessories(ctx, &artifact, &query).await
+        }
         E::ListTags {
             artifact,
             query,

@@ -807,3 +807,168 @@ async fn open_mode_reads_and_refuses_changes() {
         "FORBIDDEN",
     );
 }
+
+#[tokio::test]
+async fn artifacts_are_copied_with_platforms_accessories_and_tags() {
+    let app = app().await;
+    let root = as_user(&app, "root");
+    create_project(&app, "root", "src", false).await;
+    let dst = create_project(&app, "root", "dst", false).await;
+    // An index of two platforms, tagged twice, with a signature on the index.
+    let amd = root.image_manifest("src/app", "amd").await;
+    let arm = root.image_manifest("src/app", "arm").await;
+    for m in [&amd, &arm] {
+        root.push_manifest("src/app", &sha256(m), OCI_MANIFEST, m.clone())
+            .await;
+    }
+    let index = platform_index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    let index_digest = root
+        .push_manifest("src/app", "v1", OCI_INDEX, index.clone())
+        .await;
+    root.push_manifest("src/app", "stable", OCI_INDEX, index.clone())
+        .await;
+    root.push_blob("src/app", b"{}").await;
+    root.push_blob("src/app", b"signature").await;
+    let signature = artifact(
+        &index_digest,
+        index.len(),
+        "application/vnd.cncf.notary.signature",
+        b"signature",
+    );
+    let signature_digest = root
+        .push_manifest("src/app", &sha256(&signature), OCI_MANIFEST, signature)
+        .await;
+
+    let copied = root
+        .post("/api/v2.0/projects/dst/repositories/team%252Fapp/artifacts?from=src/app:v1")
+        .send()
+        .await;
+    assert_eq!(copied.status, StatusCode::CREATED, "{:?}", copied.body);
+    assert_eq!(
+        copied.location(),
+        format!("/api/v2.0/projects/dst/repositories/team%252Fapp/artifacts/{index_digest}")
+    );
+    // Everything pulls through /v2/ with the same bytes; the tags of the artifact came along.
+    for reference in ["v1", "stable", index_digest.as_str()] {
+        let pulled = root
+            .get(format!("/v2/dst/team/app/manifests/{reference}"))
+            .header("accept", OCI_INDEX)
+            .send()
+            .await;
+        assert_eq!(pulled.status, StatusCode::OK, "{reference}");
+        assert_eq!(pulled.body, index, "{reference}");
+    }
+    for child in [&amd, &arm] {
+        let pulled = root
+            .get(format!("/v2/dst/team/app/manifests/{}", sha256(child)))
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await;
+        assert_eq!(pulled.body, *child);
+    }
+    let referrers = root
+        .get(format!("/v2/dst/team/app/referrers/{index_digest}"))
+        .send()
+        .await
+        .json();
+    assert_eq!(referrers["manifests"][0]["digest"], signature_digest);
+    let accessories = root
+        .get(format!(
+            "/api/v2.0/projects/dst/repositories/team%252Fapp/artifacts/{index_digest}/accessories"
+        ))
+        .send()
+        .await;
+    assert_eq!(accessories.header("x-total-count"), "1");
+    assert_eq!(accessories.json()[0]["digest"], signature_digest);
+    let shown = root
+        .get("/api/v2.0/projects/dst/repositories/team%252Fapp/artifacts/v1")
+        .send()
+        .await
+        .json();
+    assert_eq!(shown["project_id"], dst);
+    // An untagged platform by digest, into another repository: copied without tags.
+    let by_digest = root
+        .post(format!(
+            "/api/v2.0/projects/dst/repositories/again/artifacts?from=src/app@{}",
+            sha256(&amd)
+        ))
+        .send()
+        .await;
+    assert_eq!(by_digest.status, StatusCode::CREATED);
+    assert_eq!(
+        root.get("/v2/dst/again/tags/list").send().await.json()["tags"],
+        json!([])
+    );
+
+    // A missing source is 404; a malformed one 400; and nothing is created.
+    assert_harbor_error(
+        &root
+            .post("/api/v2.0/projects/dst/repositories/none/artifacts?from=src/app:nope")
+            .send()
+            .await,
+        404,
+        "NOT_FOUND",
+    );
+    assert_harbor_error(
+        &root
+            .post("/api/v2.0/projects/dst/repositories/none/artifacts?from=app")
+            .send()
+            .await,
+        400,
+        "BAD_REQUEST",
+    );
+    root.get("/v2/dst/none/tags/list")
+        .send()
+        .await
+        .assert_error(404, "NAME_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_copy_needs_push_in_the_destination_and_pull_in_the_source() {
+    let app = app().await;
+    let root = as_user(&app, "root");
+    let src = create_project(&app, "root", "src", false).await;
+    let dst = create_project(&app, "root", "dst", false).await;
+    root.push_image("src/app", "v1", "s").await;
+    let member = |project: i64, user: &'static str, role: u8| {
+        let root = root.clone();
+        async move {
+            let added = send_json(
+                &root,
+                "POST",
+                &format!("/api/v2.0/projects/{project}/members"),
+                json!({"role_id": role, "member_user": {"username": user}}),
+            )
+            .await;
+            assert_eq!(added.status, StatusCode::CREATED);
+        }
+    };
+    // dev: developer in dst only; guest: guest in both.
+    member(dst, "dev", 2).await;
+    member(dst, "guest", 3).await;
+    member(src, "guest", 3).await;
+    let copy = "/api/v2.0/projects/dst/repositories/app/artifacts?from=src/app:v1";
+    // Cannot read the source: refused before anything is looked up.
+    assert_harbor_error(
+        &as_user(&app, "dev").post(copy).send().await,
+        403,
+        "FORBIDDEN",
+    );
+    // Can read the source but not push into the destination.
+    assert_harbor_error(
+        &as_user(&app, "guest").post(copy).send().await,
+        403,
+        "FORBIDDEN",
+    );
+    assert_harbor_error(&app.post(copy).send().await, 401, "UNAUTHORIZED");
+    root.get("/v2/dst/app/tags/list")
+        .send()
+        .await
+        .assert_error(404, "NAME_UNKNOWN");
+    // With both, it is copied.
+    member(src, "dev", 3).await;
+    assert_eq!(
+        as_user(&app, "dev").post(copy).send().await.status,
+        StatusCode::CREATED
+    );
+}

@@ -656,3 +656,68 @@ async fn pulls_show_in_harbors_repository_and_artifact_json() {
         .json();
     assert_eq!(repository["pull_count"], 3, "{repository}");
 }
+
+#[tokio::test]
+async fn artifact_changes_through_the_api_are_audited() {
+    let app = app().await;
+    let root = as_user(&app, "root");
+    for project in ["src", "dst"] {
+        let created = send_json(
+            &root,
+            "POST",
+            "/api/v2.0/projects",
+            json!({"project_name": project}),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+    }
+    let (digest, _) = root.push_image("src/app", "v1", "a").await;
+    root.push_image("src/old", "v1", "o").await;
+    app.flush_audit().await;
+    let api = "/api/v2.0/projects";
+    let copied = root
+        .post(format!(
+            "{api}/dst/repositories/app/artifacts?from=src/app:v1"
+        ))
+        .send()
+        .await;
+    assert_eq!(copied.status, StatusCode::CREATED);
+    app.flush_audit().await;
+    for path in [
+        format!("{api}/dst/repositories/app/artifacts/v1/tags/v1"),
+        format!("{api}/dst/repositories/app/artifacts/{digest}"),
+        format!("{api}/src/repositories/old"),
+    ] {
+        assert_eq!(
+            root.delete(&path).send().await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+        app.flush_audit().await;
+    }
+    let got: Vec<_> = summary(&all_entries(&app).await)
+        .into_iter()
+        .filter(|e| e.2 != "login")
+        .collect();
+    assert_eq!(
+        got[..4],
+        [
+            entry("root", "delete", "repository", "src/old", true),
+            entry(
+                "root",
+                "delete",
+                "artifact",
+                &format!("dst/app@{digest}"),
+                true
+            ),
+            entry("root", "delete", "tag", "dst/app:v1", true),
+            entry(
+                "root",
+                "create",
+                "artifact",
+                &format!("dst/app@{digest}"),
+                true
+            ),
+        ]
+    );
+}

@@ -897,6 +897,19 @@ async fn repository_authorization_matrix() {
         ),
         (
             "GET",
+            format!("{r}/app/artifacts/v1/accessories"),
+            None,
+            [401, 200, 200, 200, 200, 403, 200],
+        ),
+        // A copy within the project: pull and push in it (developers and up).
+        (
+            "POST",
+            format!("{r}/copy-{{caller}}/artifacts?from=team/app:v1"),
+            None,
+            [401, 403, 201, 201, 201, 403, 201],
+        ),
+        (
+            "GET",
             format!("{r}/app/artifacts/v1/tags"),
             None,
             [401, 200, 200, 200, 200, 403, 200],

@@ -700,6 +700,60 @@ async fn a_robot_holding_robot_permissions_manages_robots_as_far_as_they_go() {
 }
 
 #[tokio::test]
+async fn a_robot_creating_robots_grants_no_more_than_it_holds() {
+    let (app, _) = team().await;
+    let made = create(
+        &app,
+        "padmin",
+        json!({"name": "maker", "level": "project", "duration": -1, "permissions": [
+            {"kind": "project", "namespace": "team", "access": [
+                {"resource": "robot", "action": "create"},
+                {"resource": "repository", "action": "pull"}]}]}),
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    let body = made.json();
+    let maker = app.with_basic(
+        body["name"].as_str().expect("name"),
+        body["secret"].as_str().expect("secret"),
+    );
+    // What it holds, it may pass on.
+    let pull = send_json(
+        &maker,
+        "POST",
+        "/api/v2.0/robots",
+        project_robot("puller", &["pull"], -1),
+    )
+    .await;
+    assert_eq!(pull.status, StatusCode::CREATED, "{:?}", pull.body);
+    // Not push, which it lacks; nor robot creation is refused for lack of it alone.
+    for actions in [&["push"][..], &["pull", "push"][..], &["delete"][..]] {
+        let refused = send_json(
+            &maker,
+            "POST",
+            "/api/v2.0/robots",
+            project_robot("pusher", actions, -1),
+        )
+        .await;
+        assert_harbor_error(&refused, 403, "FORBIDDEN");
+        assert!(
+            refused.json()["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("does not have")),
+            "{:?}",
+            refused.body
+        );
+    }
+    // A user with the project's robot permission is bounded by the role, not by this rule.
+    assert_eq!(
+        create(&app, "padmin", project_robot("pusher", &["push"], -1))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
 async fn robots_are_managed_in_token_mode_only() {
     let app = TestApp::new().await;
     let response = app.get("/api/v2.0/robots").send().await;
