@@ -355,11 +355,13 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 
 # --- (f) concurrent image push + pull; peak RSS during (f) ---------------------------------
+# berth0 (audit off) too, for the "(f) with audit on within 5%" figure.
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${REGS[@]}"; do
+  for reg in "${REGS[@]}" berth0; do
     start "$reg"
     log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$REPEATS)"
     out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
+    [[ $reg == berth0 ]] && { record images-audit-off berth "$(j .images_per_s "$out")"; stop "$reg"; continue; }
     record images "$reg" "$(j .images_per_s "$out")"
     record images-p99 "$reg" "$(j .image.p99_ms "$out")"
     record rss-images "$reg" "$(hwm_mib "$reg")"
@@ -453,6 +455,9 @@ row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s
 row "(e) chunked push $BLOB, $CHUNK chunks, GiB/s" higher chunked "" ""
 row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher images "≥ 2×" '$X >= 2'
 row "(f) p99 per image (push + pull), ms" lower images-p99 "≥ 1× (no worse)" '$X >= 1'
+F_ON=$(median images berth)
+F_OFF=$(median images-audit-off berth)
+ROWS+=("| (f) images/s, audit log off | $(fmt "$F_OFF") | | audit on: $(share "$F_ON" "$F_OFF") of off | audit on ≥ 95% of off | $(met_share "$F_ON" "$F_OFF" 0.95) |")
 row "(g) _catalog page (n=$CATALOG_N, $REPOS repos), ms" lower catalog "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
 row "(g) tag list page ($TAGS tags, one page), ms" lower tags "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
 row "(g) tag list page, slowest of $LIST_ROUNDS walks (first: cold caches), ms" lower tags-max "" ""
