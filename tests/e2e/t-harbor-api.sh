@@ -64,6 +64,18 @@ check "docker login as dev --password-stdin" with_stdin "$DEV_PASS" docker login
 check "dev pushes with docker" docker push "$REG/team/app:v1"
 check "docker rmi" docker rmi "$REG/team/app:v1"
 check "dev pulls it back" docker pull "$REG/team/app:v1"
+# Promotion between projects, as release scripts do it: copy, then pull the copy.
+check "POST /projects creates prod (201)" \
+  expect_api 201 admin "$ADMIN_PASS" POST /projects '{"project_name":"prod","metadata":{"public":"false"}}'
+check "dev may not copy into prod (403)" \
+  expect_api 403 dev "$DEV_PASS" POST '/projects/prod/repositories/app/artifacts?from=team/app:v1'
+check "admin copies team/app:v1 into prod/app (201)" \
+  expect_api 201 admin "$ADMIN_PASS" POST '/projects/prod/repositories/app/artifacts?from=team/app:v1'
+check "the copy's Location names it by digest" grep -qi '^location: .*/projects/prod/repositories/app/artifacts/sha256:' "$T/api/headers"
+check "docker login as admin" with_stdin "$ADMIN_PASS" docker login "$REG" -u admin --password-stdin
+check "docker pulls the copy" docker pull "$REG/prod/app:v1"
+check "the copy has the original's digest" bash -c \
+  "[[ \$(docker inspect --format '{{index .RepoDigests 0}}' '$REG/prod/app:v1' | cut -d@ -f2) == \$(docker inspect --format '{{index .RepoDigests 0}}' '$REG/team/app:v1' | cut -d@ -f2) ]]"
 
 check "GET /projects?name=te: X-Total-Count 1" bash -c \
   "api_out=\$(printf 'user = \"dev:%s\"\n' '$DEV_PASS' | curl -K - -s -D - -o /dev/null '$API/projects?name=te'); grep -qi '^x-total-count: 1' <<<\"\$api_out\""
