@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod artifact;
+pub mod cron;
 pub mod digest;
 pub mod endpoint;
 pub mod error;

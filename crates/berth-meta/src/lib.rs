@@ -3,7 +3,8 @@
 //! lives here, so no API call ever walks the storage tree.
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
-//! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`])
+//! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
+//! [`JobStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`].
 
@@ -16,6 +17,7 @@ use serde_json::{Map, Value};
 
 pub mod audit;
 pub mod identity;
+pub mod jobs;
 mod migrations;
 pub mod sqlite;
 pub mod suite;
@@ -29,6 +31,7 @@ pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
 };
+pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -404,6 +407,7 @@ pub trait MetaStore:
     + ArtifactStore
     + IdentityStore
     + AuditStore
+    + JobStore
 {
 }
 impl<
@@ -413,7 +417,8 @@ impl<
         + ManifestStore
         + ArtifactStore
         + IdentityStore
-        + AuditStore,
+        + AuditStore
+        + JobStore,
 > MetaStore for T
 {
 }

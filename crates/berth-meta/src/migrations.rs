@@ -208,4 +208,34 @@ pub const MIGRATIONS: &[&str] = &[
         UPDATE repositories SET manifest_count = manifest_count - 1 WHERE id = OLD.repository_id;
     END;
     "#,
+    // 6: background jobs (leases, retries, history) and their schedules.
+    r#"
+    CREATE TABLE jobs (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind          TEXT NOT NULL,
+        -- Unique per kind: a scheduled run is keyed by its due time, so it is enqueued once.
+        key           TEXT NOT NULL,
+        params        TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        -- Unix milliseconds, like every time below.
+        run_after     INTEGER NOT NULL,
+        lease_owner   TEXT,
+        lease_until   INTEGER,
+        created_at    INTEGER NOT NULL,
+        started_at    INTEGER,
+        finished_at   INTEGER,
+        result        TEXT,
+        error         TEXT,
+        UNIQUE (kind, key)
+    );
+    -- What a runner claims next: queued and due, or running with a lapsed lease.
+    CREATE INDEX jobs_claimable ON jobs(state, run_after) WHERE state IN ('queued', 'running');
+    CREATE TABLE job_schedules (
+        kind     TEXT PRIMARY KEY,
+        cron     TEXT NOT NULL,
+        params   TEXT NOT NULL,
+        next_run INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];

@@ -27,6 +27,7 @@ use crate::migrations::MIGRATIONS;
 mod artifacts;
 mod audit;
 mod identity;
+mod jobs;
 use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.

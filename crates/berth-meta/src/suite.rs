@@ -402,6 +402,7 @@ pub async fn run(store: &dyn MetaStore) {
     identity(store).await;
     audit(store).await;
     artifacts(store).await;
+    jobs(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -1740,4 +1741,240 @@ async fn identity(store: &dyn MetaStore) {
         1
     );
     assert_eq!(store.signing_keys().await.expect("keys").len(), 1);
+}
+
+/// Jobs: one claim at a time under a lease, taken over when the lease lapses, retried,
+/// finished once; scheduled runs enqueued once however many nodes find them due.
+async fn jobs(store: &dyn MetaStore) {
+    use crate::{JobOutcome, JobState, NewJob, Schedule};
+    let job = |kind: &str, key: &str, at: i64| NewJob {
+        kind: kind.into(),
+        key: key.into(),
+        params: serde_json::json!({"key": key}),
+        run_after_ms: at,
+    };
+    const T: i64 = 1_000_000;
+    let first = store
+        .enqueue_job(&job("sweep", "a", T))
+        .await
+        .expect("enqueue")
+        .expect("new");
+    assert_eq!(
+        store
+            .enqueue_job(&job("sweep", "a", T))
+            .await
+            .expect("again"),
+        None,
+        "a key is enqueued once"
+    );
+    store
+        .enqueue_job(&job("sweep", "later", T + 60_000))
+        .await
+        .expect("enqueue")
+        .expect("new");
+    // Only kinds the runner knows, only when due.
+    assert!(
+        store
+            .claim_job(&["other"], "node-a", T, T + 1_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    assert!(
+        store
+            .claim_job(&["sweep"], "node-a", T - 1, T)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    let claimed = store
+        .claim_job(&["other", "sweep"], "node-a", T, T + 1_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(
+        (
+            claimed.id,
+            claimed.state,
+            claimed.attempts,
+            claimed.params["key"].as_str()
+        ),
+        (first, JobState::Running, 1, Some("a"))
+    );
+    assert_eq!(claimed.lease_owner.as_deref(), Some("node-a"));
+    // Held: nobody else gets it while the lease runs.
+    assert!(
+        store
+            .claim_job(&["sweep"], "node-b", T + 500, T + 1_500)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    assert!(
+        store
+            .renew_job(first, "node-a", T + 2_000)
+            .await
+            .expect("renew")
+    );
+    assert!(
+        store
+            .claim_job(&["sweep"], "node-b", T + 1_500, T + 3_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    // node-a dies: once its lease lapses, node-b takes the job over.
+    let taken = store
+        .claim_job(&["sweep"], "node-b", T + 2_001, T + 5_000)
+        .await
+        .expect("claim")
+        .expect("lapsed");
+    assert_eq!((taken.id, taken.attempts), (first, 2));
+    assert!(
+        !store
+            .renew_job(first, "node-a", T + 9_000)
+            .await
+            .expect("renew")
+    );
+    let done = JobOutcome::Succeeded(serde_json::json!({"freed": 3}));
+    assert!(
+        !store
+            .finish_job(first, "node-a", &done, T + 2_500)
+            .await
+            .expect("finish"),
+        "not its job any more"
+    );
+    assert!(
+        store
+            .finish_job(first, "node-b", &done, T + 2_600)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_job(first, "node-b", &done, T + 2_700)
+            .await
+            .expect("finish"),
+        "finished once"
+    );
+    let finished = store.job(first).await.expect("job").expect("stored");
+    assert_eq!(
+        (
+            finished.state,
+            finished.result,
+            finished.finished_ms,
+            finished.lease_owner
+        ),
+        (
+            JobState::Succeeded,
+            Some(serde_json::json!({"freed": 3})),
+            Some(T + 2_600),
+            None
+        )
+    );
+    assert!(
+        store
+            .claim_job(&["sweep"], "node-b", T + 3_000, T + 4_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+
+    // A failure is retried after its backoff, then fails for good.
+    let later = store
+        .claim_job(&["sweep"], "node-a", T + 60_000, T + 61_000)
+        .await
+        .expect("claim")
+        .expect("due now");
+    let retry = JobOutcome::Retry {
+        error: "store unreachable".into(),
+        run_after_ms: T + 70_000,
+    };
+    assert!(
+        store
+            .finish_job(later.id, "node-a", &retry, T + 60_500)
+            .await
+            .expect("retry")
+    );
+    let queued = store.job(later.id).await.expect("job").expect("stored");
+    assert_eq!(
+        (queued.state, queued.error.as_deref()),
+        (JobState::Queued, Some("store unreachable"))
+    );
+    assert!(
+        store
+            .claim_job(&["sweep"], "node-a", T + 69_999, T + 80_000)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+    let again = store
+        .claim_job(&["sweep"], "node-a", T + 70_000, T + 80_000)
+        .await
+        .expect("claim")
+        .expect("backoff over");
+    assert_eq!(again.attempts, 2);
+    let failed = JobOutcome::Failed("gave up".into());
+    assert!(
+        store
+            .finish_job(again.id, "node-a", &failed, T + 70_100)
+            .await
+            .expect("fail")
+    );
+    assert_eq!(
+        store
+            .job(again.id)
+            .await
+            .expect("job")
+            .expect("stored")
+            .state,
+        JobState::Failed
+    );
+
+    // Schedules: of two nodes finding a run due, one enqueues it.
+    let nightly = Schedule {
+        kind: "sweep".into(),
+        cron: "0 3 * * *".into(),
+        params: serde_json::json!({"dry_run": false}),
+        next_run_ms: T + 100_000,
+    };
+    store
+        .set_schedule("sweep", Some(&nightly))
+        .await
+        .expect("schedule");
+    assert_eq!(
+        store.schedules().await.expect("schedules"),
+        vec![nightly.clone()]
+    );
+    let run = job("sweep", "sweep@100", T + 100_000);
+    assert!(
+        store
+            .advance_schedule(T + 100_000, T + 200_000, &run)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !store
+            .advance_schedule(T + 100_000, T + 200_000, &run)
+            .await
+            .expect("second node")
+    );
+    assert_eq!(
+        store.schedules().await.expect("schedules")[0].next_run_ms,
+        T + 200_000
+    );
+    let history = store.jobs(Some("sweep"), 0, 10).await.expect("jobs");
+    assert_eq!(history.total, 3);
+    assert_eq!(history.items[0].key, "sweep@100", "newest first");
+    assert_eq!(
+        store
+            .jobs(Some("nothing"), 0, 10)
+            .await
+            .expect("jobs")
+            .total,
+        0
+    );
+    assert_eq!(store.jobs(None, 1, 1).await.expect("jobs").items.len(), 1);
+    store.set_schedule("sweep", None).await.expect("unschedule");
+    assert!(store.schedules().await.expect("schedules").is_empty());
 }
