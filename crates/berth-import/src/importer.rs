@@ -13,7 +13,7 @@ use std::sync::Arc;
 use berth_core::access::project_of;
 use berth_core::manifest::{self, MAX_MANIFEST_BYTES, ParsedManifest};
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use berth_meta::{BlobIndex, MetaStore, ProjectStore};
+use berth_meta::MetaStore;
 use berth_registry::{Error as RegistryError, Registry, RegistryOptions};
 use berth_storage::BlobStore;
 
@@ -201,14 +201,22 @@ impl Importer {
                     .iter()
                     .find(|c| failed.contains_key(*c) || !manifests.contains_key(*c));
                 if let Some(blob) = missing_blob {
-                    decided.push((digest.clone(), Err(format!("references blob {blob}, which could not be imported"))));
+                    decided.push((
+                        digest.clone(),
+                        Err(format!(
+                            "references blob {blob}, which could not be imported"
+                        )),
+                    ));
                 } else if let Some(child) = lost_child {
                     let why = if failed.contains_key(child) {
                         "which was skipped"
                     } else {
                         "which is not a manifest of the repository"
                     };
-                    decided.push((digest.clone(), Err(format!("lists manifest {child}, {why}"))));
+                    decided.push((
+                        digest.clone(),
+                        Err(format!("lists manifest {child}, {why}")),
+                    ));
                 } else if m.parsed.manifests.iter().all(|c| done.contains(c)) {
                     decided.push((digest.clone(), Ok(())));
                 }
@@ -285,7 +293,8 @@ impl Importer {
                 );
                 continue;
             };
-            self.import_tag(&repository, &tag, digest, m, report).await?;
+            self.import_tag(&repository, &tag, digest, m, report)
+                .await?;
         }
         Ok(())
     }

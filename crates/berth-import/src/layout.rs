@@ -50,11 +50,7 @@ pub async fn repositories(source: &dyn SourceTree) -> io::Result<Vec<String>> {
             format!("repositories/{name}")
         };
         let children = source.subdirectories(&dir).await?;
-        if !name.is_empty()
-            && children
-                .iter()
-                .any(|c| c == "_manifests" || c == "_layers")
-        {
+        if !name.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
             found.push(name.clone());
         }
         for child in children.into_iter().filter(|c| !c.starts_with('_')) {
@@ -128,10 +124,7 @@ pub struct RepositoryLinks {
     pub bad_links: Vec<BadLink>,
 }
 
-pub async fn repository_links(
-    source: &dyn SourceTree,
-    name: &str,
-) -> io::Result<RepositoryLinks> {
+pub async fn repository_links(source: &dyn SourceTree, name: &str) -> io::Result<RepositoryLinks> {
     let root = format!("repositories/{name}");
     let (layers, mut bad_links) = linked_digests(source, &format!("{root}/_layers")).await?;
     let (revisions, bad) = linked_digests(source, &format!("{root}/_manifests/revisions")).await?;

@@ -53,14 +53,20 @@ impl Tree {
 
     fn link(&self, repository: &str, kind: &str, digest: &Digest) {
         self.write(
-            &format!("repositories/{repository}/{kind}/sha256/{}/link", digest.hex()),
+            &format!(
+                "repositories/{repository}/{kind}/sha256/{}/link",
+                digest.hex()
+            ),
             digest.to_string().as_bytes(),
         );
     }
 
     fn tag(&self, repository: &str, tag: &str, digest: &Digest) {
         let dir = format!("repositories/{repository}/_manifests/tags/{tag}");
-        self.write(&format!("{dir}/current/link"), digest.to_string().as_bytes());
+        self.write(
+            &format!("{dir}/current/link"),
+            digest.to_string().as_bytes(),
+        );
         self.write(
             &format!("{dir}/index/sha256/{}/link", digest.hex()),
             digest.to_string().as_bytes(),
@@ -90,7 +96,11 @@ impl Tree {
         }
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{},"layers":[{}]}}"#,
-            descriptor("application/vnd.oci.image.config.v1+json", config, &config_digest),
+            descriptor(
+                "application/vnd.oci.image.config.v1+json",
+                config,
+                &config_digest
+            ),
             layer_descriptors.join(",")
         );
         self.manifest(repository, manifest.as_bytes())
@@ -208,7 +218,11 @@ fn items(report: &Report, severity: Severity) -> Vec<String> {
 #[tokio::test]
 async fn images_keep_their_digests_tags_and_bytes() {
     let tree = Tree::new();
-    let app = tree.image("team/app", b"{\"os\":\"linux\"}", &[b"layer one", b"layer two"]);
+    let app = tree.image(
+        "team/app",
+        b"{\"os\":\"linux\"}",
+        &[b"layer one", b"layer two"],
+    );
     tree.tag("team/app", "v1", &app);
     tree.tag("team/app", "latest", &app);
     let berth = Berth::new().await;
@@ -368,7 +382,11 @@ async fn a_blob_shared_by_repositories_is_copied_once() {
     let report = berth.import(&tree).await;
 
     // The config ({}) and the layer: copied for team/a, only linked for team/b.
-    assert_eq!((report.blobs_copied, report.blobs_linked), (2, 2), "{report}");
+    assert_eq!(
+        (report.blobs_copied, report.blobs_linked),
+        (2, 2),
+        "{report}"
+    );
     assert_eq!(berth.resolve("team/b", "v1").await, Some(b));
 }
 
@@ -437,7 +455,10 @@ async fn a_dry_run_reports_and_writes_nothing() {
         (2, 7, 1, 1, vec!["team".to_owned()])
     );
     assert_eq!(berth.resolve("team/app", "v1").await, None);
-    assert_eq!(berth.meta.project_by_name("team").await.expect("read"), None);
+    assert_eq!(
+        berth.meta.project_by_name("team").await.expect("read"),
+        None
+    );
 }
 
 #[tokio::test]
@@ -464,7 +485,10 @@ async fn missing_projects_are_created_private_unless_told_otherwise() {
     };
     let report = other.import_with(&tree.root, options).await;
     assert_eq!(report.projects_missing, ["team"]);
-    assert_eq!(other.meta.project_by_name("team").await.expect("read"), None);
+    assert_eq!(
+        other.meta.project_by_name("team").await.expect("read"),
+        None
+    );
     assert_eq!(other.resolve("team/app", "v1").await, Some(image));
 }
 
