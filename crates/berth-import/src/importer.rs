@@ -59,6 +59,16 @@ fn target(e: impl std::fmt::Display) -> ImportError {
     ImportError::Target(e.to_string())
 }
 
+/// What one run learns that later repositories reuse.
+#[derive(Default)]
+struct RunState {
+    /// Projects already checked (or created).
+    projects_seen: HashSet<String>,
+    /// Blobs whose source data failed (wrong digest, unreadable), and why: a blob shared by
+    /// many repositories is read once, not once per repository.
+    bad_blobs: HashMap<Digest, String>,
+}
+
 /// A manifest revision read from the tree, its bytes verified against its digest.
 struct SourceManifest {
     bytes: Vec<u8>,
@@ -115,14 +125,14 @@ impl Importer {
             dry_run: self.options.dry_run,
             ..Default::default()
         };
-        let mut projects_seen = HashSet::new();
+        let mut state = RunState::default();
         for name in layout::repositories(source).await? {
             if !self.wanted(&name) {
                 continue;
             }
             tracing::info!(repository = %name, dry_run = self.options.dry_run, "importing");
             report.repositories += 1;
-            self.import_repository(source, &name, &mut projects_seen, &mut report)
+            self.import_repository(source, &name, &mut state, &mut report)
                 .await?;
         }
         Ok(report)
@@ -132,7 +142,7 @@ impl Importer {
         &self,
         source: &dyn SourceTree,
         name: &str,
-        projects_seen: &mut HashSet<String>,
+        state: &mut RunState,
         report: &mut Report,
     ) -> Result<(), ImportError> {
         let repository: RepositoryName = match name.parse() {
@@ -172,7 +182,7 @@ impl Importer {
         }
 
         if let Some(project) = project_of(&repository)
-            && projects_seen.insert(project.to_owned())
+            && state.projects_seen.insert(project.to_owned())
         {
             self.ensure_project(project, report).await?;
         }
@@ -180,7 +190,7 @@ impl Importer {
         let mut available = HashSet::new();
         for (digest, needed) in &wanted_blobs {
             if self
-                .import_blob(source, &repository, digest, *needed, report)
+                .import_blob(source, &repository, digest, *needed, state, report)
                 .await?
             {
                 available.insert(digest.clone());
@@ -335,10 +345,15 @@ impl Importer {
         repository: &RepositoryName,
         digest: &Digest,
         needed: bool,
+        state: &mut RunState,
         report: &mut Report,
     ) -> Result<bool, ImportError> {
         let name = repository.as_str();
         let item = format!("blob {digest}");
+        if let Some(reason) = state.bad_blobs.get(digest) {
+            report.find(Severity::Error, name, item, reason);
+            return Ok(false);
+        }
         match self.registry.blob_size(repository, digest).await {
             Ok(_) => {
                 report.blobs_present += 1;
@@ -394,22 +409,17 @@ impl Importer {
                 Ok(true)
             }
             Err(RegistryError::DigestMismatch { actual, .. }) => {
-                report.find(
-                    Severity::Error,
-                    name,
-                    item,
-                    format!("its data does not match its digest (the bytes hash to {actual})"),
-                );
+                let reason =
+                    format!("its data does not match its digest (the bytes hash to {actual})");
+                report.find(Severity::Error, name, item, &reason);
+                state.bad_blobs.insert(digest.clone(), reason);
                 Ok(false)
             }
             // The source stream failed part-way (the error is the body's).
             Err(RegistryError::UploadInvalid(reason)) => {
-                report.find(
-                    Severity::Error,
-                    name,
-                    item,
-                    format!("cannot read {path}: {reason}"),
-                );
+                let reason = format!("cannot read {path}: {reason}");
+                report.find(Severity::Error, name, item, &reason);
+                state.bad_blobs.insert(digest.clone(), reason);
                 Ok(false)
             }
             Err(e) => Err(target(e)),

@@ -84,16 +84,11 @@ impl Report {
             item: item.into(),
             reason: reason.into(),
         };
-        match severity {
-            Severity::Error => tracing::warn!(
-                repository = %finding.repository, item = %finding.item, reason = %finding.reason,
-                "skipped"
-            ),
-            Severity::Warning => tracing::info!(
-                repository = %finding.repository, item = %finding.item, reason = %finding.reason,
-                "skipped"
-            ),
-        }
+        // At debug only: the summary lists every finding once, at the end.
+        tracing::debug!(
+            repository = %finding.repository, item = %finding.item, reason = %finding.reason,
+            severity = ?finding.severity, "skipped"
+        );
         self.findings.push(finding);
     }
 }

@@ -10,7 +10,7 @@ use berth_registry::{Registry, RegistryOptions};
 use berth_storage::{BlobStore, FsBlobStore};
 use futures_util::StreamExt;
 
-use crate::{FsSource, ImportOptions, Importer, ProjectPolicy, Report, Severity};
+use crate::{FsSource, ImportOptions, Importer, ProjectPolicy, Report, Severity, SourceTree};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -175,6 +175,15 @@ impl Berth {
             .expect("import runs")
     }
 
+    async fn import_from(&self, source: &dyn SourceTree) -> Report {
+        let meta: Arc<dyn MetaStore> = Arc::new(self.meta.clone());
+        let blobs: Arc<dyn BlobStore> = self.blobs.clone();
+        Importer::new(meta, blobs, ImportOptions::default())
+            .run(source)
+            .await
+            .expect("import runs")
+    }
+
     async fn import(&self, tree: &Tree) -> Report {
         self.import_with(&tree.root, ImportOptions::default()).await
     }
@@ -203,6 +212,32 @@ impl Berth {
             bytes.extend_from_slice(&chunk.expect("chunk"));
         }
         Some(bytes)
+    }
+}
+
+/// A source that counts how often each file is opened for streaming.
+struct CountingSource {
+    inner: FsSource,
+    opens: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl SourceTree for CountingSource {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn subdirectories(&self, path: &str) -> std::io::Result<Vec<String>> {
+        self.inner.subdirectories(path).await
+    }
+    async fn read_small(&self, path: &str, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+        self.inner.read_small(path, limit).await
+    }
+    async fn size(&self, path: &str) -> std::io::Result<Option<u64>> {
+        self.inner.size(path).await
+    }
+    async fn open(&self, path: &str) -> std::io::Result<Option<berth_storage::ByteStream>> {
+        self.opens.lock().expect("lock").push(path.to_owned());
+        self.inner.open(path).await
     }
 }
 
@@ -331,6 +366,101 @@ async fn a_blob_with_wrong_bytes_is_reported_and_not_imported() {
     assert_eq!(berth.blobs.stat(&layer).await.expect("stat"), None);
     assert_eq!(berth.resolve("team/bad", "v1").await, None);
     assert_eq!(berth.resolve("team/good", "v1").await, Some(good));
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_shared_by_repositories_is_read_once_and_reported_in_each() {
+    let tree = Tree::new();
+    for name in ["team/a", "team/b"] {
+        let image = tree.image(name, b"{}", &[b"shared layer"]);
+        tree.tag(name, "v1", &image);
+    }
+    let layer = Digest::of(Algorithm::Sha256, b"shared layer");
+    tree.blob_as(&layer, b"shared LAYER");
+    let berth = Berth::new().await;
+    let source = CountingSource {
+        inner: FsSource::open(&tree.root).expect("tree"),
+        opens: Default::default(),
+    };
+
+    let report = berth.import_from(&source).await;
+
+    let blob_errors: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.item == format!("blob {layer}"))
+        .map(|f| f.reason.as_str())
+        .collect();
+    assert_eq!(blob_errors.len(), 2, "{report}");
+    let layer_path = crate::layout::blob_data_path(&layer);
+    let opens = source.opens.lock().expect("lock").clone();
+    assert_eq!(opens.iter().filter(|p| **p == layer_path).count(), 1);
+}
+
+#[tokio::test]
+async fn a_tag_moved_in_registry2_since_the_last_run_moves_in_berth() {
+    let tree = Tree::new();
+    let first = tree.image("team/app", b"{}", &[b"first"]);
+    tree.tag("team/app", "latest", &first);
+    let berth = Berth::new().await;
+    berth.import(&tree).await;
+    let second = tree.image("team/app", b"{}", &[b"second"]);
+    tree.tag("team/app", "latest", &second);
+
+    let report = berth.import(&tree).await;
+
+    assert_eq!(
+        (report.manifests_imported, report.tags_moved),
+        (1, 1),
+        "{report}"
+    );
+    assert_eq!(berth.resolve("team/app", "latest").await, Some(second));
+}
+
+#[tokio::test]
+async fn a_schema1_manifest_is_an_error_and_the_rest_imports() {
+    let tree = Tree::new();
+    let image = tree.image("team/app", b"{}", &[b"layer"]);
+    tree.tag("team/app", "v2", &image);
+    let schema1 = tree.manifest(
+        "team/app",
+        br#"{"schemaVersion":1,"name":"team/app","tag":"v1","fsLayers":[]}"#,
+    );
+    tree.tag("team/app", "v1", &schema1);
+    let berth = Berth::new().await;
+
+    let report = berth.import(&tree).await;
+
+    assert_eq!(
+        items(&report, Severity::Error),
+        [
+            format!("team/app manifest {schema1}"),
+            "team/app tag v1".to_owned()
+        ]
+    );
+    assert_eq!(berth.resolve("team/app", "v2").await, Some(image));
+}
+
+#[tokio::test]
+async fn a_blob_a_manifest_needs_is_imported_even_without_its_layers_link() {
+    let tree = Tree::new();
+    let image = tree.image("team/app", b"{}", &[b"unlinked"]);
+    tree.tag("team/app", "v1", &image);
+    let layer = Digest::of(Algorithm::Sha256, b"unlinked");
+    std::fs::remove_file(tree.v2().join(format!(
+        "repositories/team/app/_layers/sha256/{}/link",
+        layer.hex()
+    )))
+    .expect("unlink");
+    let berth = Berth::new().await;
+
+    let report = berth.import(&tree).await;
+
+    assert!(report.findings.is_empty(), "{report}");
+    assert_eq!(
+        berth.blob_bytes("team/app", &layer).await.as_deref(),
+        Some(&b"unlinked"[..])
+    );
 }
 
 #[tokio::test]
