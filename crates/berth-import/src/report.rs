@@ -156,7 +156,8 @@ impl fmt::Display for Report {
             self.warnings()
         )?;
         let mut findings: Vec<&Finding> = self.findings.iter().collect();
-        findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        // Errors first; a stable sort keeps each severity in the order found.
+        findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
         for finding in findings {
             let severity = match finding.severity {
                 Severity::Error => "error",
