@@ -100,10 +100,10 @@ fn megabytes(bytes: u64) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (done, verb) = if self.dry_run {
-            ("would be ", "would ")
+        let (done, create) = if self.dry_run {
+            ("would be ", "would create")
         } else {
-            ("", "")
+            ("", "created")
         };
         writeln!(
             f,
@@ -119,8 +119,7 @@ impl fmt::Display for Report {
         if !self.projects_created.is_empty() {
             writeln!(
                 f,
-                "projects:     {}created {}",
-                verb,
+                "projects:     {create} {}",
                 self.projects_created.join(", ")
             )?;
         }
@@ -170,5 +169,47 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dry_run_summary_says_what_would_happen_errors_first() {
+        let mut report = Report {
+            source: "/srv/registry/docker/registry/v2".into(),
+            dry_run: true,
+            repositories: 2,
+            projects_created: vec!["team".into()],
+            blobs_copied: 3,
+            bytes_copied: 2_500_000,
+            blobs_linked: 1,
+            manifests_imported: 2,
+            tags_imported: 2,
+            ..Default::default()
+        };
+        report.find(Severity::Warning, "team/a", "tag old", "points at nothing");
+        report.find(
+            Severity::Error,
+            "team/b",
+            "blob sha256:ab",
+            "data is corrupt",
+        );
+
+        assert_eq!(
+            report.to_string(),
+            "registry:2 import from /srv/registry/docker/registry/v2 (dry run: nothing written, blob digests not verified)\n\
+             repositories: 2\n\
+             projects:     would create team\n\
+             blobs:        3 would be copied (2.5 MB), 1 would be linked (already stored), 0 already present\n\
+             manifests:    2 would be imported, 0 already present\n\
+             tags:         2 would be imported, 0 would be moved, 0 already present\n\
+             skipped:      1 errors, 1 warnings\n\
+             \x20 error   team/b blob sha256:ab: data is corrupt\n\
+             \x20 warning team/a tag old: points at nothing\n"
+        );
+        assert!(report.failed());
     }
 }
