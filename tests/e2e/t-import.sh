@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# berth import registry2: a distribution 2.8 registry filled with skopeo (OCI and docker schema 2 images, a two-platform index, nested names, a deleted tag) is imported from its storage tree into a fresh berth, twice, and every tag pulls back with the digest registry:2 served.
+# berth import registry2: a distribution 2.8 registry filled with skopeo (OCI and docker schema 2 images, a two-platform index, nested names, a deleted tag) is imported from its storage tree into a fresh berth, twice, and every tag pulls back with the digest registry:2 served; in token mode the created project is private.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=import
 
@@ -92,5 +92,15 @@ check_eq "the pulled index has registry:2's digest" "$(awk '$1 == "team/multi" {
   "$(jq -r '.manifests[0].digest' "$T/multi-out/index.json" 2>/dev/null)"
 check_eq "--override-arch arm64 resolves to the arm64 image" arm64 \
   "$(skopeo inspect "${SK[@]}" --override-arch arm64 "docker://$REG/team/multi:v1" | jq -r .Architecture)"
+
+# ---------------------------------------------------------------- token mode: created projects are private
+stop_registry
+REG_AUTH_MODE=token REG_ADMIN_PASSWORD=$(new_password) start_registry_or_abort "$T/berth"
+check "token mode: anonymous pull from the public project library works" \
+  skopeo inspect "${SK[@]}" --raw "docker://$REG/library/busybox:1"
+check_eq "the import created the project team, private" "team false" \
+  "$("$BERTH_BIN" project list --data-dir "$DATA" 2>/dev/null | awk '$2 == "team" {print $2, $3}')"
+check "token mode: an anonymous pull from team is refused" \
+  expect_auth_failure skopeo inspect "${SK[@]}" --raw "docker://$REG/team/app:v1"
 
 exit 0
