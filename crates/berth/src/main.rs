@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod import;
 mod tls;
 
 use config::{AuthModeSetting, Config, RawConfig, berth_env_name, registry_env_name};
@@ -67,6 +68,13 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: admin::KeysCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Import another registry's storage without re-pushing: registry2.
+    Import {
+        #[command(subcommand)]
+        command: import::ImportCommand,
         #[command(flatten)]
         flags: Flags,
     },
@@ -165,6 +173,7 @@ fn main() -> ExitCode {
         Command::Member { command, flags } => block_on(admin::member(command, &flags)),
         Command::Robot { command, flags } => block_on(admin::robot(command, &flags)),
         Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
+        Command::Import { command, flags } => block_on(import::import(command, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
