@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use berth_auth::{AuthMode, Authorizer, Htpasswd};
@@ -15,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod config;
 mod import;
+mod jobs;
 mod tls;
 
 use config::{AuthModeSetting, Config, RawConfig, berth_env_name, registry_env_name};
@@ -275,7 +275,7 @@ async fn run(config: Config) -> Result<(), String> {
         },
     );
     let registry = Arc::new(registry);
-    tokio::spawn(purge_uploads_periodically(registry.clone()));
+    jobs::start(Arc::new(meta.clone()), registry.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = Arc::new(meta.clone());
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
@@ -379,27 +379,6 @@ async fn start_token_mode(
     }
     tracing::info!(service = %config.token_service, "token authentication is on");
     Ok(token_auth)
-}
-
-/// Sessions idle this long are abandoned (registry:2's default purge age).
-const UPLOAD_MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Upload areas without a session are debris after this long.
-const ORPHAN_AREA_MAX_IDLE: Duration = Duration::from_secs(3600);
-
-/// Reclaim abandoned uploads at start-up and then hourly.
-async fn purge_uploads_periodically(registry: Arc<Registry>) {
-    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        every_hour.tick().await;
-        match registry
-            .purge_uploads(UPLOAD_MAX_IDLE, ORPHAN_AREA_MAX_IDLE)
-            .await
-        {
-            Ok((0, 0)) => {}
-            Ok((sessions, areas)) => tracing::info!(sessions, areas, "purged abandoned uploads"),
-            Err(e) => tracing::warn!(error = %e, "could not purge abandoned uploads"),
-        }
-    }
 }
 
 async fn shutdown_signal() {
