@@ -4,7 +4,8 @@
 //! - `/v2/…`: the OCI distribution API ([`distribution`]).
 //! - `/service/token`: the Docker token service, in token mode ([`token`]).
 //! - `/api/v2.0/…`: Harbor's management API ([`mgmt`]).
-//! - `/healthz`: liveness.
+//! - `/healthz`: liveness (the process answers); `/readyz`: readiness (the metadata
+//!   database and the blob store answer too), for load balancers and Kubernetes probes.
 //!
 //! Handlers are thin: they translate HTTP into calls on `berth_registry::Registry` and its
 //! results back into HTTP. They never decide permissions: [`distribution`] authorizes every
@@ -68,6 +69,23 @@ impl AppState {
     }
 }
 
+/// 200 when this node can serve: its metadata database and blob store both answer; 503 naming
+/// what does not.
+async fn readiness(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, String) {
+    match state.registry.ready().await {
+        Ok(()) => (axum::http::StatusCode::OK, "ready\n".into()),
+        Err(reason) => {
+            tracing::warn!(%reason, "not ready");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {reason}\n"),
+            )
+        }
+    }
+}
+
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -78,6 +96,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v2.0/openapi.json", get(mgmt::openapi_document))
         .route("/api/v2.0/{*rest}", any(mgmt::dispatch))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readiness))
         .layer(axum::middleware::from_fn(error::catch_panics))
         .layer(axum::middleware::from_fn(error::log_server_errors))
         .with_state(state)

@@ -82,6 +82,21 @@ impl Registry {
         }
     }
 
+    /// Whether both stores answer: a metadata read and a blob lookup (what every pull
+    /// needs). The error names the one that failed.
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        self.meta
+            .list_repositories(None, 1)
+            .await
+            .map_err(|e| format!("metadata database: {e}"))?;
+        let probe = berth_core::Digest::of(berth_core::Algorithm::Sha256, b"");
+        self.blobs
+            .stat(&probe)
+            .await
+            .map_err(|e| format!("blob storage: {e}"))?;
+        Ok(())
+    }
+
     pub fn options(&self) -> &RegistryOptions {
         &self.options
     }

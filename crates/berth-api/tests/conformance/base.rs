@@ -115,6 +115,27 @@ async fn method_not_allowed_on_an_upload_session_is_405() {
 }
 
 #[tokio::test]
+async fn readyz_says_which_store_fails_and_recovers() {
+    let app = TestApp::new().await;
+    let ready = app.get("/readyz").send().await;
+    assert_eq!(ready.status, StatusCode::OK);
+    // The blob store's root replaced by a file: lookups fail, and readiness names it.
+    let blobs = app.data_dir().join("blobs");
+    let moved = app.data_dir().join("blobs.moved");
+    std::fs::rename(&blobs, &moved).expect("move");
+    std::fs::write(&blobs, b"not a directory").expect("file");
+    let broken = app.get("/readyz").send().await;
+    assert_eq!(broken.status, StatusCode::SERVICE_UNAVAILABLE);
+    let text = String::from_utf8_lossy(&broken.body).into_owned();
+    assert!(text.contains("blob storage"), "{text}");
+    // Liveness is not readiness: the process still answers.
+    assert_eq!(app.get("/healthz").send().await.status, StatusCode::OK);
+    std::fs::remove_file(&blobs).expect("remove");
+    std::fs::rename(&moved, &blobs).expect("restore");
+    assert_eq!(app.get("/readyz").send().await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn healthz_answers_ok() {
     let app = TestApp::new().await;
     let response = app.get("/healthz").send().await;
