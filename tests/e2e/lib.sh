@@ -4,7 +4,8 @@
 # (`bash tests/e2e/t-skopeo.sh`); it then owns its temp dir and prints its own summary line.
 #
 # Environment:
-#   E2E_TARGET          berth (default) or reference (/usr/bin/docker-registry, distribution 2.8)
+#   E2E_TARGET          berth (default), reference (/usr/bin/docker-registry, distribution 2.8), or
+#                       cluster (two berth nodes on PostgreSQL + S3 behind nginx; see cluster.sh)
 #   BERTH_BIN           berth binary (default target/debug/berth, relative to the repo root)
 #   E2E_CHECK_TIMEOUT   seconds one check may take before it is killed and counted as failed (default 180)
 #   E2E_KEEP=1          keep the temp dir after the run (its path is printed)
@@ -31,9 +32,10 @@ E2E_GROUP=${E2E_GROUP:-$(basename "$0" .sh)}
 E2E_ABORTED=3
 
 case "$E2E_TARGET" in
-  berth|reference) ;;
-  *) echo "E2E_TARGET must be berth or reference, not '$E2E_TARGET'" >&2; exit 2 ;;
+  berth|reference|cluster) ;;
+  *) echo "E2E_TARGET must be berth, reference or cluster, not '$E2E_TARGET'" >&2; exit 2 ;;
 esac
+source "$E2E_DIR/cluster.sh"
 
 # ---------------------------------------------------------------- temp dirs and cleanup
 # E2E_WORK: one dir per run, shared by run.sh and its children (test images live here).
@@ -67,6 +69,7 @@ cleanup() {
   local path
   for path in "${REMOVE_ON_EXIT[@]}"; do rm -rf -- "$path"; done
   if [[ "$E2E_OWNER" == 1 ]]; then
+    [[ "$E2E_TARGET" == cluster ]] && cluster_deps_stop
     # Anything still mounted under the temp dir (should be nothing) would make rm fail.
     grep -o " $E2E_WORK[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
     [[ "${E2E_KEEP:-0}" == 1 ]] && echo "# temp dir kept: $E2E_WORK"
@@ -219,7 +222,7 @@ start_registry() {
     berth_env+=("BERTH_ANONYMOUS_WRITE=true")
   fi
   if [[ "${REG_AUTH_MODE:-}" == token ]]; then
-    if [[ "$E2E_TARGET" != berth ]]; then
+    if [[ "$E2E_TARGET" == reference ]]; then
       echo "REG_AUTH_MODE=token needs E2E_TARGET=berth (distribution 2.8 has no token server)"
       return 1
     fi
@@ -228,6 +231,13 @@ start_registry() {
   fi
   mkdir -p "$REG_DIR/data"
   case "$E2E_TARGET" in
+    cluster)
+      if [[ -n "${REG_TLS_CERT:-}${REG_HOST:-}" ]]; then
+        echo "TLS and REG_HOST are the nodes' own business: not tested through the cluster's nginx"
+        return 1
+      fi
+      cluster_start || return 1
+      ;;
     berth)
       if [[ ! -x "$BERTH_BIN" ]]; then
         echo "berth binary not found at $BERTH_BIN (build it with: cargo build -p berth)"
@@ -305,6 +315,7 @@ stop_registry() {
   kill "-$sig" "$REG_PID" 2>/dev/null
   wait "$REG_PID" 2>/dev/null
   REG_PID=""
+  [[ "$E2E_TARGET" == cluster ]] && cluster_stop "$sig"
 }
 
 # ---------------------------------------------------------------- private Docker Engine

@@ -4,6 +4,8 @@
 #   tests/e2e/run.sh                         # against target/debug/berth
 #   E2E_TARGET=reference tests/e2e/run.sh    # against /usr/bin/docker-registry (distribution 2.8)
 #   E2E_ONLY=skopeo tests/e2e/run.sh         # only t-*skopeo*.sh
+#   E2E_TARGET=cluster tests/e2e/run.sh      # two berth nodes on PostgreSQL + S3 behind nginx
+#                                            # (the client suites; see CLUSTER_TESTS)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=setup
 
@@ -12,10 +14,18 @@ echo "# e2e target: $E2E_TARGET$([[ $E2E_TARGET == berth ]] && echo " ($BERTH_BI
 # Every tool any test needs; a missing one is a failure, never a skip.
 require_tools curl jq python3 sha256sum umoci skopeo podman buildah dockerd docker busybox runc openssl ip
 if [[ "$E2E_TARGET" == reference ]]; then require_tools docker-registry; fi
+# What the cluster runs: every client's suite and the token flow. TLS, listening addresses,
+# restarts of one process and the import are a single node's business.
+CLUSTER_TESTS=" auth buildah curl-resume docker harbor-api oras podman skopeo token "
+if [[ "$E2E_TARGET" == cluster ]]; then
+  require_tools nginx psql moto_server runuser
+  cluster_deps_start >"$E2E_WORK/cluster-deps.msg" 2>&1 ||
+    fail "start PostgreSQL and moto_server for the cluster" "$(cat "$E2E_WORK/cluster-deps.msg")"
+fi
 if ! python3 -c 'import oras' 2>/dev/null; then
   fail "required python module 'oras' is missing (run scripts/install-deps.sh)"
 fi
-if [[ "$E2E_TARGET" == berth && ! -x "$BERTH_BIN" ]]; then
+if [[ "$E2E_TARGET" != reference && ! -x "$BERTH_BIN" ]]; then
   fail "berth binary $BERTH_BIN is missing (cargo build -p berth)"
 fi
 
@@ -24,6 +34,8 @@ msg=$(build_test_images 2>&1) || fail "build test images" "$msg"
 
 for t in "$E2E_DIR"/t-*.sh; do
   [[ -n "${E2E_ONLY:-}" && "$(basename "$t")" != *"$E2E_ONLY"* ]] && continue
+  name=$(basename "$t" .sh)
+  [[ "$E2E_TARGET" == cluster && "$CLUSTER_TESTS" != *" ${name#t-} "* ]] && continue
   echo "# $(basename "$t")"
   bash "$t"
   rc=$?

@@ -1,0 +1,104 @@
+# E2E_TARGET=cluster: the registry under test is two berth nodes on PostgreSQL + S3 (moto)
+# behind nginx round-robin, so consecutive requests of one push or pull land on different
+# nodes (an upload begun on one continues on the other; a tag pushed through one is read
+# through the other). Sourced by lib.sh.
+#
+# The run's owner (run.sh, or a t-*.sh run alone) starts one PostgreSQL cluster and one S3
+# server for the whole run; each registry gets its own database and bucket, named after its
+# directory, so a registry restarted on the same directory finds its data again.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+CLUSTER_PIDS=()   # the nodes and nginx of the registry started last
+
+# cluster_deps_start: PostgreSQL (trust auth, 127.0.0.1 only) and moto_server, once per run.
+cluster_deps_start() {
+  local pg=$E2E_WORK/pg
+  E2E_PG_PORT=$(free_port) E2E_S3_PORT=$(free_port)
+  install -d -o postgres -m 700 "$pg" || return 1
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$pg/data" -A trust -U postgres >"$pg/initdb.log" 2>&1 ||
+    { cat "$pg/initdb.log"; return 1; }
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w \
+    -o "-h 127.0.0.1 -p $E2E_PG_PORT -k $pg -c fsync=off" start >/dev/null ||
+    { cat "$pg/server.log"; return 1; }
+  moto_server -H 127.0.0.1 -p "$E2E_S3_PORT" >"$E2E_WORK/moto.log" 2>&1 &
+  echo $! >"$E2E_WORK/moto.pid"
+  local i
+  for i in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$E2E_S3_PORT/" && break
+    sleep 0.1
+  done
+  export E2E_PG_PORT E2E_S3_PORT
+}
+
+cluster_deps_stop() {
+  [[ -f "$E2E_WORK/moto.pid" ]] && kill "$(cat "$E2E_WORK/moto.pid")" 2>/dev/null
+  [[ -d "$E2E_WORK/pg/data" ]] &&
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$E2E_WORK/pg/data" -m immediate stop >/dev/null 2>&1
+}
+
+# cluster_start: like start_registry's berth case, for the cluster; berth_env as there.
+cluster_start() {
+  local name
+  name=b$(printf '%s' "$REG_DIR" | sha256sum | cut -c1-16)
+  psql -h 127.0.0.1 -p "$E2E_PG_PORT" -U postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 ||
+    psql -h 127.0.0.1 -p "$E2E_PG_PORT" -U postgres -qc "CREATE DATABASE $name" || return 1
+  curl -s -o /dev/null -X PUT "http://127.0.0.1:$E2E_S3_PORT/$name" || return 1
+  local node port ports=()
+  for node in a b; do
+    port=$(free_port)
+    ports+=("$port")
+    mkdir -p "$REG_DIR/node-$node"
+    (
+      export BERTH_ADDR="127.0.0.1:$port" BERTH_DATA_DIR="$REG_DIR/node-$node"
+      export BERTH_DATABASE_URL="postgres://postgres@127.0.0.1:$E2E_PG_PORT/$name"
+      export BERTH_STORAGE_BACKEND=s3 BERTH_STORAGE_S3_ENDPOINT="http://127.0.0.1:$E2E_S3_PORT"
+      export BERTH_STORAGE_S3_BUCKET="$name" BERTH_STORAGE_S3_REGION=us-east-1
+      export BERTH_STORAGE_S3_PATH_STYLE=true BERTH_STORAGE_S3_ALLOW_HTTP=true
+      export BERTH_STORAGE_S3_ACCESS_KEY=e2e BERTH_STORAGE_S3_SECRET_KEY=e2e-secret
+      for kv in "${berth_env[@]}"; do export "${kv?}"; done
+      exec "$BERTH_BIN" serve
+    ) >>"$REG_DIR/node-$node.log" 2>&1 &
+    CLUSTER_PIDS+=($!)
+    REG_PIDS+=($!)
+    # One node at a time: the first migrates the database and creates the admin.
+    local i
+    for i in $(seq 100); do
+      curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/readyz" && break
+      sleep 0.1
+    done
+  done
+  cat >"$REG_DIR/nginx.conf" <<EOF
+daemon off;
+pid $REG_DIR/nginx.pid;
+error_log $REG_DIR/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $REG_DIR/nginx-body;
+  proxy_temp_path $REG_DIR/nginx-proxy;
+  upstream berth { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; }
+  server {
+    listen $REG;
+    client_max_body_size 0;
+    location / {
+      proxy_pass http://berth;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$http_host;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 900s;
+      proxy_send_timeout 900s;
+    }
+  }
+}
+EOF
+  nginx -c "$REG_DIR/nginx.conf" -p "$REG_DIR" >>"$REG_DIR/registry.log" 2>&1 &
+}
+
+# cluster_stop SIGNAL: the nodes and nginx of the registry started last.
+cluster_stop() {
+  local pid
+  for pid in "${CLUSTER_PIDS[@]}"; do kill "-$1" "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  CLUSTER_PIDS=()
+}
