@@ -195,4 +195,8 @@ pub const MIGRATIONS: &[&str] = &[
     -- A manifest's tags (and the cascade when it is deleted).
     CREATE INDEX tags_manifest ON tags(repository_id, manifest_digest);
     "#,
+    // 5: the blob store's state for an upload (S3: its multipart upload and staged tail).
+    r#"
+    ALTER TABLE uploads ADD COLUMN store_state BLOB;
+    "#,
 ];
