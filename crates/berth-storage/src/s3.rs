@@ -24,7 +24,6 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_core::Digest;
-use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
@@ -784,7 +783,10 @@ mod server_tests {
         let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
         let digest = Digest::of(Algorithm::Sha256, &bytes);
         node_a.create_upload("up-url").await.expect("create");
-        let body = futures_util::stream::iter(vec![Ok(bytes::Bytes::from(bytes.clone()))]).boxed();
+        let body = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(
+            bytes.clone(),
+        ))])
+        .boxed();
         let appended = node_a
             .append("up-url", 0, None, body, &mut |_| {})
             .await

@@ -219,13 +219,13 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
 
     // One large PATCH (several parts in one request), then an interrupted one, then the
     // retry at the old offset on another node, then a small last PATCH.
-    let large = pattern(13 * 1024 * 1024 + 1, 3);
+    let large = pattern(17 * 1024 * 1024 + 1, 3);
     let large_digest = Digest::of(Algorithm::Sha256, &large);
     store.create_upload("up-large").await.expect("create");
     let mut up = Session::new("up-large");
     let cut = 9 * 1024 * 1024 + 5;
     up.append(store, pattern_body(&large[..cut], 1 << 20)).await;
-    let mut interrupted: Vec<io::Result<Bytes>> = large[cut..cut + 6 * 1024 * 1024]
+    let mut interrupted: Vec<io::Result<Bytes>> = large[cut..cut + 7 * 1024 * 1024]
         .chunks(1 << 20)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
@@ -253,7 +253,7 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
             .expect("open"),
     )
     .await;
-    assert!(whole == large, "the 13 MiB blob reads back exactly");
+    assert!(whole == large, "the 17 MiB blob reads back exactly");
 
     // An empty blob.
     let empty_digest = Digest::of(Algorithm::Sha256, b"");

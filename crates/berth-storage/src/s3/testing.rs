@@ -152,6 +152,7 @@ impl S3Server {
                         .enable_all()
                         .build()
                         .expect("runtime");
+                    let _ = rustls::crypto::ring::default_provider().install_default();
                     runtime.block_on(async {
                         reqwest::Client::new()
                             .put(&url)
