@@ -329,7 +329,9 @@ impl Registry {
         self.blobs
             .commit(&id, appended.state.as_deref(), digest)
             .await?;
-        self.meta.link_blob(repository, digest, appended.len).await?;
+        self.meta
+            .link_blob(repository, digest, appended.len)
+            .await?;
         Ok(appended.len)
     }
 }

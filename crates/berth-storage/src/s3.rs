@@ -84,7 +84,10 @@ impl std::fmt::Debug for S3Settings {
             .field("prefix", &self.prefix)
             .field("path_style", &self.path_style)
             .field("access_key", &self.access_key)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("redirect", &self.redirect)
             .field("allow_http", &self.allow_http)
             .finish()
@@ -289,7 +292,11 @@ impl S3BlobStore {
     }
 
     /// A presigned PUT for `key` (with `query` signed in, for `UploadPart`).
-    async fn presigned_put(&self, key: &Path, query: Vec<(String, String)>) -> Result<reqwest::Url> {
+    async fn presigned_put(
+        &self,
+        key: &Path,
+        query: Vec<(String, String)>,
+    ) -> Result<reqwest::Url> {
         let options = SignedUrlOptions::default().with_query(query);
         self.s3
             .signed_url_opts(http::Method::PUT, key, INTERNAL_URL_TTL, &options)
@@ -298,7 +305,13 @@ impl S3BlobStore {
     }
 
     /// Send the spool as part `part_idx` (0-based) of the multipart upload; its ETag.
-    async fn send_part(&self, id: &str, multipart: &str, part_idx: usize, spool: Spool) -> Result<String> {
+    async fn send_part(
+        &self,
+        id: &str,
+        multipart: &str,
+        part_idx: usize,
+        spool: Spool,
+    ) -> Result<String> {
         let url = self
             .presigned_put(
                 &self.upload_key(id, "data"),
@@ -309,7 +322,11 @@ impl S3BlobStore {
             )
             .await?;
         let etag = put_file(&self.http, url, spool).await?;
-        etag.ok_or_else(|| StorageError::Io(io::Error::other("S3 answered a part upload without an ETag")))
+        etag.ok_or_else(|| {
+            StorageError::Io(io::Error::other(
+                "S3 answered a part upload without an ETag",
+            ))
+        })
     }
 
     /// Fetch the first `len` bytes of a staging tail into `spool`.
@@ -387,7 +404,11 @@ impl Spool {
 
 /// PUT the spool's bytes to a presigned URL, streamed from the file with its length known;
 /// the response's ETag. Retried from the start of the file on failure.
-async fn put_file(http: &reqwest::Client, url: reqwest::Url, spool: Spool) -> Result<Option<String>> {
+async fn put_file(
+    http: &reqwest::Client,
+    url: reqwest::Url,
+    spool: Spool,
+) -> Result<Option<String>> {
     let Spool { mut file, len } = spool;
     file.flush().await?;
     let file = file.into_inner();
@@ -429,7 +450,9 @@ async fn put_file(http: &reqwest::Client, url: reqwest::Url, spool: Spool) -> Re
             Err(e) => last_error = Some(io::Error::other(e)),
         }
     }
-    Err(StorageError::Io(last_error.unwrap_or_else(|| io::Error::other("S3 PUT failed"))))
+    Err(StorageError::Io(
+        last_error.unwrap_or_else(|| io::Error::other("S3 PUT failed")),
+    ))
 }
 
 #[async_trait]
@@ -650,8 +673,7 @@ impl BlobStore for S3BlobStore {
         if len == 0 {
             return Ok(futures_util::stream::empty().boxed());
         }
-        let options =
-            GetOptions::default().with_range(Some(GetRange::Bounded(start..start + len)));
+        let options = GetOptions::default().with_range(Some(GetRange::Bounded(start..start + len)));
         match self.s3.get_opts(&self.blob_key(digest), options).await {
             Ok(got) => Ok(got.into_stream().map_err(io::Error::other).boxed()),
             Err(e) if is_not_found(&e) => Err(StorageError::BlobMissing(digest.clone())),

@@ -57,7 +57,13 @@ impl Session {
 
     async fn append(&mut self, store: &dyn BlobStore, body: ByteStream) -> crate::Appended {
         let appended = store
-            .append(self.id, self.offset, self.state.as_deref(), body, &mut |_| {})
+            .append(
+                self.id,
+                self.offset,
+                self.state.as_deref(),
+                body,
+                &mut |_| {},
+            )
             .await
             .expect("append");
         self.offset += appended.len;
@@ -123,7 +129,13 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
     // An append whose outcome was never recorded (the session row did not move) is
     // superseded by the retry from the recorded offset and state.
     store
-        .append("up-1", 11, up.state.as_deref(), body(&[b"LOST"]), &mut |_| {})
+        .append(
+            "up-1",
+            11,
+            up.state.as_deref(),
+            body(&[b"LOST"]),
+            &mut |_| {},
+        )
         .await
         .expect("unrecorded append");
     up.append(store, body(&[b"!"])).await;
@@ -163,7 +175,13 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
     assert_eq!(store.stat(&digest).await.expect("stat"), Some(12));
     assert!(matches!(
         store
-            .append("up-2", 12, again.state.as_deref(), body(&[b"x"]), &mut |_| {})
+            .append(
+                "up-2",
+                12,
+                again.state.as_deref(),
+                body(&[b"x"]),
+                &mut |_| {}
+            )
             .await,
         Err(StorageError::UploadMissing(_))
     ));
@@ -241,8 +259,11 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
         .await
         .expect_err("interrupted");
     assert!(matches!(err, StorageError::Body(_)), "{err:?}");
-    up.append(other_node, pattern_body(&large[cut..large.len() - 1], 1 << 20))
-        .await;
+    up.append(
+        other_node,
+        pattern_body(&large[cut..large.len() - 1], 1 << 20),
+    )
+    .await;
     up.append(store, pattern_body(&large[large.len() - 1..], 1))
         .await;
     up.commit(store, &large_digest).await;
@@ -274,8 +295,11 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
     store.create_upload("up-3").await.expect("create");
     store.create_upload("up-4").await.expect("create");
     let mut up = Session::new("up-4");
-    up.append(store, pattern_body(&pattern(6 * 1024 * 1024 + 10, 1), 1 << 20))
-        .await;
+    up.append(
+        store,
+        pattern_body(&pattern(6 * 1024 * 1024 + 10, 1), 1 << 20),
+    )
+    .await;
     let mut listed: Vec<String> = store
         .list_uploads()
         .await
@@ -286,7 +310,10 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
     listed.sort();
     assert_eq!(listed, vec!["up-3", "up-4"]);
     store.delete_upload("up-3").await.expect("delete upload");
-    other_node.delete_upload("up-4").await.expect("delete upload");
+    other_node
+        .delete_upload("up-4")
+        .await
+        .expect("delete upload");
     store
         .delete_upload("up-3")
         .await

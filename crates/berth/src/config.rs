@@ -89,7 +89,10 @@ impl std::fmt::Debug for RawS3 {
             .field("prefix", &self.prefix)
             .field("path_style", &self.path_style)
             .field("access_key", &self.access_key)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("redirect", &self.redirect)
             .field("allow_http", &self.allow_http)
             .finish()
@@ -543,8 +546,16 @@ impl Config {
                 Some(endpoint.is_some())
             )
             .unwrap_or(false);
-            let access_key = pick!("storage.s3.access_key", storage.s3.access_key, None::<String>);
-            let secret_key = pick!("storage.s3.secret_key", storage.s3.secret_key, None::<String>);
+            let access_key = pick!(
+                "storage.s3.access_key",
+                storage.s3.access_key,
+                None::<String>
+            );
+            let secret_key = pick!(
+                "storage.s3.secret_key",
+                storage.s3.secret_key,
+                None::<String>
+            );
             if secret_key.is_some()
                 && let Some(shown) = origins.last_mut()
             {
@@ -985,7 +996,10 @@ mod tests {
         assert!(!s3.redirect);
         let shown = format!("{}{config:?}{file:?}", config.describe());
         assert!(shown.contains("storage.s3.bucket"), "{shown}");
-        assert!(!shown.contains("do-not-print"), "the secret leaked: {shown}");
+        assert!(
+            !shown.contains("do-not-print"),
+            "the secret leaked: {shown}"
+        );
 
         let plain_http_refused: RawConfig = toml::from_str(
             "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n",

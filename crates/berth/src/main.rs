@@ -217,9 +217,8 @@ async fn run(config: Config) -> Result<(), String> {
     let meta = open_metadata(data_dir).await?;
     let blobs: Arc<dyn berth_storage::BlobStore> = match &config.storage {
         config::StorageSetting::Filesystem => Arc::new(
-            berth_storage::FsBlobStore::open(data_dir).map_err(|e| {
-                format!("cannot open blob storage in {}: {e}", data_dir.display())
-            })?,
+            berth_storage::FsBlobStore::open(data_dir)
+                .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?,
         ),
         config::StorageSetting::S3(settings) => {
             // Spool files for uploads on their way to S3 stay next to the database.

@@ -17,7 +17,9 @@ fn s3_store(settings: S3Settings) -> Arc<S3BlobStore> {
 
 /// Distinct bytes, so a misplaced chunk shows.
 fn layer(len: usize) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(7) % 253) as u8).collect()
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(7) % 253) as u8)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +64,8 @@ async fn push_and_pull_with_blobs_in_s3() {
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": content.len()}],
     }))
     .expect("json");
-    app.push_manifest("s3/app", "v1", OCI_MANIFEST, manifest).await;
+    app.push_manifest("s3/app", "v1", OCI_MANIFEST, manifest)
+        .await;
 
     // HEAD is berth's; GET redirects to a presigned URL that serves the bytes, by range too.
     let head = app.head(format!("/v2/s3/app/blobs/{digest}")).send().await;
@@ -76,7 +79,10 @@ async fn push_and_pull_with_blobs_in_s3() {
     let client = reqwest::Client::new();
     let pulled = client.get(&url).send().await.expect("GET presigned");
     assert_eq!(pulled.status(), 200);
-    assert!(pulled.bytes().await.expect("body") == content, "pulled bytes differ");
+    assert!(
+        pulled.bytes().await.expect("body") == content,
+        "pulled bytes differ"
+    );
     let ranged = client
         .get(&url)
         .header("range", "bytes=5242870-5242889")

@@ -54,9 +54,7 @@ fn find_program(name: &str) -> Option<PathBuf> {
         dirs.push(PathBuf::from(home).join(".cargo/bin"));
     }
     dirs.push("/usr/local/cargo/bin".into());
-    dirs.into_iter()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 impl S3Server {
@@ -87,12 +85,16 @@ impl S3Server {
             }
             S3ServerKind::Moto => (
                 "moto_server",
-                vec!["-H".into(), "127.0.0.1".into(), "-p".into(), port.to_string()],
+                vec![
+                    "-H".into(),
+                    "127.0.0.1".into(),
+                    "-p".into(),
+                    port.to_string(),
+                ],
             ),
         };
-        let path = find_program(program).unwrap_or_else(|| {
-            panic!("{program} is not installed: run scripts/install-deps.sh")
-        });
+        let path = find_program(program)
+            .unwrap_or_else(|| panic!("{program} is not installed: run scripts/install-deps.sh"));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(&path)
             .args(&args)
