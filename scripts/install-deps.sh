@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs (idempotently) everything berth's tests need on a fresh Debian 12 machine: real registry clients, the reference registry, ORAS, cargo-nextest.
+# Installs (idempotently) everything berth's tests need on a fresh Debian 12 machine: real registry clients, the reference registry, ORAS, cargo-nextest, two S3-compatible servers (moto, s3s-fs).
 set -euo pipefail
 
 # Debian packages the tests use:
@@ -57,6 +57,24 @@ else
   log "python oras: present"
 fi
 
+# moto_server: an S3-compatible server for the S3 storage suite (crates/berth-storage)
+pip_install() {
+  if ! python3 -m pip install -q "$@" 2>/tmp/install-deps-pip.err; then
+    if grep -q externally-managed /tmp/install-deps-pip.err; then
+      python3 -m pip install -q --break-system-packages "$@"
+    else
+      cat /tmp/install-deps-pip.err >&2
+      exit 1
+    fi
+  fi
+}
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "pip install moto[server]"
+  pip_install 'moto[server]'
+else
+  log "moto_server: present"
+fi
+
 # cargo-nextest
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps.sh: cargo not found: install the Rust toolchain first" >&2
@@ -69,8 +87,17 @@ else
   log "cargo-nextest: present"
 fi
 
+# s3s-fs: the second S3-compatible server for the S3 storage suite. 0.14.1 is the last
+# release that builds with this toolchain; ~2.5 minutes to build.
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  log "cargo install s3s-fs@0.14.1 --features binary --locked"
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+else
+  log "s3s-fs: present"
+fi
+
 # Fail loudly if anything the tests call is still not there.
-for tool in docker dockerd podman skopeo buildah umoci runc docker-registry busybox htpasswd jq curl wrk hyperfine openssl ip; do
+for tool in docker dockerd podman skopeo buildah umoci runc docker-registry busybox htpasswd jq curl wrk hyperfine openssl ip moto_server s3s-fs; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps.sh: '$tool' still missing after install" >&2; exit 1; }
 done
 log "done"

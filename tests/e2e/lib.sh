@@ -18,6 +18,9 @@
 #   REG_ANONYMOUS_WRITE=1   berth accepts pushes from non-loopback clients (for REG_HOST)
 #   REG_AUTH_MODE       if "token" (berth only; set by a t-*.sh before start_registry): token mode,
 #                       with REG_ADMIN_PASSWORD as the password of the first-start user "admin"
+#   E2E_STORAGE=s3      berth only: blobs in S3 — each registry gets its own bucket on a
+#                       moto_server this process starts on 127.0.0.1 ([storage] backend = "s3",
+#                       blob GETs redirected to presigned URLs)
 
 set -uo pipefail
 
@@ -53,6 +56,8 @@ T=$(mktemp -d "$E2E_WORK/$(basename "$0" .sh).XXXX")
 IMG="$E2E_WORK/images"
 
 REG_PIDS=()      # every registry this process started
+MOTO_PID=""      # the S3 server for E2E_STORAGE=s3
+MOTO_URL=""
 DOCKERD_PID=""
 DOCKER_EXEC_ROOT=""
 REMOVE_ON_EXIT=() # paths outside the temp dir that a test had to create (e.g. /etc/docker/certs.d/HOST:PORT)
@@ -65,6 +70,7 @@ cleanup() {
   for pid in "${REG_PIDS[@]}"; do
     kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
+  [[ -n "$MOTO_PID" ]] && kill -KILL "$MOTO_PID" 2>/dev/null && wait "$MOTO_PID" 2>/dev/null
   stop_dockerd
   local path
   for path in "${REMOVE_ON_EXIT[@]}"; do rm -rf -- "$path"; done
@@ -190,6 +196,30 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# s3_bucket_env: start moto_server once per process (E2E_STORAGE=s3), create a fresh bucket
+# and set S3_ENV to the BERTH_STORAGE_* settings for it.
+s3_bucket_env() {
+  if [[ -z "$MOTO_URL" ]]; then
+    local port
+    port=$(free_port)
+    command -v moto_server >/dev/null || { echo "moto_server not found (scripts/install-deps.sh)"; return 1; }
+    moto_server -H 127.0.0.1 -p "$port" >>"$T/moto.log" 2>&1 &
+    MOTO_PID=$!
+    MOTO_URL="http://127.0.0.1:$port"
+    local i
+    for i in $(seq 1 100); do
+      curl -fsS -o /dev/null "$MOTO_URL/" 2>/dev/null && break
+      sleep 0.1
+    done
+  fi
+  local bucket
+  bucket="e2e-$(basename "$REG_DIR" | tr -cd 'a-z0-9')-$RANDOM"
+  curl -fsS -o /dev/null -X PUT "$MOTO_URL/$bucket" || { echo "cannot create bucket $bucket on moto"; return 1; }
+  S3_ENV=("BERTH_STORAGE_BACKEND=s3" "BERTH_STORAGE_S3_ENDPOINT=$MOTO_URL" "BERTH_STORAGE_S3_BUCKET=$bucket"
+          "BERTH_STORAGE_S3_PREFIX=berth" "BERTH_STORAGE_S3_ALLOW_HTTP=true"
+          "BERTH_STORAGE_S3_ACCESS_KEY=e2e" "BERTH_STORAGE_S3_SECRET_KEY=e2e-secret")
+}
+
 # start_registry DIR [PORT]: start the E2E_TARGET registry with its data in DIR/data,
 # listening on 127.0.0.1:PORT (a free port if not given; REG_HOST instead of 127.0.0.1).
 # Sets REG_DIR, REG_PORT, REG (host:port), REG_URL and REG_PID. Waits until GET /v2/
@@ -230,6 +260,16 @@ start_registry() {
     berth_env+=("BERTH_AUTH_MODE=token" "BERTH_ADMIN_PASSWORD=${REG_ADMIN_PASSWORD:-}")
   fi
   mkdir -p "$REG_DIR/data"
+  if [[ "${E2E_STORAGE:-filesystem}" == s3 ]]; then
+    [[ "$E2E_TARGET" == berth ]] || { echo "E2E_STORAGE=s3 needs E2E_TARGET=berth"; return 1; }
+    # A restart on the same data dir keeps its bucket.
+    if [[ ! -f "$REG_DIR/s3.env" ]]; then
+      s3_bucket_env || return 1
+      printf '%s\n' "${S3_ENV[@]}" >"$REG_DIR/s3.env"
+    fi
+    mapfile -t S3_ENV <"$REG_DIR/s3.env"
+    berth_env+=("${S3_ENV[@]}")
+  fi
   case "$E2E_TARGET" in
     cluster)
       if [[ -n "${REG_TLS_CERT:-}${REG_HOST:-}" ]]; then

@@ -57,6 +57,9 @@ pub struct Upload {
     pub repository: RepositoryName,
     pub offset: u64,
     pub hash_state: Vec<u8>,
+    /// The blob store's opaque state for the upload at `offset` (see
+    /// `berth_storage::Appended`); `None` for a backend that keeps none.
+    pub store_state: Option<Vec<u8>>,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -287,14 +290,16 @@ pub trait BlobIndex: Send + Sync {
 pub trait UploadStore: Send + Sync {
     async fn create_upload(&self, upload: &Upload) -> Result<()>;
     async fn get_upload(&self, id: &str) -> Result<Option<Upload>>;
-    /// Move an upload forward, only if it is still at `from_offset` (so two writers cannot
-    /// both advance it). Returns whether it moved.
+    /// Move an upload forward, with its hash and blob store states, in one statement and
+    /// only if it is still at `from_offset` (so two writers cannot both advance it). Returns
+    /// whether it moved.
     async fn advance_upload(
         &self,
         id: &str,
         from_offset: u64,
         to_offset: u64,
         hash_state: &[u8],
+        store_state: Option<&[u8]>,
     ) -> Result<bool>;
     async fn delete_upload(&self, id: &str) -> Result<bool>;
     /// Ids of sessions not advanced since `cutoff` (Unix seconds): abandoned uploads.

@@ -238,4 +238,8 @@ pub const MIGRATIONS: &[&str] = &[
         next_run INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 7: the blob store's state for an upload (S3: its multipart upload and staged tail).
+    r#"
+    ALTER TABLE uploads ADD COLUMN store_state BLOB;
+    "#,
 ];

@@ -438,12 +438,13 @@ impl BlobIndex for SqliteStore {
 impl UploadStore for SqliteStore {
     async fn create_upload(&self, upload: &Upload) -> Result<()> {
         sqlx::query(
-            "INSERT INTO uploads (id, repository, \"offset\", hash_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO uploads (id, repository, \"offset\", hash_state, store_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&upload.id)
         .bind(upload.repository.as_str())
         .bind(upload.offset as i64)
         .bind(&upload.hash_state)
+        .bind(&upload.store_state)
         .bind(upload.created_at)
         .bind(upload.created_at)
         .execute(&mut *self.write().await?)
@@ -455,7 +456,7 @@ impl UploadStore for SqliteStore {
         // A reader sees every commit that finished before its statement began, so the offset
         // the previous PATCH wrote; racing PATCHes are settled by `advance_upload`'s check.
         let row = sqlx::query(
-            "SELECT id, repository, \"offset\", hash_state, created_at FROM uploads WHERE id = ?",
+            "SELECT id, repository, \"offset\", hash_state, store_state, created_at FROM uploads WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.reader)
@@ -469,6 +470,7 @@ impl UploadStore for SqliteStore {
                     .map_err(|e| MetaError::Corrupt(format!("upload repository: {e}")))?,
                 offset: row.try_get::<i64, _>("offset")? as u64,
                 hash_state: row.try_get("hash_state")?,
+                store_state: row.try_get("store_state")?,
                 created_at: row.try_get("created_at")?,
             })
         })
@@ -481,12 +483,14 @@ impl UploadStore for SqliteStore {
         from_offset: u64,
         to_offset: u64,
         hash_state: &[u8],
+        store_state: Option<&[u8]>,
     ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE uploads SET \"offset\" = ?, hash_state = ?, updated_at = ? WHERE id = ? AND \"offset\" = ?",
+            "UPDATE uploads SET \"offset\" = ?, hash_state = ?, store_state = ?, updated_at = ? WHERE id = ? AND \"offset\" = ?",
         )
         .bind(to_offset as i64)
         .bind(hash_state)
+        .bind(store_state)
         .bind(now())
         .bind(id)
         .bind(from_offset as i64)

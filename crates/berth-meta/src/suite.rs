@@ -131,6 +131,7 @@ pub async fn run(store: &dyn MetaStore) {
         repository: repo.clone(),
         offset: 0,
         hash_state: vec![1, 2],
+        store_state: None,
         created_at: 7,
     };
     store.create_upload(&upload).await.expect("create");
@@ -140,19 +141,22 @@ pub async fn run(store: &dyn MetaStore) {
     );
     assert!(
         store
-            .advance_upload("u1", 0, 10, &[3])
+            .advance_upload("u1", 0, 10, &[3], Some(b"s3 state"))
             .await
             .expect("advance")
     );
     assert!(
         !store
-            .advance_upload("u1", 0, 20, &[4])
+            .advance_upload("u1", 0, 20, &[4], Some(b"stale"))
             .await
             .expect("stale advance"),
         "stale offset must not move"
     );
     let moved = store.get_upload("u1").await.expect("get").expect("exists");
-    assert_eq!((moved.offset, moved.hash_state), (10, vec![3]));
+    assert_eq!(
+        (moved.offset, moved.hash_state, moved.store_state),
+        (10, vec![3], Some(b"s3 state".to_vec()))
+    );
     let blob = digest("uploaded");
     store
         .complete_upload("u1", &repo, &blob, 10)

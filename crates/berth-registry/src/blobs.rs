@@ -10,6 +10,10 @@ use crate::{Error, Registry, Result};
 /// client uploads the blob, which is always correct, only slower.
 const MOUNT_CANDIDATES: usize = 100;
 
+/// How long a redirect for a blob read stays valid: long enough for a slow client to start
+/// (the download itself may take longer), short enough that a leaked URL soon expires.
+pub const BLOB_REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 impl Registry {
     /// The blob's size, if the repository has it.
     pub async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64> {
@@ -35,6 +39,17 @@ impl Registry {
             }
             other => other.into(),
         })
+    }
+
+    /// Whether blob reads are answered with a redirect to [`Registry::blob_redirect_url`].
+    pub fn redirects_blob_reads(&self) -> bool {
+        self.blobs.redirects_reads()
+    }
+
+    /// A URL (presigned, valid for [`BLOB_REDIRECT_TTL`]) the client can fetch the blob's
+    /// bytes from itself, or `None` to stream them. The caller has checked visibility.
+    pub async fn blob_redirect_url(&self, digest: &Digest) -> Result<Option<String>> {
+        Ok(self.blobs.redirect_url(digest, BLOB_REDIRECT_TTL).await?)
     }
 
     /// Link a blob that `from` has into `to`; its size, or `None` if `from` lacks it.

@@ -103,6 +103,7 @@ impl Registry {
             repository: repository.clone(),
             offset: 0,
             hash_state: DigestHasher::new(algorithm).save(),
+            store_state: None,
             created_at: now(),
         };
         if let Err(e) = self.meta.create_upload(&upload).await {
@@ -155,12 +156,17 @@ impl Registry {
         }
         let mut hasher = DigestHasher::restore(&upload.hash_state)
             .map_err(|e| Error::Internal(e.to_string()))?;
-        let written = self
+        let appended = self
             .blobs
-            .append(&upload.id, upload.offset, body, &mut |chunk| {
-                hasher.update(chunk)
-            })
+            .append(
+                &upload.id,
+                upload.offset,
+                upload.store_state.as_deref(),
+                body,
+                &mut |chunk| hasher.update(chunk),
+            )
             .await?;
+        let written = appended.len;
         if let Some(range) = range
             && range.byte_count() != written
         {
@@ -173,7 +179,13 @@ impl Registry {
         let offset = upload.offset + written;
         if !self
             .meta
-            .advance_upload(&upload.id, upload.offset, offset, &hasher.save())
+            .advance_upload(
+                &upload.id,
+                upload.offset,
+                offset,
+                &hasher.save(),
+                appended.state.as_deref(),
+            )
             .await?
         {
             return Err(Error::RangeInvalid {
@@ -207,7 +219,7 @@ impl Registry {
         } else {
             // Sessions hash with the algorithm the POST named (sha256 by default); a
             // client that finishes with another pays for one more read of what it sent.
-            self.rehash(id, size, digest.algorithm()).await?
+            self.rehash(&upload, digest.algorithm()).await?
         };
         if &actual != digest {
             self.discard(id).await;
@@ -216,16 +228,21 @@ impl Registry {
                 actual,
             });
         }
-        self.blobs.commit(id, digest).await?;
+        self.blobs
+            .commit(id, upload.store_state.as_deref(), digest)
+            .await?;
         self.meta
             .complete_upload(id, repository, digest, size)
             .await?;
         Ok(size)
     }
 
-    async fn rehash(&self, id: &str, len: u64, algorithm: Algorithm) -> Result<Digest> {
+    async fn rehash(&self, upload: &Upload, algorithm: Algorithm) -> Result<Digest> {
         let mut hasher = DigestHasher::new(algorithm);
-        let mut stream = self.blobs.read_upload(id, len).await?;
+        let mut stream = self
+            .blobs
+            .read_upload(&upload.id, upload.offset, upload.store_state.as_deref())
+            .await?;
         while let Some(chunk) = stream.next().await {
             hasher.update(&chunk.map_err(|e| Error::Internal(e.to_string()))?);
         }
@@ -290,12 +307,12 @@ impl Registry {
         let id = new_upload_id();
         self.blobs.create_upload(&id).await?;
         let mut hasher = DigestHasher::new(digest.algorithm());
-        let size = match self
+        let appended = match self
             .blobs
-            .append(&id, 0, body, &mut |chunk| hasher.update(chunk))
+            .append(&id, 0, None, body, &mut |chunk| hasher.update(chunk))
             .await
         {
-            Ok(size) => size,
+            Ok(appended) => appended,
             Err(e) => {
                 let _ = self.blobs.delete_upload(&id).await;
                 return Err(e.into());
@@ -309,9 +326,13 @@ impl Registry {
                 actual,
             });
         }
-        self.blobs.commit(&id, digest).await?;
-        self.meta.link_blob(repository, digest, size).await?;
-        Ok(size)
+        self.blobs
+            .commit(&id, appended.state.as_deref(), digest)
+            .await?;
+        self.meta
+            .link_blob(repository, digest, appended.len)
+            .await?;
+        Ok(appended.len)
     }
 }
 

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
-use crate::{BlobStore, ByteStream, Result, StorageError};
+use crate::{Appended, BlobStore, ByteStream, Result, StorageError};
 
 /// Read and write buffer size: large enough that syscalls are not the cost.
 const CHUNK: usize = 256 * 1024;
@@ -250,9 +250,10 @@ impl BlobStore for FsBlobStore {
         &self,
         id: &str,
         offset: u64,
+        _state: Option<&[u8]>,
         mut body: ByteStream,
         observe: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
-    ) -> Result<u64> {
+    ) -> Result<Appended> {
         let path = self.upload_path(id);
         let (mut file, actual) = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -310,7 +311,7 @@ impl BlobStore for FsBlobStore {
         let written = writer.await.map_err(io::Error::other)?;
 
         let failure = match (written, body_error) {
-            (Ok(n), None) => return Ok(n),
+            (Ok(len), None) => return Ok(Appended { len, state: None }),
             (Ok(_), Some(e)) => StorageError::Body(e),
             (Err(e), _) => StorageError::Io(e),
         };
@@ -319,14 +320,14 @@ impl BlobStore for FsBlobStore {
         Err(failure)
     }
 
-    async fn read_upload(&self, id: &str, len: u64) -> Result<ByteStream> {
+    async fn read_upload(&self, id: &str, len: u64, _state: Option<&[u8]>) -> Result<ByteStream> {
         let file = tokio::fs::File::open(self.upload_path(id))
             .await
             .map_err(missing_upload(id))?;
         Ok(ReaderStream::with_capacity(file.take(len), CHUNK).boxed())
     }
 
-    async fn commit(&self, id: &str, digest: &Digest) -> Result<()> {
+    async fn commit(&self, id: &str, _state: Option<&[u8]>, digest: &Digest) -> Result<()> {
         let upload = self.upload_path(id);
         let blob = self.blob_path(digest);
         let result = blocking(move || -> io::Result<()> {
@@ -418,7 +419,8 @@ mod tests {
     async fn filesystem_passes_the_storage_suite() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = super::FsBlobStore::open(dir.path()).expect("opens");
-        crate::suite::run(&store).await;
+        let other_node = super::FsBlobStore::open(dir.path()).expect("opens");
+        crate::suite::run(&store, &other_node).await;
     }
 
     /// 2.5 pieces of distinct bytes, written and synced.

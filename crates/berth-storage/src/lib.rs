@@ -12,9 +12,13 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub mod fs;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod suite;
 
 pub use fs::FsBlobStore;
+#[cfg(feature = "s3")]
+pub use s3::{S3BlobStore, S3Settings};
 
 /// A stream of body bytes, in or out.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -43,29 +47,42 @@ pub enum StorageError {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// What an append did: how many bytes it added, and the backend's state for the upload
+/// after it. The state is opaque to the caller, who stores it with the new offset (in the
+/// upload session) and hands it back to the next append, read or commit — so an upload can
+/// continue on any node. A backend that keeps all it needs in the area itself returns `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub len: u64,
+    pub state: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Create an empty upload area.
     async fn create_upload(&self, id: &str) -> Result<()>;
 
     /// Append `body` to the upload at `offset`, calling `observe` with every chunk in order
-    /// (the caller hashes there, in the same pass that stores). Anything past `offset` left
-    /// by an interrupted append is discarded first; if this append fails, the area is cut
-    /// back to `offset`. Returns how many bytes were appended.
+    /// (the caller hashes there, in the same pass that stores). `state` is what the append
+    /// that reached `offset` returned (`None` for a new upload). Anything past `offset` left
+    /// by an interrupted append is discarded or superseded; if this append fails, the upload
+    /// is still at `offset` with `state`.
     async fn append(
         &self,
         id: &str,
         offset: u64,
+        state: Option<&[u8]>,
         body: ByteStream,
         observe: &mut (dyn for<'b> FnMut(&'b [u8]) + Send),
-    ) -> Result<u64>;
+    ) -> Result<Appended>;
 
     /// The first `len` bytes of an upload area (to hash them again with another algorithm).
-    async fn read_upload(&self, id: &str, len: u64) -> Result<ByteStream>;
+    async fn read_upload(&self, id: &str, len: u64, state: Option<&[u8]>) -> Result<ByteStream>;
 
-    /// Durably turn the upload area into the blob `digest`. The caller has verified the
-    /// digest. If the blob is already stored, the upload area is simply dropped.
-    async fn commit(&self, id: &str, digest: &Digest) -> Result<()>;
+    /// Durably turn the upload area (at the end described by `state`) into the blob `digest`.
+    /// The caller has verified the digest. If the blob is already stored, the upload area is
+    /// simply dropped.
+    async fn commit(&self, id: &str, state: Option<&[u8]>, digest: &Digest) -> Result<()>;
 
     /// Remove an upload area; removing a missing one is not an error.
     async fn delete_upload(&self, id: &str) -> Result<()>;
@@ -81,4 +98,20 @@ pub trait BlobStore: Send + Sync {
 
     /// Remove a blob's bytes; removing a missing one is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Whether blob reads should be redirected to [`BlobStore::redirect_url`]. A plain
+    /// function, so the filesystem's read path pays no extra await for the question.
+    fn redirects_reads(&self) -> bool {
+        false
+    }
+
+    /// A URL the client can fetch the blob's bytes from itself (a presigned S3 URL, valid
+    /// for `ttl`; it honours `Range`), or `None` to stream them through berth.
+    async fn redirect_url(
+        &self,
+        _digest: &Digest,
+        _ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

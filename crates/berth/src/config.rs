@@ -42,6 +42,61 @@ pub struct RawConfig {
     /// `[audit]`: the audit log.
     #[serde(default)]
     pub audit: RawAudit,
+    /// `[storage]`: where blob bytes live.
+    #[serde(default)]
+    pub storage: RawStorage,
+}
+
+/// The `[storage]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    /// `filesystem` (in the data directory) or `s3`.
+    pub backend: Option<String>,
+    /// `[storage.s3]`: the bucket, when the backend is `s3`.
+    #[serde(default)]
+    pub s3: RawS3,
+}
+
+/// The `[storage.s3]` table. Credentials left out come from the AWS environment variables or
+/// the instance profile.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    /// `http(s)://host:port` of an S3-compatible server; AWS itself when unset.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub bucket: Option<String>,
+    /// Key prefix for everything berth stores in the bucket.
+    pub prefix: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`) rather than virtual-hosted ones.
+    pub path_style: Option<bool>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// Answer blob GETs with a 307 to a presigned URL (else stream them through berth).
+    pub redirect: Option<bool>,
+    /// Allow a plain-HTTP endpoint.
+    pub allow_http: Option<bool>,
+}
+
+impl std::fmt::Debug for RawS3 {
+    /// The secret key is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawS3")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("redirect", &self.redirect)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 /// The `[audit]` table.
@@ -130,8 +185,18 @@ pub struct Config {
     pub audit_jsonl: berth_audit::JsonLines,
     /// How long audit entries are kept; `None` forever.
     pub audit_retention: Option<std::time::Duration>,
+    /// Where blob bytes live.
+    pub storage: StorageSetting,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
+}
+
+/// Which blob store the registry uses.
+#[derive(Debug, Clone)]
+pub enum StorageSetting {
+    /// `blobs/` and `uploads/` in the data directory.
+    Filesystem,
+    S3(berth_storage::S3Settings),
 }
 
 /// Which authentication the registry runs.
@@ -240,6 +305,20 @@ impl RawConfig {
                     })
                     .transpose()?,
             },
+            storage: RawStorage {
+                backend: get("storage.backend"),
+                s3: RawS3 {
+                    endpoint: get("storage.s3.endpoint"),
+                    region: get("storage.s3.region"),
+                    bucket: get("storage.s3.bucket"),
+                    prefix: get("storage.s3.prefix"),
+                    path_style: flag("storage.s3.path_style")?,
+                    access_key: get("storage.s3.access_key"),
+                    secret_key: get("storage.s3.secret_key"),
+                    redirect: flag("storage.s3.redirect")?,
+                    allow_http: flag("storage.s3.allow_http")?,
+                },
+            },
             http: RawHttp {
                 trusted_proxies: get("http.trusted_proxies").map(|v| {
                     v.split(',')
@@ -277,6 +356,16 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "audit.enabled" => "BERTH_AUDIT_ENABLED",
         "audit.jsonl" => "BERTH_AUDIT_JSONL",
         "audit.retention_days" => "BERTH_AUDIT_RETENTION_DAYS",
+        "storage.backend" => "BERTH_STORAGE_BACKEND",
+        "storage.s3.endpoint" => "BERTH_STORAGE_S3_ENDPOINT",
+        "storage.s3.region" => "BERTH_STORAGE_S3_REGION",
+        "storage.s3.bucket" => "BERTH_STORAGE_S3_BUCKET",
+        "storage.s3.prefix" => "BERTH_STORAGE_S3_PREFIX",
+        "storage.s3.path_style" => "BERTH_STORAGE_S3_PATH_STYLE",
+        "storage.s3.access_key" => "BERTH_STORAGE_S3_ACCESS_KEY",
+        "storage.s3.secret_key" => "BERTH_STORAGE_S3_SECRET_KEY",
+        "storage.s3.redirect" => "BERTH_STORAGE_S3_REDIRECT",
+        "storage.s3.allow_http" => "BERTH_STORAGE_S3_ALLOW_HTTP",
         _ => return None,
     })
 }
@@ -295,8 +384,64 @@ pub fn registry_env_name(field: &'static str) -> Option<&'static str> {
         // registry:2 takes a list of client CA files; berth takes one (a PEM bundle may
         // hold several CAs), so only the first name is read.
         "tls.client_ca" => "REGISTRY_HTTP_TLS_CLIENTCAS_0",
+        // registry:2 names its driver `s3` too; its `filesystem` is berth's as well.
+        "storage.backend" => "REGISTRY_STORAGE",
+        "storage.s3.endpoint" => "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+        "storage.s3.region" => "REGISTRY_STORAGE_S3_REGION",
+        "storage.s3.bucket" => "REGISTRY_STORAGE_S3_BUCKET",
+        "storage.s3.prefix" => "REGISTRY_STORAGE_S3_ROOTDIRECTORY",
+        "storage.s3.path_style" => "REGISTRY_STORAGE_S3_FORCEPATHSTYLE",
+        "storage.s3.access_key" => "REGISTRY_STORAGE_S3_ACCESSKEY",
+        "storage.s3.secret_key" => "REGISTRY_STORAGE_S3_SECRETKEY",
         _ => return None,
     })
+}
+
+/// Check the `[storage]` settings that belong together.
+fn resolve_storage(
+    backend: &str,
+    s3: berth_storage::S3Settings,
+) -> Result<StorageSetting, ConfigError> {
+    match backend.trim() {
+        "filesystem" | "" => Ok(StorageSetting::Filesystem),
+        "s3" => {
+            if s3.bucket.trim().is_empty() {
+                return Err(ConfigError::Inconsistent(
+                    "storage.backend is s3 but storage.s3.bucket is not set".into(),
+                ));
+            }
+            if let Some(endpoint) = &s3.endpoint {
+                let plain = endpoint.starts_with("http://");
+                if !plain && !endpoint.starts_with("https://") {
+                    return Err(ConfigError::Invalid {
+                        name: "storage.s3.endpoint",
+                        value: endpoint.clone(),
+                        reason: "must be an http(s) URL".into(),
+                    });
+                }
+                if plain && !s3.allow_http {
+                    return Err(ConfigError::Invalid {
+                        name: "storage.s3.endpoint",
+                        value: endpoint.clone(),
+                        reason: "plain HTTP needs storage.s3.allow_http = true".into(),
+                    });
+                }
+            }
+            if s3.access_key.is_some() != s3.secret_key.is_some() {
+                return Err(ConfigError::Inconsistent(
+                    "storage.s3.access_key and storage.s3.secret_key go together: set both, or \
+                     neither (then the AWS environment or instance profile is used)"
+                        .into(),
+                ));
+            }
+            Ok(StorageSetting::S3(s3))
+        }
+        other => Err(ConfigError::Invalid {
+            name: "storage.backend",
+            value: other.into(),
+            reason: "expected filesystem or s3".into(),
+        }),
+    }
 }
 
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -377,6 +522,65 @@ impl Config {
         }
         let audit_retention = (audit_retention_days > 0)
             .then(|| std::time::Duration::from_secs(audit_retention_days * 86_400));
+
+        let storage = {
+            let backend = pick!(
+                "storage.backend",
+                storage.backend,
+                Some("filesystem".to_string())
+            )
+            .unwrap_or_default();
+            let endpoint = pick!("storage.s3.endpoint", storage.s3.endpoint, None::<String>);
+            let region = pick!(
+                "storage.s3.region",
+                storage.s3.region,
+                Some("us-east-1".to_string())
+            );
+            let bucket = pick!("storage.s3.bucket", storage.s3.bucket, None::<String>);
+            let prefix = pick!("storage.s3.prefix", storage.s3.prefix, Some(String::new()))
+                .unwrap_or_default();
+            // S3-compatible servers mostly want path-style requests; AWS virtual-hosted ones.
+            let path_style = pick!(
+                "storage.s3.path_style",
+                storage.s3.path_style,
+                Some(endpoint.is_some())
+            )
+            .unwrap_or(false);
+            let access_key = pick!(
+                "storage.s3.access_key",
+                storage.s3.access_key,
+                None::<String>
+            );
+            let secret_key = pick!(
+                "storage.s3.secret_key",
+                storage.s3.secret_key,
+                None::<String>
+            );
+            if secret_key.is_some()
+                && let Some(shown) = origins.last_mut()
+            {
+                shown.1 = "(set, not shown)".into();
+            }
+            let redirect =
+                pick!("storage.s3.redirect", storage.s3.redirect, Some(true)).unwrap_or(true);
+            let allow_http =
+                pick!("storage.s3.allow_http", storage.s3.allow_http, Some(false)).unwrap_or(false);
+            resolve_storage(
+                &backend,
+                berth_storage::S3Settings {
+                    endpoint,
+                    region,
+                    bucket: bucket.unwrap_or_default(),
+                    prefix,
+                    path_style,
+                    access_key,
+                    secret_key,
+                    redirect,
+                    allow_http,
+                    spool_dir: None,
+                },
+            )?
+        };
 
         let mode_text = pick!("auth.mode", auth.mode, None::<String>);
         let token_service =
@@ -560,6 +764,7 @@ impl Config {
             audit_enabled,
             audit_jsonl,
             audit_retention,
+            storage,
             origins,
         })
     }
@@ -768,6 +973,46 @@ mod tests {
         let vars = |k: &str| (k == "BERTH_AUDIT_RETENTION_DAYS").then(|| "forever".to_string());
         assert!(RawConfig::from_env(berth_env_name, &vars).is_err());
         assert!(toml::from_str::<RawConfig>("[audit]\nretention = 1\n").is_err());
+    }
+
+    #[test]
+    fn storage_is_the_filesystem_unless_s3_is_chosen() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert!(matches!(defaults.storage, StorageSetting::Filesystem));
+        let file: RawConfig = toml::from_str(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             bucket = \"images\"\nprefix = \"berth\"\nallow_http = true\n\
+             access_key = \"AK\"\nsecret_key = \"do-not-print\"\n",
+        )
+        .expect("toml");
+        let vars = |k: &str| (k == "BERTH_STORAGE_S3_REDIRECT").then(|| "false".to_string());
+        let env = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        let config = Config::resolve(&[("file", file.clone()), ("env", env)]).expect("valid");
+        let StorageSetting::S3(s3) = &config.storage else {
+            panic!("s3 expected");
+        };
+        assert_eq!(s3.bucket, "images");
+        assert!(s3.path_style, "an endpoint implies path-style by default");
+        assert!(!s3.redirect);
+        let shown = format!("{}{config:?}{file:?}", config.describe());
+        assert!(shown.contains("storage.s3.bucket"), "{shown}");
+        assert!(
+            !shown.contains("do-not-print"),
+            "the secret leaked: {shown}"
+        );
+
+        let plain_http_refused: RawConfig = toml::from_str(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"b\"\n",
+        )
+        .expect("toml");
+        let err = Config::resolve(&[("file", plain_http_refused)]).expect_err("needs allow_http");
+        assert!(err.to_string().contains("allow_http"), "{err}");
+        let no_bucket: RawConfig = toml::from_str("[storage]\nbackend = \"s3\"\n").expect("toml");
+        assert!(Config::resolve(&[("file", no_bucket)]).is_err());
+        let vars = |k: &str| (k == "BERTH_STORAGE_BACKEND").then(|| "tape".to_string());
+        let env = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        assert!(Config::resolve(&[("env", env)]).is_err());
+        assert!(toml::from_str::<RawConfig>("[storage.s3]\nbuckett = \"x\"\n").is_err());
     }
 
     #[test]

@@ -138,6 +138,7 @@ impl Flags {
                 tls: Default::default(),
                 http: Default::default(),
                 audit: Default::default(),
+                storage: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -223,8 +224,33 @@ async fn run(config: Config) -> Result<(), String> {
     };
     let data_dir = &config.data_dir;
     let meta = open_metadata(data_dir).await?;
-    let blobs = berth_storage::FsBlobStore::open(data_dir)
-        .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?;
+    let blobs: Arc<dyn berth_storage::BlobStore> = match &config.storage {
+        config::StorageSetting::Filesystem => Arc::new(
+            berth_storage::FsBlobStore::open(data_dir)
+                .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?,
+        ),
+        config::StorageSetting::S3(settings) => {
+            // Spool files for uploads on their way to S3 stay next to the database.
+            let spool_dir = data_dir.join("s3-spool");
+            std::fs::create_dir_all(&spool_dir)
+                .map_err(|e| format!("cannot create {}: {e}", spool_dir.display()))?;
+            let settings = berth_storage::S3Settings {
+                spool_dir: Some(spool_dir),
+                ..settings.clone()
+            };
+            tracing::info!(
+                endpoint = settings.endpoint.as_deref().unwrap_or("AWS"),
+                bucket = %settings.bucket,
+                prefix = %settings.prefix,
+                redirect = settings.redirect,
+                "blobs are stored in S3"
+            );
+            Arc::new(
+                berth_storage::S3BlobStore::new(settings)
+                    .map_err(|e| format!("cannot set up S3 blob storage: {e}"))?,
+            )
+        }
+    };
     let mut identity = None;
     let auth = match (config.auth_mode, &config.htpasswd) {
         (AuthModeSetting::Htpasswd, Some(path)) => AuthMode::Htpasswd {
@@ -266,7 +292,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let registry = Registry::new(
         Arc::new(meta.clone()),
-        Arc::new(blobs),
+        blobs,
         RegistryOptions {
             delete_enabled: config.delete_enabled,
             // This process is the embedded database's only writer, so the cache is exact.

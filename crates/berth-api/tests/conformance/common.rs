@@ -14,7 +14,7 @@ use berth_auth::{AuthMode, Authorizer, IdentityService, TokenAuth, TokenSettings
 use berth_core::{Algorithm, Digest};
 use berth_meta::{IdentityStore, SqliteStore};
 use berth_registry::{Registry, RegistryOptions};
-use berth_storage::FsBlobStore;
+use berth_storage::{BlobStore, FsBlobStore};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -57,6 +57,7 @@ pub struct TestAppBuilder {
     dir: Option<Arc<TempDir>>,
     auth: Option<AuthMode>,
     audit: bool,
+    blobs: Option<Arc<dyn BlobStore>>,
 }
 
 impl TestAppBuilder {
@@ -96,6 +97,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Keep blob bytes in this store instead of the filesystem in the app's directory.
+    pub fn blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
     /// Open the stores on a directory another app used (a restart).
     pub fn dir(mut self, dir: Arc<TempDir>) -> Self {
         self.dir = Some(dir);
@@ -111,7 +118,10 @@ impl TestAppBuilder {
                 .await
                 .expect("open metadata store"),
         );
-        let blobs = Arc::new(FsBlobStore::open(dir.path()).expect("open blob store"));
+        let blobs = match self.blobs {
+            Some(blobs) => blobs,
+            None => Arc::new(FsBlobStore::open(dir.path()).expect("open blob store")),
+        };
         let registry = Registry::new(
             meta.clone(),
             blobs,
@@ -178,6 +188,7 @@ impl TestApp {
             dir: None,
             auth: None,
             audit: true,
+            blobs: None,
         }
     }
 
@@ -240,6 +251,16 @@ impl TestApp {
         self.meta.close().await;
         drop(self);
         TestApp::builder().dir(dir).build().await
+    }
+
+    /// Stop this registry and start a new one on the same directory with blob bytes in
+    /// `blobs` (another node, as far as the blob store can tell).
+    pub async fn restart_with_blobs(self, blobs: Arc<dyn BlobStore>) -> TestApp {
+        let dir = self.dir.clone();
+        self.audit.shutdown().await;
+        self.meta.close().await;
+        drop(self);
+        TestApp::builder().dir(dir).blobs(blobs).build().await
     }
 
     /// A handle on the same registry whose requests all carry this header.

@@ -23,6 +23,7 @@ mod push;
 mod referrers;
 mod restart;
 mod robots;
+mod s3;
 mod sparse_index;
 mod tag_params;
 mod tokens;
