@@ -5,7 +5,8 @@
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
-//! test suite in [`suite`].
+//! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
+//! PostgreSQL ([`PgStore`], shared by several processes).
 
 use async_trait::async_trait;
 use berth_core::mgmt::{
@@ -17,6 +18,7 @@ use serde_json::{Map, Value};
 pub mod audit;
 pub mod identity;
 mod migrations;
+pub mod postgres;
 pub mod sqlite;
 pub mod suite;
 mod wal_sync;
@@ -29,6 +31,7 @@ pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
 };
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
