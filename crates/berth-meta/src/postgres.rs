@@ -44,10 +44,11 @@ pub(crate) mod testing;
 use migrations::MIGRATIONS;
 
 /// A statement with its parameters bound, ready to run.
-type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
+type PgQuery<'q> =
+    sqlx::query::Query<'q, sqlx::Postgres, <sqlx::Postgres as sqlx::Database>::Arguments>;
 
 /// How to reach the database and how to use it.
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgOptions {
     /// `postgres://user:password@host:port/database?…`. Never logged as is: see
     /// [`redacted_url`].
@@ -69,6 +70,17 @@ impl PgOptions {
             statement_timeout: Some(Duration::from_secs(30)),
             connect_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redacted_url(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
     }
 }
 
@@ -136,10 +148,8 @@ impl PgStore {
                 Box::pin(async move {
                     if let Some(ms) = timeout_ms {
                         // A number, not input: safe to format into the statement.
-                        conn.execute(sqlx::AssertSqlSafe(format!(
-                            "SET statement_timeout = {ms}"
-                        )))
-                        .await?;
+                        conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
+                            .await?;
                     }
                     Ok(())
                 })
@@ -176,10 +186,13 @@ async fn wait_for_database(
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         // One attempt must not outlast the deadline (a dropped SYN hangs for minutes).
-        let outcome = match tokio::time::timeout(remaining.max(Duration::from_secs(1)), options.connect()).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(sqlx::Error::PoolTimedOut),
-        };
+        let outcome =
+            match tokio::time::timeout(remaining.max(Duration::from_secs(1)), options.connect())
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(sqlx::Error::PoolTimedOut),
+            };
         match outcome {
             Ok(conn) => {
                 if attempt > 1 {
@@ -514,13 +527,14 @@ impl RepositoryStore for PgStore {
         name: &RepositoryName,
         description: &str,
     ) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE repositories SET description = $1, updated_at = $2 WHERE name = $3")
-                .bind(description)
-                .bind(now())
-                .bind(name.as_str())
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE repositories SET description = $1, updated_at = $2 WHERE name = $3",
+        )
+        .bind(description)
+        .bind(now())
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -617,12 +631,13 @@ impl BlobIndex for PgStore {
             else {
                 return Ok(false);
             };
-            let done =
-                sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2")
-                    .bind(repo_id)
-                    .bind(digest.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+            let done = sqlx::query(
+                "DELETE FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+            )
+            .bind(repo_id)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })
@@ -898,11 +913,12 @@ impl ManifestStore for PgStore {
                 return Ok(false);
             };
             // Tags and references go with it (ON DELETE CASCADE).
-            let done = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
-                .bind(repo_id)
-                .bind(digest.to_string())
-                .execute(&mut *tx)
-                .await?;
+            let done =
+                sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+                    .bind(repo_id)
+                    .bind(digest.to_string())
+                    .execute(&mut *tx)
+                    .await?;
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })

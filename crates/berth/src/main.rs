@@ -130,6 +130,7 @@ impl Flags {
                 tls: Default::default(),
                 http: Default::default(),
                 audit: Default::default(),
+                database: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -184,18 +185,60 @@ fn block_on(command: impl std::future::Future<Output = Result<(), String>>) -> R
         .block_on(command)
 }
 
-/// Open (creating if needed) the metadata database in the data directory.
-pub async fn open_metadata(data_dir: &std::path::Path) -> Result<berth_meta::SqliteStore, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
-    berth_meta::SqliteStore::open(&data_dir.join("metadata.db"))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the metadata database in {}: {e}",
-                data_dir.display()
-            )
-        })
+/// The metadata store the configuration names, open.
+#[derive(Clone)]
+pub enum Metadata {
+    Sqlite(berth_meta::SqliteStore),
+    Postgres(berth_meta::PgStore),
+}
+
+impl Metadata {
+    /// The store, as the services take it (each narrower trait is an upcast of this).
+    pub fn store(&self) -> Arc<dyn berth_meta::MetaStore> {
+        match self {
+            Metadata::Sqlite(store) => Arc::new(store.clone()),
+            Metadata::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Whether other processes may write the same metadata: then no process can keep an
+    /// exact in-memory cache of it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Metadata::Postgres(_))
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Metadata::Sqlite(store) => store.close().await,
+            Metadata::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+/// Open (creating if needed) the metadata database the configuration names: SQLite in the
+/// data directory unless `[database] url` says otherwise.
+pub async fn open_metadata(config: &Config) -> Result<Metadata, String> {
+    match &config.database {
+        config::Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+            }
+            berth_meta::SqliteStore::open(path)
+                .await
+                .map(Metadata::Sqlite)
+                .map_err(|e| format!("cannot open the metadata database {}: {e}", path.display()))
+        }
+        config::Database::Postgres(options) => berth_meta::PgStore::connect(options)
+            .await
+            .map(Metadata::Postgres)
+            .map_err(|e| {
+                format!(
+                    "cannot open the metadata database {}: {e}",
+                    berth_meta::postgres::redacted_url(&options.url)
+                )
+            }),
+    }
 }
 
 fn serve(config: Config) -> Result<(), String> {
@@ -213,7 +256,8 @@ async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let data_dir = &config.data_dir;
-    let meta = open_metadata(data_dir).await?;
+    let metadata = open_metadata(&config).await?;
+    let meta = metadata.store();
     let blobs = berth_storage::FsBlobStore::open(data_dir)
         .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?;
     let mut identity = None;
@@ -223,8 +267,8 @@ async fn run(config: Config) -> Result<(), String> {
             passwords: Htpasswd::load(path).map_err(|e| e.to_string())?,
         },
         (AuthModeSetting::Token, _) => {
-            let token_auth = start_token_mode(&config, &meta).await?;
-            let store: Arc<dyn berth_meta::IdentityStore> = Arc::new(meta.clone());
+            let token_auth = start_token_mode(&config, meta.clone()).await?;
+            let store: Arc<dyn berth_meta::IdentityStore> = meta.clone();
             identity =
                 Some(berth_auth::IdentityService::new(store).with_caches(token_auth.clone()));
             AuthMode::Token(token_auth)
@@ -256,18 +300,19 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     let registry = Registry::new(
-        Arc::new(meta.clone()),
+        meta.clone(),
         Arc::new(blobs),
         RegistryOptions {
             delete_enabled: config.delete_enabled,
-            // This process is the embedded database's only writer, so the cache is exact.
-            read_cache: true,
+            // Exact only while this process is the database's only writer (SQLite): with a
+            // shared database another node's delete or tag move would go unseen.
+            read_cache: !metadata.is_shared(),
             sparse_index: config.sparse_index,
         },
     );
     let registry = Arc::new(registry);
     tokio::spawn(purge_uploads_periodically(registry.clone()));
-    let audit_log: Arc<dyn berth_meta::AuditStore> = Arc::new(meta.clone());
+    let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
             audit_log.clone(),
@@ -332,7 +377,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     // What was recorded until the last request is written before the database closes.
     audit.shutdown().await;
-    meta.close().await;
+    metadata.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -341,9 +386,9 @@ async fn run(config: Config) -> Result<(), String> {
 /// `BERTH_ADMIN_PASSWORD`, else generated and printed once).
 async fn start_token_mode(
     config: &Config,
-    meta: &berth_meta::SqliteStore,
+    meta: Arc<dyn berth_meta::MetaStore>,
 ) -> Result<Arc<berth_auth::TokenAuth>, String> {
-    let store: Arc<dyn berth_meta::IdentityStore> = Arc::new(meta.clone());
+    let store: Arc<dyn berth_meta::IdentityStore> = meta;
     let settings = berth_auth::TokenSettings {
         service: config.token_service.clone(),
         issuer: config.token_issuer.clone(),

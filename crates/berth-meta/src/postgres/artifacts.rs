@@ -114,10 +114,18 @@ macro_rules! artifact_page {
         concat!(
             "WITH page AS MATERIALIZED (SELECT m.id FROM manifests m WHERE ",
             artifact_filter!(),
-            " ORDER BY m.created_at ", $direction, ", m.id ", $direction, " LIMIT $12 OFFSET $13)",
-            " SELECT ", artifact_columns!("$14", "$15"),
+            " ORDER BY m.created_at ",
+            $direction,
+            ", m.id ",
+            $direction,
+            " LIMIT $12 OFFSET $13)",
+            " SELECT ",
+            artifact_columns!("$14", "$15"),
             " FROM page JOIN manifests m ON m.id = page.id",
-            " ORDER BY m.created_at ", $direction, ", m.id ", $direction
+            " ORDER BY m.created_at ",
+            $direction,
+            ", m.id ",
+            $direction
         )
     };
 }
@@ -134,14 +142,23 @@ const ARTIFACT_COUNT: &str = concat!(
 macro_rules! listed_count {
     ($repo:literal) => {
         concat!(
-            "((SELECT COUNT(*) FROM manifests WHERE repository_id = ", $repo, ")",
+            "((SELECT COUNT(*) FROM manifests WHERE repository_id = ",
+            $repo,
+            ")",
             " - (SELECT COUNT(*) FROM (",
-            "SELECT digest FROM manifests WHERE repository_id = ", $repo,
+            "SELECT digest FROM manifests WHERE repository_id = ",
+            $repo,
             " AND subject IS NOT NULL",
             " UNION SELECT child_digest FROM manifest_references",
-            " WHERE repository_id = ", $repo, " AND child_is_manifest) AS candidate",
-            " JOIN manifests m ON m.repository_id = ", $repo, " AND m.digest = candidate.digest",
-            " WHERE NOT ", listed!(), "))"
+            " WHERE repository_id = ",
+            $repo,
+            " AND child_is_manifest) AS candidate",
+            " JOIN manifests m ON m.repository_id = ",
+            $repo,
+            " AND m.digest = candidate.digest",
+            " WHERE NOT ",
+            listed!(),
+            "))"
         )
     };
 }

@@ -6,10 +6,10 @@ use berth_core::{Digest, RepositoryName};
 use sqlx::Row;
 
 use super::{PgQuery, PgStore, retrying};
+use crate::Result;
 use crate::audit::{
     AuditBatch, AuditColumn, AuditEntry, AuditMatch, AuditQuery, AuditRecord, AuditStore, PullStats,
 };
-use crate::Result;
 
 /// The column's name in SQL: constants only ever reach the statement text.
 fn column(c: AuditColumn) -> &'static str {

@@ -142,7 +142,9 @@ fn assert_loopback(url: &str) {
 /// The cluster of this process, started if no test holds it.
 fn local_cluster() -> Arc<Cluster> {
     static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
-    let mut shared = CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut shared = CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(cluster) = shared.upgrade() {
         return cluster;
     }
@@ -174,7 +176,9 @@ impl Cluster {
             .expect("temporary directory for PostgreSQL");
         let run_as = is_root().then_some("postgres");
         if let Some(user) = run_as {
-            run(Command::new("chown").arg(format!("{user}:")).arg(dir.path()));
+            run(Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(dir.path()));
         }
         let data = dir.path().join("data");
         run(command(run_as, &bin.join("initdb"))

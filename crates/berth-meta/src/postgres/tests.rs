@@ -88,9 +88,9 @@ async fn postgres_lists_many_artifacts_page_by_page() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_starting_together_migrate_exactly_once() {
     let db = testing::database().await;
-    let nodes = futures_util::future::try_join_all((0..4).map(|_| async {
-        PgStore::connect(&PgOptions::new(db.url.clone())).await
-    }))
+    let nodes = futures_util::future::try_join_all(
+        (0..4).map(|_| async { PgStore::connect(&PgOptions::new(db.url.clone())).await }),
+    )
     .await
     .expect("every node starts");
     let versions: Vec<i64> =
@@ -118,11 +118,19 @@ async fn an_unreachable_database_fails_after_the_deadline() {
     let mut options = PgOptions::new(format!("postgres://berth:secret@127.0.0.1:{port}/berth"));
     options.connect_timeout = std::time::Duration::from_millis(1_500);
     let began = std::time::Instant::now();
-    let error = PgStore::connect(&options).await.expect_err("nothing listens");
-    assert!(began.elapsed() >= std::time::Duration::from_millis(700), "it retried");
+    let error = PgStore::connect(&options)
+        .await
+        .expect_err("nothing listens");
+    assert!(
+        began.elapsed() >= std::time::Duration::from_millis(700),
+        "it retried"
+    );
     let message = error.to_string();
     assert!(message.contains("attempt"), "{message}");
-    assert!(!message.contains("secret"), "the password leaked: {message}");
+    assert!(
+        !message.contains("secret"),
+        "the password leaked: {message}"
+    );
 }
 
 /// Two nodes on one database race writes into the same repository; every decision SQLite
@@ -177,7 +185,11 @@ async fn two_nodes_racing_on_one_repository_agree() {
         .filter_map(|(i, r)| r.expect("task").expect("advance").then_some(i))
         .collect();
     assert_eq!(moved.len(), 1, "exactly one writer advances: {moved:?}");
-    let upload = nodes[1].get_upload("race").await.expect("get").expect("exists");
+    let upload = nodes[1]
+        .get_upload("race")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(
         (upload.offset, upload.hash_state),
         (10 + moved[0] as u64, vec![moved[0] as u8])
@@ -210,7 +222,11 @@ async fn two_nodes_racing_on_one_repository_agree() {
     let same = image("race-same", &layer);
     let pushes = (0..RACERS).map(|i| {
         let (store, repo, m) = (node(i), repo.clone(), same.clone());
-        tokio::spawn(async move { store.put_manifest(&repo, &m, &[tag(&format!("s{i}"))]).await })
+        tokio::spawn(async move {
+            store
+                .put_manifest(&repo, &m, &[tag(&format!("s{i}"))])
+                .await
+        })
     });
     for outcome in futures_util::future::join_all(pushes).await {
         outcome.expect("task").expect("a racing push succeeds");
@@ -240,7 +256,10 @@ async fn two_nodes_racing_on_one_repository_agree() {
         .map(|r| r.expect("task").expect("add_tag answers"))
         .collect();
     assert_eq!(
-        outcomes.iter().filter(|o| **o == TagAddition::Added).count(),
+        outcomes
+            .iter()
+            .filter(|o| **o == TagAddition::Added)
+            .count(),
         1,
         "{outcomes:?}"
     );
@@ -254,10 +273,7 @@ async fn two_nodes_racing_on_one_repository_agree() {
     // (then it finds its blob gone), never half-way into a foreign-key error.
     for round in 0..8 {
         let racer = name(&format!("race/deleted-{round}"));
-        nodes[0]
-            .link_blob(&racer, &layer, 5)
-            .await
-            .expect("link");
+        nodes[0].link_blob(&racer, &layer, 5).await.expect("link");
         let push = {
             let (store, racer, m) = (node(0), racer.clone(), image(&format!("d-{round}"), &layer));
             tokio::spawn(async move { store.put_manifest(&racer, &m, &[tag("v1")]).await })
