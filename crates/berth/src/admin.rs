@@ -1,8 +1,7 @@
 //! The operator CLI for accounts and projects: `berth user|project|member|robot|keys …`.
 //! It opens the metadata database directly, so it works on a stopped registry and on a
 //! running one (SQLite takes turns between processes, PostgreSQL serves several; a running
-//! server sees the change
-//! within its identity cache's few seconds). Every operation goes through
+//! server sees the change within its identity cache's few seconds). Every operation goes through
 //! `berth_auth::IdentityService`, the same place the management API calls. Secrets are read
 //! from standard input or a prompt, never from the command line. Each change is audited as
 //! the API's are, by the operating-system user, from `cli`.
