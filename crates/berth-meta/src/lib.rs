@@ -218,6 +218,21 @@ pub enum ArtifactDeletion {
     Referenced(Digest),
 }
 
+/// A change another process made to the store, for caches kept in memory (see
+/// [`RepositoryStore::invalidations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// What lookups in this repository answer may have changed (a manifest, a tag, a blob
+    /// link went or moved, or the repository was deleted).
+    Repository(String),
+    /// Changes may have gone unreported until now: forget everything. From here on every
+    /// change is reported (sent when the feed has connected, and after each reconnection).
+    All,
+    /// The feed is down: changes go unreported until the next [`Invalidation::All`], so a
+    /// cache must not answer from its entries meanwhile.
+    Lost,
+}
+
 /// What adding a tag to an artifact did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagAddition {
@@ -249,6 +264,14 @@ pub trait RepositoryStore: Send + Sync {
     ) -> Result<bool>;
     /// Delete a repository with every manifest, tag and blob link in it.
     async fn delete_repository(&self, name: &RepositoryName) -> Result<bool>;
+    /// The changes other processes make to what lookups answer, for a cache in memory to
+    /// drop what they made stale; `None` when no other process writes the store (the
+    /// embedded SQLite). The feed starts with no knowledge: it sends [`Invalidation::All`]
+    /// once connected. Each call starts a feed of its own; it stops when the receiver is
+    /// dropped or the store closed.
+    fn invalidations(&self) -> Option<tokio::sync::mpsc::Receiver<Invalidation>> {
+        None
+    }
 }
 
 #[async_trait]

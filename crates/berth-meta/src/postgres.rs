@@ -19,6 +19,11 @@
 //!
 //! Commits are durable when they return (PostgreSQL's `synchronous_commit`), so nothing
 //! here needs SQLite's group commit.
+//!
+//! Each node may keep an in-memory read cache: every transaction that changes what a
+//! repository's lookups answer sends `NOTIFY` with the repository's name (delivered at
+//! commit, dropped on rollback), and [`RepositoryStore::invalidations`] `LISTEN`s on a
+//! connection of its own (see [`forward_invalidations`]).
 
 use std::future::Future;
 use std::str::FromStr;
@@ -26,11 +31,14 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{
+    PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow,
+};
+use tokio::sync::{mpsc, watch};
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 
 use crate::{
-    BlobIndex, ManifestStore, MetaError, NewManifest, Paged, Referrer, RepositoryInfo,
+    BlobIndex, Invalidation, ManifestStore, MetaError, NewManifest, Paged, Referrer, RepositoryInfo,
     RepositoryQuery, RepositoryStore, Result, StoredManifest, Upload, UploadStore, now,
 };
 
@@ -120,6 +128,10 @@ fn redact_query_password(url: &str) -> String {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// For the invalidation feeds' own connections.
+    connect: PgConnectOptions,
+    /// Set by [`PgStore::close`]: the feeds let their connections go.
+    closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -154,13 +166,18 @@ impl PgStore {
                     Ok(())
                 })
             })
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
         tracing::info!(url = %shown, pool_size = options.pool_size, "metadata database is PostgreSQL");
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            connect,
+            closing: watch::Sender::new(false),
+        })
     }
 
     pub async fn close(&self) {
+        self.closing.send_replace(true);
         self.pool.close().await;
     }
 
@@ -323,6 +340,97 @@ fn is_transient(e: &MetaError) -> bool {
         .and_then(sqlx::Error::as_database_error)
         .and_then(|d| d.code())
         .is_some_and(|c| c == "40001" || c == "40P01")
+}
+
+/// The channel of [`notify_changed`]: the payload is a repository's name.
+const CHANGES_CHANNEL: &str = "berth_repository_changed";
+
+/// Tell every node's cache, when the transaction commits, that what lookups in
+/// `repository` answer may have changed.
+async fn notify_changed(conn: &mut PgConnection, repository: &RepositoryName) -> Result<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(repository.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Until [`PgStore::close`] (or forever, once every store clone is gone without it).
+async fn store_closed(closing: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live across the caller's awaits.
+    if closing.wait_for(|closed| *closed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Forward the names [`notify_changed`] sends to `out`, on a connection of its own, until
+/// `out` is dropped or the store closes. Notifications sent while no connection listens are
+/// lost, so the feed says [`Invalidation::Lost`] when its connection fails and
+/// [`Invalidation::All`] each time it listens again (the first time too).
+async fn forward_invalidations(
+    connect: PgConnectOptions,
+    out: mpsc::Sender<Invalidation>,
+    mut closing: watch::Receiver<bool>,
+) {
+    // A pool of one: the listening connection takes no query connection's slot, and
+    // closing the store does not wait for it.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(connect);
+    let mut delay = Duration::from_millis(250);
+    'connect: loop {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let attempt = tokio::select! {
+            listener = listening => listener,
+            _ = store_closed(&mut closing) => break 'connect,
+            _ = out.closed() => break 'connect,
+        };
+        let mut listener = match attempt {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot listen for other nodes' changes; the read cache stays off");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = store_closed(&mut closing) => break 'connect,
+                    _ = out.closed() => break 'connect,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue 'connect;
+            }
+        };
+        delay = Duration::from_millis(250);
+        // Listening now: from here on every change is reported; before, nobody knows.
+        if out.send(Invalidation::All).await.is_err() {
+            break 'connect;
+        }
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(notification)) => {
+                        let changed = Invalidation::Repository(notification.payload().to_owned());
+                        if out.send(changed).await.is_err() {
+                            break 'connect;
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("lost the connection listening for other nodes' changes; the read cache is off until it is back");
+                        if out.send(Invalidation::Lost).await.is_err() {
+                            break 'connect;
+                        }
+                        continue 'connect;
+                    }
+                },
+                _ = store_closed(&mut closing) => break 'connect,
+                _ = out.closed() => break 'connect,
+            }
+        }
+    }
+    pool.close().await;
 }
 
 /// The lock a write transaction takes on its repository's row (see the module docs).
@@ -541,11 +649,25 @@ impl RepositoryStore for PgStore {
     async fn delete_repository(&self, name: &RepositoryName) -> Result<bool> {
         // Blob links, manifests, their references and tags go with it (ON DELETE CASCADE).
         // The DELETE locks the row against every other writer of the repository.
-        let done = sqlx::query("DELETE FROM repositories WHERE name = $1")
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted: Option<String> = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM repositories WHERE name = $1 RETURNING name)
+             SELECT gone.name FROM gone, pg_notify($2, gone.name)",
+        )
+        .bind(name.as_str())
+        .bind(CHANGES_CHANNEL)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(deleted.is_some())
+    }
+
+    fn invalidations(&self) -> Option<mpsc::Receiver<Invalidation>> {
+        let (out, feed) = mpsc::channel(1024);
+        tokio::spawn(forward_invalidations(
+            self.connect.clone(),
+            out,
+            self.closing.subscribe(),
+        ));
+        Some(feed)
     }
 }
 
@@ -638,6 +760,9 @@ impl BlobIndex for PgStore {
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() > 0 {
+                notify_changed(&mut tx, repository).await?;
+            }
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })
@@ -773,6 +898,7 @@ impl PgStore {
                 // The same bytes, already stored and checked: only the tags are new.
                 set_tags(&mut tx, repo_id, tags, &alias).await?;
                 touch_repository(&mut tx, repo_id).await?;
+                notify_changed(&mut tx, repository).await?;
                 tx.commit().await?;
                 return Digest::from_str(&alias)
                     .map_err(|e| MetaError::Corrupt(format!("digest {alias:?}: {e}")));
@@ -849,6 +975,7 @@ impl PgStore {
         }
         set_tags(&mut tx, repo_id, tags, &digest).await?;
         touch_repository(&mut tx, repo_id).await?;
+        notify_changed(&mut tx, repository).await?;
         tx.commit().await?;
         Ok(manifest.digest.clone())
     }
@@ -919,6 +1046,9 @@ impl ManifestStore for PgStore {
                     .bind(digest.to_string())
                     .execute(&mut *tx)
                     .await?;
+            if done.rows_affected() > 0 {
+                notify_changed(&mut tx, repository).await?;
+            }
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })
@@ -937,6 +1067,9 @@ impl ManifestStore for PgStore {
                 .bind(tag.as_str())
                 .execute(&mut *tx)
                 .await?;
+            if done.rows_affected() > 0 {
+                notify_changed(&mut tx, repository).await?;
+            }
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })

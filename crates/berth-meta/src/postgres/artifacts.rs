@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 
 use super::{
     PgQuery, PgStore, RepoLock, annotations_column, digest_column, insert_tags, lock_repository,
-    retrying,
+    notify_changed, retrying,
 };
 use crate::{
     AccessoryInfo, ArtifactDeletion, ArtifactInfo, ArtifactQuery, ArtifactStore, MetaError, Paged,
@@ -477,6 +477,7 @@ impl PgStore {
             return Ok(TagAddition::Exists);
         }
         insert_tags(&mut tx, repo_id, &[tag.as_str()], &digest).await?;
+        notify_changed(&mut tx, repository).await?;
         tx.commit().await?;
         Ok(TagAddition::Added)
     }
@@ -539,6 +540,7 @@ impl PgStore {
             pending.extend(accessories.into_iter().map(|a| (a, true)));
             pending.extend(children.into_iter().map(|c| (c, false)));
         }
+        notify_changed(&mut tx, repository).await?;
         tx.commit().await?;
         Ok(ArtifactDeletion::Deleted(deleted))
     }
@@ -695,6 +697,9 @@ impl ArtifactStore for PgStore {
             .bind(digest.to_string())
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() > 0 {
+                notify_changed(&mut tx, repository).await?;
+            }
             tx.commit().await?;
             Ok(done.rows_affected() > 0)
         })

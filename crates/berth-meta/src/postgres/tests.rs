@@ -292,3 +292,53 @@ async fn two_nodes_racing_on_one_repository_agree() {
         node.close().await;
     }
 }
+
+/// The feed's next message, or a failure after 10 s.
+async fn next(
+    feed: &mut tokio::sync::mpsc::Receiver<crate::Invalidation>,
+) -> Option<crate::Invalidation> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), feed.recv())
+        .await
+        .expect("in time")
+}
+
+/// What one node changes reaches another node's feed; the feed starts with `All` (nothing
+/// is known before it listens) and ends when the store closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_changes_arrive_as_invalidations() {
+    use crate::Invalidation;
+
+    let db = testing::database().await;
+    let (reader, writer) = (node(&db).await, node(&db).await);
+    let mut feed = reader.invalidations().expect("PostgreSQL has a feed");
+    assert_eq!(next(&mut feed).await, Some(Invalidation::All));
+    let repo = name("feed/app");
+    let layer = Digest::of(Algorithm::Sha256, b"feed-layer");
+    // Adding a blob link changes no cached answer: no notification.
+    writer.link_blob(&repo, &layer, 5).await.expect("link");
+    writer
+        .put_manifest(&repo, &image("feed-1", &layer), &[tag("v1")])
+        .await
+        .expect("put");
+    assert_eq!(
+        next(&mut feed).await,
+        Some(Invalidation::Repository("feed/app".into()))
+    );
+    // A write that changes nothing (rolled back by an error) notifies nobody.
+    let mut missing = image("feed-2", &layer);
+    missing.blobs.push(Digest::of(Algorithm::Sha256, b"absent"));
+    assert!(writer.put_manifest(&repo, &missing, &[]).await.is_err());
+    assert!(writer.delete_tag(&repo, &tag("v1")).await.expect("delete"));
+    assert_eq!(
+        next(&mut feed).await,
+        Some(Invalidation::Repository("feed/app".into()))
+    );
+    assert!(writer.delete_repository(&repo).await.expect("delete"));
+    assert_eq!(
+        next(&mut feed).await,
+        Some(Invalidation::Repository("feed/app".into()))
+    );
+    reader.close().await;
+    assert_eq!(next(&mut feed).await, None, "the feed ends with its store");
+    writer.close().await;
+}
