@@ -31,23 +31,22 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use sqlx::postgres::{
-    PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow,
-};
-use tokio::sync::{mpsc, watch};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, Executor, Row};
+use tokio::sync::{mpsc, watch};
 
 use crate::{
-    BlobIndex, Invalidation, ManifestStore, MetaError, NewManifest, Paged, Referrer, RepositoryInfo,
-    RepositoryQuery, RepositoryStore, Result, StoredManifest, Upload, UploadStore, now,
+    BlobIndex, Invalidation, ManifestStore, MetaError, NewManifest, Paged, Referrer,
+    RepositoryInfo, RepositoryQuery, RepositoryStore, Result, StoredManifest, Upload, UploadStore,
+    now,
 };
 
 mod artifacts;
 mod audit;
 mod identity;
 pub(crate) mod migrations;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-postgres"))]
+pub mod testing;
 
 use migrations::MIGRATIONS;
 

@@ -201,12 +201,6 @@ impl Metadata {
         }
     }
 
-    /// Whether other processes may write the same metadata: then no process can keep an
-    /// exact in-memory cache of it.
-    pub fn is_shared(&self) -> bool {
-        matches!(self, Metadata::Postgres(_))
-    }
-
     pub async fn close(&self) {
         match self {
             Metadata::Sqlite(store) => store.close().await,
@@ -304,9 +298,9 @@ async fn run(config: Config) -> Result<(), String> {
         Arc::new(blobs),
         RegistryOptions {
             delete_enabled: config.delete_enabled,
-            // Exact only while this process is the database's only writer (SQLite): with a
-            // shared database another node's delete or tag move would go unseen.
-            read_cache: !metadata.is_shared(),
+            // Exact with SQLite (this process is the only writer); with PostgreSQL kept
+            // current by the other nodes' notifications, and off while they cannot arrive.
+            read_cache: true,
             sparse_index: config.sparse_index,
         },
     );

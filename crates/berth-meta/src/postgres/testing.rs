@@ -8,7 +8,8 @@
 //! PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user
 //! Debian's package creates.
 //!
-//! A test that cannot get a database fails (panics): it never skips.
+//! A test that cannot get a database fails (panics): it never skips. Other crates' tests
+//! reach this module through the feature `test-postgres`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
 /// A database of its own for one test; dropped (or its cluster stopped) when the test ends.
-pub(crate) struct TestDatabase {
+pub struct TestDatabase {
     /// Where the store under test connects.
     pub url: String,
     name: String,
@@ -45,7 +46,7 @@ impl Server {
 }
 
 /// A fresh, empty database.
-pub(crate) async fn database() -> TestDatabase {
+pub async fn database() -> TestDatabase {
     let server = match std::env::var("BERTH_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => {
             assert_loopback(&url);
