@@ -27,6 +27,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -128,7 +129,7 @@ fn redact_query_password(url: &str) -> String {
 pub struct PgStore {
     pool: PgPool,
     /// For the invalidation feeds' own connections.
-    connect: PgConnectOptions,
+    connect: Arc<PgConnectOptions>,
     /// Set by [`PgStore::close`]: the feeds let their connections go.
     closing: watch::Sender<bool>,
 }
@@ -170,7 +171,7 @@ impl PgStore {
         tracing::info!(url = %shown, pool_size = options.pool_size, "metadata database is PostgreSQL");
         Ok(PgStore {
             pool,
-            connect,
+            connect: Arc::new(connect),
             closing: watch::Sender::new(false),
         })
     }
@@ -662,7 +663,7 @@ impl RepositoryStore for PgStore {
     fn invalidations(&self) -> Option<mpsc::Receiver<Invalidation>> {
         let (out, feed) = mpsc::channel(1024);
         tokio::spawn(forward_invalidations(
-            self.connect.clone(),
+            PgConnectOptions::clone(&self.connect),
             out,
             self.closing.subscribe(),
         ));
