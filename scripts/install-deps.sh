@@ -10,9 +10,9 @@ set -euo pipefail
 #   openssl iproute2 (ip)                               private CAs and the host's address (t-tls.sh)
 #   wrk hyperfine                                       load / timing tools
 #   nginx                                               round-robin in front of two nodes (e2e cluster)
+#   postgresql                                          the PostgreSQL backend's tests (initdb, pg_ctl)
 PACKAGES=(docker.io podman skopeo buildah umoci docker-registry busybox-static apache2-utils jq curl
-          uidmap runc wrk hyperfine openssl iproute2 nginx)
-
+          uidmap runc wrk hyperfine openssl iproute2 nginx postgresql)
 if [[ "$(id -u)" != 0 ]]; then
   echo "install-deps.sh: must run as root (apt-get install)" >&2
   exit 1
@@ -100,4 +100,6 @@ fi
 for tool in docker dockerd podman skopeo buildah umoci runc docker-registry busybox htpasswd jq curl wrk hyperfine openssl ip moto_server s3s-fs; do
   command -v "$tool" >/dev/null 2>&1 || { echo "install-deps.sh: '$tool' still missing after install" >&2; exit 1; }
 done
+# The PostgreSQL tests start their own cluster from Debian's binaries (not on PATH).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "install-deps.sh: PostgreSQL's initdb missing after install" >&2; exit 1; }
 log "done"

@@ -6,7 +6,8 @@
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
 //! [`JobStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
-//! test suite in [`suite`].
+//! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
+//! PostgreSQL ([`PgStore`], shared by several processes).
 
 use async_trait::async_trait;
 use berth_core::mgmt::{
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod identity;
 pub mod jobs;
 mod migrations;
+pub mod postgres;
 pub mod sqlite;
 pub mod suite;
 mod wal_sync;
@@ -32,6 +34,7 @@ pub use identity::{
     RobotStore, SigningKey, User, UserStore,
 };
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
@@ -224,6 +227,21 @@ pub enum ArtifactDeletion {
     Referenced(Digest),
 }
 
+/// A change another process made to the store, for caches kept in memory (see
+/// [`RepositoryStore::invalidations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    /// What lookups in this repository answer may have changed (a manifest, a tag, a blob
+    /// link went or moved, or the repository was deleted).
+    Repository(String),
+    /// Changes may have gone unreported until now: forget everything. From here on every
+    /// change is reported (sent when the feed has connected, and after each reconnection).
+    All,
+    /// The feed is down: changes go unreported until the next [`Invalidation::All`], so a
+    /// cache must not answer from its entries meanwhile.
+    Lost,
+}
+
 /// What adding a tag to an artifact did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TagAddition {
@@ -255,6 +273,14 @@ pub trait RepositoryStore: Send + Sync {
     ) -> Result<bool>;
     /// Delete a repository with every manifest, tag and blob link in it.
     async fn delete_repository(&self, name: &RepositoryName) -> Result<bool>;
+    /// The changes other processes make to what lookups answer, for a cache in memory to
+    /// drop what they made stale; `None` when no other process writes the store (the
+    /// embedded SQLite). The feed starts with no knowledge: it sends [`Invalidation::All`]
+    /// once connected. Each call starts a feed of its own; it stops when the receiver is
+    /// dropped or the store closed.
+    fn invalidations(&self) -> Option<tokio::sync::mpsc::Receiver<Invalidation>> {
+        None
+    }
 }
 
 #[async_trait]

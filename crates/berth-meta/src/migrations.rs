@@ -243,3 +243,17 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE uploads ADD COLUMN store_state BLOB;
     "#,
 ];
+
+#[cfg(test)]
+mod tests {
+    /// A version is the same change on either backend: a migration added to one list
+    /// needs its twin in the other (PostgreSQL's is `postgres/migrations.rs`).
+    #[test]
+    fn sqlite_and_postgres_have_the_same_migrations() {
+        assert_eq!(
+            super::MIGRATIONS.len(),
+            crate::postgres::migrations::MIGRATIONS.len(),
+            "add the PostgreSQL twin of every SQLite migration (and the other way round)"
+        );
+    }
+}

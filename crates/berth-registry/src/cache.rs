@@ -4,13 +4,21 @@
 //! It is exact, not eventually consistent, for a metadata store that only this process
 //! writes (embedded SQLite): every write through [`crate::Registry`] invalidates the
 //! repository's entries, and a lookup that raced with a write does not store its possibly
-//! stale result (a global generation is compared before inserting). A store shared by
-//! several nodes must run with the cache off (`RegistryOptions::read_cache`).
+//! stale result (a global generation is compared before inserting).
+//!
+//! A store shared by several nodes (PostgreSQL) reports the other nodes' writes
+//! ([`berth_meta::RepositoryStore::invalidations`]), and [`ReadCache::follow`] applies them:
+//! another node's write is seen once its notification arrives (milliseconds after its
+//! commit; a lookup that read the old value before then may still store it, and the
+//! notification removes it). While the feed is not listening (before it connects, or after
+//! its connection fails) the cache is suspended: it neither answers nor stores, and it
+//! starts empty when the feed is back.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use berth_core::{Digest, RepositoryName};
+use berth_meta::Invalidation;
 use bytes::Bytes;
 
 use crate::Listing;
@@ -41,6 +49,8 @@ struct Entries {
     /// Tags held in `tag_pages`, counted as entries.
     tag_page_items: usize,
     manifest_bytes: usize,
+    /// Other nodes' writes may go unreported: nothing is answered or stored.
+    suspended: bool,
 }
 
 impl Entries {
@@ -82,7 +92,8 @@ impl ReadCache {
     /// A hit, or the ticket to hand back with the store's answer.
     fn lookup<T>(&self, find: impl FnOnce(&Entries) -> Option<T>) -> Result<T, Ticket> {
         let entries = self.lock();
-        match self.enabled.then(|| find(&entries)).flatten() {
+        let usable = self.enabled && !entries.suspended;
+        match usable.then(|| find(&entries)).flatten() {
             Some(hit) => Ok(hit),
             None => Err(Ticket(entries.generation)),
         }
@@ -94,7 +105,7 @@ impl ReadCache {
             return;
         }
         let mut entries = self.lock();
-        if entries.generation != ticket.0 {
+        if entries.generation != ticket.0 || entries.suspended {
             return;
         }
         if entries.full() {
@@ -150,9 +161,12 @@ impl ReadCache {
     /// Forget everything about `repository`. Call after any write that can change what a
     /// lookup there answers (manifest put or delete, tag delete, blob unlink).
     pub fn invalidate(&self, repository: &RepositoryName) {
+        self.invalidate_named(repository.as_str());
+    }
+
+    fn invalidate_named(&self, name: &str) {
         let mut entries = self.lock();
         entries.generation += 1;
-        let name = repository.as_str();
         let before = entries.manifests.len();
         entries.manifests.retain(|(repo, _), _| repo != name);
         if entries.manifests.len() != before {
@@ -161,6 +175,43 @@ impl ReadCache {
         entries.blob_sizes.retain(|(repo, _), _| repo != name);
         entries.tag_pages.retain(|(repo, _, _), _| repo != name);
         entries.tag_page_items = entries.tag_pages.values().map(|l| l.items.len()).sum();
+    }
+
+    /// Forget everything; answer and store again (`suspended: false`) or not.
+    fn reset(&self, suspended: bool) {
+        let mut entries = self.lock();
+        entries.generation += 1;
+        entries.clear();
+        entries.suspended = suspended;
+    }
+
+    /// Keep the cache exact for a store other processes write: apply what `feed` reports,
+    /// suspended until it first says it listens. Without an async runtime to follow the
+    /// feed in, the cache stays suspended (correct, only never hit).
+    pub fn follow(self: &Arc<Self>, mut feed: tokio::sync::mpsc::Receiver<Invalidation>) {
+        self.reset(true);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "no async runtime to follow other nodes' changes in: the read cache stays off"
+            );
+            return;
+        };
+        // Weak: the registry going away ends the task, and with it the feed.
+        let cache: Weak<ReadCache> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            while let Some(change) = feed.recv().await {
+                let Some(cache) = cache.upgrade() else { return };
+                match change {
+                    Invalidation::Repository(name) => cache.invalidate_named(&name),
+                    Invalidation::All => cache.reset(false),
+                    Invalidation::Lost => cache.reset(true),
+                }
+            }
+            // The feed ended (its store closed): nothing reports other nodes' writes now.
+            if let Some(cache) = cache.upgrade() {
+                cache.reset(true);
+            }
+        });
     }
 
     pub fn tag_page(
@@ -241,6 +292,49 @@ mod tests {
         cache.invalidate(&"other".parse().expect("name"));
         cache.store_blob_size(ticket, &repo, &digest, 4);
         assert!(cache.blob_size(&repo, &digest).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_followed_cache_answers_only_while_its_feed_listens() {
+        let cache = Arc::new(ReadCache::new(true));
+        let (feed, changes) = tokio::sync::mpsc::channel(8);
+        cache.follow(changes);
+        let repo: RepositoryName = "a".parse().expect("name");
+        let fill = |body: &'static [u8]| {
+            let ticket = cache.manifest(&repo, "v1").expect_err("a miss");
+            cache.store_manifest(ticket, &repo, "v1", &manifest(body));
+        };
+        // The follower runs on this (single-threaded) runtime whenever the test waits.
+        let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
+        fill(b"before the feed listens");
+        assert!(cache.manifest(&repo, "v1").is_err(), "suspended at first");
+        feed.send(Invalidation::All).await.expect("send");
+        settle().await;
+        fill(b"one");
+        assert!(cache.manifest(&repo, "v1").is_ok());
+        feed.send(Invalidation::Repository("b".into()))
+            .await
+            .expect("send");
+        settle().await;
+        assert!(cache.manifest(&repo, "v1").is_ok(), "another repository");
+        feed.send(Invalidation::Repository("a".into()))
+            .await
+            .expect("send");
+        settle().await;
+        assert!(cache.manifest(&repo, "v1").is_err(), "invalidated");
+        fill(b"two");
+        feed.send(Invalidation::Lost).await.expect("send");
+        settle().await;
+        assert!(cache.manifest(&repo, "v1").is_err(), "lost: off");
+        fill(b"while lost");
+        feed.send(Invalidation::All).await.expect("send");
+        settle().await;
+        assert!(cache.manifest(&repo, "v1").is_err(), "back, and empty");
+        fill(b"three");
+        assert!(cache.manifest(&repo, "v1").is_ok());
+        drop(feed);
+        settle().await;
+        assert!(cache.manifest(&repo, "v1").is_err(), "the feed ended: off");
     }
 
     #[test]

@@ -35,8 +35,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct RegistryOptions {
     /// Whether DELETE of manifests, tags and blobs is allowed (405 `UNSUPPORTED` if not).
     pub delete_enabled: bool,
-    /// Cache manifest and blob-size lookups in memory. Exact only when this process is the
-    /// metadata store's sole writer (embedded SQLite); turn off for a shared database.
+    /// Cache manifest and blob-size lookups in memory. Exact when this process is the
+    /// metadata store's sole writer (embedded SQLite); with a store other processes write,
+    /// kept current by the store's invalidations (see `cache.rs`), and off while they are
+    /// not coming.
     pub read_cache: bool,
     /// Accept an image index whose child manifests are not all in the repository (mirrors
     /// and partial copies of multi-platform images); a pull of a missing child is a 404.
@@ -60,7 +62,7 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     options: RegistryOptions,
     upload_locks: uploads::UploadLocks,
-    cache: cache::ReadCache,
+    cache: Arc<cache::ReadCache>,
     /// Image attributes by config digest (exact: content-addressed).
     configs: artifacts::ConfigAttributes,
 }
@@ -71,7 +73,12 @@ impl Registry {
         blobs: Arc<dyn BlobStore>,
         options: RegistryOptions,
     ) -> Registry {
-        let cache = cache::ReadCache::new(options.read_cache);
+        let cache = Arc::new(cache::ReadCache::new(options.read_cache));
+        if options.read_cache
+            && let Some(feed) = meta.invalidations()
+        {
+            cache.follow(feed);
+        }
         Registry {
             meta,
             blobs,

@@ -1,13 +1,12 @@
 //! The operator CLI for accounts and projects: `berth user|project|member|robot|keys …`.
 //! It opens the metadata database directly, so it works on a stopped registry and on a
-//! running one (SQLite takes turns between processes; a running server sees the change
-//! within its identity cache's few seconds). Every operation goes through
+//! running one (SQLite takes turns between processes, PostgreSQL serves several; a running
+//! server sees the change within its identity cache's few seconds). Every operation goes through
 //! `berth_auth::IdentityService`, the same place the management API calls. Secrets are read
 //! from standard input or a prompt, never from the command line. Each change is audited as
 //! the API's are, by the operating-system user, from `cli`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 
 use berth_audit::{Audit, AuditEvent, AuditSettings, Client, JsonLines, Operation, ResourceType};
 use berth_auth::identity::{NewAccount, RobotSpec, project_permissions};
@@ -15,8 +14,9 @@ use berth_auth::token::KeyRing;
 use berth_auth::{IdentityError, IdentityService};
 use berth_core::access::RobotName;
 use berth_core::{RobotPermission, Role};
-use berth_meta::{KeyStore, SqliteStore};
 use clap::{Args, Subcommand};
+
+use crate::Metadata;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -197,9 +197,9 @@ fn explain(e: IdentityError) -> String {
 
 /// The identity service on the configured database, and the audit log its changes go to.
 /// JSON lines go to the configured file only: the CLI's own output is on stdout.
-async fn service(flags: &crate::Flags) -> Result<(IdentityService, SqliteStore, Audit), String> {
+async fn service(flags: &crate::Flags) -> Result<(IdentityService, Metadata, Audit), String> {
     let config = flags.load().map_err(|e| e.to_string())?;
-    let store = crate::open_metadata(&config.data_dir).await?;
+    let store = crate::open_metadata(&config).await?;
     let audit = if config.audit_enabled {
         let jsonl = match &config.audit_jsonl {
             JsonLines::File(path) => JsonLines::File(path.clone()),
@@ -210,11 +210,11 @@ async fn service(flags: &crate::Flags) -> Result<(IdentityService, SqliteStore, 
             retention: None,
             ..Default::default()
         };
-        Audit::start(Arc::new(store.clone()), settings).await?
+        Audit::start(store.store(), settings).await?
     } else {
         Audit::off()
     };
-    Ok((IdentityService::new(Arc::new(store.clone())), store, audit))
+    Ok((IdentityService::new(store.store()), store, audit))
 }
 
 /// Who runs the CLI: the operating-system user, else `cli`.
@@ -230,7 +230,7 @@ async fn finish<T>(
     result: &Result<T, IdentityError>,
     change: Option<(Operation, ResourceType, String)>,
     audit: Audit,
-    store: SqliteStore,
+    store: Metadata,
 ) {
     if result.is_ok()
         && let Some((operation, resource_type, resource)) = change
@@ -524,7 +524,8 @@ fn robot_spec(
 }
 
 pub async fn keys(command: KeysCommand, flags: &crate::Flags) -> Result<(), String> {
-    let (_, store, audit) = service(flags).await?;
+    let (_, metadata, audit) = service(flags).await?;
+    let store = metadata.store();
     audit.shutdown().await;
     let result = async {
         match command {
@@ -566,13 +567,13 @@ pub async fn keys(command: KeysCommand, flags: &crate::Flags) -> Result<(), Stri
         }
     }
     .await;
-    store.close().await;
+    metadata.close().await;
     result
 }
 
 #[cfg(test)]
 mod tests {
-    use berth_meta::{AuditQuery, AuditStore};
+    use berth_meta::AuditQuery;
 
     use super::*;
 
@@ -601,12 +602,14 @@ mod tests {
             user: "nobody".into(),
         };
         assert!(member(missing, &flags).await.is_err());
-        let store = crate::open_metadata(dir.path()).await.expect("open");
-        let (entries, total) = store
+        let config = flags.load().expect("config");
+        let metadata = crate::open_metadata(&config).await.expect("open");
+        let (entries, total) = metadata
+            .store()
             .audit_entries(&AuditQuery::default())
             .await
             .expect("entries");
-        store.close().await;
+        metadata.close().await;
         assert_eq!(total, 1);
         let entry = &entries[0].record;
         assert_eq!(

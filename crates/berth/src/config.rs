@@ -45,6 +45,9 @@ pub struct RawConfig {
     /// `[storage]`: where blob bytes live.
     #[serde(default)]
     pub storage: RawStorage,
+    /// `[database]`: where the metadata lives.
+    #[serde(default)]
+    pub database: RawDatabase,
 }
 
 /// The `[storage]` table.
@@ -95,6 +98,36 @@ impl std::fmt::Debug for RawS3 {
             )
             .field("redirect", &self.redirect)
             .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+/// The `[database]` table.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabase {
+    /// `postgres://…` (PostgreSQL, shared by several nodes) or `sqlite://PATH`; unset: the
+    /// embedded SQLite database in `data_dir`.
+    pub url: Option<String>,
+    /// PostgreSQL: connections this node keeps open at most.
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: seconds a statement may run before the server cancels it; 0: no limit.
+    pub statement_timeout: Option<u64>,
+    /// PostgreSQL: seconds start-up waits for the database to accept connections.
+    pub connect_timeout: Option<u64>,
+}
+
+/// Never prints the URL's password (a config dump in a bug report must not leak it).
+impl std::fmt::Debug for RawDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDatabase")
+            .field(
+                "url",
+                &self.url.as_deref().map(berth_meta::postgres::redacted_url),
+            )
+            .field("pool_size", &self.pool_size)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
@@ -187,6 +220,8 @@ pub struct Config {
     pub audit_retention: Option<std::time::Duration>,
     /// Where blob bytes live.
     pub storage: StorageSetting,
+    /// Where the metadata lives.
+    pub database: Database,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
 }
@@ -197,6 +232,15 @@ pub enum StorageSetting {
     /// `blobs/` and `uploads/` in the data directory.
     Filesystem,
     S3(berth_storage::S3Settings),
+}
+
+/// The metadata database the configuration names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The embedded database at this path (one process).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, which several berth processes may share.
+    Postgres(berth_meta::PgOptions),
 }
 
 /// Which authentication the registry runs.
@@ -260,6 +304,17 @@ impl RawConfig {
                 .map(|v| parse_bool(name(field).unwrap_or(field), &v))
                 .transpose()
         };
+        let number = |field: &'static str, what: &str| -> Result<Option<u64>, ConfigError> {
+            get(field)
+                .map(|v| {
+                    v.trim().parse().map_err(|_| ConfigError::Invalid {
+                        name: name(field).unwrap_or(field),
+                        value: v.clone(),
+                        reason: format!("expected a number of {what}"),
+                    })
+                })
+                .transpose()
+        };
         Ok(RawConfig {
             addr: get("addr"),
             data_dir: get("data_dir").map(PathBuf::from),
@@ -319,6 +374,13 @@ impl RawConfig {
                     allow_http: flag("storage.s3.allow_http")?,
                 },
             },
+            database: RawDatabase {
+                url: get("database.url"),
+                pool_size: number("database.pool_size", "connections")?
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+                statement_timeout: number("database.statement_timeout", "seconds")?,
+                connect_timeout: number("database.connect_timeout", "seconds")?,
+            },
             http: RawHttp {
                 trusted_proxies: get("http.trusted_proxies").map(|v| {
                     v.split(',')
@@ -366,6 +428,10 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "storage.s3.secret_key" => "BERTH_STORAGE_S3_SECRET_KEY",
         "storage.s3.redirect" => "BERTH_STORAGE_S3_REDIRECT",
         "storage.s3.allow_http" => "BERTH_STORAGE_S3_ALLOW_HTTP",
+        "database.url" => "BERTH_DATABASE_URL",
+        "database.pool_size" => "BERTH_DATABASE_POOL_SIZE",
+        "database.statement_timeout" => "BERTH_DATABASE_STATEMENT_TIMEOUT",
+        "database.connect_timeout" => "BERTH_DATABASE_CONNECT_TIMEOUT",
         _ => return None,
     })
 }
@@ -582,6 +648,29 @@ impl Config {
             )?
         };
 
+        let database_url = pick!("database.url", database.url, None::<String>);
+        // What `berth config` prints must not show the password.
+        if let Some(entry) = origins
+            .iter_mut()
+            .find(|(name, _, _)| *name == "database.url")
+            && let Some(url) = &database_url
+        {
+            entry.1 = format!("{:?}", berth_meta::postgres::redacted_url(url));
+        }
+        let pool_size = pick!("database.pool_size", database.pool_size, Some(16u32)).unwrap_or(16);
+        let statement_timeout = pick!(
+            "database.statement_timeout",
+            database.statement_timeout,
+            Some(30u64)
+        )
+        .unwrap_or(30);
+        let connect_timeout = pick!(
+            "database.connect_timeout",
+            database.connect_timeout,
+            Some(60u64)
+        )
+        .unwrap_or(60);
+
         let mode_text = pick!("auth.mode", auth.mode, None::<String>);
         let token_service =
             pick!("auth.service", auth.service, Some("berth".to_string())).unwrap_or_default();
@@ -734,6 +823,36 @@ impl Config {
                 ));
             }
         };
+        let database = match database_url.as_deref().map(str::trim) {
+            None | Some("") => Database::Sqlite(data_dir.join("metadata.db")),
+            Some(url) if url.starts_with("sqlite://") => {
+                Database::Sqlite(PathBuf::from(&url["sqlite://".len()..]))
+            }
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                if !(1..=1000).contains(&pool_size) {
+                    return Err(ConfigError::Invalid {
+                        name: "database.pool_size",
+                        value: pool_size.to_string(),
+                        reason: "between 1 and 1000 connections".into(),
+                    });
+                }
+                Database::Postgres(berth_meta::PgOptions {
+                    url: url.to_owned(),
+                    pool_size,
+                    statement_timeout: (statement_timeout > 0)
+                        .then(|| std::time::Duration::from_secs(statement_timeout)),
+                    connect_timeout: std::time::Duration::from_secs(connect_timeout),
+                })
+            }
+            Some(url) => {
+                return Err(ConfigError::Invalid {
+                    name: "database.url",
+                    value: berth_meta::postgres::redacted_url(url),
+                    reason: "expected postgres://… or sqlite://PATH (or unset: SQLite in data_dir)"
+                        .into(),
+                });
+            }
+        };
         let trusted_proxies = trusted_proxies
             .into_iter()
             .map(|entry| {
@@ -765,6 +884,7 @@ impl Config {
             audit_jsonl,
             audit_retention,
             storage,
+            database,
             origins,
         })
     }
@@ -1013,6 +1133,59 @@ mod tests {
         let env = RawConfig::from_env(berth_env_name, &vars).expect("valid");
         assert!(Config::resolve(&[("env", env)]).is_err());
         assert!(toml::from_str::<RawConfig>("[storage.s3]\nbuckett = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn the_database_comes_from_the_file_and_the_environment_without_its_password() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert_eq!(
+            defaults.database,
+            Database::Sqlite(PathBuf::from("berth-data/metadata.db"))
+        );
+        let file: RawConfig = toml::from_str(
+            "[database]\nurl = \"sqlite:///var/lib/berth/meta.db\"\npool_size = 4\n",
+        )
+        .expect("toml");
+        let config = Config::resolve(&[("file", file.clone())]).expect("valid");
+        assert_eq!(
+            config.database,
+            Database::Sqlite(PathBuf::from("/var/lib/berth/meta.db"))
+        );
+        let vars = |k: &str| match k {
+            "BERTH_DATABASE_URL" => Some("postgres://berth:s3cr3t@db:5432/berth".to_string()),
+            "BERTH_DATABASE_STATEMENT_TIMEOUT" => Some("0".to_string()),
+            "BERTH_DATABASE_CONNECT_TIMEOUT" => Some("5".to_string()),
+            _ => None,
+        };
+        let env = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        let config = Config::resolve(&[("file", file), ("env", env.clone())]).expect("valid");
+        let Database::Postgres(options) = &config.database else {
+            panic!("expected PostgreSQL, got {:?}", config.database);
+        };
+        assert_eq!(
+            (
+                options.pool_size,
+                options.statement_timeout,
+                options.connect_timeout
+            ),
+            (4, None, std::time::Duration::from_secs(5))
+        );
+        for shown in [config.describe(), format!("{config:?}"), format!("{env:?}")] {
+            assert!(!shown.contains("s3cr3t"), "the password leaked: {shown}");
+        }
+        assert!(config.describe().contains("berth:***@db"));
+        let bad = RawConfig {
+            database: RawDatabase {
+                url: Some("mysql://root:pw@db/berth".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = Config::resolve(&[("file", bad)]).expect_err("unsupported");
+        assert!(err.to_string().contains("database.url"), "{err}");
+        assert!(!err.to_string().contains(":pw@"), "{err}");
+        let vars = |k: &str| (k == "BERTH_DATABASE_POOL_SIZE").then(|| "many".to_string());
+        assert!(RawConfig::from_env(berth_env_name, &vars).is_err());
     }
 
     #[test]

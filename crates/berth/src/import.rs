@@ -2,7 +2,6 @@
 //! `serve` would use. It only ever reads the source tree, never modifies it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use berth_import::{FsSource, ImportOptions, Importer, ProjectPolicy};
 use clap::{Subcommand, ValueEnum};
@@ -61,13 +60,8 @@ pub async fn import(command: ImportCommand, flags: &crate::Flags) -> Result<(), 
             path.display()
         ));
     }
-    let meta = crate::open_metadata(&config.data_dir).await?;
-    let blobs = berth_storage::FsBlobStore::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open blob storage in {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
+    let meta = crate::open_metadata(&config).await?;
+    let blobs = crate::open_blobs(&config)?;
     let options = ImportOptions {
         dry_run,
         repositories,
@@ -77,7 +71,7 @@ pub async fn import(command: ImportCommand, flags: &crate::Flags) -> Result<(), 
             CreateProjects::No => ProjectPolicy::Leave,
         },
     };
-    let importer = Importer::new(Arc::new(meta.clone()), Arc::new(blobs), options);
+    let importer = Importer::new(meta.store(), blobs, options);
     let result = importer.run(&source).await;
     meta.close().await;
     let report = result.map_err(|e| e.to_string())?;

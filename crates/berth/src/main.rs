@@ -139,6 +139,7 @@ impl Flags {
                 http: Default::default(),
                 audit: Default::default(),
                 storage: Default::default(),
+                database: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -194,37 +195,60 @@ fn block_on(command: impl std::future::Future<Output = Result<(), String>>) -> R
         .block_on(command)
 }
 
-/// Open (creating if needed) the metadata database in the data directory.
-pub async fn open_metadata(data_dir: &std::path::Path) -> Result<berth_meta::SqliteStore, String> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
-    berth_meta::SqliteStore::open(&data_dir.join("metadata.db"))
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the metadata database in {}: {e}",
-                data_dir.display()
-            )
-        })
+/// The metadata store the configuration names, open.
+#[derive(Clone)]
+pub enum Metadata {
+    Sqlite(berth_meta::SqliteStore),
+    Postgres(berth_meta::PgStore),
 }
 
-fn serve(config: Config) -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(run(config))
+impl Metadata {
+    /// The store, as the services take it (each narrower trait is an upcast of this).
+    pub fn store(&self) -> Arc<dyn berth_meta::MetaStore> {
+        match self {
+            Metadata::Sqlite(store) => Arc::new(store.clone()),
+            Metadata::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Metadata::Sqlite(store) => store.close().await,
+            Metadata::Postgres(store) => store.close().await,
+        }
+    }
 }
 
-async fn run(config: Config) -> Result<(), String> {
-    // Before anything else: a bad certificate should not leave a half-started server.
-    let tls = match &config.tls {
-        Some(files) => Some((files.clone(), tls::load(files).map_err(|e| e.to_string())?)),
-        None => None,
-    };
+/// Open (creating if needed) the metadata database the configuration names: SQLite in the
+/// data directory unless `[database] url` says otherwise.
+pub async fn open_metadata(config: &Config) -> Result<Metadata, String> {
+    match &config.database {
+        config::Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+            }
+            berth_meta::SqliteStore::open(path)
+                .await
+                .map(Metadata::Sqlite)
+                .map_err(|e| format!("cannot open the metadata database {}: {e}", path.display()))
+        }
+        config::Database::Postgres(options) => berth_meta::PgStore::connect(options)
+            .await
+            .map(Metadata::Postgres)
+            .map_err(|e| {
+                format!(
+                    "cannot open the metadata database {}: {e}",
+                    berth_meta::postgres::redacted_url(&options.url)
+                )
+            }),
+    }
+}
+
+/// The blob store the configuration names: the data directory's `blobs/`, or S3.
+pub fn open_blobs(config: &Config) -> Result<Arc<dyn berth_storage::BlobStore>, String> {
     let data_dir = &config.data_dir;
-    let meta = open_metadata(data_dir).await?;
-    let blobs: Arc<dyn berth_storage::BlobStore> = match &config.storage {
+    Ok(match &config.storage {
         config::StorageSetting::Filesystem => Arc::new(
             berth_storage::FsBlobStore::open(data_dir)
                 .map_err(|e| format!("cannot open blob storage in {}: {e}", data_dir.display()))?,
@@ -250,7 +274,27 @@ async fn run(config: Config) -> Result<(), String> {
                     .map_err(|e| format!("cannot set up S3 blob storage: {e}"))?,
             )
         }
+    })
+}
+
+fn serve(config: Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    // Before anything else: a bad certificate should not leave a half-started server.
+    let tls = match &config.tls {
+        Some(files) => Some((files.clone(), tls::load(files).map_err(|e| e.to_string())?)),
+        None => None,
     };
+    let data_dir = &config.data_dir;
+    let metadata = open_metadata(&config).await?;
+    let meta = metadata.store();
+    let blobs = open_blobs(&config)?;
     let mut identity = None;
     let auth = match (config.auth_mode, &config.htpasswd) {
         (AuthModeSetting::Htpasswd, Some(path)) => AuthMode::Htpasswd {
@@ -258,8 +302,8 @@ async fn run(config: Config) -> Result<(), String> {
             passwords: Htpasswd::load(path).map_err(|e| e.to_string())?,
         },
         (AuthModeSetting::Token, _) => {
-            let token_auth = start_token_mode(&config, &meta).await?;
-            let store: Arc<dyn berth_meta::IdentityStore> = Arc::new(meta.clone());
+            let token_auth = start_token_mode(&config, meta.clone()).await?;
+            let store: Arc<dyn berth_meta::IdentityStore> = meta.clone();
             identity =
                 Some(berth_auth::IdentityService::new(store).with_caches(token_auth.clone()));
             AuthMode::Token(token_auth)
@@ -291,18 +335,19 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     let registry = Registry::new(
-        Arc::new(meta.clone()),
+        meta.clone(),
         blobs,
         RegistryOptions {
             delete_enabled: config.delete_enabled,
-            // This process is the embedded database's only writer, so the cache is exact.
+            // Exact with SQLite (this process is the only writer); with PostgreSQL kept
+            // current by the other nodes' notifications, and off while they cannot arrive.
             read_cache: true,
             sparse_index: config.sparse_index,
         },
     );
     let registry = Arc::new(registry);
-    jobs::start(Arc::new(meta.clone()), registry.clone()).await?;
-    let audit_log: Arc<dyn berth_meta::AuditStore> = Arc::new(meta.clone());
+    jobs::start(meta.clone(), registry.clone()).await?;
+    let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
             audit_log.clone(),
@@ -367,7 +412,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     // What was recorded until the last request is written before the database closes.
     audit.shutdown().await;
-    meta.close().await;
+    metadata.close().await;
     tracing::info!("berth stopped");
     Ok(())
 }
@@ -376,9 +421,9 @@ async fn run(config: Config) -> Result<(), String> {
 /// `BERTH_ADMIN_PASSWORD`, else generated and printed once).
 async fn start_token_mode(
     config: &Config,
-    meta: &berth_meta::SqliteStore,
+    meta: Arc<dyn berth_meta::MetaStore>,
 ) -> Result<Arc<berth_auth::TokenAuth>, String> {
-    let store: Arc<dyn berth_meta::IdentityStore> = Arc::new(meta.clone());
+    let store: Arc<dyn berth_meta::IdentityStore> = meta;
     let settings = berth_auth::TokenSettings {
         service: config.token_service.clone(),
         issuer: config.token_issuer.clone(),

@@ -1,0 +1,753 @@
+//! The PostgreSQL backend's views for Harbor's API: repository summaries and pages of
+//! artifacts with their tags, children and accessories, each page in one `REPEATABLE READ`
+//! snapshot of three statements (the repository, the page, the total), whatever its size.
+//!
+//! The statements are SQLite's (see `sqlite/artifacts.rs`) in PostgreSQL's dialect:
+//! `json_agg` for SQLite's `json_group_array` (NULL over no rows, hence the `COALESCE`),
+//! `strpos` for `instr`, arrays for `json_each`, and no index hints (PostgreSQL plans
+//! from its statistics). Sums are cast back to `BIGINT` (`SUM` of `BIGINT` is `NUMERIC`).
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use berth_core::mgmt::{
+    ArtifactFilter, ArtifactKey, ArtifactWith, Order, RepositoryKey, TagFilter, TagKey, TextFilter,
+};
+use berth_core::{Digest, Reference, RepositoryName, Tag};
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgRow};
+
+use super::{
+    PgQuery, PgStore, RepoLock, annotations_column, digest_column, insert_tags, lock_repository,
+    notify_changed, retrying,
+};
+use crate::{
+    AccessoryInfo, ArtifactDeletion, ArtifactInfo, ArtifactQuery, ArtifactStore, MetaError, Paged,
+    RepositoryInfo, RepositoryQuery, Result, TagAddition, TagInfo, TagQuery,
+};
+
+/// The bytes of the blobs the manifest `$m` references (config and layers).
+macro_rules! blob_bytes {
+    ($m:literal) => {
+        concat!(
+            "(SELECT COALESCE(SUM(b.size), 0)::bigint FROM manifest_references br JOIN blobs b ON b.digest = br.child_digest",
+            " WHERE br.repository_id = ", $m, ".repository_id AND br.manifest_digest = ", $m,
+            ".digest AND NOT br.child_is_manifest)"
+        )
+    };
+}
+
+/// Harbor's size of the manifest `$m`: its bytes, its blobs', and its child manifests' with
+/// their blobs (an index counts its platforms).
+macro_rules! artifact_size {
+    ($m:literal) => {
+        concat!(
+            "(", $m, ".size + ", blob_bytes!($m),
+            " + (SELECT COALESCE(SUM(c.size + ", blob_bytes!("c"), "), 0)::bigint FROM manifest_references cr",
+            " JOIN manifests c ON c.repository_id = cr.repository_id AND c.digest = cr.child_digest",
+            " WHERE cr.repository_id = ", $m, ".repository_id AND cr.manifest_digest = ", $m,
+            ".digest AND cr.child_is_manifest))"
+        )
+    };
+}
+
+/// Harbor's base collection: `m` is listed unless it is an accessory (its subject is in
+/// the repository) or an untagged child of an index of the repository.
+macro_rules! listed {
+    () => {
+        concat!(
+            "((m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s",
+            " WHERE s.repository_id = m.repository_id AND s.digest = m.subject))",
+            " AND (NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repository_id = m.repository_id",
+            " AND p.child_digest = m.digest AND p.child_is_manifest)",
+            " OR EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)))"
+        )
+    };
+}
+
+/// The artifacts of a listing: $1 repository id, $2 every manifest (`base=*`), $3 tag mode
+/// (1 tagged, 2 untagged, 3 a tag containing $4), $5/$6 digest exact/contains, $7/$8 Harbor
+/// media type exact/contains, $9/$10 manifest media type exact/contains, $11 nothing.
+macro_rules! artifact_filter {
+    () => {
+        concat!(
+            "m.repository_id = $1 AND ($2 OR ", listed!(), ")",
+            " AND CASE $3::bigint",
+            " WHEN 1 THEN EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)",
+            " WHEN 2 THEN NOT EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest)",
+            " WHEN 3 THEN EXISTS (SELECT 1 FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest",
+            " AND strpos(tg.name, $4::text) > 0)",
+            " ELSE true END",
+            " AND ($5::text IS NULL OR m.digest = $5) AND ($6::text IS NULL OR strpos(m.digest, $6) > 0)",
+            " AND ($7::text IS NULL OR COALESCE(m.config_media_type, m.media_type) = $7)",
+            " AND ($8::text IS NULL OR strpos(COALESCE(m.config_media_type, m.media_type), $8) > 0)",
+            " AND ($9::text IS NULL OR m.media_type = $9) AND ($10::text IS NULL OR strpos(m.media_type, $10) > 0)",
+            " AND NOT $11"
+        )
+    };
+}
+
+/// What an artifact row carries; `$tags` and `$accessories` are the parameters saying
+/// whether to gather its tags and its accessories.
+macro_rules! artifact_columns {
+    ($tags:literal, $accessories:literal) => {
+        concat!(
+            "m.id, m.repository_id, m.digest, m.media_type, m.config_media_type, m.artifact_type,",
+            " m.content, m.subject, m.annotations, m.created_at, ", artifact_size!("m"), " AS total_size,",
+            " (SELECT ap.pull_time FROM artifact_pulls ap WHERE ap.repository_id = m.repository_id",
+            " AND ap.digest = m.digest AND ap.pull_count > 0) AS pulled_at_ms,",
+            " CASE WHEN ", $tags, " THEN (SELECT COALESCE(json_agg(json_build_array(tg.id, tg.name, tg.updated_at)), '[]')::text",
+            " FROM tags tg WHERE tg.repository_id = m.repository_id AND tg.manifest_digest = m.digest) END AS tags,",
+            " (SELECT COALESCE(json_agg(json_build_array(cr.child_digest, c.id)), '[]')::text FROM manifest_references cr",
+            " JOIN manifests c ON c.repository_id = cr.repository_id AND c.digest = cr.child_digest",
+            " WHERE cr.repository_id = m.repository_id AND cr.manifest_digest = m.digest",
+            " AND cr.child_is_manifest) AS children,",
+            " CASE WHEN ", $accessories, " THEN (SELECT COALESCE(json_agg(json_build_array(a.id, a.digest, a.artifact_type, ",
+            artifact_size!("a"), ", a.created_at)), '[]')::text",
+            " FROM manifests a WHERE a.repository_id = m.repository_id AND a.subject = m.digest) END AS accessories"
+        )
+    };
+}
+
+/// A page in push order, newest first (Harbor's default) or oldest first: chosen on the
+/// `manifests_pushed` index, then only the page's rows are read.
+macro_rules! artifact_page {
+    ($direction:literal) => {
+        concat!(
+            "WITH page AS MATERIALIZED (SELECT m.id FROM manifests m WHERE ",
+            artifact_filter!(),
+            " ORDER BY m.created_at ",
+            $direction,
+            ", m.id ",
+            $direction,
+            " LIMIT $12 OFFSET $13)",
+            " SELECT ",
+            artifact_columns!("$14", "$15"),
+            " FROM page JOIN manifests m ON m.id = page.id",
+            " ORDER BY m.created_at ",
+            $direction,
+            ", m.id ",
+            $direction
+        )
+    };
+}
+
+const ARTIFACTS_NEWEST_FIRST: &str = artifact_page!("DESC");
+const ARTIFACTS_OLDEST_FIRST: &str = artifact_page!("ASC");
+const ARTIFACT_COUNT: &str = concat!(
+    "SELECT COUNT(*) FROM manifests m WHERE ",
+    artifact_filter!()
+);
+/// How many artifacts of the repository `$repo` Harbor's base collection has, without
+/// walking it: every manifest (counted by migration 5's triggers) less those not listed, found among the
+/// few that could be (manifests with a subject, children of an index).
+macro_rules! listed_count {
+    ($repo:literal) => {
+        concat!(
+            "((SELECT manifest_count FROM repositories WHERE id = ",
+            $repo,
+            ")",
+            " - (SELECT COUNT(*) FROM (",
+            "SELECT digest FROM manifests WHERE repository_id = ",
+            $repo,
+            " AND subject IS NOT NULL",
+            " UNION SELECT child_digest FROM manifest_references",
+            " WHERE repository_id = ",
+            $repo,
+            " AND child_is_manifest) AS candidate",
+            " JOIN manifests m ON m.repository_id = ",
+            $repo,
+            " AND m.digest = candidate.digest",
+            " WHERE NOT ",
+            listed!(),
+            "))"
+        )
+    };
+}
+
+const LISTED_COUNT: &str = concat!("SELECT ", listed_count!("$1"));
+const ARTIFACT_BY_DIGEST: &str = concat!(
+    "SELECT ",
+    artifact_columns!("$3", "$4"),
+    " FROM manifests m WHERE m.repository_id = $1 AND m.digest = $2"
+);
+const ARTIFACT_BY_TAG: &str = concat!(
+    "SELECT ",
+    artifact_columns!("$3", "$4"),
+    " FROM tags t JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.manifest_digest",
+    " WHERE t.repository_id = $1 AND t.name = $2"
+);
+
+/// Repositories: $1 array of projects (NULL: all), $2/$3 name exact/contains.
+macro_rules! repository_filter {
+    () => {
+        concat!(
+            "($1::text[] IS NULL OR (strpos(r.name, '/') > 0",
+            " AND split_part(r.name, '/', 1) = ANY($1)))",
+            " AND ($2::text IS NULL OR r.name = $2) AND ($3::text IS NULL OR strpos(r.name, $3) > 0)"
+        )
+    };
+}
+
+/// Repository order by $4 (see [`repository_order`]); ties newest first.
+macro_rules! repository_order {
+    () => {
+        concat!(
+            " ORDER BY CASE WHEN $4::bigint = 1 THEN r.name END ASC, CASE WHEN $4 = 2 THEN r.name END DESC,",
+            " CASE WHEN $4 = 3 THEN r.created_at END ASC, CASE WHEN $4 = 4 THEN r.created_at END DESC,",
+            " CASE WHEN $4 = 5 THEN r.updated_at END ASC, CASE WHEN $4 = 6 THEN r.updated_at END DESC,",
+            " CASE WHEN $4 = 7 THEN r.id END ASC, r.id DESC"
+        )
+    };
+}
+
+/// A repository's row with its project and its artifact count.
+macro_rules! repository_columns {
+    () => {
+        concat!(
+            "r.id, r.name, p.id AS project_id, r.description, r.created_at, r.updated_at,",
+            " ",
+            listed_count!("r.id"),
+            " AS artifact_count"
+        )
+    };
+}
+
+const REPOSITORY_PAGE: &str = concat!(
+    "WITH page AS MATERIALIZED (SELECT r.id FROM repositories r WHERE ",
+    repository_filter!(),
+    repository_order!(),
+    " LIMIT $5 OFFSET $6)",
+    " SELECT ",
+    repository_columns!(),
+    " FROM page JOIN repositories r ON r.id = page.id",
+    " LEFT JOIN projects p ON strpos(r.name, '/') > 0 AND p.name = split_part(r.name, '/', 1)",
+    repository_order!()
+);
+const REPOSITORY_COUNT: &str = concat!(
+    "SELECT COUNT(*) FROM repositories r WHERE ",
+    repository_filter!()
+);
+const REPOSITORY_BY_NAME: &str = concat!(
+    "SELECT ",
+    repository_columns!(),
+    " FROM repositories r",
+    " LEFT JOIN projects p ON strpos(r.name, '/') > 0 AND p.name = split_part(r.name, '/', 1)",
+    " WHERE r.name = $1"
+);
+
+/// An artifact's tags: $1 repository id, $2 digest, $3/$4 name exact/contains.
+macro_rules! tag_filter {
+    () => {
+        concat!(
+            "t.repository_id = $1 AND t.manifest_digest = $2",
+            " AND ($3::text IS NULL OR t.name = $3) AND ($4::text IS NULL OR strpos(t.name, $4) > 0)"
+        )
+    };
+}
+
+const TAG_PAGE: &str = concat!(
+    "SELECT t.id, t.name, t.updated_at FROM tags t WHERE ",
+    tag_filter!(),
+    " ORDER BY CASE WHEN $5::bigint = 1 THEN t.name END ASC, CASE WHEN $5 = 2 THEN t.name END DESC,",
+    " CASE WHEN $5 = 3 THEN t.updated_at END ASC, CASE WHEN $5 = 4 THEN t.updated_at END DESC,",
+    " CASE WHEN $5 = 5 THEN t.id END ASC, t.id DESC LIMIT $6 OFFSET $7"
+);
+const TAG_COUNT: &str = concat!("SELECT COUNT(*) FROM tags t WHERE ", tag_filter!());
+
+/// $4 of [`repository_order!`].
+fn repository_order(order: Order<RepositoryKey>) -> i64 {
+    let by = match order.key {
+        RepositoryKey::Name => 1,
+        RepositoryKey::CreationTime => 3,
+        RepositoryKey::UpdateTime => 5,
+        RepositoryKey::Id => 7,
+    };
+    by + i64::from(order.descending)
+}
+
+/// $5 of [`TAG_PAGE`].
+fn tag_order(order: Order<TagKey>) -> i64 {
+    let by = match order.key {
+        TagKey::Name => 1,
+        TagKey::PushTime => 3,
+        TagKey::Id => 5,
+    };
+    by + i64::from(order.descending)
+}
+
+/// A text filter as the (exact, contains) pair of parameters.
+fn text(filter: Option<&TextFilter>) -> (Option<&str>, Option<&str>) {
+    match filter {
+        Some(TextFilter::Exact(v)) => (Some(v.as_str()), None),
+        Some(TextFilter::Contains(v)) => (None, Some(v.as_str())),
+        None => (None, None),
+    }
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn limit(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(row: &PgRow, column: &str) -> Result<Option<T>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("{column}: {e}"))))
+        .transpose()
+}
+
+fn parse_digest(text: &str) -> Result<Digest> {
+    Digest::from_str(text).map_err(|e| MetaError::Corrupt(format!("digest {text:?}: {e}")))
+}
+
+fn artifact_row(row: &PgRow) -> Result<ArtifactInfo> {
+    let tags = json_column::<Vec<(i64, String, i64)>>(row, "tags")?.map(|tags| {
+        let mut tags: Vec<TagInfo> = tags
+            .into_iter()
+            .map(|(id, name, pushed_at)| TagInfo {
+                id,
+                name,
+                pushed_at,
+            })
+            .collect();
+        // Harbor's order: last pushed first.
+        tags.sort_by_key(|t| std::cmp::Reverse((t.pushed_at, t.id)));
+        tags
+    });
+    let child_ids = json_column::<Vec<(String, i64)>>(row, "children")?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(digest, id)| Ok((parse_digest(&digest)?, id)))
+        .collect::<Result<_>>()?;
+    let accessories =
+        json_column::<Vec<(i64, String, Option<String>, i64, i64)>>(row, "accessories")?
+            .map(|list| {
+                let mut list = list
+                    .into_iter()
+                    .map(|(id, digest, artifact_type, size, created_at)| {
+                        Ok(AccessoryInfo {
+                            id,
+                            digest: parse_digest(&digest)?,
+                            artifact_type,
+                            size: count(size),
+                            created_at,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                list.sort_by_key(|a| (a.created_at, a.id));
+                Ok::<_, MetaError>(list)
+            })
+            .transpose()?;
+    let subject: Option<String> = row.try_get("subject")?;
+    Ok(ArtifactInfo {
+        id: row.try_get("id")?,
+        repository_id: row.try_get("repository_id")?,
+        digest: digest_column(row, "digest")?,
+        manifest_media_type: row.try_get("media_type")?,
+        config_media_type: row.try_get("config_media_type")?,
+        artifact_type: row.try_get("artifact_type")?,
+        content: row.try_get("content")?,
+        size: count(row.try_get("total_size")?),
+        subject: subject.as_deref().map(parse_digest).transpose()?,
+        annotations: annotations_column(row)?,
+        pushed_at: row.try_get("created_at")?,
+        pulled_at_ms: row.try_get("pulled_at_ms")?,
+        tags,
+        child_ids,
+        accessories,
+    })
+}
+
+fn repository_row(row: &PgRow) -> Result<RepositoryInfo> {
+    let name: String = row.try_get("name")?;
+    Ok(RepositoryInfo {
+        id: row.try_get("id")?,
+        name: name
+            .parse()
+            .map_err(|e| MetaError::Corrupt(format!("repository name: {e}")))?,
+        project_id: row.try_get("project_id")?,
+        description: row.try_get("description")?,
+        artifact_count: count(row.try_get("artifact_count")?),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// The repository's id (no lock: a read).
+async fn repository_id(conn: &mut PgConnection, name: &RepositoryName) -> Result<Option<i64>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+/// Bind $2..$11 of [`artifact_filter!`].
+fn bind_filter<'q>(statement: PgQuery<'q>, query: &'q ArtifactQuery<'_>) -> PgQuery<'q> {
+    let filter = query.filter;
+    let (tag_mode, tag_text) = match &filter.tags {
+        TagFilter::Any => (0i64, None),
+        TagFilter::Tagged => (1, None),
+        TagFilter::Untagged => (2, None),
+        TagFilter::NameContains(v) => (3, Some(v.as_str())),
+    };
+    let digest = text(filter.digest.as_ref());
+    let media = text(filter.media_type.as_ref());
+    let manifest_media = text(filter.manifest_media_type.as_ref());
+    statement
+        .bind(filter.all)
+        .bind(tag_mode)
+        .bind(tag_text)
+        .bind(digest.0)
+        .bind(digest.1)
+        .bind(media.0)
+        .bind(media.1)
+        .bind(manifest_media.0)
+        .bind(manifest_media.1)
+        .bind(filter.nothing)
+}
+
+impl PgStore {
+    pub(super) async fn repository_page_of(
+        &self,
+        query: &RepositoryQuery<'_>,
+    ) -> Result<Paged<RepositoryInfo>> {
+        let projects: Option<Vec<&str>> = query
+            .projects
+            .map(|p| p.iter().map(String::as_str).collect());
+        let (exact, contains) = text(query.name);
+        let mut tx = self.snapshot().await?;
+        let total: i64 = sqlx::query_scalar(REPOSITORY_COUNT)
+            .bind(&projects)
+            .bind(exact)
+            .bind(contains)
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = sqlx::query(REPOSITORY_PAGE)
+            .bind(&projects)
+            .bind(exact)
+            .bind(contains)
+            .bind(repository_order(query.order))
+            .bind(limit(query.limit))
+            .bind(limit(query.offset))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Paged {
+            total: count(total),
+            items: rows.iter().map(repository_row).collect::<Result<_>>()?,
+        })
+    }
+
+    pub(super) async fn repository_info_of(
+        &self,
+        name: &RepositoryName,
+    ) -> Result<Option<RepositoryInfo>> {
+        let row = sqlx::query(REPOSITORY_BY_NAME)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(repository_row).transpose()
+    }
+
+    /// One try of [`ArtifactStore::add_tag`], holding the repository's [`RepoLock::Change`]
+    /// (so two nodes adding one tag cannot both see it free).
+    async fn add_tag_once(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: &Tag,
+    ) -> Result<TagAddition> {
+        let mut tx = self.pool.begin().await?;
+        let Some(repo_id) = lock_repository(&mut tx, repository, RepoLock::Change).await? else {
+            return Ok(TagAddition::NoArtifact);
+        };
+        let digest = digest.to_string();
+        if !manifest_exists(&mut tx, repo_id, &digest).await? {
+            return Ok(TagAddition::NoArtifact);
+        }
+        let taken: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM tags WHERE repository_id = $1 AND name = $2")
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Ok(TagAddition::Exists);
+        }
+        insert_tags(&mut tx, repo_id, &[tag.as_str()], &digest).await?;
+        notify_changed(&mut tx, repository).await?;
+        tx.commit().await?;
+        Ok(TagAddition::Added)
+    }
+
+    /// One try of [`ArtifactStore::delete_artifact`], holding the repository's
+    /// [`RepoLock::Change`] throughout the walk.
+    async fn delete_artifact_once(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<ArtifactDeletion> {
+        let mut tx = self.pool.begin().await?;
+        let Some(repo_id) = lock_repository(&mut tx, repository, RepoLock::Change).await? else {
+            return Ok(ArtifactDeletion::NotFound);
+        };
+        let root = digest.to_string();
+        if !manifest_exists(&mut tx, repo_id, &root).await? {
+            return Ok(ArtifactDeletion::NotFound);
+        }
+        if let Some(parent) = parent_of(&mut tx, repo_id, &root).await? {
+            return Ok(ArtifactDeletion::Referenced(parse_digest(&parent)?));
+        }
+        let mut pending = vec![(root, true)];
+        let mut deleted = Vec::new();
+        while let Some((digest, is_root)) = pending.pop() {
+            // A child goes only if nothing else keeps it: no tag, no other index.
+            if !is_root
+                && (!manifest_exists(&mut tx, repo_id, &digest).await?
+                    || parent_of(&mut tx, repo_id, &digest).await?.is_some()
+                    || is_tagged(&mut tx, repo_id, &digest).await?)
+            {
+                continue;
+            }
+            let children: Vec<String> = sqlx::query_scalar(
+                "SELECT child_digest FROM manifest_references
+                 WHERE repository_id = $1 AND manifest_digest = $2 AND child_is_manifest
+                 ORDER BY child_digest",
+            )
+            .bind(repo_id)
+            .bind(&digest)
+            .fetch_all(&mut *tx)
+            .await?;
+            let accessories: Vec<String> = sqlx::query_scalar(
+                "SELECT digest FROM manifests WHERE repository_id = $1 AND subject = $2
+                 ORDER BY id",
+            )
+            .bind(repo_id)
+            .bind(&digest)
+            .fetch_all(&mut *tx)
+            .await?;
+            // Its tags and its references go with it (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+                .bind(repo_id)
+                .bind(&digest)
+                .execute(&mut *tx)
+                .await?;
+            deleted.push(parse_digest(&digest)?);
+            // Accessories are deleted with their subject, tagged or not (Harbor's hard
+            // references); children only if nothing else keeps them.
+            pending.extend(accessories.into_iter().map(|a| (a, true)));
+            pending.extend(children.into_iter().map(|c| (c, false)));
+        }
+        notify_changed(&mut tx, repository).await?;
+        tx.commit().await?;
+        Ok(ArtifactDeletion::Deleted(deleted))
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for PgStore {
+    async fn artifact_page(
+        &self,
+        repository: &RepositoryName,
+        query: &ArtifactQuery<'_>,
+    ) -> Result<Option<Paged<ArtifactInfo>>> {
+        let mut tx = self.snapshot().await?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let total: i64 = if *query.filter == ArtifactFilter::default() {
+            // The default listing: counted without a walk (the same set, see the suite).
+            sqlx::query_scalar(LISTED_COUNT)
+                .bind(repo_id)
+                .fetch_one(&mut *tx)
+                .await?
+        } else {
+            bind_filter(sqlx::query(ARTIFACT_COUNT).bind(repo_id), query)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?
+        };
+        // `push_time` and `id` order alike: ids are given in push order.
+        let sql = match query.order {
+            Order {
+                key: ArtifactKey::PushTime | ArtifactKey::Id,
+                descending: true,
+            } => ARTIFACTS_NEWEST_FIRST,
+            Order {
+                key: ArtifactKey::PushTime | ArtifactKey::Id,
+                descending: false,
+            } => ARTIFACTS_OLDEST_FIRST,
+        };
+        let rows = bind_filter(sqlx::query(sql).bind(repo_id), query)
+            .bind(limit(query.limit))
+            .bind(limit(query.offset))
+            .bind(query.with.tags)
+            .bind(query.with.accessories)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Paged {
+            total: count(total),
+            items: rows.iter().map(artifact_row).collect::<Result<_>>()?,
+        }))
+    }
+
+    async fn artifact(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        with: ArtifactWith,
+    ) -> Result<Option<ArtifactInfo>> {
+        let mut tx = self.snapshot().await?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let (sql, key) = match reference {
+            Reference::Digest(digest) => (ARTIFACT_BY_DIGEST, digest.to_string()),
+            Reference::Tag(tag) => (ARTIFACT_BY_TAG, tag.as_str().to_owned()),
+        };
+        let row = sqlx::query(sql)
+            .bind(repo_id)
+            .bind(key)
+            .bind(with.tags)
+            .bind(with.accessories)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.as_ref().map(artifact_row).transpose()
+    }
+
+    async fn artifact_tags(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        query: &TagQuery<'_>,
+    ) -> Result<Paged<TagInfo>> {
+        let mut tx = self.snapshot().await?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(Paged {
+                total: 0,
+                items: Vec::new(),
+            });
+        };
+        let (exact, contains) = text(query.name);
+        let digest = digest.to_string();
+        let total: i64 = sqlx::query_scalar(TAG_COUNT)
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(exact)
+            .bind(contains)
+            .fetch_one(&mut *tx)
+            .await?;
+        let rows = sqlx::query(TAG_PAGE)
+            .bind(repo_id)
+            .bind(&digest)
+            .bind(exact)
+            .bind(contains)
+            .bind(tag_order(query.order))
+            .bind(limit(query.limit))
+            .bind(limit(query.offset))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(TagInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    pushed_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Paged {
+            total: count(total),
+            items,
+        })
+    }
+
+    async fn add_tag(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: &Tag,
+    ) -> Result<TagAddition> {
+        retrying(|| self.add_tag_once(repository, digest, tag)).await
+    }
+
+    async fn remove_tag_from(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: &Tag,
+    ) -> Result<bool> {
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let Some(repo_id) = lock_repository(&mut tx, repository, RepoLock::Change).await?
+            else {
+                return Ok(false);
+            };
+            let done = sqlx::query(
+                "DELETE FROM tags WHERE repository_id = $1 AND name = $2 AND manifest_digest = $3",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() > 0 {
+                notify_changed(&mut tx, repository).await?;
+            }
+            tx.commit().await?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    async fn delete_artifact(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<ArtifactDeletion> {
+        retrying(|| self.delete_artifact_once(repository, digest)).await
+    }
+}
+
+async fn manifest_exists(conn: &mut PgConnection, repo_id: i64, digest: &str) -> Result<bool> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(digest)
+            .fetch_optional(conn)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// An index of the repository that lists `digest`, if any.
+async fn parent_of(conn: &mut PgConnection, repo_id: i64, digest: &str) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT manifest_digest FROM manifest_references
+         WHERE repository_id = $1 AND child_digest = $2 AND child_is_manifest
+         ORDER BY manifest_digest LIMIT 1",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .fetch_optional(conn)
+    .await?)
+}
+
+async fn is_tagged(conn: &mut PgConnection, repo_id: i64, digest: &str) -> Result<bool> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM tags WHERE repository_id = $1 AND manifest_digest = $2 LIMIT 1",
+    )
+    .bind(repo_id)
+    .bind(digest)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}

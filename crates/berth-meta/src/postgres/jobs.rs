@@ -1,0 +1,251 @@
+//! The PostgreSQL backend's jobs and schedules, shared by every node. A claim picks its job
+//! with `FOR UPDATE SKIP LOCKED` (nodes claiming at once take different jobs, none waits);
+//! finishing, renewing and advancing a schedule are single conditional `UPDATE`s, which
+//! PostgreSQL re-checks against the row another node may have just changed, so exactly one
+//! node wins each.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use crate::jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
+use crate::{MetaError, Paged, Result};
+
+const JOB_COLUMNS: &str = "id, kind, key, params, state, attempts, run_after, lease_owner, \
+     lease_until, created_at, started_at, finished_at, result, error";
+
+fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| MetaError::Corrupt(format!("job {what}: {e}")))
+}
+
+fn job_row(row: &PgRow) -> Result<Job> {
+    let state: String = row.try_get("state")?;
+    let result: Option<String> = row.try_get("result")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        key: row.try_get("key")?,
+        params: parse_json(&row.try_get::<String, _>("params")?, "params")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| MetaError::Corrupt(format!("job state {state:?}")))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        run_after_ms: row.try_get("run_after")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until_ms: row.try_get("lease_until")?,
+        created_ms: row.try_get("created_at")?,
+        started_ms: row.try_get("started_at")?,
+        finished_ms: row.try_get("finished_at")?,
+        result: result
+            .as_deref()
+            .map(|r| parse_json(r, "result"))
+            .transpose()?,
+        error: row.try_get("error")?,
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn enqueue_job(&self, job: &NewJob) -> Result<Option<i64>> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, key, params, state, run_after, created_at)
+             VALUES ($1, $2, $3, 'queued', $4, $5)
+             ON CONFLICT (kind, key) DO NOTHING RETURNING id",
+        )
+        .bind(&job.kind)
+        .bind(&job.key)
+        .bind(json_text(&job.params))
+        .bind(job.run_after_ms)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn claim_job(
+        &self,
+        kinds: &[&str],
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<Job>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2,
+                 attempts = attempts + 1, started_at = COALESCE(started_at, $3)
+             WHERE id = (SELECT id FROM jobs
+                 WHERE kind = ANY($4)
+                   AND ((state = 'queued' AND run_after <= $3)
+                        OR (state = 'running' AND lease_until < $3))
+                 ORDER BY run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+             RETURNING {JOB_COLUMNS}"
+        )))
+        .bind(owner)
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(kinds)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_row).transpose()
+    }
+
+    async fn renew_job(&self, id: i64, owner: &str, lease_until_ms: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 AND state = 'running'",
+        )
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &JobOutcome,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let (state, result, error, run_after) = match outcome {
+            JobOutcome::Succeeded(result) => ("succeeded", Some(json_text(result)), None, None),
+            JobOutcome::Retry {
+                error,
+                run_after_ms,
+            } => ("queued", None, Some(error.as_str()), Some(*run_after_ms)),
+            JobOutcome::Failed(error) => ("failed", None, Some(error.as_str()), None),
+        };
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, result = $2, error = $3,
+                 run_after = COALESCE($4, run_after),
+                 finished_at = CASE WHEN $1 = 'queued' THEN NULL ELSE $5 END,
+                 lease_owner = NULL, lease_until = NULL
+             WHERE id = $6 AND lease_owner = $7 AND state = 'running'",
+        )
+        .bind(state)
+        .bind(result)
+        .bind(error)
+        .bind(run_after)
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_row).transpose()
+    }
+
+    async fn jobs(&self, kind: Option<&str>, offset: u64, limit: u64) -> Result<Paged<Job>> {
+        let mut tx = self.snapshot().await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE $1::TEXT IS NULL OR kind = $1")
+                .bind(kind)
+                .fetch_one(&mut *tx)
+                .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE $1::TEXT IS NULL OR kind = $1
+             ORDER BY id DESC LIMIT $2 OFFSET $3"
+        )))
+        .bind(kind)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Paged {
+            total: u64::try_from(total).unwrap_or(0),
+            items: rows.iter().map(job_row).collect::<Result<_>>()?,
+        })
+    }
+
+    async fn set_schedule(&self, kind: &str, schedule: Option<&Schedule>) -> Result<()> {
+        match schedule {
+            Some(s) => {
+                sqlx::query(
+                    "INSERT INTO job_schedules (kind, cron, params, next_run) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (kind) DO UPDATE SET cron = excluded.cron,
+                         params = excluded.params, next_run = excluded.next_run",
+                )
+                .bind(kind)
+                .bind(&s.cron)
+                .bind(json_text(&s.params))
+                .bind(s.next_run_ms)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM job_schedules WHERE kind = $1")
+                    .bind(kind)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>> {
+        let rows =
+            sqlx::query("SELECT kind, cron, params, next_run FROM job_schedules ORDER BY kind")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Schedule {
+                    kind: row.try_get("kind")?,
+                    cron: row.try_get("cron")?,
+                    params: parse_json(&row.try_get::<String, _>("params")?, "schedule params")?,
+                    next_run_ms: row.try_get("next_run")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn advance_schedule(&self, due_ms: i64, next_run_ms: i64, job: &NewJob) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved =
+            sqlx::query("UPDATE job_schedules SET next_run = $1 WHERE kind = $2 AND next_run = $3")
+                .bind(next_run_ms)
+                .bind(&job.kind)
+                .bind(due_ms)
+                .execute(&mut *tx)
+                .await?;
+        if moved.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO jobs (kind, key, params, state, run_after, created_at)
+             VALUES ($1, $2, $3, 'queued', $4, $5) ON CONFLICT (kind, key) DO NOTHING",
+        )
+        .bind(&job.kind)
+        .bind(&job.key)
+        .bind(json_text(&job.params))
+        .bind(job.run_after_ms)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
