@@ -9,8 +9,10 @@ set -euo pipefail
 #   apache2-utils (htpasswd) jq curl                    auth files, JSON, raw HTTP
 #   openssl iproute2 (ip)                               private CAs and the host's address (t-tls.sh)
 #   wrk hyperfine                                       load / timing tools
+#   docker-compose nginx                                parsers for deploy/ (`docker-compose config`,
+#                                                       `nginx -t`; crates/berth-deploy-tests)
 PACKAGES=(docker.io podman skopeo buildah umoci docker-registry busybox-static apache2-utils jq curl
-          uidmap runc wrk hyperfine openssl iproute2)
+          uidmap runc wrk hyperfine openssl iproute2 docker-compose nginx)
 
 if [[ "$(id -u)" != 0 ]]; then
   echo "install-deps.sh: must run as root (apt-get install)" >&2
