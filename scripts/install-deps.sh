@@ -9,10 +9,13 @@ set -euo pipefail
 #   apache2-utils (htpasswd) jq curl                    auth files, JSON, raw HTTP
 #   openssl iproute2 (ip)                               private CAs and the host's address (t-tls.sh)
 #   wrk hyperfine                                       load / timing tools
-#   nginx                                               round-robin in front of two nodes (e2e cluster)
+#   nginx                                               round-robin in front of two nodes (e2e cluster);
+#                                                       `nginx -t` of deploy/ (crates/berth-deploy-tests)
+#   docker-compose                                      `docker-compose config` of deploy/compose
 #   postgresql                                          the PostgreSQL backend's tests (initdb, pg_ctl)
 PACKAGES=(docker.io podman skopeo buildah umoci docker-registry busybox-static apache2-utils jq curl
-          uidmap runc wrk hyperfine openssl iproute2 nginx postgresql)
+          uidmap runc wrk hyperfine openssl iproute2 nginx docker-compose postgresql)
+
 if [[ "$(id -u)" != 0 ]]; then
   echo "install-deps.sh: must run as root (apt-get install)" >&2
   exit 1
