@@ -14,6 +14,8 @@ CLUSTER_PIDS=()   # the nodes and nginx of the registry started last
 cluster_deps_start() {
   local pg=$E2E_WORK/pg
   E2E_PG_PORT=$(free_port) E2E_S3_PORT=$(free_port)
+  # PostgreSQL runs as "postgres", which must be able to reach its directory.
+  chmod o+x "$E2E_WORK" || return 1
   install -d -o postgres -m 700 "$pg" || return 1
   runuser -u postgres -- "$PG_BIN/initdb" -D "$pg/data" -A trust -U postgres >"$pg/initdb.log" 2>&1 ||
     { cat "$pg/initdb.log"; return 1; }
@@ -74,7 +76,8 @@ pid $REG_DIR/nginx.pid;
 error_log $REG_DIR/nginx-error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log off;
+  log_format nodes '\$upstream_addr \$request_method \$uri';
+  access_log $REG_DIR/nginx-access.log nodes;
   client_body_temp_path $REG_DIR/nginx-body;
   proxy_temp_path $REG_DIR/nginx-proxy;
   upstream berth { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; }
@@ -101,4 +104,20 @@ cluster_stop() {
   local pid
   for pid in "${CLUSTER_PIDS[@]}"; do kill "-$1" "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   CLUSTER_PIDS=()
+}
+
+# cluster_served_split: whether, over every cluster registry of this run, requests went to
+# both nodes and at least one upload session was served by both (its POST/PATCH/PUT split).
+cluster_served_split() {
+  cat "$E2E_WORK"/*/*/nginx-access.log 2>/dev/null | awk '
+    { nodes[$1] = 1 }
+    match($3, /\/blobs\/uploads\/[^\/]+$/) {
+      id = substr($3, RSTART + 15); seen[id "|" $1] = 1
+      if (!(id in first)) first[id] = $1; else if (first[id] != $1) split_uploads++
+    }
+    END {
+      n = 0; for (k in nodes) n++
+      printf "%d upstream addresses, %d upload requests on another node than their first\n", n, split_uploads
+      exit !(n >= 2 && split_uploads > 0)
+    }'
 }

@@ -43,4 +43,8 @@ for t in "$E2E_DIR"/t-*.sh; do
     fail "$(basename "$t") exited with status $rc"
   fi
 done
+if [[ "$E2E_TARGET" == cluster ]]; then
+  E2E_GROUP=cluster
+  check "both nodes served requests, and uploads continued on the other node" cluster_served_split
+fi
 # The EXIT trap in lib.sh prints the summary line and sets the exit status.

@@ -1,12 +1,13 @@
 //! Runners as separate nodes over one store: a due schedule runs once, a dead node's job is
-//! taken over when its lease lapses, failures are retried, and jobs survive a restart.
+//! taken over when its lease lapses, failures are retried, and jobs survive a restart — on
+//! SQLite, and with two connections to one real PostgreSQL database as two nodes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_meta::{JobState, JobStore, NewJob, Schedule, SqliteStore};
+use berth_meta::{JobState, JobStore, NewJob, PgOptions, PgStore, Schedule, SqliteStore};
 use serde_json::{Value, json};
 
 use crate::{JobError, JobHandler, Runner, RunnerOptions, now_ms};
@@ -66,13 +67,41 @@ async fn store(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
 async fn a_schedule_due_on_two_nodes_runs_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store(&dir).await;
+    schedule_due_on_two_nodes_runs_once(store.clone(), store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_due_on_two_postgresql_nodes_runs_once() {
+    let db = berth_meta::postgres::testing::database().await;
+    let (a, b) = two_pg_nodes(&db.url).await;
+    schedule_due_on_two_nodes_runs_once(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_postgresql_nodes_job_is_taken_over() {
+    let db = berth_meta::postgres::testing::database().await;
+    let (a, b) = two_pg_nodes(&db.url).await;
+    dead_nodes_job_is_taken_over(a, b).await;
+}
+
+/// Two nodes: two stores (pools) on one PostgreSQL database.
+async fn two_pg_nodes(url: &str) -> (Arc<dyn JobStore>, Arc<dyn JobStore>) {
+    let node = || async { Arc::new(PgStore::connect(&PgOptions::new(url)).await.expect("node")) };
+    (node().await, node().await)
+}
+
+async fn schedule_due_on_two_nodes_runs_once(
+    store_a: Arc<dyn JobStore>,
+    store_b: Arc<dyn JobStore>,
+) {
+    let store = store_a.clone();
     let handler = Counting::new(0, Duration::from_millis(50));
-    let node = |name: &str| {
-        Runner::new(store.clone(), options())
+    let node = |store: Arc<dyn JobStore>, name: &str| {
+        Runner::new(store, options())
             .with_owner(name)
             .handle(handler.clone())
     };
-    let (a, b) = (node("node-a"), node("node-b"));
+    let (a, b) = (node(store_a, "node-a"), node(store_b, "node-b"));
     a.schedule(
         "count",
         Some(&"0 3 * * *".parse().expect("cron")),
@@ -116,6 +145,10 @@ async fn a_schedule_due_on_two_nodes_runs_once() {
 async fn a_dead_nodes_job_is_taken_over_when_its_lease_lapses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = store(&dir).await;
+    dead_nodes_job_is_taken_over(store.clone(), store).await;
+}
+
+async fn dead_nodes_job_is_taken_over(store: Arc<dyn JobStore>, other: Arc<dyn JobStore>) {
     let id = store
         .enqueue_job(&NewJob {
             kind: "count".into(),
@@ -134,7 +167,7 @@ async fn a_dead_nodes_job_is_taken_over_when_its_lease_lapses() {
         .expect("due");
     assert_eq!(claimed.id, id);
     let handler = Counting::new(0, Duration::ZERO);
-    let b = Runner::new(store.clone(), options())
+    let b = Runner::new(other, options())
         .with_owner("node-b")
         .handle(handler.clone());
     assert_eq!(b.tick().await.expect("tick"), 0, "held by node-a's lease");
