@@ -46,6 +46,8 @@ cluster_start() {
     "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 ||
     psql -h 127.0.0.1 -p "$E2E_PG_PORT" -U postgres -qc "CREATE DATABASE $name" || return 1
   curl -s -o /dev/null -X PUT "http://127.0.0.1:$E2E_S3_PORT/$name" || return 1
+  # This test's own CLI calls (`berth user add …`) reach the cluster's database too.
+  export BERTH_DATABASE_URL="postgres://postgres@127.0.0.1:$E2E_PG_PORT/$name"
   local node port ports=()
   for node in a b; do
     port=$(free_port)
@@ -53,14 +55,13 @@ cluster_start() {
     mkdir -p "$REG_DIR/node-$node"
     (
       export BERTH_ADDR="127.0.0.1:$port" BERTH_DATA_DIR="$REG_DIR/node-$node"
-      export BERTH_DATABASE_URL="postgres://postgres@127.0.0.1:$E2E_PG_PORT/$name"
       export BERTH_STORAGE_BACKEND=s3 BERTH_STORAGE_S3_ENDPOINT="http://127.0.0.1:$E2E_S3_PORT"
       export BERTH_STORAGE_S3_BUCKET="$name" BERTH_STORAGE_S3_REGION=us-east-1
       export BERTH_STORAGE_S3_PATH_STYLE=true BERTH_STORAGE_S3_ALLOW_HTTP=true
       export BERTH_STORAGE_S3_ACCESS_KEY=e2e BERTH_STORAGE_S3_SECRET_KEY=e2e-secret
       for kv in "${berth_env[@]}"; do export "${kv?}"; done
       exec "$BERTH_BIN" serve
-    ) >>"$REG_DIR/node-$node.log" 2>&1 &
+    ) >>"$REG_DIR/registry.log" 2>&1 &
     CLUSTER_PIDS+=($!)
     REG_PIDS+=($!)
     # One node at a time: the first migrates the database and creates the admin.
@@ -96,14 +97,20 @@ http {
   }
 }
 EOF
-  nginx -c "$REG_DIR/nginx.conf" -p "$REG_DIR" >>"$REG_DIR/registry.log" 2>&1 &
+  nginx -c "$REG_DIR/nginx.conf" -p "$REG_DIR" >>"$REG_DIR/nginx.log" 2>&1 &
+  CLUSTER_NGINX=$!
 }
 
-# cluster_stop SIGNAL: the nodes and nginx of the registry started last.
+# cluster_stop SIGNAL: the nodes of the registry started last get SIGNAL (a KILL is a
+# crash of berth under test); nginx is always stopped cleanly, so its port is free again.
 cluster_stop() {
   local pid
-  for pid in "${CLUSTER_PIDS[@]}"; do kill "-$1" "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-  CLUSTER_PIDS=()
+  for pid in "${CLUSTER_PIDS[@]}"; do
+    [[ $pid == "${CLUSTER_NGINX:-}" ]] && continue
+    kill "-$1" "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  done
+  [[ -n "${CLUSTER_NGINX:-}" ]] && { kill -TERM "$CLUSTER_NGINX" 2>/dev/null; wait "$CLUSTER_NGINX" 2>/dev/null; }
+  CLUSTER_PIDS=() CLUSTER_NGINX=""
 }
 
 # cluster_served_split: whether, over every cluster registry of this run, requests went to

@@ -352,10 +352,13 @@ start_registry_or_abort() {
 stop_registry() {
   local sig=${1:-TERM}
   [[ -n "${REG_PID:-}" ]] || return 0
-  kill "-$sig" "$REG_PID" 2>/dev/null
-  wait "$REG_PID" 2>/dev/null
+  if [[ "$E2E_TARGET" == cluster ]]; then
+    cluster_stop "$sig"
+  else
+    kill "-$sig" "$REG_PID" 2>/dev/null
+    wait "$REG_PID" 2>/dev/null
+  fi
   REG_PID=""
-  [[ "$E2E_TARGET" == cluster ]] && cluster_stop "$sig"
 }
 
 # ---------------------------------------------------------------- private Docker Engine

@@ -35,7 +35,10 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let peer = Peer::of(&parts.extensions);
-    let principal = authenticate(state, &parts, peer).await?;
+    let principal = match authenticate(state, &parts, peer).await {
+        Ok(principal) => principal,
+        Err(error) => return Err(refuse_after_reading(body, error).await),
+    };
     let parsed = Endpoint::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
     // Credentials come first, as in registry:2: a client without them learns nothing,
     // not even that its path was malformed.
@@ -57,13 +60,15 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
                 } => "the token does not grant this access: request one that does",
                 _ => "",
             };
-            return Err(unauthorized(state, &parts, &challenge, detail));
+            let error = unauthorized(state, &parts, &challenge, detail);
+            return Err(refuse_after_reading(body, error).await);
         }
         Decision::Deny(reason) => {
             if let Some(audited) = parsed.as_ref().ok().and_then(|e| Audited::of(state, e)) {
                 audited.denied(state, &parts, peer, &principal, &reason);
             }
-            return Err(ApiError::new(403, ErrorCode::Denied, reason.clone()).with_message(reason));
+            let error = ApiError::new(403, ErrorCode::Denied, reason.clone()).with_message(reason);
+            return Err(refuse_after_reading(body, error).await);
         }
     }
     let endpoint = parsed?;
@@ -73,6 +78,29 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         audited.finish(state, &parts, peer, &principal, &result);
     }
     result
+}
+
+/// Refused bodies at most this long are read before the refusal is sent.
+const REFUSED_BODY_READ: usize = 256 * 1024;
+
+/// Read (and drop) a small body before refusing its request. A client, or a proxy that
+/// streams bodies (nginx with `proxy_request_buffering off`), still sending it when the
+/// answer comes and the connection closes sees a broken pipe (a 502 at the proxy) instead of
+/// the 401 that tells it to authenticate. A larger body is not waited for.
+async fn refuse_after_reading(body: Body, error: ApiError) -> ApiError {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0usize;
+    let draining = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > REFUSED_BODY_READ {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), draining).await;
+    error
 }
 
 /// The one handler of each endpoint.
