@@ -21,3 +21,6 @@ cargo nextest run --workspace --no-fail-fast
 step "end-to-end tests against the real binary with real clients"
 cargo build -p berth --quiet
 BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth" tests/e2e/run.sh
+
+step "end-to-end tests against two nodes on PostgreSQL + S3 behind nginx (the client suites)"
+BERTH_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/berth" E2E_TARGET=cluster tests/e2e/run.sh

@@ -8,7 +8,8 @@
 # directory, so a registry restarted on the same directory finds its data again.
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-CLUSTER_PIDS=()   # the nodes and nginx of the registry started last
+CLUSTER_PIDS=()   # the nodes of the registry started last
+CLUSTER_PORTS=()  # their ports, in the same order
 
 # cluster_deps_start: PostgreSQL (trust auth, 127.0.0.1 only) and moto_server, once per run.
 cluster_deps_start() {
@@ -52,6 +53,7 @@ cluster_start() {
   for node in a b; do
     port=$(free_port)
     ports+=("$port")
+    CLUSTER_PORTS+=("$port")
     mkdir -p "$REG_DIR/node-$node"
     (
       export BERTH_ADDR="127.0.0.1:$port" BERTH_DATA_DIR="$REG_DIR/node-$node"
@@ -110,7 +112,7 @@ cluster_stop() {
     kill "-$1" "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   done
   [[ -n "${CLUSTER_NGINX:-}" ]] && { kill -TERM "$CLUSTER_NGINX" 2>/dev/null; wait "$CLUSTER_NGINX" 2>/dev/null; }
-  CLUSTER_PIDS=() CLUSTER_NGINX=""
+  CLUSTER_PIDS=() CLUSTER_PORTS=() CLUSTER_NGINX=""
 }
 
 # cluster_served_split: whether, over every cluster registry of this run, requests went to

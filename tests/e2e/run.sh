@@ -16,7 +16,7 @@ require_tools curl jq python3 sha256sum umoci skopeo podman buildah dockerd dock
 if [[ "$E2E_TARGET" == reference ]]; then require_tools docker-registry; fi
 # What the cluster runs: every client's suite and the token flow. TLS, listening addresses,
 # restarts of one process and the import are a single node's business.
-CLUSTER_TESTS=" auth buildah curl-resume docker harbor-api oras podman skopeo token "
+CLUSTER_TESTS=" auth buildah cluster curl-resume docker harbor-api oras podman skopeo token "
 if [[ "$E2E_TARGET" == cluster ]]; then
   require_tools nginx psql moto_server runuser
   cluster_deps_start >"$E2E_WORK/cluster-deps.msg" 2>&1 ||
