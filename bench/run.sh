@@ -82,6 +82,8 @@ stop_pid() { # pid: SIGTERM, up to 10 s, then SIGKILL
 cleanup() {
   local name
   for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  scale_stop
+  scale_deps_stop
   if [[ ${BENCH_KEEP:-0} == 1 ]]; then
     find "$WORK" -mindepth 1 -maxdepth 1 -name 'data-*' -exec rm -rf {} +
     log "kept $WORK (logs, raw results)"
@@ -109,6 +111,7 @@ while [[ $PORT_reg2 == "$PORT_berth" ]]; do PORT_reg2=$(free_port); done
 PORT_berth0=$(free_port)
 while [[ $PORT_berth0 == "$PORT_berth" || $PORT_berth0 == "$PORT_reg2" ]]; do PORT_berth0=$(free_port); done
 url() { echo "http://127.0.0.1:$(eval echo "\$PORT_$1")"; }
+source "$ROOT/bench/scale.sh"
 
 reg2_config() { # data dir -> config path. registry:2's image config, access log off.
   local dir=$1 cfg=$WORK/reg2.yml
@@ -146,6 +149,7 @@ start() {
       PIDS[berth0]=$! ;;
     reg2) "$REG2" serve "$(reg2_config "$dir")" >>"$WORK/reg2.log" 2>&1 &
       PIDS[reg2]=$! ;;
+    pg | cl1 | cl2) scale_start "$reg" "$dir" ;;
   esac
   "$BB" --url "$(url "$reg")" ping --timeout-secs 30
 }
@@ -153,6 +157,7 @@ stop() {
   local reg=$1
   [[ -n ${PIDS[$reg]:-} ]] && stop_pid "${PIDS[$reg]}"
   unset "PIDS[$reg]"
+  [[ $reg == pg || $reg == cl1 || $reg == cl2 ]] && scale_stop
   rm -rf "$WORK/data-$reg"
   sync
 }
@@ -264,6 +269,20 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 for reg in "${REGS[@]}" berth0; do stop "$reg"; done
 
+# --- (a), (b) on PostgreSQL + S3 (one node) --------------------------------------------------
+scale_deps_start
+start pg
+out=$(bench pg push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42)
+PG_LAYER=$(j '.layer_digests[0]' "$out")
+timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "$(url pg)/v2/bench/small/manifests/latest" >/dev/null
+for ((r = 1; r <= REPEATS; r++)); do
+  log "(a) GET manifest, PostgreSQL + S3 ($r/$REPEATS)"
+  wrk_run manifest-pg berth "$(url pg)/v2/bench/small/manifests/latest" -H "$ACCEPT"
+  log "(b) HEAD blob, PostgreSQL + S3 ($r/$REPEATS)"
+  oha_run head-pg berth "$(url pg)/v2/bench/small/blobs/$PG_LAYER"
+done
+stop pg
+
 # --- (a2) auth on the read path: token mode vs auth off, registry:2 with htpasswd ----------
 # berth: the image is pushed with auth off, then the same data dir is served in token mode
 # (project "bench" created with the CLI): GET manifest with a bearer token, and with Basic
@@ -369,6 +388,18 @@ for ((r = 1; r <= REPEATS; r++)); do
   done
 done
 
+# (f) on PostgreSQL + S3: one node, then nginx round-robin in front of one node and of two.
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in pg cl1 cl2; do
+    start "$reg"
+    log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$REPEATS)"
+    out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
+    record "images-$reg" berth "$(j .images_per_s "$out")"
+    record "images-p99-$reg" berth "$(j .image.p99_ms "$out")"
+    stop "$reg"
+  done
+done
+
 # --- (g) _catalog and tag list with many repositories / tags ------------------------------
 for reg in "${REGS[@]}"; do
   start "$reg"
@@ -455,6 +486,13 @@ row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s
 row "(e) chunked push $BLOB, $CHUNK chunks, GiB/s" higher chunked "" ""
 row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher images "≥ 2×" '$X >= 2'
 row "(f) p99 per image (push + pull), ms" lower images-p99 "≥ 1× (no worse)" '$X >= 1'
+A_PG=$(median manifest-pg berth)
+ROWS+=("| (a) GET manifest, PostgreSQL + S3 (one node), req/s | $(fmt "$A_PG") | | $(share "$A_PG" "$A_OFF") of SQLite | ≥ 50% of SQLite | $(met_share "$A_PG" "$A_OFF" 0.5) |")
+ROWS+=("| (b) HEAD blob, PostgreSQL + S3 (one node), req/s | $(fmt "$(median head-pg berth)") | | $(share "$(median head-pg berth)" "$(median head berth)") of SQLite | | |")
+for reg in pg cl1 cl2; do
+  case $reg in pg) what="one node" ;; cl1) what="nginx → one node" ;; cl2) what="nginx → two nodes" ;; esac
+  ROWS+=("| (f) images/s, PostgreSQL + S3, $what (p99 $(fmt "$(median "images-p99-$reg" berth)") ms) | $(fmt "$(median "images-$reg" berth)") | | $(share "$(median "images-$reg" berth)" "$(median images berth)") of SQLite + filesystem | | |")
+done
 F_ON=$(median images berth)
 F_OFF=$(median images-audit-off berth)
 ROWS+=("| (f) images/s, audit log off | $(fmt "$F_OFF") | | audit on: $(share "$F_ON" "$F_OFF") of off | audit on ≥ 95% of off | $(met_share "$F_ON" "$F_OFF" 0.95) |")
