@@ -172,15 +172,28 @@ pub async fn mount_or_push(
 }
 
 /// `GET /v2/<repo>/blobs/<digest>`, answered 200; the body is left to read.
+/// A `307` to the storage (a presigned S3 URL) is followed, as clients do.
 async fn get_blob(http: &Http, repo: &str, digest: &str) -> Result<Response<Incoming>> {
-    http.expect(
-        Method::GET,
-        &format!("/v2/{repo}/blobs/{digest}"),
-        &[],
-        client::empty(),
-        StatusCode::OK,
-    )
-    .await
+    let response = http
+        .send(
+            Method::GET,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            &[],
+            client::empty(),
+        )
+        .await?;
+    match response.status() {
+        StatusCode::OK => Ok(response),
+        StatusCode::TEMPORARY_REDIRECT => {
+            let target = client::location(&response)?;
+            client::drain(response, false).await?;
+            http.expect(Method::GET, &target, &[], client::empty(), StatusCode::OK)
+                .await
+        }
+        status => {
+            Err(format!("GET /v2/{repo}/blobs/{digest}: expected 200 OK, got {status}").into())
+        }
+    }
 }
 
 /// Pull one blob; returns (bytes, digest if `verify`).
