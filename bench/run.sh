@@ -3,7 +3,7 @@
 # (CNCF Distribution 2.8, "registry:2") on 127.0.0.1, same client, same data disk, alternating
 # berth / registry:2 for every figure, medians over BENCH_REPEATS runs. Prints one table.
 #
-#   bench/run.sh            full run (~15 min on 2 cores)
+#   bench/run.sh            full run (~20 min on 2 cores)
 #   bench/run.sh --quick    tiny sizes, one repeat: a smoke run of a minute or so
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_TMPDIR (parent of the data dirs, default
