@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::{Paged, Result};
+use crate::{MetaError, Paged, Result};
 
 /// A job to enqueue.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,4 +139,55 @@ pub trait JobStore: Send + Sync {
     /// If the schedule of `job.kind` is still due at `due_ms` (nobody advanced it), move it
     /// to `next_run_ms` and enqueue `job`, in one transaction; whether this call did.
     async fn advance_schedule(&self, due_ms: i64, next_run_ms: i64, job: &NewJob) -> Result<bool>;
+}
+
+/// The columns of a [`Job`] row, in both backends' statements.
+pub(crate) const JOB_COLUMNS: &str = "id, kind, key, params, state, attempts, run_after, \
+     lease_owner, lease_until, created_at, started_at, finished_at, result, error";
+
+pub(crate) fn json_text(value: &Value) -> String {
+    value.to_string()
+}
+
+pub(crate) fn parse_json(text: &str, what: &str) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| MetaError::Corrupt(format!("job {what}: {e}")))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A [`Job`] from a row of [`JOB_COLUMNS`], in either backend.
+pub(crate) fn job_row<R>(row: &R) -> Result<Job>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let state: String = row.try_get("state")?;
+    let result: Option<String> = row.try_get("result")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        key: row.try_get("key")?,
+        params: parse_json(&row.try_get::<String, _>("params")?, "params")?,
+        state: JobState::parse(&state)
+            .ok_or_else(|| MetaError::Corrupt(format!("job state {state:?}")))?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+        run_after_ms: row.try_get("run_after")?,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_until_ms: row.try_get("lease_until")?,
+        created_ms: row.try_get("created_at")?,
+        started_ms: row.try_get("started_at")?,
+        finished_ms: row.try_get("finished_at")?,
+        result: result
+            .as_deref()
+            .map(|r| parse_json(r, "result"))
+            .transpose()?,
+        error: row.try_get("error")?,
+    })
 }

@@ -6,56 +6,14 @@
 //! power cut that loses a claim or a result only makes a job run again.
 
 use async_trait::async_trait;
-use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row};
 
 use super::SqliteStore;
-use crate::jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
+use crate::jobs::{
+    JOB_COLUMNS, Job, JobOutcome, JobStore, NewJob, Schedule, job_row, json_text, now_ms,
+    parse_json,
+};
 use crate::{MetaError, Paged, Result};
-
-const JOB_COLUMNS: &str = "id, kind, key, params, state, attempts, run_after, lease_owner, \
-     lease_until, created_at, started_at, finished_at, result, error";
-
-fn json_text(value: &Value) -> String {
-    value.to_string()
-}
-
-fn parse_json(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| MetaError::Corrupt(format!("job {what}: {e}")))
-}
-
-fn job_row(row: &SqliteRow) -> Result<Job> {
-    let state: String = row.try_get("state")?;
-    let result: Option<String> = row.try_get("result")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        key: row.try_get("key")?,
-        params: parse_json(&row.try_get::<String, _>("params")?, "params")?,
-        state: JobState::parse(&state)
-            .ok_or_else(|| MetaError::Corrupt(format!("job state {state:?}")))?,
-        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
-        run_after_ms: row.try_get("run_after")?,
-        lease_owner: row.try_get("lease_owner")?,
-        lease_until_ms: row.try_get("lease_until")?,
-        created_ms: row.try_get("created_at")?,
-        started_ms: row.try_get("started_at")?,
-        finished_ms: row.try_get("finished_at")?,
-        result: result
-            .as_deref()
-            .map(|r| parse_json(r, "result"))
-            .transpose()?,
-        error: row.try_get("error")?,
-    })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 #[async_trait]
 impl JobStore for SqliteStore {
