@@ -4,7 +4,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=cluster-kill
 
 if [[ "$E2E_TARGET" != cluster ]]; then
-  skip "a node killed mid-push (needs E2E_TARGET=cluster)"
+  skip "a node killed mid-push" "it needs two nodes (E2E_TARGET=cluster)"
   exit 0
 fi
 require_tools curl skopeo sha256sum jq || exit "$E2E_ABORTED"
