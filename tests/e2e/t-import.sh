@@ -8,7 +8,7 @@ if [[ "$E2E_TARGET" == reference ]]; then
   exit 0
 fi
 
-require_tools docker-registry skopeo jq curl sha256sum || exit "$E2E_ABORTED"
+require_tools docker-registry skopeo jq curl sha256sum moto_server || exit "$E2E_ABORTED"
 ensure_test_images
 
 SK=(--tls-verify=false)
@@ -102,5 +102,43 @@ check_eq "the import created the project team, private" "team false" \
   "$("$BERTH_BIN" project list --data-dir "$DATA" 2>/dev/null | awk '$2 == "team" {print $2, $3}')"
 check "token mode: an anonymous pull from team is refused" \
   expect_auth_failure skopeo inspect "${SK[@]}" --raw "docker://$REG/team/app:v1"
+
+# ---------------------------------------------------------------- from a bucket: registry:2's s3 driver
+stop_registry
+S3_PORT=$(free_port)
+moto_server -H 127.0.0.1 -p "$S3_PORT" >"$T/moto.log" 2>&1 &
+REG_PIDS+=("$!")
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && break; sleep 0.1; done
+curl -fs -o /dev/null -X PUT "http://127.0.0.1:$S3_PORT/r2-src" || abort "create the bucket on moto_server"
+S3SRC="127.0.0.1:$(free_port)"
+cat >"$T/r2-s3.yml" <<YML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  s3: {region: us-east-1, bucket: r2-src, rootdirectory: /r2root, regionendpoint: "http://127.0.0.1:$S3_PORT", accesskey: e2e, secretkey: e2e-secret, secure: false}
+  delete: {enabled: true}
+http: {addr: "$S3SRC"}
+YML
+# A CA bundle named in the environment (AWS_CA_BUNDLE) makes Distribution's S3 driver panic.
+env -u REGISTRY_AUTH_FILE -u AWS_CA_BUNDLE docker-registry serve "$T/r2-s3.yml" >"$T/r2-s3.log" 2>&1 &
+R2S3=$!
+REG_PIDS+=("$R2S3")
+for _ in $(seq 100); do curl -s -o /dev/null "http://$S3SRC/v2/" && break; sleep 0.1; done
+check "registry:2 on S3: push an image" push "oci:$IMG/oci:v1" "docker://$S3SRC/team/s3app:v1"
+check "registry:2 on S3: push a two-platform index" push --all "oci:$IMG/oci:multi" "docker://$S3SRC/team/s3multi:v1"
+S3_APP=$(layout_digest v1) S3_MULTI=$(layout_digest multi)
+check_eq "registry:2 on S3 serves the image's digest" "$S3_APP" "$(raw_digest "$S3SRC/team/s3app:v1")"
+kill "$R2S3"; wait "$R2S3" 2>/dev/null
+DATA="$T/berth-s3/data"
+import_from_bucket() {
+  AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PORT" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=e2e \
+    AWS_SECRET_ACCESS_KEY=e2e-secret import_expecting '^manifests: +4 imported' s3://r2-src/r2root
+}
+check "berth import registry2 s3://r2-src/r2root (credentials from the AWS environment)" import_from_bucket
+start_registry_or_abort "$T/berth-s3"
+check_eq "the image from the bucket answers registry:2's digest" "$S3_APP" "$(raw_digest "$REG/team/s3app:v1")"
+check_eq "the index from the bucket answers registry:2's digest" "$S3_MULTI" "$(raw_digest "$REG/team/s3multi:v1")"
+check "the index and both children pull from berth (copy --all)" \
+  skopeo copy -q --all --src-tls-verify=false "docker://$REG/team/s3multi:v1" "oci:$T/s3multi-out:v1"
 
 exit 0

@@ -2,8 +2,8 @@
 //! every repository, blob, manifest and tag, with the same digests. It never writes to the
 //! source tree — the source is only ever read, through [`SourceTree`].
 //!
-//! - [`source`]: the read-only view of a tree ([`FsSource`] for the filesystem driver; an
-//!   object-store source for `s3://` trees implements the same trait).
+//! - [`source`]: the read-only view of a tree: [`FsSource`] for the filesystem driver,
+//!   [`S3Source`] for the s3 driver's bucket (`s3://bucket/rootdirectory`).
 //! - [`layout`]: Distribution's paths and link files.
 //! - [`importer`]: the import itself, through the registry's services, and its [`Report`].
 //!
@@ -22,4 +22,4 @@ mod tests;
 
 pub use importer::{ImportError, ImportOptions, Importer, ProjectPolicy};
 pub use report::{Finding, Report, Severity};
-pub use source::{FsSource, SourceTree};
+pub use source::{FsSource, S3Source, SourceTree};

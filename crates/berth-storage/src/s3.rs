@@ -195,30 +195,37 @@ fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
 
+/// An object_store client for the bucket `settings` names (credentials not given come from
+/// the AWS environment or the instance profile): the blob store's, and any other reader's
+/// (the registry:2 import).
+pub fn bucket_client(settings: &S3Settings) -> Result<AmazonS3> {
+    // reqwest is built without a crypto provider of its own: ring, like the rest of the
+    // workspace, must be the process default before a client is built. The binary installs
+    // it first thing; this covers tests and other embedders. (An error means one is
+    // installed already.)
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(&settings.bucket)
+        .with_virtual_hosted_style_request(!settings.path_style)
+        .with_allow_http(settings.allow_http);
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    if let Some(region) = &settings.region {
+        builder = builder.with_region(region);
+    }
+    if let Some(key) = &settings.access_key {
+        builder = builder.with_access_key_id(key);
+    }
+    if let Some(secret) = &settings.secret_key {
+        builder = builder.with_secret_access_key(secret);
+    }
+    builder.build().map_err(storage_error)
+}
+
 impl S3BlobStore {
     pub fn new(settings: S3Settings) -> Result<S3BlobStore> {
-        // reqwest is built without a crypto provider of its own: ring, like the rest of the
-        // workspace, must be the process default before a client is built. The binary
-        // installs it first thing; this covers tests and other embedders. (An error means
-        // one is installed already.)
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(&settings.bucket)
-            .with_virtual_hosted_style_request(!settings.path_style)
-            .with_allow_http(settings.allow_http);
-        if let Some(endpoint) = &settings.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &settings.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(key) = &settings.access_key {
-            builder = builder.with_access_key_id(key);
-        }
-        if let Some(secret) = &settings.secret_key {
-            builder = builder.with_secret_access_key(secret);
-        }
-        let s3 = builder.build().map_err(storage_error)?;
+        let s3 = bucket_client(&settings)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()

@@ -1,17 +1,19 @@
-//! `berth import registry2 PATH`: the command line over `berth_import`, on the data dir
+//! `berth import registry2 PATH|s3://…`: the command line over `berth_import`, on the data dir
 //! `serve` would use. It only ever reads the source tree, never modifies it.
 
 use std::path::{Path, PathBuf};
 
-use berth_import::{FsSource, ImportOptions, Importer, ProjectPolicy};
+use berth_import::{FsSource, ImportOptions, Importer, ProjectPolicy, S3Source, SourceTree};
 use clap::{Subcommand, ValueEnum};
 
 #[derive(Subcommand)]
 pub enum ImportCommand {
-    /// Import a registry:2 (Distribution 2.x) filesystem storage tree without re-pushing:
-    /// every repository, blob, manifest and tag, same digests. PATH is the storage driver's
-    /// `rootdirectory` (holding docker/registry/v2) or that v2 directory. Running it again
-    /// imports only what is new. Exits non-zero if anything was skipped as an error.
+    /// Import a registry:2 (Distribution 2.x) storage tree without re-pushing: every
+    /// repository, blob, manifest and tag, same digests. PATH is the filesystem driver's
+    /// `rootdirectory` (holding docker/registry/v2) or that v2 directory, or
+    /// `s3://bucket[/rootdirectory]` for the s3 driver (endpoint, region and credentials from
+    /// AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Running it
+    /// again imports only what is new. Exits non-zero if anything was skipped as an error.
     Registry2 {
         path: PathBuf,
         /// Report what would be imported; write nothing (blob digests are not verified).
@@ -43,23 +45,27 @@ pub async fn import(command: ImportCommand, flags: &crate::Flags) -> Result<(), 
         repositories,
         create_projects,
     } = command;
-    if path.to_string_lossy().contains("://") {
-        return Err(format!(
-            "{}: only filesystem trees can be imported (object-store sources are not supported yet)",
-            path.display()
-        ));
-    }
-    let source = FsSource::open(&path).map_err(|e| e.to_string())?;
     let config = flags.load().map_err(|e| e.to_string())?;
-    // registry:2's own REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY also names berth's data dir:
-    // left set from the old deployment, it would make berth write into the tree it reads.
-    if overlapping(&path, &config.data_dir) {
+    let text = path.to_string_lossy().into_owned();
+    let source: Box<dyn SourceTree> = if text.starts_with("s3://") {
+        Box::new(S3Source::open(&text).map_err(|e| e.to_string())?)
+    } else if text.contains("://") {
         return Err(format!(
-            "the data directory {} and the registry:2 tree {} overlap: berth would write into the tree it imports (set --data-dir elsewhere)",
-            config.data_dir.display(),
-            path.display()
+            "{text}: a registry:2 tree is a directory or s3://bucket[/rootdirectory]"
         ));
-    }
+    } else {
+        // registry:2's own REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY also names berth's data
+        // dir: left set from the old deployment, it would make berth write into the tree it
+        // reads.
+        if overlapping(&path, &config.data_dir) {
+            return Err(format!(
+                "the data directory {} and the registry:2 tree {} overlap: berth would write into the tree it imports (set --data-dir elsewhere)",
+                config.data_dir.display(),
+                path.display()
+            ));
+        }
+        Box::new(FsSource::open(&path).map_err(|e| e.to_string())?)
+    };
     let meta = crate::open_metadata(&config).await?;
     let blobs = crate::open_blobs(&config)?;
     let options = ImportOptions {
@@ -72,7 +78,7 @@ pub async fn import(command: ImportCommand, flags: &crate::Flags) -> Result<(), 
         },
     };
     let importer = Importer::new(meta.store(), blobs, options);
-    let result = importer.run(&source).await;
+    let result = importer.run(source.as_ref()).await;
     meta.close().await;
     let report = result.map_err(|e| e.to_string())?;
     print!("{report}");
