@@ -149,6 +149,11 @@ cli_project_public_is() {  # NAME true|false: `berth project list` says so
 }
 check "berth user list shows admin (first start), dev and guest" cli_users_are admin dev guest
 check "berth project create team (private)" berth_cli project create team
+jobs_show_the_start_up_purge() {
+  berth_cli jobs list --kind purge_uploads | grep -E 'purge_uploads +succeeded +attempts=1' &&
+    berth_cli jobs schedules | grep -E '^purge_uploads +0 \* \* \* \*'
+}
+check "berth jobs: the start-up upload purge succeeded, and it is scheduled hourly" jobs_show_the_start_up_purge
 check "berth project create other (private)" berth_cli project create other
 check "berth project list: library exists and is public" cli_project_public_is library true
 check "berth project list: team is private" cli_project_public_is team false

@@ -1,4 +1,5 @@
-//! The jobs this binary runs through `berth-jobs`, and their schedules.
+//! The jobs this binary runs through `berth-jobs`, their schedules, and `berth jobs` (the
+//! operator's view of their history).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,4 +58,79 @@ pub async fn start(
     let runner = Arc::new(runner);
     runner.clone().spawn();
     Ok(runner)
+}
+
+/// `berth jobs …`: what ran, when, and how it ended (read from the database, so on any node).
+#[derive(clap::Subcommand)]
+pub enum JobsCommand {
+    /// Jobs, newest first: id, kind, state, attempts, times, result or error.
+    List {
+        /// Only jobs of this kind (e.g. purge_uploads).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// The schedules: kind, cron and the next run (UTC).
+    Schedules,
+}
+
+pub async fn command(command: JobsCommand, flags: &crate::Flags) -> Result<(), String> {
+    let config = flags.load().map_err(|e| e.to_string())?;
+    let metadata = crate::open_metadata(&config).await?;
+    let store = metadata.store();
+    let time =
+        |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), berth_core::time::rfc3339_millis);
+    let result = async {
+        match command {
+            JobsCommand::List { kind, limit } => {
+                let page = store
+                    .jobs(kind.as_deref(), 0, limit)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{} jobs{}",
+                    page.total,
+                    if page.total > limit {
+                        format!(", newest {limit}")
+                    } else {
+                        String::new()
+                    }
+                );
+                for job in page.items {
+                    let outcome = match (&job.result, &job.error) {
+                        (Some(result), _) => result.to_string(),
+                        (None, Some(error)) => format!("error: {error}"),
+                        (None, None) => String::new(),
+                    };
+                    println!(
+                        "{:<6} {:<16} {:<9} attempts={} created={} started={} finished={} {}",
+                        job.id,
+                        job.kind,
+                        job.state.as_str(),
+                        job.attempts,
+                        time(Some(job.created_ms)),
+                        time(job.started_ms),
+                        time(job.finished_ms),
+                        outcome
+                    );
+                }
+                Ok(())
+            }
+            JobsCommand::Schedules => {
+                for schedule in store.schedules().await.map_err(|e| e.to_string())? {
+                    println!(
+                        "{:<16} {:<16} next={}",
+                        schedule.kind,
+                        schedule.cron,
+                        time(Some(schedule.next_run_ms))
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+    .await;
+    metadata.close().await;
+    result
 }

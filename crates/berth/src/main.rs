@@ -71,6 +71,13 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Background jobs: their history and schedules.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Import another registry's storage without re-pushing: registry2.
     Import {
         #[command(subcommand)]
@@ -176,6 +183,7 @@ fn main() -> ExitCode {
         Command::Robot { command, flags } => block_on(admin::robot(command, &flags)),
         Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
         Command::Import { command, flags } => block_on(import::import(command, &flags)),
+        Command::Jobs { command, flags } => block_on(jobs::command(command, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
