@@ -1,12 +1,10 @@
 //! The `berth` binary: command-line parsing, configuration and wiring. No registry logic
 //! lives here.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use berth_auth::{AuthMode, Authorizer, Htpasswd};
 use berth_registry::{Registry, RegistryOptions};
 use clap::{Parser, Subcommand};
@@ -15,6 +13,7 @@ mod admin;
 mod config;
 mod import;
 mod jobs;
+mod server;
 mod tls;
 
 use config::{AuthModeSetting, Config, RawConfig, berth_env_name, registry_env_name};
@@ -387,16 +386,9 @@ async fn run(config: Config) -> Result<(), String> {
     match tls {
         None => {
             tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .map_err(|e| format!("server failed: {e}"))?;
+            server::serve_plain(listener, app, shutdown_signal())
+                .await
+                .map_err(|e| format!("server failed: {e}"))?;
         }
         Some((files, server_config)) => {
             tracing::info!(

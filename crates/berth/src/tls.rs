@@ -180,9 +180,11 @@ pub async fn serve(
         }
     });
     let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
-    let result = axum_server::Server::from_listener(listener)
+    let mut server = axum_server::Server::from_listener(listener)
         .acceptor(acceptor)
-        .handle(handle)
+        .handle(handle);
+    crate::server::harden(server.http_builder());
+    let result = server
         .accept_error_handler(|peer: Option<&SocketAddr>, error| match peer {
             // A client that does not trust the certificate, has no client certificate, or
             // speaks plain HTTP to the TLS port: its problem, not the server's.
