@@ -190,6 +190,9 @@ pub struct RawTls {
 pub struct RawHttp {
     /// Reverse proxies (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Option<Vec<String>>,
+    /// Seconds a connection may take to send a request's headers (or sit idle between
+    /// keep-alive requests) before it is closed.
+    pub header_read_timeout: Option<u64>,
 }
 
 /// Validated configuration.
@@ -212,6 +215,8 @@ pub struct Config {
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Closes connections that stall before a request's headers are in.
+    pub header_read_timeout: std::time::Duration,
     /// Whether the audit log (and pull counting) runs.
     pub audit_enabled: bool,
     /// Where the audit log's JSON lines go.
@@ -389,6 +394,7 @@ impl RawConfig {
                         .map(String::from)
                         .collect()
                 }),
+                header_read_timeout: number("http.header_read_timeout", "seconds")?,
             },
         })
     }
@@ -415,6 +421,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "tls.key" => "BERTH_TLS_KEY",
         "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
         "http.trusted_proxies" => "BERTH_HTTP_TRUSTED_PROXIES",
+        "http.header_read_timeout" => "BERTH_HTTP_HEADER_READ_TIMEOUT",
         "audit.enabled" => "BERTH_AUDIT_ENABLED",
         "audit.jsonl" => "BERTH_AUDIT_JSONL",
         "audit.retention_days" => "BERTH_AUDIT_RETENTION_DAYS",
@@ -568,6 +575,19 @@ impl Config {
             Some(Vec::<String>::new())
         )
         .unwrap_or_default();
+        let header_read_timeout = pick!(
+            "http.header_read_timeout",
+            http.header_read_timeout,
+            Some(30u64)
+        )
+        .unwrap_or(30);
+        if !(1..=3600).contains(&header_read_timeout) {
+            return Err(ConfigError::Invalid {
+                name: "http.header_read_timeout",
+                value: header_read_timeout.to_string(),
+                reason: "1 to 3600 seconds".into(),
+            });
+        }
 
         let audit_enabled = pick!("audit.enabled", audit.enabled, Some(true)).unwrap_or(true);
         let audit_jsonl_text =
@@ -880,6 +900,7 @@ impl Config {
             project_creation,
             tls,
             trusted_proxies,
+            header_read_timeout: std::time::Duration::from_secs(header_read_timeout),
             audit_enabled,
             audit_jsonl,
             audit_retention,
@@ -1054,12 +1075,40 @@ mod tests {
         let bad = RawConfig {
             http: RawHttp {
                 trusted_proxies: Some(vec!["10.0.0.0/40".into()]),
+                ..Default::default()
             },
             ..Default::default()
         };
         let err = Config::resolve(&[("file", bad)]).expect_err("invalid");
         assert!(err.to_string().contains("http.trusted_proxies"), "{err}");
         assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
+    }
+
+    #[test]
+    fn the_header_read_timeout_is_30_seconds_unless_set_within_an_hour() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert_eq!(
+            defaults.header_read_timeout,
+            std::time::Duration::from_secs(30)
+        );
+        let vars = |k: &str| (k == "BERTH_HTTP_HEADER_READ_TIMEOUT").then(|| "5".to_string());
+        let env = RawConfig::from_env(berth_env_name, &vars).expect("valid");
+        let config = Config::resolve(&[("env", env)]).expect("valid");
+        assert_eq!(
+            config.header_read_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        for bad in [
+            "[http]\nheader_read_timeout = 0\n",
+            "[http]\nheader_read_timeout = 86400\n",
+        ] {
+            let raw: RawConfig = toml::from_str(bad).expect("toml");
+            let err = Config::resolve(&[("file", raw)]).expect_err("out of range");
+            assert!(
+                err.to_string().contains("http.header_read_timeout"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -386,7 +386,7 @@ async fn run(config: Config) -> Result<(), String> {
     match tls {
         None => {
             tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
-            server::serve_plain(listener, app, shutdown_signal())
+            server::serve_plain(listener, app, config.header_read_timeout, shutdown_signal())
                 .await
                 .map_err(|e| format!("server failed: {e}"))?;
         }
@@ -404,6 +404,7 @@ async fn run(config: Config) -> Result<(), String> {
                 files,
                 server_config,
                 tls::RELOAD_POLL,
+                config.header_read_timeout,
                 shutdown_signal(),
             )
             .await

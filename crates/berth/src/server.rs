@@ -1,8 +1,8 @@
 //! Serving connections over plain HTTP (TLS is in `tls.rs`), and what both do to a client
 //! that opens a connection and never finishes its request headers: the connection is closed
-//! after [`HEADER_READ_TIMEOUT`], so idle or stalled sockets cannot pile up (a slowloris
-//! would otherwise exhaust the file descriptors). Bodies are not timed here: a slow but
-//! moving multi-GiB upload must never be cut.
+//! after `[http] header_read_timeout` (30 s by default), so idle or stalled sockets cannot
+//! pile up (a slowloris would otherwise exhaust the file descriptors). Bodies are not timed
+//! here: a slow but moving multi-GiB upload must never be cut.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,16 +13,14 @@ use axum_server::accept::NoDelayAcceptor;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 
-/// How long a connection may take to send a request's headers, including an idle
-/// keep-alive connection's next request.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The connection settings every listener gets.
-pub fn harden(builder: &mut Builder<TokioExecutor>) {
+/// The connection settings every listener gets: `header_read_timeout` is how long a
+/// connection may take to send a request's headers, an idle keep-alive connection's next
+/// request included.
+pub fn harden(builder: &mut Builder<TokioExecutor>, header_read_timeout: Duration) {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_read_timeout);
 }
 
 /// Serve `app` over plain HTTP on `listener` until `shutdown` resolves, then finish the
@@ -30,6 +28,7 @@ pub fn harden(builder: &mut Builder<TokioExecutor>) {
 pub async fn serve_plain(
     listener: tokio::net::TcpListener,
     app: Router,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
@@ -43,7 +42,7 @@ pub async fn serve_plain(
     let mut server = axum_server::Server::from_listener(listener)
         .acceptor(NoDelayAcceptor::new())
         .handle(handle);
-    harden(server.http_builder());
+    harden(server.http_builder(), header_read_timeout);
     server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await

@@ -167,6 +167,7 @@ pub async fn serve(
     files: TlsFiles,
     initial: ServerConfig,
     poll: Duration,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = RustlsConfig::from_config(Arc::new(initial));
@@ -183,7 +184,7 @@ pub async fn serve(
     let mut server = axum_server::Server::from_listener(listener)
         .acceptor(acceptor)
         .handle(handle);
-    crate::server::harden(server.http_builder());
+    crate::server::harden(server.http_builder(), header_read_timeout);
     let result = server
         .accept_error_handler(|peer: Option<&SocketAddr>, error| match peer {
             // A client that does not trust the certificate, has no client certificate, or
