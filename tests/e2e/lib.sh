@@ -67,6 +67,8 @@ cleanup() {
   local rc=$?
   local pid
   [[ -n "$CHECK_PID" ]] && kill -KILL -- "-$CHECK_PID" 2>/dev/null
+  # nginx must stop by itself: killed, its master would leave its workers (and port) behind.
+  [[ "$E2E_TARGET" == cluster ]] && cluster_stop TERM
   for pid in "${REG_PIDS[@]}"; do
     kill -KILL "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
