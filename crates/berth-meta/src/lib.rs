@@ -21,6 +21,7 @@ pub mod identity;
 pub mod jobs;
 mod migrations;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod suite;
 mod wal_sync;

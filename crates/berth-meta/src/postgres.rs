@@ -36,6 +36,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolO
 use sqlx::{ConnectOptions, Connection, Executor, Row};
 use tokio::sync::{mpsc, watch};
 
+use crate::rows::{annotations_column, digest_column};
 use crate::{
     BlobIndex, Invalidation, ManifestStore, MetaError, NewManifest, Paged, Referrer,
     RepositoryInfo, RepositoryQuery, RepositoryStore, Result, StoredManifest, Upload, UploadStore,
@@ -573,19 +574,6 @@ async fn insert_tags(
     .execute(conn)
     .await?;
     Ok(())
-}
-
-fn digest_column(row: &PgRow, column: &str) -> Result<Digest> {
-    let text: String = row.try_get(column)?;
-    Digest::from_str(&text).map_err(|e| MetaError::Corrupt(format!("{column} {text:?}: {e}")))
-}
-
-fn annotations_column(row: &PgRow) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
-    let text: Option<String> = row.try_get("annotations")?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("annotations: {e}")))
-    })
-    .transpose()
 }
 
 /// Project names as the text array `= ANY($n)` compares with.

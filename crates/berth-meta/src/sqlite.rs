@@ -10,15 +10,13 @@
 //! disk flush while holding the writer.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
@@ -32,6 +30,7 @@ use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
+use crate::rows::{annotations_column, digest_column};
 use crate::{
     BlobIndex, ManifestStore, MetaError, NewManifest, Paged, Referrer, RepositoryInfo,
     RepositoryQuery, RepositoryStore, Result, StoredManifest, Upload, UploadStore, now,
@@ -168,21 +167,6 @@ fn names_from_json(json: &str) -> Result<Vec<String>> {
         names.sort_unstable();
     }
     Ok(names)
-}
-
-fn digest_column(row: &SqliteRow, column: &str) -> Result<Digest> {
-    let text: String = row.try_get(column)?;
-    Digest::from_str(&text).map_err(|e| MetaError::Corrupt(format!("{column} {text:?}: {e}")))
-}
-
-fn annotations_column(
-    row: &SqliteRow,
-) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
-    let text: Option<String> = row.try_get("annotations")?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("annotations: {e}")))
-    })
-    .transpose()
 }
 
 /// The next id of `sequence` (`repositories`, `manifests`, `tags`): never given before.

@@ -8,20 +8,18 @@
 //! guess that scanning a repository's tags beats an index on their manifest, which turns a
 //! page into a quadratic walk; a named index cannot be guessed away.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
-use berth_core::mgmt::{
-    ArtifactFilter, ArtifactKey, ArtifactWith, Order, RepositoryKey, TagFilter, TagKey, TextFilter,
-};
+use berth_core::mgmt::{ArtifactFilter, ArtifactKey, ArtifactWith, Order, TagFilter};
 use berth_core::{Digest, Reference, RepositoryName, Tag};
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
-use super::{SqliteQuery, SqliteStore, annotations_column, digest_column, insert_tag};
+use super::{SqliteQuery, SqliteStore, insert_tag};
+use crate::rows::{
+    artifact_row, count, limit, parse_digest, repository_order, repository_row, tag_order, text,
+};
 use crate::{
-    AccessoryInfo, ArtifactDeletion, ArtifactInfo, ArtifactQuery, ArtifactStore, MetaError, Paged,
-    RepositoryInfo, RepositoryQuery, Result, TagAddition, TagInfo, TagQuery, now,
+    ArtifactDeletion, ArtifactInfo, ArtifactQuery, ArtifactStore, MetaError, Paged, RepositoryInfo,
+    RepositoryQuery, Result, TagAddition, TagInfo, TagQuery, now,
 };
 
 /// The bytes of the blobs the manifest `$m` references (config and layers).
@@ -239,127 +237,6 @@ const TAG_COUNT: &str = concat!(
     "SELECT COUNT(*) FROM tags t INDEXED BY tags_manifest WHERE ",
     tag_filter!()
 );
-
-/// ?4 of [`repository_order!`].
-fn repository_order(order: Order<RepositoryKey>) -> i64 {
-    let by = match order.key {
-        RepositoryKey::Name => 1,
-        RepositoryKey::CreationTime => 3,
-        RepositoryKey::UpdateTime => 5,
-        RepositoryKey::Id => 7,
-    };
-    by + i64::from(order.descending)
-}
-
-/// ?5 of [`TAG_PAGE`].
-fn tag_order(order: Order<TagKey>) -> i64 {
-    let by = match order.key {
-        TagKey::Name => 1,
-        TagKey::PushTime => 3,
-        TagKey::Id => 5,
-    };
-    by + i64::from(order.descending)
-}
-
-/// A text filter as the (exact, contains) pair of parameters.
-fn text(filter: Option<&TextFilter>) -> (Option<&str>, Option<&str>) {
-    match filter {
-        Some(TextFilter::Exact(v)) => (Some(v.as_str()), None),
-        Some(TextFilter::Contains(v)) => (None, Some(v.as_str())),
-        None => (None, None),
-    }
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-fn limit(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<Option<T>> {
-    let text: Option<String> = row.try_get(column)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|e| MetaError::Corrupt(format!("{column}: {e}"))))
-        .transpose()
-}
-
-fn parse_digest(text: &str) -> Result<Digest> {
-    Digest::from_str(text).map_err(|e| MetaError::Corrupt(format!("digest {text:?}: {e}")))
-}
-
-fn artifact_row(row: &SqliteRow) -> Result<ArtifactInfo> {
-    let tags = json_column::<Vec<(i64, String, i64)>>(row, "tags")?.map(|tags| {
-        let mut tags: Vec<TagInfo> = tags
-            .into_iter()
-            .map(|(id, name, pushed_at)| TagInfo {
-                id,
-                name,
-                pushed_at,
-            })
-            .collect();
-        // Harbor's order: last pushed first.
-        tags.sort_by_key(|t| std::cmp::Reverse((t.pushed_at, t.id)));
-        tags
-    });
-    let child_ids = json_column::<Vec<(String, i64)>>(row, "children")?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(digest, id)| Ok((parse_digest(&digest)?, id)))
-        .collect::<Result<_>>()?;
-    let accessories =
-        json_column::<Vec<(i64, String, Option<String>, i64, i64)>>(row, "accessories")?
-            .map(|list| {
-                let mut list = list
-                    .into_iter()
-                    .map(|(id, digest, artifact_type, size, created_at)| {
-                        Ok(AccessoryInfo {
-                            id,
-                            digest: parse_digest(&digest)?,
-                            artifact_type,
-                            size: count(size),
-                            created_at,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                list.sort_by_key(|a| (a.created_at, a.id));
-                Ok::<_, MetaError>(list)
-            })
-            .transpose()?;
-    let subject: Option<String> = row.try_get("subject")?;
-    Ok(ArtifactInfo {
-        id: row.try_get("id")?,
-        repository_id: row.try_get("repository_id")?,
-        digest: digest_column(row, "digest")?,
-        manifest_media_type: row.try_get("media_type")?,
-        config_media_type: row.try_get("config_media_type")?,
-        artifact_type: row.try_get("artifact_type")?,
-        content: row.try_get("content")?,
-        size: count(row.try_get("total_size")?),
-        subject: subject.as_deref().map(parse_digest).transpose()?,
-        annotations: annotations_column(row)?,
-        pushed_at: row.try_get("created_at")?,
-        pulled_at_ms: row.try_get("pulled_at_ms")?,
-        tags,
-        child_ids,
-        accessories,
-    })
-}
-
-fn repository_row(row: &SqliteRow) -> Result<RepositoryInfo> {
-    let name: String = row.try_get("name")?;
-    Ok(RepositoryInfo {
-        id: row.try_get("id")?,
-        name: name
-            .parse()
-            .map_err(|e| MetaError::Corrupt(format!("repository name: {e}")))?,
-        project_id: row.try_get("project_id")?,
-        description: row.try_get("description")?,
-        artifact_count: count(row.try_get("artifact_count")?),
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
 
 /// The repository's id, in the transaction `tx`.
 async fn repository_id(
