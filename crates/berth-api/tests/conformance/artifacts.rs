@@ -634,6 +634,21 @@ async fn bad_input_gets_harbors_4xx_never_a_500() {
             "BAD_REQUEST",
         ),
         (
+            format!("{base}/app/artifacts/bad%20tag/accessories"),
+            400,
+            "BAD_REQUEST",
+        ),
+        (
+            format!("{base}/app/artifacts/nope/accessories"),
+            404,
+            "NOT_FOUND",
+        ),
+        (
+            format!("{base}/app/artifacts/v1/accessories?page_size=101"),
+            422,
+            "UNPROCESSABLE_ENTITY",
+        ),
+        (
             format!("{base}/app/artifacts/v1/tags?q=name%3D%5B1~2%5D"),
             400,
             "BAD_REQUEST",
