@@ -372,6 +372,22 @@ for ((r = 1; r <= REPEATS; r++)); do
     stop "$reg"
   done
 done
+# The same on PostgreSQL + S3 (one node): blobs go to s3s-fs through multipart uploads, and
+# a pull follows the 307 to a presigned URL, so s3s-fs serves the bytes.
+for ((r = 1; r <= REPEATS; r++)); do
+  start pg
+  log "(d) monolithic push $BLOB, PostgreSQL + S3 ($r/$REPEATS)"
+  out=$(bench pg push-blob --size "$BLOB")
+  record push-pg berth "$(j .gib_s "$out")"
+  log "(c) pull $BLOB, PostgreSQL + S3 ($r/$REPEATS)"
+  out=$(bench pg pull-blob --digest "$(j .digest "$out")")
+  [[ $(j .bytes "$out") == "$BLOB_BYTES" ]] || { echo "short pull: $out" >&2; exit 1; }
+  record pull-pg berth "$(j .gib_s "$out")"
+  log "(e) chunked push $BLOB in $CHUNK chunks, PostgreSQL + S3 ($r/$REPEATS)"
+  out=$(bench pg push-blob --size "$BLOB" --chunk "$CHUNK")
+  record chunked-pg berth "$(j .gib_s "$out")"
+  stop pg
+done
 
 # --- (f) concurrent image push + pull; peak RSS during (f) ---------------------------------
 # berth0 (audit off) too, for the "(f) with audit on within 5%" figure.
@@ -489,6 +505,9 @@ row "(f) p99 per image (push + pull), ms" lower images-p99 "≥ 1× (no worse)" 
 A_PG=$(median manifest-pg berth)
 ROWS+=("| (a) GET manifest, PostgreSQL + S3 (one node), req/s | $(fmt "$A_PG") | | $(share "$A_PG" "$A_OFF") of SQLite | ≥ 50% of SQLite | $(met_share "$A_PG" "$A_OFF" 0.5) |")
 ROWS+=("| (b) HEAD blob, PostgreSQL + S3 (one node), req/s | $(fmt "$(median head-pg berth)") | | $(share "$(median head-pg berth)" "$(median head berth)") of SQLite | | |")
+ROWS+=("| (c) pull $BLOB, PostgreSQL + S3 (one node, 307 to S3), GiB/s | $(fmt "$(median pull-pg berth)") | | $(share "$(median pull-pg berth)" "$(median pull berth)") of filesystem | | |")
+ROWS+=("| (d) monolithic push $BLOB, PostgreSQL + S3 (one node), GiB/s | $(fmt "$(median push-pg berth)") | | $(share "$(median push-pg berth)" "$(median push berth)") of filesystem | | |")
+ROWS+=("| (e) chunked push $BLOB, PostgreSQL + S3 (one node), GiB/s | $(fmt "$(median chunked-pg berth)") | | $(share "$(median chunked-pg berth)" "$(median chunked berth)") of filesystem | | |")
 for reg in pg cl1 cl2; do
   case $reg in pg) what="one node" ;; cl1) what="nginx → one node" ;; cl2) what="nginx → two nodes" ;; esac
   ROWS+=("| (f) images/s, PostgreSQL + S3, $what (p99 $(fmt "$(median "images-p99-$reg" berth)") ms) | $(fmt "$(median "images-$reg" berth)") | | $(share "$(median "images-$reg" berth)" "$(median images berth)") of SQLite + filesystem | | |")
