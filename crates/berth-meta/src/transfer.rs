@@ -791,6 +791,34 @@ pub async fn summarize(reader: &mut dyn TableReader) -> Result<DatabaseSum> {
     })
 }
 
+/// Every blob of the snapshot, as (digest, size): what the blob stores must hold.
+pub async fn blob_rows(reader: &mut dyn TableReader) -> Result<Vec<(String, u64)>> {
+    let table = TABLES
+        .iter()
+        .find(|t| t.name == "blobs")
+        .ok_or_else(|| MetaError::Corrupt("no blobs table".into()))?;
+    let (digest, size) = (
+        table.column_names().position(|c| c == "digest"),
+        table.column_names().position(|c| c == "size"),
+    );
+    let (Some(digest), Some(size)) = (digest, size) else {
+        return Err(MetaError::Corrupt("blobs has no digest or size".into()));
+    };
+    let mut blobs = Vec::new();
+    read_table(reader, table, async |page| {
+        for row in page {
+            let (Some(d), Some(n)) = (row[digest].as_text(), row[size].as_integer()) else {
+                return Err(MetaError::Corrupt(format!("blob row {row:?}")));
+            };
+            let n = u64::try_from(n).map_err(|_| MetaError::Corrupt(format!("blob size {n}")))?;
+            blobs.push((d.to_owned(), n));
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(blobs)
+}
+
 /// Copy every table of `source`'s snapshot into `destination` in one transaction (nothing
 /// is visible there until all is), ids and counters included. `progress` hears each table
 /// as it is done. Returns the source's sums, read in the same pass. The destination must

@@ -13,6 +13,7 @@ mod admin;
 mod config;
 mod import;
 mod jobs;
+mod migrate;
 mod server;
 mod tls;
 
@@ -84,6 +85,10 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Copy a whole registry (metadata with its ids, and blobs) to another database and blob
+    /// store, e.g. SQLite and the filesystem to PostgreSQL and S3, then verify the copy.
+    /// Stop the source first. Exits non-zero if the copy differs from the source.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Flags override every other source. Environment: BERTH_* (and REGISTRY_* from registry:2).
@@ -183,6 +188,12 @@ fn main() -> ExitCode {
         Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
         Command::Import { command, flags } => block_on(import::import(command, &flags)),
         Command::Jobs { command, flags } => block_on(jobs::command(command, &flags)),
+        // Blobs are hashed as they are copied: more than one core helps.
+        Command::Migrate(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(migrate::command(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
