@@ -213,6 +213,16 @@ pub async fn command(args: MigrateArgs) -> Result<(), String> {
             args.to.display()
         ));
     }
+    // Opening creates a missing SQLite database: a wrong path would migrate nothing, "successfully".
+    if let config::Database::Sqlite(path) = &from.database
+        && !path.exists()
+    {
+        return Err(format!(
+            "the source database {} does not exist (is {} the registry's configuration, with its data_dir?)",
+            path.display(),
+            args.from.display()
+        ));
+    }
     let source = Side::open(&from).await?;
     let destination = Side::open(&to).await?;
     let options = Options {
