@@ -200,7 +200,10 @@ fn bytes(n: u64) -> String {
 
 /// A configuration file alone: the environment and flags would apply to both sides.
 fn load(path: &std::path::Path) -> Result<Config, String> {
-    let raw = RawConfig::from_file(path).map_err(|e| e.to_string())?;
+    let (raw, warnings) = RawConfig::from_file(path).map_err(|e| e.to_string())?;
+    for warning in warnings {
+        eprintln!("berth: {}: {warning}", path.display());
+    }
     Config::resolve(&[("config file", raw)]).map_err(|e| format!("{}: {e}", path.display()))
 }
 
