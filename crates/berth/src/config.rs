@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use berth_api::external_url::IpNet;
 use serde::Deserialize;
 
+#[cfg(test)]
+mod check_tests;
 mod registry2;
 
 /// Everything a user can set, each optional; one value per source.

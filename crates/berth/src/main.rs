@@ -347,6 +347,17 @@ async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let data_dir = &config.data_dir;
+    // registry:2's rootdirectory as berth's data_dir (its config.yml, or
+    // REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY): berth keeps its own files beside the old
+    // tree, and serves none of it until it is imported.
+    let old_tree = data_dir.join("docker/registry/v2");
+    if old_tree.is_dir() {
+        tracing::warn!(
+            tree = %old_tree.display(),
+            "the data directory holds a registry:2 storage tree, which berth does not serve: import it once with `berth import registry2 {}`",
+            data_dir.display()
+        );
+    }
     let metadata = open_metadata(&config).await?;
     let meta = metadata.store();
     let blobs = open_blobs(&config)?;
