@@ -11,8 +11,8 @@ use sqlx::{Postgres, Transaction};
 use super::PgStore;
 use crate::Result;
 use crate::transfer::{
-    Counter, Kind, Table, TableAccess, TableReader, TableWriter, Value, Values, bind_value,
-    decode_row, insert_sql, page_sql,
+    Counter, CounterValue, Kind, Table, TableAccess, TableReader, TableWriter, Value, Values,
+    bind_value, decode_row, insert_sql, page_sql,
 };
 
 fn dollar(n: usize) -> String {
@@ -103,7 +103,7 @@ impl TableReader for PgReader {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn counter(&mut self, counter: &Counter) -> Result<i64> {
+    async fn counter(&mut self, counter: &Counter) -> Result<CounterValue> {
         let largest: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE(MAX({}), 0) FROM {}",
             counter.column, counter.table
@@ -118,7 +118,10 @@ impl TableReader for PgReader {
         .bind(counter.column)
         .fetch_one(&mut *self.tx)
         .await?;
-        Ok(largest.max(given.unwrap_or(0)))
+        Ok(CounterValue {
+            last: largest.max(given.unwrap_or(0)),
+            kept: true,
+        })
     }
 }
 

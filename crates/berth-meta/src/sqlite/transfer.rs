@@ -9,8 +9,8 @@ use sqlx::{Sqlite, Transaction};
 use super::SqliteStore;
 use crate::Result;
 use crate::transfer::{
-    Counter, Table, TableAccess, TableReader, TableWriter, Value, Values, bind_value, decode_row,
-    insert_sql, page_sql,
+    Counter, CounterValue, Table, TableAccess, TableReader, TableWriter, Value, Values, bind_value,
+    decode_row, insert_sql, page_sql,
 };
 use crate::wal_sync::WalSync;
 
@@ -101,7 +101,7 @@ impl TableReader for SqliteReader {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    async fn counter(&mut self, counter: &Counter) -> Result<i64> {
+    async fn counter(&mut self, counter: &Counter) -> Result<CounterValue> {
         let largest: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COALESCE(MAX({}), 0) FROM {}",
             counter.column, counter.table
@@ -120,9 +120,12 @@ impl TableReader for SqliteReader {
                 .bind(counter.table)
                 .fetch_optional(&mut *self.tx)
                 .await?;
-        Ok(largest
-            .max(sequence.unwrap_or(0))
-            .max(autoincrement.unwrap_or(0)))
+        Ok(CounterValue {
+            last: largest
+                .max(sequence.unwrap_or(0))
+                .max(autoincrement.unwrap_or(0)),
+            kept: sequence.is_some() || autoincrement.is_some(),
+        })
     }
 }
 

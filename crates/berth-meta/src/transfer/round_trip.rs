@@ -12,7 +12,7 @@ use super::{
 use crate::postgres::testing;
 use crate::{
     ArtifactQuery, AuditBatch, AuditRecord, AuditStore, MetaStore, PgOptions, PgStore,
-    ProjectStore, RepositoryQuery, SqliteStore,
+    ProjectStore, RepositoryQuery, RepositoryStore, SqliteStore,
 };
 
 async fn sum(store: &dyn TableAccess) -> DatabaseSum {
@@ -145,7 +145,7 @@ async fn sqlite_to_postgres_and_back_keeps_every_row_and_id() {
             .counters
             .iter()
             .find(|(name, _)| name == "projects.id")
-            .map(|(_, last)| *last)
+            .map(|(_, value)| value.last)
             .expect("projects counter");
         assert_eq!(id, largest + 1);
     }
@@ -205,5 +205,53 @@ async fn the_copy_knows_every_table_of_both_schemas() {
             .unwrap_or_else(|e| panic!("{}: {e} — add it to transfer::TABLES", store.backend()));
     }
     assert!(TABLES.len() >= 15);
+    postgres.close().await;
+}
+
+/// PostgreSQL remembers every id it gave; SQLite does for repositories, manifests, tags and
+/// jobs, and numbers other rows after the largest id in use. Ids given to rows since deleted
+/// move with the counters SQLite keeps, and are no difference where it keeps none.
+#[tokio::test]
+async fn ids_of_deleted_rows_move_where_sqlite_keeps_a_counter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = testing::database().await;
+    let postgres = PgStore::connect(&PgOptions::new(db.url.clone()))
+        .await
+        .expect("postgres");
+    sample::fill(&postgres).await;
+    let later = postgres
+        .create_project("later", false, None)
+        .await
+        .expect("project");
+    assert!(postgres.delete_project(later).await.expect("delete"));
+    let repository = "library/busybox".parse().expect("name");
+    assert!(
+        postgres
+            .delete_repository(&repository)
+            .await
+            .expect("delete repository")
+    );
+    let on_postgres = sum(&postgres).await;
+
+    let back = sqlite(dir.path(), "back.db").await;
+    copy_all(&postgres, &back).await;
+    let on_sqlite = sum(&back).await;
+    assert_eq!(differences(&on_postgres, &on_sqlite), Vec::<String>::new());
+    let counter = |sum: &DatabaseSum, name: &str| {
+        sum.counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| *value)
+            .expect("counter")
+    };
+    for kept in ["repositories.id", "manifests.id", "tags.id"] {
+        assert_eq!(
+            counter(&on_sqlite, kept),
+            counter(&on_postgres, kept),
+            "{kept}"
+        );
+    }
+    let projects = counter(&on_sqlite, "projects.id");
+    assert!(!projects.kept && projects.last < later);
     postgres.close().await;
 }
