@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use berth_api::external_url::IpNet;
 use serde::Deserialize;
 
-#[cfg(test)]
-mod check_tests;
 mod registry2;
 
 /// Everything a user can set, each optional; one value per source.
@@ -950,6 +948,10 @@ fn source_of(name: &'static str, origin: &'static str) -> String {
     };
     variable.map_or_else(|| origin.into(), |v| format!("environment {v}"))
 }
+
+// Kept out of the code above: tools that read this file stop at the first `#[cfg(test)]`.
+#[cfg(test)]
+mod check_tests;
 
 #[cfg(test)]
 mod tests {
