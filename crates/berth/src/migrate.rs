@@ -33,6 +33,9 @@ use crate::config::{self, Config, RawConfig};
 /// How many blobs are copied (or re-hashed) at once.
 const BLOB_CONCURRENCY: usize = 4;
 
+/// How often the blob copy reports its progress.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(clap::Args)]
 pub struct MigrateArgs {
     /// The source registry's configuration file (its `[database]`, `[storage]` and
@@ -353,18 +356,17 @@ async fn copy_blobs(
         bytes(blobs.iter().map(|(_, s)| s).sum())
     );
     let (from, to) = (&*source.blobs, &*destination.blobs);
-    let outcomes: Vec<Result<Option<u64>, String>> = futures_util::stream::iter(blobs.iter())
+    let mut outcomes = futures_util::stream::iter(blobs.iter())
         .enumerate()
         .map(|(n, (digest, size))| async move {
             copy_blob(from, to, digest, *size, n)
                 .await
                 .map_err(|e| format!("blob {digest}: {e}"))
         })
-        .buffer_unordered(BLOB_CONCURRENCY)
-        .collect()
-        .await;
+        .buffer_unordered(BLOB_CONCURRENCY);
     let mut failures = Vec::new();
-    for outcome in outcomes {
+    let (mut done, mut shown) = (0usize, Instant::now());
+    while let Some(outcome) = outcomes.next().await {
         match outcome {
             Ok(Some(copied)) => {
                 report.blobs_copied += 1;
@@ -372,6 +374,19 @@ async fn copy_blobs(
             }
             Ok(None) => report.blobs_present += 1,
             Err(e) => failures.push(e),
+        }
+        done += 1;
+        // A large registry takes hours: say how far it is, every few seconds.
+        if shown.elapsed() >= PROGRESS_EVERY {
+            shown = Instant::now();
+            eprintln!(
+                "  {done}/{} blobs: {} copied ({}), {} already there, {} failed",
+                blobs.len(),
+                report.blobs_copied,
+                bytes(report.bytes_copied),
+                report.blobs_present,
+                failures.len()
+            );
         }
     }
     if failures.is_empty() {
