@@ -24,6 +24,7 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 pub mod suite;
+pub mod transfer;
 mod wal_sync;
 
 pub use audit::{

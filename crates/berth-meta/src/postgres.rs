@@ -50,6 +50,7 @@ mod jobs;
 pub(crate) mod migrations;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
+mod transfer;
 
 use migrations::MIGRATIONS;
 

@@ -26,6 +26,7 @@ mod artifacts;
 mod audit;
 mod identity;
 mod jobs;
+mod transfer;
 use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.
@@ -44,7 +45,7 @@ impl From<sqlx::Error> for MetaError {
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    pub(crate) writer: SqlitePool,
     reader: SqlitePool,
     /// Group commit: what makes a write survive a power cut.
     wal: WalSync,

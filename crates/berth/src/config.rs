@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use berth_api::external_url::IpNet;
 use serde::Deserialize;
 
+mod registry2;
+
 /// Everything a user can set, each optional; one value per source.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -229,6 +231,8 @@ pub struct Config {
     pub database: Database,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
+    /// Settings of the sources that berth ignores (a registry:2 file's), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// Which blob store the registry uses.
@@ -284,18 +288,29 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("registry:2 config file {path} is invalid: {message}")]
+    Yaml { path: String, message: String },
+    /// A registry:2 setting berth cannot honour, and must not ignore.
+    #[error("{name} is not supported: {reason}")]
+    Unsupported { name: String, reason: String },
 }
 
 impl RawConfig {
-    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+    /// A berth TOML file, or a registry:2 `config.yml` (with a warning for each of its
+    /// settings berth ignores).
+    pub fn from_file(path: &Path) -> Result<(RawConfig, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        if registry2::is_registry2(path, &text) {
+            return registry2::from_yaml(&path.display().to_string(), &text);
+        }
+        let raw = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.display().to_string(),
             source,
-        })
+        })?;
+        Ok((raw, Vec::new()))
     }
 
     /// Values from environment variables named by `name` (e.g. `BERTH_ADDR` for `addr`).
@@ -907,6 +922,7 @@ impl Config {
             storage,
             database,
             origins,
+            warnings: Vec::new(),
         })
     }
 
@@ -914,11 +930,28 @@ impl Config {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         for (name, value, origin) in &self.origins {
-            let _ = writeln!(out, "{name:<24} {value:<40} ({origin})");
+            let _ = writeln!(out, "{name:<34} {value:<40} ({})", source_of(name, origin));
         }
         out
     }
 }
+
+/// Where a setting's value came from, as precisely as the source allows: `default`,
+/// `file`, the environment variable, or the flag.
+fn source_of(name: &'static str, origin: &'static str) -> String {
+    let variable = match origin {
+        "BERTH_* environment" => berth_env_name(name),
+        "REGISTRY_* environment" => registry_env_name(name),
+        "config file" => return "file".into(),
+        "flag" => return format!("flag --{}", name.replace(['_', '.'], "-")),
+        other => return other.into(),
+    };
+    variable.map_or_else(|| origin.into(), |v| format!("environment {v}"))
+}
+
+// Kept out of the code above: tools that read this file stop at the first `#[cfg(test)]`.
+#[cfg(test)]
+mod check_tests;
 
 #[cfg(test)]
 mod tests {

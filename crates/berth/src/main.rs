@@ -13,6 +13,7 @@ mod admin;
 mod config;
 mod import;
 mod jobs;
+mod migrate;
 mod server;
 mod tls;
 
@@ -33,8 +34,14 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(Flags),
-    /// Check the configuration and print every setting with where it came from.
-    Config(Flags),
+    /// Check the configuration and print every setting with where it came from
+    /// (`berth config check`; plain `berth config` does the same).
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigAction>,
+        #[command(flatten)]
+        flags: Flags,
+    },
     /// Manage users (token mode): add, passwd, admin, list, delete.
     User {
         #[command(subcommand)]
@@ -84,12 +91,24 @@ enum Command {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Copy a whole registry (metadata with its ids, and blobs) to another database and blob
+    /// store, e.g. SQLite and the filesystem to PostgreSQL and S3, then verify the copy.
+    /// Stop the source first. Exits non-zero if the copy differs from the source.
+    Migrate(migrate::MigrateArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration (file, environment, flags), the TLS files it names too,
+    /// and print the effective value of every setting with its source; exit non-zero,
+    /// naming the setting, if `berth serve` would refuse it.
+    Check,
 }
 
 /// Flags override every other source. Environment: BERTH_* (and REGISTRY_* from registry:2).
 #[derive(clap::Args)]
 pub struct Flags {
-    /// TOML config file (env BERTH_CONFIG).
+    /// Config file: berth's TOML, or a registry:2 config.yml (env BERTH_CONFIG).
     #[arg(long, env = "BERTH_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Listen address [default: 127.0.0.1:5000].
@@ -116,8 +135,15 @@ impl Flags {
     fn load(&self) -> Result<Config, config::ConfigError> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut sources = Vec::new();
+        let mut warnings = Vec::new();
         if let Some(path) = &self.config {
-            sources.push(("config file", RawConfig::from_file(path)?));
+            let (raw, ignored) = RawConfig::from_file(path)?;
+            warnings.extend(
+                ignored
+                    .into_iter()
+                    .map(|w| format!("{}: {w}", path.display())),
+            );
+            sources.push(("config file", raw));
         }
         sources.push((
             "REGISTRY_* environment",
@@ -148,7 +174,9 @@ impl Flags {
                 database: Default::default(),
             },
         ));
-        Config::resolve(&sources)
+        let mut config = Config::resolve(&sources)?;
+        config.warnings = warnings;
+        Ok(config)
     }
 }
 
@@ -167,11 +195,25 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(flags) => flags.load().map_err(|e| e.to_string()).and_then(serve),
-        Command::Config(flags) => flags.load().map_err(|e| e.to_string()).and_then(|config| {
+        Command::Serve(flags) => flags.load().map_err(|e| e.to_string()).and_then(|config| {
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
+            serve(config)
+        }),
+        Command::Config {
+            action: None | Some(ConfigAction::Check),
+            flags,
+        } => flags.load().map_err(|e| e.to_string()).and_then(|config| {
             // The TLS files are checked too: `berth config` answers "would serve start?".
             if let Some(files) = &config.tls {
                 tls::load(files).map_err(|e| e.to_string())?;
+            }
+            if let Some(path) = &flags.config {
+                println!("config file: {}", path.display());
+            }
+            for warning in &config.warnings {
+                println!("warning: {warning}");
             }
             print!("{}", config.describe());
             Ok(())
@@ -183,6 +225,12 @@ fn main() -> ExitCode {
         Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
         Command::Import { command, flags } => block_on(import::import(command, &flags)),
         Command::Jobs { command, flags } => block_on(jobs::command(command, &flags)),
+        // Blobs are hashed as they are copied: more than one core helps.
+        Command::Migrate(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(migrate::command(args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -299,6 +347,17 @@ async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     let data_dir = &config.data_dir;
+    // registry:2's rootdirectory as berth's data_dir (its config.yml, or
+    // REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY): berth keeps its own files beside the old
+    // tree, and serves none of it until it is imported.
+    let old_tree = data_dir.join("docker/registry/v2");
+    if old_tree.is_dir() {
+        tracing::warn!(
+            tree = %old_tree.display(),
+            "the data directory holds a registry:2 storage tree, which berth does not serve: import it once with `berth import registry2 {}`",
+            data_dir.display()
+        );
+    }
     let metadata = open_metadata(&config).await?;
     let meta = metadata.store();
     let blobs = open_blobs(&config)?;
