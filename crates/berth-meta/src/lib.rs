@@ -4,7 +4,7 @@
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
-//! [`JobStore`])
+//! [`JobStore`], [`UpstreamStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
 //! PostgreSQL ([`PgStore`], shared by several processes).
@@ -25,6 +25,7 @@ mod rows;
 pub mod sqlite;
 pub mod suite;
 pub mod transfer;
+pub mod upstreams;
 mod wal_sync;
 
 pub use audit::{
@@ -38,6 +39,9 @@ pub use identity::{
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
+pub use upstreams::{
+    NewUpstream, SecretKey, StoredCredential, Upstream, UpstreamDeletion, UpstreamStore,
+};
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
@@ -441,6 +445,7 @@ pub trait MetaStore:
     + IdentityStore
     + AuditStore
     + JobStore
+    + UpstreamStore
 {
 }
 impl<
@@ -451,7 +456,8 @@ impl<
         + ArtifactStore
         + IdentityStore
         + AuditStore
-        + JobStore,
+        + JobStore
+        + UpstreamStore,
 > MetaStore for T
 {
 }

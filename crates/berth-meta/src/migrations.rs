@@ -242,6 +242,35 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE uploads ADD COLUMN store_state BLOB;
     "#,
+    // 12 (numbered by the merge order of parallel work; appended here after 7): upstream
+    // registries, proxy-cache projects, and the keys that seal upstream secrets.
+    r#"
+    CREATE TABLE registries (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        name            TEXT NOT NULL UNIQUE,
+        kind            TEXT NOT NULL,
+        url             TEXT NOT NULL,
+        description     TEXT NOT NULL,
+        insecure        INTEGER NOT NULL,
+        ca_cert         TEXT,
+        -- NULL: anonymous. The secret is sealed (AEAD) and never returned by the API.
+        credential_type TEXT,
+        access_key      TEXT,
+        access_secret   BLOB,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE TABLE proxy_projects (
+        project_id  INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+        registry_id INTEGER NOT NULL REFERENCES registries(id)
+    );
+    CREATE INDEX proxy_projects_registry ON proxy_projects(registry_id);
+    CREATE TABLE secret_keys (
+        kid        TEXT PRIMARY KEY,
+        key        BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ pub(crate) mod migrations;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
 mod transfer;
+mod upstreams;
 
 use migrations::MIGRATIONS;
 

@@ -181,3 +181,47 @@ where
     })
     .transpose()
 }
+
+/// The columns [`upstream_row`] reads, in both backends' `registries` table.
+pub(crate) const UPSTREAM_COLUMNS: &str = "id, name, kind, url, description, insecure, ca_cert, \
+     credential_type, access_key, access_secret, created_at, updated_at";
+
+/// A `registries` row.
+pub(crate) fn upstream_row<'r, R>(row: &'r R) -> Result<crate::Upstream>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    bool: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: Option<String> = row.try_get("credential_type")?;
+    let credential = match kind {
+        None => None,
+        Some(kind) => Some(crate::StoredCredential {
+            kind,
+            access_key: row
+                .try_get::<Option<String>, _>("access_key")?
+                .unwrap_or_default(),
+            sealed_secret: row
+                .try_get::<Option<Vec<u8>>, _>("access_secret")?
+                .unwrap_or_default(),
+        }),
+    };
+    Ok(crate::Upstream {
+        id: row.try_get("id")?,
+        fields: crate::NewUpstream {
+            name: row.try_get("name")?,
+            kind: row.try_get("kind")?,
+            url: row.try_get("url")?,
+            description: row.try_get("description")?,
+            insecure: row.try_get("insecure")?,
+            ca_cert: row.try_get("ca_cert")?,
+            credential,
+        },
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}

@@ -27,6 +27,7 @@ mod audit;
 mod identity;
 mod jobs;
 mod transfer;
+mod upstreams;
 use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.

@@ -407,6 +407,7 @@ pub async fn run(store: &dyn MetaStore) {
     audit(store).await;
     artifacts(store).await;
     jobs(store).await;
+    upstreams(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -1981,4 +1982,104 @@ async fn jobs(store: &dyn MetaStore) {
     assert_eq!(store.jobs(None, 1, 1).await.expect("jobs").items.len(), 1);
     store.set_schedule("sweep", None).await.expect("unschedule");
     assert!(store.schedules().await.expect("schedules").is_empty());
+}
+
+fn upstream(name: &str, credential: Option<crate::StoredCredential>) -> crate::NewUpstream {
+    crate::NewUpstream {
+        name: name.into(),
+        kind: "docker-registry".into(),
+        url: format!("https://{name}.example"),
+        description: format!("{name} upstream"),
+        insecure: false,
+        ca_cert: None,
+        credential,
+    }
+}
+
+/// Upstream registries: names unique, fields kept exactly (the sealed secret too), a
+/// registry a proxy-cache project uses cannot go, and secret-sealing keys.
+async fn upstreams(store: &dyn MetaStore) {
+    use crate::{SecretKey, StoredCredential, UpstreamDeletion};
+    let credential = StoredCredential {
+        kind: "basic".into(),
+        access_key: "puller".into(),
+        sealed_secret: vec![0, 1, 2, 255],
+    };
+    let hub = store
+        .create_upstream(&upstream("hub", Some(credential.clone())))
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.create_upstream(&upstream("hub", None)).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let stored = store
+        .upstream_by_id(hub)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(stored.fields, upstream("hub", Some(credential)));
+
+    let mut changed = upstream("hub", None);
+    changed.insecure = true;
+    changed.ca_cert = Some("PEM".into());
+    assert!(store.update_upstream(hub, &changed).await.expect("update"));
+    assert!(!store.update_upstream(9999, &changed).await.expect("update"));
+    let quay = store
+        .create_upstream(&upstream("quay", None))
+        .await
+        .expect("create");
+    assert!(matches!(
+        store.update_upstream(quay, &changed).await,
+        Err(MetaError::Conflict(_))
+    ));
+    let all = store.list_upstreams().await.expect("list");
+    assert_eq!(
+        all.iter().map(|u| u.fields.clone()).collect::<Vec<_>>(),
+        vec![changed, upstream("quay", None)]
+    );
+
+    let project = store
+        .create_project("hub-cache", false, None)
+        .await
+        .expect("project");
+    assert_eq!(
+        store.project_upstream("hub-cache").await.expect("read"),
+        None
+    );
+    store
+        .set_project_upstream(project, hub)
+        .await
+        .expect("bind");
+    assert_eq!(
+        store.project_upstream("hub-cache").await.expect("read"),
+        Some(hub)
+    );
+    assert_eq!(
+        store.delete_upstream(hub).await.expect("delete"),
+        UpstreamDeletion::InUse
+    );
+    assert_eq!(
+        store.delete_upstream(quay).await.expect("delete"),
+        UpstreamDeletion::Deleted
+    );
+    assert_eq!(
+        store.delete_upstream(quay).await.expect("delete"),
+        UpstreamDeletion::Missing
+    );
+    // The project gone, its binding goes with it and the registry may go.
+    store.delete_project(project).await.expect("delete project");
+    assert_eq!(
+        store.delete_upstream(hub).await.expect("delete"),
+        UpstreamDeletion::Deleted
+    );
+
+    let key = SecretKey {
+        kid: "k1".into(),
+        key: vec![9; 32],
+        created_at: 1_700_000_000,
+    };
+    assert!(store.add_secret_key(&key).await.expect("add key"));
+    assert!(!store.add_secret_key(&key).await.expect("add key twice"));
+    assert_eq!(store.secret_keys().await.expect("keys"), vec![key]);
 }

@@ -175,6 +175,48 @@ pub const TABLES: &[Table] = &[
         seeded: None,
     },
     Table {
+        name: "registries",
+        columns: &[
+            column("id", Integer),
+            column("name", Text),
+            column("kind", Text),
+            column("url", Text),
+            column("description", Text),
+            column("insecure", Boolean),
+            column("ca_cert", Text),
+            column("credential_type", Text),
+            column("access_key", Text),
+            column("access_secret", Bytes),
+            column("created_at", Integer),
+            column("updated_at", Integer),
+        ],
+        key: &["id"],
+        page_rows: 500,
+        seeded: None,
+    },
+    Table {
+        name: "proxy_projects",
+        columns: &[
+            column("project_id", Integer),
+            column("registry_id", Integer),
+        ],
+        key: &["project_id"],
+        page_rows: 500,
+        seeded: None,
+    },
+    // The keys travel with the secrets they sealed (a configured `[secrets] key` does not).
+    Table {
+        name: "secret_keys",
+        columns: &[
+            column("kid", Text),
+            column("key", Bytes),
+            column("created_at", Integer),
+        ],
+        key: &["kid"],
+        page_rows: 100,
+        seeded: None,
+    },
+    Table {
         name: "repositories",
         columns: &[
             column("id", Integer),
@@ -382,6 +424,10 @@ pub const COUNTERS: &[Counter] = &[
     },
     Counter {
         table: "jobs",
+        column: "id",
+    },
+    Counter {
+        table: "registries",
         column: "id",
     },
 ];

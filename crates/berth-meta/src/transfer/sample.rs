@@ -9,8 +9,8 @@ use berth_core::{Algorithm, Digest, RepositoryName, RobotPermission, Role, Tag};
 use serde_json::json;
 
 use crate::{
-    AuditBatch, AuditRecord, JobOutcome, MetaStore, NewJob, NewManifest, NewRobot, NewUser,
-    PullRecord, Schedule, SigningKey, Upload,
+    AuditBatch, AuditRecord, JobOutcome, MetaStore, NewJob, NewManifest, NewRobot, NewUpstream,
+    NewUser, PullRecord, Schedule, SecretKey, SigningKey, StoredCredential, Upload,
 };
 
 fn name(s: &str) -> RepositoryName {
@@ -118,6 +118,53 @@ pub async fn fill(store: &dyn MetaStore) -> Vec<(Digest, Vec<u8>)> {
         })
         .await
         .expect("key");
+
+    // An upstream, one deleted before it (a gap in the ids), and a proxy-cache project.
+    let gone = store
+        .create_upstream(&NewUpstream {
+            name: "gone".into(),
+            kind: "docker-registry".into(),
+            url: "http://127.0.0.1:1".into(),
+            description: String::new(),
+            insecure: false,
+            ca_cert: None,
+            credential: None,
+        })
+        .await
+        .expect("upstream");
+    store.delete_upstream(gone).await.expect("delete upstream");
+    let hub = store
+        .create_upstream(&NewUpstream {
+            name: "hub".into(),
+            kind: "docker-hub".into(),
+            url: "https://hub.docker.com".into(),
+            description: "Docker Hub".into(),
+            insecure: true,
+            ca_cert: Some("-----BEGIN CERTIFICATE-----\n".into()),
+            credential: Some(StoredCredential {
+                kind: "basic".into(),
+                access_key: "puller".into(),
+                sealed_secret: vec![1, 2, 3, 0, 255],
+            }),
+        })
+        .await
+        .expect("upstream");
+    let cache = store
+        .create_project("hub-cache", true, None)
+        .await
+        .expect("proxy project");
+    store
+        .set_project_upstream(cache, hub)
+        .await
+        .expect("proxy binding");
+    store
+        .add_secret_key(&SecretKey {
+            kid: "k1".into(),
+            key: vec![7; 32],
+            created_at: 1_700_000_000,
+        })
+        .await
+        .expect("secret key");
 
     let blobs: Vec<(Digest, Vec<u8>)> = ["config one", "layer one", "config two", "layer two"]
         .into_iter()

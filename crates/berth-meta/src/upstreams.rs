@@ -1,0 +1,99 @@
+//! Upstream registries (Harbor's "registry endpoints") and the projects that proxy one: rows
+//! only. Sealing and opening the stored secret, talking to an upstream and deciding who may
+//! change them live elsewhere (`berth-proxy`, `berth-auth`).
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// How berth authenticates to an upstream, as stored. The secret is sealed (AEAD) by the
+/// caller before it gets here and is never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCredential {
+    /// Harbor's credential type: `basic`, `oauth` or `secret`.
+    pub kind: String,
+    pub access_key: String,
+    /// The sealed secret (`berth_proxy::secrets`): key id, nonce and ciphertext.
+    pub sealed_secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("kind", &self.kind)
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An upstream registry to create, or the changeable part of a stored one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUpstream {
+    pub name: String,
+    /// Harbor's registry type: `docker-hub`, `docker-registry`, `harbor`, …
+    pub kind: String,
+    pub url: String,
+    pub description: String,
+    /// Skip TLS certificate verification (Harbor's `insecure`).
+    pub insecure: bool,
+    /// PEM certificates to trust for this upstream besides the system's.
+    pub ca_cert: Option<String>,
+    pub credential: Option<StoredCredential>,
+}
+
+/// An upstream registry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub id: i64,
+    pub fields: NewUpstream,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What deleting an upstream did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamDeletion {
+    Deleted,
+    Missing,
+    /// A proxy-cache project uses it: it stays.
+    InUse,
+}
+
+/// A key that seals stored secrets, generated once when none is configured. Never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey {
+    pub kid: String,
+    pub key: Vec<u8>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+pub trait UpstreamStore: Send + Sync {
+    /// Create an upstream; [`crate::MetaError::Conflict`] if the name is taken. Its id.
+    async fn create_upstream(&self, upstream: &NewUpstream) -> Result<i64>;
+    async fn upstream_by_id(&self, id: i64) -> Result<Option<Upstream>>;
+    /// Every upstream, by id (there are few: filtering and pages are the caller's).
+    async fn list_upstreams(&self) -> Result<Vec<Upstream>>;
+    /// Store an upstream's fields; false if it does not exist. A name taken by another is
+    /// [`crate::MetaError::Conflict`].
+    async fn update_upstream(&self, id: i64, upstream: &NewUpstream) -> Result<bool>;
+    /// Delete an upstream unless a proxy-cache project uses it.
+    async fn delete_upstream(&self, id: i64) -> Result<UpstreamDeletion>;
+    /// Make `project_id` a proxy cache of `upstream_id` (a project proxies at most one).
+    async fn set_project_upstream(&self, project_id: i64, upstream_id: i64) -> Result<()>;
+    /// The upstream the project named `project` proxies, if it is a proxy-cache project.
+    async fn project_upstream(&self, project: &str) -> Result<Option<i64>>;
+    /// Every stored secret-sealing key, oldest first.
+    async fn secret_keys(&self) -> Result<Vec<SecretKey>>;
+    /// Add a key unless one with its kid exists; whether it was added.
+    async fn add_secret_key(&self, key: &SecretKey) -> Result<bool>;
+}
