@@ -48,6 +48,11 @@ pub struct AppState {
     pub audit: berth_audit::Audit,
     /// The audit entries as stored, for `/audit-logs` (`None`: nothing to list).
     pub audit_log: Option<Arc<dyn berth_meta::AuditStore>>,
+    /// Proxy-cache projects and their upstream registries (`None`: no proxy caching, and
+    /// `/registries` answers nothing).
+    pub proxy: Option<Arc<berth_proxy::ProxyCache>>,
+    /// The upstream registries as stored, for `/registries`.
+    pub upstreams: Option<Arc<dyn berth_meta::UpstreamStore>>,
 }
 
 impl AppState {
@@ -61,6 +66,8 @@ impl AppState {
             identity: None,
             audit: berth_audit::Audit::off(),
             audit_log: None,
+            proxy: None,
+            upstreams: None,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,

@@ -30,6 +30,41 @@ impl Registry {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<PushedManifest> {
+        let require_manifests = !self.options.sparse_index;
+        self.store_manifest(
+            repository,
+            reference,
+            extra_tags,
+            content_type,
+            body,
+            require_manifests,
+        )
+        .await
+    }
+
+    /// Store a manifest a proxy cache fetched from its upstream, exactly as it came, with
+    /// the checks of a push — except that an index's children may be missing: each is
+    /// cached when a client asks for it. An image manifest still needs every blob.
+    pub async fn put_fetched_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<PushedManifest> {
+        self.store_manifest(repository, reference, &[], content_type, body, false)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        extra_tags: &[Tag],
+        content_type: Option<&str>,
+        body: &[u8],
+        require_manifests: bool,
+    ) -> Result<PushedManifest> {
         if body.len() > MAX_MANIFEST_BYTES {
             return Err(Error::ManifestTooLarge);
         }
@@ -69,7 +104,7 @@ impl Registry {
             annotations: parsed.annotations,
             blobs: parsed.blobs,
             manifests: parsed.manifests,
-            require_manifests: !self.options.sparse_index,
+            require_manifests,
             aliases,
         };
         let stored = self.meta.put_manifest(repository, &record, &tags).await;

@@ -72,6 +72,32 @@ pub async fn get(
     Ok(response)
 }
 
+/// An uncached blob of a proxy-cache project, from its upstream: the whole blob (a `Range`
+/// is not honoured on a miss; a 200 is a valid answer to it), streamed as it arrives.
+pub fn fetched(
+    digest: &Digest,
+    size: u64,
+    body: Option<super::berth_storage_stream::ByteStream>,
+) -> Response {
+    let mut response = match body {
+        Some(stream) => Response::new(Body::from_stream(stream)),
+        None => Response::new(Body::empty()),
+    };
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, size.into());
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(v) = digest.to_string().parse() {
+        h.insert("docker-content-digest", v);
+    }
+    if let Ok(v) = format!("\"{digest}\"").parse() {
+        h.insert(header::ETAG, v);
+    }
+    response
+}
+
 /// `307` to where the blob's bytes are (the client repeats its `Range` there).
 fn redirect(url: &str, digest: &Digest) -> Response {
     let mut response = Response::new(Body::empty());

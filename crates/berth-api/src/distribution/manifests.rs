@@ -18,6 +18,15 @@ pub async fn get(
     head: bool,
 ) -> Result<Response, ApiError> {
     let manifest = registry.get_manifest(name, reference).await?;
+    serve(manifest, headers, head)
+}
+
+/// Answer with `manifest` if the request's `Accept` admits it.
+pub fn serve(
+    manifest: berth_registry::Manifest,
+    headers: &HeaderMap,
+    head: bool,
+) -> Result<Response, ApiError> {
     // Clients send one Accept line per media type (docker, skopeo, podman) or one line
     // with a comma-separated list; every line counts.
     let accept: Vec<&str> = headers

@@ -72,6 +72,9 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         }
     }
     let endpoint = parsed?;
+    if let Some(refusal) = refuse_push_into_proxy(state, &endpoint).await {
+        return Err(refuse_after_reading(body, refusal).await);
+    }
     let audited = Audited::of(state, &endpoint);
     let result = handle(state, &principal, &parts.headers, endpoint, body).await;
     if let Some(audited) = audited {
@@ -101,6 +104,70 @@ async fn refuse_after_reading(body: Body, error: ApiError) -> ApiError {
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), draining).await;
     error
+}
+
+/// A proxy-cache project holds only what its upstream has: pushes into it are refused
+/// (Harbor does the same), for every caller, before any handler runs.
+async fn refuse_push_into_proxy(state: &AppState, endpoint: &Endpoint) -> Option<ApiError> {
+    let name = match endpoint {
+        Endpoint::StartUpload { name, .. }
+        | Endpoint::PatchUpload { name, .. }
+        | Endpoint::CompleteUpload { name, .. }
+        | Endpoint::PutManifest { name, .. } => name,
+        _ => return None,
+    };
+    let proxy = state.proxy.as_ref()?;
+    match proxy.route(name).await {
+        Ok(None) => None,
+        Ok(Some(route)) => {
+            let project = name.as_str().split('/').next().unwrap_or_default();
+            let reason = format!(
+                "project {project} is a proxy cache of {}: pushes into it are refused",
+                route.client.base()
+            );
+            Some(ApiError::new(403, ErrorCode::Denied, reason.clone()).with_message(reason))
+        }
+        Err(e) => Some(proxy_error(e, ErrorCode::NameUnknown)),
+    }
+}
+
+/// The proxy cache and the route of `name`, if its project is a proxy cache.
+async fn proxied(
+    state: &AppState,
+    name: &RepositoryName,
+) -> Result<Option<(std::sync::Arc<berth_proxy::ProxyCache>, berth_proxy::Route)>, ApiError> {
+    let Some(proxy) = &state.proxy else {
+        return Ok(None);
+    };
+    let route = proxy
+        .route(name)
+        .await
+        .map_err(|e| proxy_error(e, ErrorCode::NameUnknown))?;
+    Ok(route.map(|route| (proxy.clone(), route)))
+}
+
+/// A proxy cache's failure as the client sees it: the upstream's problem named (its 429
+/// passed through with `Retry-After`), `not_found` when the upstream does not have it.
+fn proxy_error(error: berth_proxy::ProxyError, not_found: ErrorCode) -> ApiError {
+    use berth_proxy::{ProxyError, UpstreamError};
+    let message = error.to_string();
+    match error {
+        ProxyError::Registry(e) => e.into(),
+        ProxyError::Upstream(UpstreamError::TooManyRequests { retry_after, .. }) => {
+            let error = ApiError::new(429, ErrorCode::Toomanyrequests, message.clone())
+                .with_message(message);
+            match retry_after {
+                Some(after) => error.with_header(header::RETRY_AFTER, &after),
+                None => error,
+            }
+        }
+        ProxyError::Upstream(UpstreamError::NotFound { .. }) => {
+            ApiError::new(404, not_found, message.clone()).with_message(message)
+        }
+        ProxyError::Upstream(_) | ProxyError::Config(..) => {
+            ApiError::new(503, ErrorCode::Unavailable, message.clone()).with_message(message)
+        }
+    }
 }
 
 /// The one handler of each endpoint.
@@ -133,7 +200,16 @@ async fn handle(
             name,
             reference,
             head,
-        } => manifests::get(registry, &name, &reference, headers, head).await,
+        } => {
+            if let Some((proxy, route)) = proxied(state, &name).await? {
+                let manifest = proxy
+                    .manifest(&route, &name, &reference)
+                    .await
+                    .map_err(|e| proxy_error(e, ErrorCode::ManifestUnknown))?;
+                return manifests::serve(manifest, headers, head);
+            }
+            manifests::get(registry, &name, &reference, headers, head).await
+        }
         Endpoint::PutManifest {
             name,
             reference,
@@ -143,6 +219,28 @@ async fn handle(
             manifests::delete(registry, &name, &reference).await
         }
         Endpoint::GetBlob { name, digest, head } => {
+            if let Some((proxy, route)) = proxied(state, &name).await? {
+                match registry.blob_size(&name, &digest).await {
+                    // Cached: served like any blob.
+                    Ok(_) => {}
+                    Err(berth_registry::Error::BlobUnknown(_)) => {
+                        let blob_error = |e| proxy_error(e, ErrorCode::BlobUnknown);
+                        if head {
+                            let size = proxy
+                                .blob_size(&route, &name, &digest)
+                                .await
+                                .map_err(blob_error)?;
+                            return Ok(blobs::fetched(&digest, size, None));
+                        }
+                        let (size, stream) = proxy
+                            .fetch_blob(&route, &name, &digest)
+                            .await
+                            .map_err(blob_error)?;
+                        return Ok(blobs::fetched(&digest, size, Some(stream)));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             blobs::get(registry, &name, &digest, headers, head).await
         }
         Endpoint::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
