@@ -445,6 +445,9 @@ pub enum MgmtEndpoint {
         name: String,
     },
     CreateProject,
+    /// `POST /projects` with a `registry_id`: a proxy-cache project, which only system
+    /// administrators may create (as in Harbor), so the body is read with the path.
+    CreateProxyProject,
     GetProject(ProjectRef),
     UpdateProject(ProjectRef),
     DeleteProject(ProjectRef),
@@ -508,6 +511,17 @@ pub enum MgmtEndpoint {
         project: ProjectRef,
         query: ListQuery,
     },
+    /// `GET /registries`: upstream registries (Harbor's registry endpoints).
+    ListRegistries {
+        query: ListQuery,
+        name: Option<String>,
+    },
+    CreateRegistry,
+    GetRegistry(i64),
+    UpdateRegistry(i64),
+    DeleteRegistry(i64),
+    /// `POST /registries/ping`: a stored registry by `id`, or the one the body describes.
+    PingRegistry,
     /// Every repository the caller may see.
     ListAllRepositories {
         query: ListQuery,
@@ -629,7 +643,17 @@ impl MgmtEndpoint {
                     .ok_or_else(|| MgmtError::BadRequest("project_name is required".into()))?
                     .to_owned(),
             },
+            ("POST", ["projects"]) if names_registry(body) => E::CreateProxyProject,
             ("POST", ["projects"]) => E::CreateProject,
+            ("GET", ["registries"]) => E::ListRegistries {
+                query: params.list()?,
+                name: params.get("name").map(str::to_owned),
+            },
+            ("POST", ["registries"]) => E::CreateRegistry,
+            ("POST", ["registries", "ping"]) => E::PingRegistry,
+            ("GET", ["registries", r]) => E::GetRegistry(int(r, "registry id")?),
+            ("PUT", ["registries", r]) => E::UpdateRegistry(int(r, "registry id")?),
+            ("DELETE", ["registries", r]) => E::DeleteRegistry(int(r, "registry id")?),
             ("GET", ["projects", p]) => E::GetProject(project(p)),
             ("PUT", ["projects", p]) => E::UpdateProject(project(p)),
             ("DELETE", ["projects", p]) => E::DeleteProject(project(p)),
@@ -799,6 +823,13 @@ impl MgmtEndpoint {
             E::ListProjects { .. } => P::Anyone,
             E::HeadProject { .. } | E::SearchUsers { .. } => P::Authenticated,
             E::CreateProject => P::CreateProject,
+            E::CreateProxyProject => P::SystemAdmin,
+            E::ListRegistries { .. }
+            | E::CreateRegistry
+            | E::GetRegistry(_)
+            | E::UpdateRegistry(_)
+            | E::DeleteRegistry(_)
+            | E::PingRegistry => P::SystemAdmin,
             E::CurrentUser => P::User,
             E::CurrentPermissions { .. } => P::Authenticated,
             E::GetProject(p) | E::ProjectSummary(p) => on(p, Resource::Project, Verb::Read),
@@ -970,6 +1001,15 @@ fn copy_source(from: Option<&str>) -> Result<ArtifactPath, MgmtError> {
 }
 
 /// Paths that exist with another method (405 rather than 404).
+/// Whether a project create request names an upstream (`registry_id` set, not null).
+/// A body that is not JSON is left to the handler's own parse.
+fn names_registry(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("registry_id").cloned())
+        .is_some_and(|id| !id.is_null())
+}
+
 fn is_known(segments: &[&str]) -> bool {
     matches!(
         segments,
@@ -980,7 +1020,9 @@ fn is_known(segments: &[&str]) -> bool {
             | "projects"
             | "users"
             | "robots"
+            | "registries"
             | "audit-logs"]
+            | ["registries", _]
             | ["projects", _]
             | ["robots", _]
             | ["projects", _, "_deletable" | "summary" | "members" | "logs"]

@@ -50,6 +50,43 @@ pub struct RawConfig {
     /// `[database]`: where the metadata lives.
     #[serde(default)]
     pub database: RawDatabase,
+    /// `[proxy]`: proxy-cache projects.
+    #[serde(default)]
+    pub proxy: RawProxy,
+    /// `[secrets]`: sealing secrets stored in the database (upstream registry credentials).
+    #[serde(default)]
+    pub secrets: RawSecrets,
+}
+
+/// The `[proxy]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    /// Seconds a manifest pulled by tag is served from the cache before the upstream is
+    /// asked whether the tag moved.
+    pub tag_ttl: Option<u64>,
+    /// Seconds to wait for an upstream to connect, answer, or send the next piece of a body.
+    pub timeout: Option<u64>,
+    /// Where blobs being fetched from upstreams are spooled (default: `<data_dir>/proxy-spool`).
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// The `[secrets]` table.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    /// 32 bytes, base64: the key sealing stored secrets. Unset: one is generated and kept in
+    /// the database (which then holds both the key and what it seals).
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for RawSecrets {
+    /// The key is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSecrets")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// The `[storage]` table.
@@ -229,10 +266,22 @@ pub struct Config {
     pub storage: StorageSetting,
     /// Where the metadata lives.
     pub database: Database,
+    /// Proxy-cache projects: tag revalidation, upstream timeout, spool directory.
+    pub proxy: ProxySetting,
+    /// The configured key sealing stored secrets (32 bytes), if any. Never logged.
+    pub secret_key: Option<Vec<u8>>,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
     /// Settings of the sources that berth ignores (a registry:2 file's), one line each.
     pub warnings: Vec<String>,
+}
+
+/// `[proxy]` resolved.
+#[derive(Debug, Clone)]
+pub struct ProxySetting {
+    pub tag_ttl: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub spool_dir: PathBuf,
 }
 
 /// Which blob store the registry uses.
@@ -411,6 +460,14 @@ impl RawConfig {
                 }),
                 header_read_timeout: number("http.header_read_timeout", "seconds")?,
             },
+            proxy: RawProxy {
+                tag_ttl: number("proxy.tag_ttl", "seconds")?,
+                timeout: number("proxy.timeout", "seconds")?,
+                spool_dir: get("proxy.spool_dir").map(PathBuf::from),
+            },
+            secrets: RawSecrets {
+                key: get("secrets.key"),
+            },
         })
     }
 }
@@ -454,6 +511,10 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "database.pool_size" => "BERTH_DATABASE_POOL_SIZE",
         "database.statement_timeout" => "BERTH_DATABASE_STATEMENT_TIMEOUT",
         "database.connect_timeout" => "BERTH_DATABASE_CONNECT_TIMEOUT",
+        "proxy.tag_ttl" => "BERTH_PROXY_TAG_TTL",
+        "proxy.timeout" => "BERTH_PROXY_TIMEOUT",
+        "proxy.spool_dir" => "BERTH_PROXY_SPOOL_DIR",
+        "secrets.key" => "BERTH_SECRET_KEY",
         _ => return None,
     })
 }
@@ -603,6 +664,35 @@ impl Config {
                 reason: "1 to 3600 seconds".into(),
             });
         }
+
+        let tag_ttl = pick!("proxy.tag_ttl", proxy.tag_ttl, Some(300u64)).unwrap_or(300);
+        let proxy_timeout = pick!("proxy.timeout", proxy.timeout, Some(30u64)).unwrap_or(30);
+        if !(1..=3600).contains(&proxy_timeout) {
+            return Err(ConfigError::Invalid {
+                name: "proxy.timeout",
+                value: proxy_timeout.to_string(),
+                reason: "1 to 3600 seconds".into(),
+            });
+        }
+        let spool_dir = pick!("proxy.spool_dir", proxy.spool_dir, None::<PathBuf>)
+            .unwrap_or_else(|| data_dir.join("proxy-spool"));
+        let secret_key_text = pick!("secrets.key", secrets.key, None::<String>);
+        if secret_key_text.is_some()
+            && let Some(shown) = origins.last_mut()
+        {
+            shown.1 = "(set, not shown)".into();
+        }
+        let secret_key = secret_key_text
+            .map(|text| {
+                berth_proxy::secrets::parse_configured_key(&text).map_err(|e| {
+                    ConfigError::Invalid {
+                        name: "secrets.key",
+                        value: "(not shown)".into(),
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .transpose()?;
 
         let audit_enabled = pick!("audit.enabled", audit.enabled, Some(true)).unwrap_or(true);
         let audit_jsonl_text =
@@ -921,6 +1011,12 @@ impl Config {
             audit_retention,
             storage,
             database,
+            proxy: ProxySetting {
+                tag_ttl: std::time::Duration::from_secs(tag_ttl),
+                timeout: std::time::Duration::from_secs(proxy_timeout),
+                spool_dir,
+            },
+            secret_key,
             origins,
             warnings: Vec::new(),
         })

@@ -172,6 +172,8 @@ impl Flags {
                 audit: Default::default(),
                 storage: Default::default(),
                 database: Default::default(),
+                proxy: Default::default(),
+                secrets: Default::default(),
             },
         ));
         let mut config = Config::resolve(&sources)?;
@@ -427,7 +429,22 @@ async fn run(config: Config) -> Result<(), String> {
     } else {
         berth_audit::Audit::off()
     };
+    let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
+    let proxy = berth_proxy::ProxyCache::open(
+        registry.clone(),
+        upstreams.clone(),
+        config.secret_key.clone(),
+        berth_proxy::ProxyOptions {
+            tag_ttl: config.proxy.tag_ttl,
+            timeout: config.proxy.timeout,
+            spool_dir: config.proxy.spool_dir.clone(),
+        },
+    )
+    .await
+    .map_err(|e| format!("proxy cache: {e}"))?;
     let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
+    state.proxy = Some(Arc::new(proxy));
+    state.upstreams = Some(upstreams);
     state.token_realm = config.token_realm.clone();
     state.identity = identity;
     state.audit = audit.clone();

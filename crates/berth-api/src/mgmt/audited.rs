@@ -80,7 +80,7 @@ pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
     }
     let member = |id| async move { format!("{}/{}", project_name(ctx), user_name(ctx, id).await) };
     let (operation, resource_type, target) = match endpoint {
-        E::CreateProject => (Create, Project, Target::NewProject),
+        E::CreateProject | E::CreateProxyProject => (Create, Project, Target::NewProject),
         E::UpdateProject(_) => (Update, Project, Target::Named(project_name(ctx))),
         E::DeleteProject(_) => (Delete, Project, Target::Named(project_name(ctx))),
         E::AddMember(_) => (Create, Member, Target::NewMember),

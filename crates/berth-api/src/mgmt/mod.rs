@@ -30,6 +30,7 @@ mod logs;
 mod members;
 pub mod openapi;
 mod projects;
+mod registries;
 mod repositories;
 pub mod response;
 mod robots;
@@ -185,7 +186,13 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
             owner,
         } => projects::list(ctx, &query, name.as_deref(), public, owner.as_deref()).await,
         E::HeadProject { name } => projects::head(ctx, &name).await,
-        E::CreateProject => projects::create(ctx, body).await,
+        E::CreateProject | E::CreateProxyProject => projects::create(ctx, body).await,
+        E::ListRegistries { query, name } => registries::list(ctx, &query, name.as_deref()).await,
+        E::CreateRegistry => registries::create(ctx, body).await,
+        E::GetRegistry(id) => registries::get(ctx, id).await,
+        E::UpdateRegistry(id) => registries::update(ctx, id, body).await,
+        E::DeleteRegistry(id) => registries::delete(ctx, id).await,
+        E::PingRegistry => registries::ping(ctx, body).await,
         E::GetProject(_) => projects::get(ctx).await,
         E::UpdateProject(_) => projects::update(ctx, body).await,
         E::DeleteProject(_) => projects::delete(ctx).await,

@@ -200,11 +200,22 @@ pub async fn create(ctx: &Ctx<'_>, body: Body) -> MgmtResult {
         .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| MgmtApiError::bad_request("project_name is required"))?;
-    if request.registry_id.is_some() {
-        return Err(MgmtApiError::bad_request(
-            "proxy-cache projects (registry_id) are not supported yet",
-        ));
-    }
+    // Only system administrators get here with one (`MgmtEndpoint::CreateProxyProject`).
+    let upstream = match request.registry_id {
+        None => None,
+        Some(id) => {
+            let store =
+                ctx.state.upstreams.as_ref().ok_or_else(|| {
+                    MgmtApiError::bad_request("proxy-cache projects are not enabled")
+                })?;
+            if store.upstream_by_id(id).await?.is_none() {
+                return Err(MgmtApiError::bad_request(format!(
+                    "registry {id} does not exist"
+                )));
+            }
+            Some((store.clone(), id))
+        }
+    };
     let public = request.public()?.unwrap_or(false);
     // The creator owns the project (a robot cannot get here: the decision refuses it).
     let owner = match ctx.account() {
@@ -212,6 +223,16 @@ pub async fn create(ctx: &Ctx<'_>, body: Body) -> MgmtResult {
         _ => None,
     };
     let project = ctx.identity()?.create_project(name, public, owner).await?;
+    if let Some((store, upstream_id)) = upstream {
+        if let Err(e) = store.set_project_upstream(project.id, upstream_id).await {
+            // Not left behind as an ordinary project the caller did not ask for.
+            let _ = ctx.identity()?.delete_project(&project.name).await;
+            return Err(e.into());
+        }
+        if let Some(proxy) = &ctx.state.proxy {
+            proxy.forget();
+        }
+    }
     let by_name = ctx
         .parts
         .headers
