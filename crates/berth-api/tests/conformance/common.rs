@@ -58,6 +58,8 @@ pub struct TestAppBuilder {
     auth: Option<AuthMode>,
     audit: bool,
     blobs: Option<Arc<dyn BlobStore>>,
+    /// Proxy-cache projects with this tag TTL.
+    proxy_tag_ttl: Option<std::time::Duration>,
 }
 
 impl TestAppBuilder {
@@ -100,6 +102,12 @@ impl TestAppBuilder {
     /// Keep blob bytes in this store instead of the filesystem in the app's directory.
     pub fn blobs(mut self, blobs: Arc<dyn BlobStore>) -> Self {
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// Serve proxy-cache projects, revalidating tags after `tag_ttl`.
+    pub fn proxy(mut self, tag_ttl: std::time::Duration) -> Self {
+        self.proxy_tag_ttl = Some(tag_ttl);
         self
     }
 
@@ -147,7 +155,25 @@ impl TestAppBuilder {
                 anonymous_write: false,
             })
         };
-        let mut state = AppState::new(Arc::new(registry), Arc::new(Authorizer::new(mode)));
+        let registry = Arc::new(registry);
+        let mut state = AppState::new(registry.clone(), Arc::new(Authorizer::new(mode)));
+        if let Some(tag_ttl) = self.proxy_tag_ttl {
+            let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
+            let proxy = berth_proxy::ProxyCache::open(
+                registry,
+                upstreams.clone(),
+                None,
+                berth_proxy::ProxyOptions {
+                    tag_ttl,
+                    timeout: std::time::Duration::from_secs(5),
+                    spool_dir: dir.path().join("proxy-spool"),
+                },
+            )
+            .await
+            .expect("open the proxy cache");
+            state.proxy = Some(Arc::new(proxy));
+            state.upstreams = Some(upstreams);
+        }
         if let Some(auth) = &token_auth {
             let store: Arc<dyn IdentityStore> = meta.clone();
             state.identity = Some(IdentityService::new(store).with_caches(auth.clone()));
@@ -189,6 +215,7 @@ impl TestApp {
             auth: None,
             audit: true,
             blobs: None,
+            proxy_tag_ttl: None,
         }
     }
 
@@ -205,6 +232,11 @@ impl TestApp {
             Some(auth) => service.with_caches(auth.clone()),
             None => service,
         }
+    }
+
+    /// The router, to serve on a socket (an upstream for a proxy cache).
+    pub fn router(&self) -> Router {
+        self.router.clone()
     }
 
     /// The metadata store underneath, for setting up states the API cannot reach.
@@ -471,9 +503,12 @@ impl TestRequest {
             headers,
             body,
         };
-        // A client's request never earns a 5xx; readiness reports the server's own state.
+        // A client's request never earns a 5xx; readiness reports the server's own state,
+        // and a proxy cache the state of its upstream (503 UNAVAILABLE).
+        let upstream_outage = status == StatusCode::SERVICE_UNAVAILABLE
+            && String::from_utf8_lossy(&response.body).contains("\"UNAVAILABLE\"");
         assert!(
-            !status.is_server_error() || self.uri == "/readyz",
+            !status.is_server_error() || self.uri == "/readyz" || upstream_outage,
             "{} answered {status}: {}",
             self.uri,
             String::from_utf8_lossy(&response.body)

@@ -1,0 +1,366 @@
+//! Proxy-cache projects: a project bound to an upstream registry (another berth, served on
+//! 127.0.0.1) answers pulls from its cache or from the upstream — once per blob however many
+//! clients miss it together — keeps answering from the cache when the upstream is gone or
+//! rate-limits, names the upstream's problem for what it has not cached, and refuses pushes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::IntoResponse;
+use berth_auth::identity::NewAccount;
+use serde_json::{Value, json};
+
+use crate::common::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, TestApp};
+
+const PASSWORD: &str = "Passw0rd-proxy";
+
+/// The upstream answers every request with a 429 (else it serves them).
+const RATE_LIMITED: u8 = 1;
+
+/// A registry on a socket, recording every request it is sent.
+struct Upstream {
+    app: TestApp,
+    url: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    mode: Arc<AtomicU8>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    async fn start() -> Upstream {
+        let app = TestApp::new().await;
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mode: Arc<AtomicU8> = Arc::default();
+        let (seen, how) = (requests.clone(), mode.clone());
+        let router = app.router().layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let (seen, how) = (seen.clone(), how.clone());
+                async move {
+                    let line = format!("{} {}", request.method(), request.uri().path());
+                    seen.lock().expect("lock").push(line);
+                    if how.load(Ordering::SeqCst) == RATE_LIMITED {
+                        let body =
+                            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+                        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")], body)
+                            .into_response();
+                    }
+                    next.run(request).await
+                }
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, service).await;
+        });
+        Upstream {
+            app,
+            url,
+            requests,
+            mode,
+            server,
+        }
+    }
+
+    /// How many requests were `METHOD path`.
+    fn count(&self, line: &str) -> usize {
+        self.requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| *l == line)
+            .count()
+    }
+}
+
+/// A token-mode berth serving proxy-cache projects, and its administrator.
+async fn proxy(tag_ttl: Duration) -> TestApp {
+    let app = TestApp::builder().token_mode().proxy(tag_ttl).build().await;
+    app.identity()
+        .add_user(NewAccount {
+            name: "root".into(),
+            password: PASSWORD.into(),
+            email: "root@example.com".into(),
+            sysadmin: true,
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    app.with_basic("root", PASSWORD)
+}
+
+async fn send_json(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    body: Value,
+) -> crate::common::TestResponse {
+    app.request(method.parse().expect("method"), path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).expect("json"))
+        .send()
+        .await
+}
+
+/// Register `upstream` and make project `cache` a proxy cache of it.
+async fn bind(app: &TestApp, upstream: &Upstream) -> i64 {
+    let created = send_json(
+        app,
+        "POST",
+        "/api/v2.0/registries",
+        json!({"name": "up", "type": "docker-registry", "url": upstream.url,
+               "credential": {"type": "basic", "access_key": "puller", "access_secret": "s3cret-pw"}}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let id: i64 = created
+        .location()
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("registry id in Location");
+    let project = send_json(
+        app,
+        "POST",
+        "/api/v2.0/projects",
+        json!({"project_name": "cache", "registry_id": id, "metadata": {"public": "true"}}),
+    )
+    .await;
+    assert_eq!(project.status, StatusCode::CREATED, "{:?}", project.body);
+    id
+}
+
+/// The blobs an image manifest names.
+fn blobs_of(manifest: &[u8]) -> Vec<String> {
+    let value: Value = serde_json::from_slice(manifest).expect("json");
+    let mut digests = vec![
+        value["config"]["digest"]
+            .as_str()
+            .expect("config")
+            .to_owned(),
+    ];
+    for layer in value["layers"].as_array().expect("layers") {
+        digests.push(layer["digest"].as_str().expect("layer").to_owned());
+    }
+    digests
+}
+
+/// Wait until the proxy has cached `reference` (the background fill finishes after the pull).
+async fn cached(app: &TestApp, reference: &str) {
+    for _ in 0..100 {
+        let listed = app
+            .get("/api/v2.0/projects/cache/repositories/lib%252Fapp/artifacts")
+            .send()
+            .await;
+        if listed.status == StatusCode::OK
+            && listed.json().as_array().is_some_and(|a| {
+                a.iter().any(|artifact| {
+                    artifact["digest"] == reference
+                        || artifact["tags"]
+                            .as_array()
+                            .is_some_and(|tags| tags.iter().any(|t| t["name"] == reference))
+                })
+            })
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{reference} was never cached");
+}
+
+#[tokio::test]
+async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_upstream_gone() {
+    let upstream = Upstream::start().await;
+    let (digest, manifest) = upstream.app.push_image("lib/app", "v1", "one").await;
+    let app = proxy(Duration::from_secs(3600)).await;
+    let id = bind(&app, &upstream).await;
+
+    // The secret is sealed and never answered; the access key is.
+    let shown = app.get(format!("/api/v2.0/registries/{id}")).send().await;
+    assert_eq!(shown.json()["credential"]["access_key"], "puller");
+    assert!(!String::from_utf8_lossy(&shown.body).contains("s3cret"));
+
+    let pulled = app
+        .get("/v2/cache/lib/app/manifests/v1")
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await;
+    assert_eq!(pulled.status, StatusCode::OK, "{:?}", pulled.body);
+    assert_eq!(pulled.body.as_ref(), manifest.as_slice());
+    assert_eq!(pulled.header("docker-content-digest"), digest);
+    for blob in blobs_of(&manifest) {
+        let got = app
+            .get(format!("/v2/cache/lib/app/blobs/{blob}"))
+            .send()
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.header("docker-content-digest"), blob);
+    }
+    cached(&app, "v1").await;
+    for blob in blobs_of(&manifest) {
+        assert_eq!(
+            upstream.count(&format!("GET /v2/lib/app/blobs/{blob}")),
+            1,
+            "{blob}"
+        );
+    }
+
+    upstream.server.abort();
+    let _ = upstream.server.await;
+    let again = app
+        .get("/v2/cache/lib/app/manifests/v1")
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body.as_ref(), manifest.as_slice());
+    let by_digest = app
+        .get(format!("/v2/cache/lib/app/manifests/{digest}"))
+        .send()
+        .await;
+    assert_eq!(by_digest.status, StatusCode::OK);
+    for blob in blobs_of(&manifest) {
+        let got = app
+            .get(format!("/v2/cache/lib/app/blobs/{blob}"))
+            .send()
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+    }
+    // What was never cached names the upstream's problem.
+    let missing = app.get("/v2/cache/lib/app/manifests/v2").send().await;
+    assert_eq!(missing.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(missing.error_code(), "UNAVAILABLE");
+    assert!(
+        missing.json()["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&upstream.url))
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_answering_429_leaves_cached_tags_served_and_names_the_limit_for_the_rest() {
+    let upstream = Upstream::start().await;
+    let (_, manifest) = upstream.app.push_image("lib/app", "v1", "one").await;
+    upstream.app.push_image("lib/app", "v2", "two").await;
+    // Every pull by tag asks the upstream whether the tag moved.
+    let app = proxy(Duration::ZERO).await;
+    bind(&app, &upstream).await;
+    let first = app.get("/v2/cache/lib/app/manifests/v1").send().await;
+    assert_eq!(first.status, StatusCode::OK);
+    cached(&app, "v1").await;
+
+    upstream.mode.store(RATE_LIMITED, Ordering::SeqCst);
+    let stale = app.get("/v2/cache/lib/app/manifests/v1").send().await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(stale.body.as_ref(), manifest.as_slice());
+    let limited = app.get("/v2/cache/lib/app/manifests/v2").send().await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.error_code(), "TOOMANYREQUESTS");
+    assert_eq!(limited.header("retry-after"), "7");
+    assert!(
+        limited.json()["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("slow down"))
+    );
+}
+
+#[tokio::test]
+async fn concurrent_cold_pulls_make_one_upstream_request_per_blob_and_manifest() {
+    let upstream = Upstream::start().await;
+    // A layer of several spool pieces, so the clients overlap with the fetch.
+    let layer: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer_digest = upstream.app.push_blob("lib/app", &layer).await;
+    let config_digest = upstream.app.push_blob("lib/app", config).await;
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": layer.len()}],
+    }))
+    .expect("json");
+    upstream
+        .app
+        .push_manifest("lib/app", "v1", OCI_MANIFEST, manifest)
+        .await;
+    let app = proxy(Duration::from_secs(3600)).await;
+    bind(&app, &upstream).await;
+
+    let manifests = (0..20).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move { app.get("/v2/cache/lib/app/manifests/v1").send().await })
+    });
+    for pull in manifests.collect::<Vec<_>>() {
+        assert_eq!(pull.await.expect("task").status, StatusCode::OK);
+    }
+    let pulls = (0..20).map(|_| {
+        let app = app.clone();
+        let path = format!("/v2/cache/lib/app/blobs/{layer_digest}");
+        tokio::spawn(async move { app.get(path).send().await })
+    });
+    for pull in pulls.collect::<Vec<_>>() {
+        let got = pull.await.expect("task");
+        assert_eq!(got.status, StatusCode::OK);
+        assert_eq!(got.body.len(), layer.len());
+        assert!(got.body.as_ref() == layer.as_slice());
+    }
+    cached(&app, "v1").await;
+    assert_eq!(upstream.count("GET /v2/lib/app/manifests/v1"), 1);
+    assert_eq!(
+        upstream.count(&format!("GET /v2/lib/app/blobs/{layer_digest}")),
+        1
+    );
+    assert_eq!(
+        upstream.count(&format!("GET /v2/lib/app/blobs/{config_digest}")),
+        1
+    );
+}
+
+#[tokio::test]
+async fn pushes_into_a_proxy_project_are_refused_and_its_registry_cannot_go() {
+    let upstream = Upstream::start().await;
+    let app = proxy(Duration::from_secs(3600)).await;
+    let id = bind(&app, &upstream).await;
+    let push = app.post("/v2/cache/lib/app/blobs/uploads/").send().await;
+    assert_eq!(push.status, StatusCode::FORBIDDEN);
+    assert_eq!(push.error_code(), "DENIED");
+    assert!(
+        push.json()["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("proxy cache"))
+    );
+    let manifest = app
+        .put("/v2/cache/lib/app/manifests/v1")
+        .header("content-type", OCI_MANIFEST)
+        .body(b"{}".to_vec())
+        .send()
+        .await;
+    assert_eq!(manifest.status, StatusCode::FORBIDDEN);
+
+    let delete = app
+        .delete(format!("/api/v2.0/registries/{id}"))
+        .send()
+        .await;
+    assert_eq!(delete.status, StatusCode::PRECONDITION_FAILED);
+    let listed = app.get("/api/v2.0/registries?q=name%3D~u").send().await;
+    assert_eq!(listed.header("x-total-count"), "1");
+    let ping = send_json(&app, "POST", "/api/v2.0/registries/ping", json!({"id": id})).await;
+    assert_eq!(ping.status, StatusCode::OK, "{:?}", ping.body);
+    let unreachable = send_json(
+        &app,
+        "POST",
+        "/api/v2.0/registries/ping",
+        json!({"type": "docker-registry", "url": "http://127.0.0.1:1"}),
+    )
+    .await;
+    assert_eq!(unreachable.status, StatusCode::BAD_REQUEST);
+}
