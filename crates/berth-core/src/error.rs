@@ -21,9 +21,6 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     Toomanyrequests,
-    /// Not in the spec's table; Distribution's code for a service that cannot answer now
-    /// (a proxy cache whose upstream fails, for content it has not cached).
-    Unavailable,
     /// Not in the spec's table; Distribution's code for a 416 (chunk or range out of place).
     RangeInvalid,
 }
@@ -46,7 +43,6 @@ impl ErrorCode {
             ErrorCode::Denied => "DENIED",
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::Toomanyrequests => "TOOMANYREQUESTS",
-            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
         }
     }
@@ -64,7 +60,6 @@ impl ErrorCode {
             ErrorCode::Denied => 403,
             ErrorCode::Unsupported => 405,
             ErrorCode::Toomanyrequests => 429,
-            ErrorCode::Unavailable => 503,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::BlobUploadInvalid
             | ErrorCode::DigestInvalid
@@ -96,7 +91,6 @@ impl ErrorCode {
             ErrorCode::Denied => "requested access to the resource is denied",
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::Toomanyrequests => "too many requests",
-            ErrorCode::Unavailable => "service unavailable",
             ErrorCode::RangeInvalid => "invalid content range",
         }
     }

@@ -147,7 +147,11 @@ async fn proxied(
 }
 
 /// A proxy cache's failure as the client sees it: the upstream's problem named (its 429
-/// passed through with `Retry-After`), `not_found` when the upstream does not have it.
+/// passed through with `Retry-After`). Anything else the upstream did (not found, down,
+/// timed out, refused berth's credentials) is a 404 with `not_found`'s code and the
+/// upstream's problem as the message: docker and containers/image show an error body's
+/// message only for a 4xx (a 503 prints as "unexpected HTTP status"), and to the client
+/// the content is indeed not available here.
 fn proxy_error(error: berth_proxy::ProxyError, not_found: ErrorCode) -> ApiError {
     use berth_proxy::{ProxyError, UpstreamError};
     let message = error.to_string();
@@ -161,11 +165,8 @@ fn proxy_error(error: berth_proxy::ProxyError, not_found: ErrorCode) -> ApiError
                 None => error,
             }
         }
-        ProxyError::Upstream(UpstreamError::NotFound { .. }) => {
-            ApiError::new(404, not_found, message.clone()).with_message(message)
-        }
         ProxyError::Upstream(_) | ProxyError::Config(..) => {
-            ApiError::new(503, ErrorCode::Unavailable, message.clone()).with_message(message)
+            ApiError::new(404, not_found, message.clone()).with_message(message)
         }
     }
 }

@@ -237,8 +237,8 @@ async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_ups
     }
     // What was never cached names the upstream's problem.
     let missing = app.get("/v2/cache/lib/app/manifests/v2").send().await;
-    assert_eq!(missing.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(missing.error_code(), "UNAVAILABLE");
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.error_code(), "MANIFEST_UNKNOWN");
     assert!(
         missing.json()["errors"][0]["message"]
             .as_str()

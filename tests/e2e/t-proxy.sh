@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Proxy-cache projects: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical; 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+E2E_GROUP=proxy
+
+if [[ "$E2E_TARGET" != berth ]]; then
+  skip "proxy-cache projects" "a berth feature, on one node here"
+  exit 0
+fi
+
+require_tools docker-registry skopeo jq curl python3 sha256sum || exit "$E2E_ABORTED"
+ensure_test_images
+
+SK=(--tls-verify=false)
+expect_equal() {
+  if [[ "$1" != "$2" ]]; then echo "expected: $1"; echo "actual:   $2"; return 1; fi
+}
+
+# ---------------------------------------------------------------- the upstream: registry:2
+UP_PORT=$(free_port)
+UP="127.0.0.1:$UP_PORT"
+mkdir -p "$T/up/data"
+cat >"$T/up/config.yml" <<YML
+version: 0.1
+log: {level: info, accesslog: {disabled: false}}
+storage:
+  filesystem: {rootdirectory: $T/up/data}
+  delete: {enabled: true}
+http: {addr: "$UP", secret: berth-e2e-fixed-secret}
+YML
+start_upstream() {
+  env -u REGISTRY_AUTH_FILE docker-registry serve "$T/up/config.yml" >>"$T/up/access.log" 2>&1 &
+  UP_PID=$!
+  REG_PIDS+=("$UP_PID")
+  for _ in $(seq 100); do curl -s -o /dev/null "http://$UP/v2/" && return 0; sleep 0.1; done
+  echo "registry:2 did not start"; tail -n 20 "$T/up/access.log"; return 1
+}
+start_upstream >"$T/up-start.msg" 2>&1 || abort "start registry:2 as the upstream" "$(cat "$T/up-start.msg")"
+# `upstream_gets PATH`: how many GETs of PATH registry:2 has answered.
+upstream_gets() { grep -c "\"GET $1 HTTP" "$T/up/access.log"; }
+
+push() { skopeo copy -q --dest-tls-verify=false "$@"; }
+check "upstream: push library/app:v1 and :v2" \
+  bash -c "skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1 docker://$UP/library/app:v1 &&
+           skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1-arm64 docker://$UP/library/app:v2"
+
+# A fresh image with a 32 MiB layer that nothing has pulled yet, pushed with curl.
+push_blob() {  # REPO FILE: monolithic upload
+  local location digest
+  digest="sha256:$(sha256sum "$2" | cut -d' ' -f1)"
+  location=$(curl -fsS -D - -o /dev/null -X POST "http://$UP/v2/$1/blobs/uploads/" |
+    tr -d '\r' | awk 'tolower($1) == "location:" {print $2}')
+  case "$location" in http*) ;; *) location="http://$UP$location" ;; esac
+  curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$2" \
+    "$location$([[ $location == *\?* ]] && echo '&' || echo '?')digest=$digest" >/dev/null
+  echo "$digest"
+}
+head -c $((32 * 1024 * 1024)) /dev/urandom >"$T/big.layer"
+echo '{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' >"$T/big.config"
+BIG_LAYER=$(push_blob library/big "$T/big.layer") || abort "upstream: push a 32 MiB layer"
+BIG_CONFIG=$(push_blob library/big "$T/big.config") || abort "upstream: push a config"
+jq -cn --arg c "$BIG_CONFIG" --argjson cs "$(stat -c %s "$T/big.config")" \
+  --arg l "$BIG_LAYER" --argjson ls "$(stat -c %s "$T/big.layer")" \
+  '{schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {mediaType: "application/vnd.oci.image.config.v1+json", digest: $c, size: $cs},
+    layers: [{mediaType: "application/vnd.oci.image.layer.v1.tar", digest: $l, size: $ls}]}' \
+  >"$T/big.manifest"
+check "upstream: push library/big:v1 (a 32 MiB layer)" \
+  curl -fsS -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "@$T/big.manifest" "http://$UP/v2/library/big/manifests/v1"
+
+# ---------------------------------------------------------------- berth, a proxy-cache project
+ADMIN_PASS=$(new_password)
+# Every pull by tag asks the upstream whether the tag moved, so the stale path is exercised.
+export BERTH_PROXY_TAG_TTL=0
+REG_AUTH_MODE=token REG_ADMIN_PASSWORD=$ADMIN_PASS start_registry_or_abort "$T/berth"
+unset BERTH_PROXY_TAG_TTL
+API="$REG_URL/api/v2.0"
+api() {  # METHOD PATH [JSON]: prints the status; body in $T/api.body, headers in $T/api.headers
+  local args=(-X "$1" -D "$T/api.headers" -o "$T/api.body" -w '%{http_code}' "$API$2")
+  [[ -n "${3:-}" ]] && args+=(-H 'Content-Type: application/json' -d "$3")
+  curl_as admin "$ADMIN_PASS" "${args[@]}"
+}
+expect_api() {  # WANT METHOD PATH [JSON]
+  local want=$1 got; shift
+  got=$(api "$@")
+  [[ "$got" == "$want" ]] || { echo "HTTP $got, want $want: $(cat "$T/api.body")"; return 1; }
+}
+
+check "POST /registries: registry:2 as a docker-hub upstream (201)" \
+  expect_api 201 POST /registries \
+  "{\"name\":\"hub\",\"type\":\"docker-hub\",\"url\":\"http://$UP\",\"credential\":{\"type\":\"basic\",\"access_key\":\"puller\",\"access_secret\":\"not-shown-anywhere\"}}"
+HUB_ID=$(header_of "$T/api.headers" location | awk -F/ '{print $NF}')
+check "GET /registries/ID shows the access key, never the secret" bash -c "
+  [[ \$(curl -s -u 'admin:$ADMIN_PASS' '$API/registries/$HUB_ID' | jq -r .credential.access_key) == puller ]] &&
+  ! curl -s -u 'admin:$ADMIN_PASS' '$API/registries/$HUB_ID' | grep -q not-shown-anywhere &&
+  ! grep -q not-shown-anywhere '$REG_DIR/registry.log'"
+check "POST /registries/ping answers 200 for a live upstream" expect_api 200 POST /registries/ping "{\"id\":$HUB_ID}"
+check "POST /projects with registry_id makes a proxy-cache project (201)" \
+  expect_api 201 POST /projects "{\"project_name\":\"hub\",\"registry_id\":$HUB_ID,\"metadata\":{\"public\":\"true\"}}"
+check "DELETE /registries/ID of a registry a project uses: 412" expect_api 412 DELETE "/registries/$HUB_ID"
+
+SRC=(--src-tls-verify=false --src-creds "admin:$ADMIN_PASS")
+raw_digest() { echo "sha256:$(skopeo inspect "${SK[@]}" --creds "admin:$ADMIN_PASS" --raw "docker://$1" | sha256sum | cut -d' ' -f1)"; }
+pull_v1() { rm -rf "$T/pulled"; skopeo copy -q "${SRC[@]}" "docker://$REG/hub/app:v1" "oci:$T/pulled:v1"; }
+check "skopeo pulls hub/app:v1 through the proxy (library/app upstream)" pull_v1
+check_eq "the proxied manifest is the upstream's, byte for byte" "$(layout_digest v1)" "$(raw_digest "$REG/hub/app:v1")"
+
+# cached REPO TAG: wait until berth has stored the tag (its blobs are fetched first).
+cached() {
+  for _ in $(seq 150); do
+    curl -s -u "admin:$ADMIN_PASS" "$API/projects/hub/repositories/$1/artifacts?with_tag=true" |
+      jq -e --arg t "$2" 'any(.[]; any(.tags[]?; .name == $t))' >/dev/null && return 0
+    sleep 0.2
+  done
+  echo "hub/$1:$2 was never cached"; return 1
+}
+check "hub/app:v1 is cached (an artifact of the proxy project)" cached app v1
+
+# ---------------------------------------------------------------- 50 concurrent cold pulls
+one_pull() {  # a client: the manifest, then its config and layer
+  curl_as admin "$ADMIN_PASS" -f -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "$REG_URL/v2/hub/big/manifests/v1" &&
+  curl_as admin "$ADMIN_PASS" -f -o /dev/null "$REG_URL/v2/hub/big/blobs/$BIG_CONFIG" &&
+  curl_as admin "$ADMIN_PASS" -f "$REG_URL/v2/hub/big/blobs/$BIG_LAYER" | sha256sum | cut -d' ' -f1
+}
+fifty_pulls() {
+  local i pids=() bad=0
+  for i in $(seq 50); do one_pull >"$T/pull.$i" 2>&1 & pids+=($!); done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || bad=$((bad + 1)); done
+  for i in $(seq 50); do [[ "$(cat "$T/pull.$i")" == "${BIG_LAYER#sha256:}" ]] || bad=$((bad + 1)); done
+  [[ $bad == 0 ]] || { echo "$bad of 50 pulls failed or got other bytes"; cat "$T/pull.1"; return 1; }
+}
+check "50 concurrent cold pulls of hub/big:v1 all get the 32 MiB layer intact" fifty_pulls
+check "hub/big:v1 is cached" cached big v1
+check_eq "registry:2 served the layer once, the config once" "1 1" \
+  "$(upstream_gets "/v2/library/big/blobs/$BIG_LAYER") $(upstream_gets "/v2/library/big/blobs/$BIG_CONFIG")"
+
+# ---------------------------------------------------------------- pushes are refused
+check "a push into the proxy project is refused (denied, naming the proxy cache)" \
+  expect_error 'proxy cache' skopeo copy --dest-tls-verify=false --dest-creds "admin:$ADMIN_PASS" \
+  "oci:$IMG/oci:v1" "docker://$REG/hub/mine:v1"
+
+# ---------------------------------------------------------------- the upstream killed
+kill "$UP_PID"; wait "$UP_PID" 2>/dev/null
+check "upstream killed: skopeo still pulls the cached hub/app:v1" pull_v1
+check "upstream killed: an uncached tag fails naming the upstream" \
+  expect_error "cannot be reached|$UP" skopeo copy -q "${SRC[@]}" "docker://$REG/hub/app:v2" "oci:$T/pulled-v2:v2"
+
+# ---------------------------------------------------------------- the upstream rate-limited
+cat >"$T/limited.py" <<'PY'
+import http.server, sys
+class Limited(http.server.BaseHTTPRequestHandler):
+    def answer(self, body):
+        self.send_response(429)
+        self.send_header("Retry-After", "30")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return body
+    def do_GET(self):
+        self.wfile.write(self.answer(b'{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit reached"}]}'))
+    def do_HEAD(self):
+        self.answer(b'{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit reached"}]}')
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Limited).serve_forever()
+PY
+python3 "$T/limited.py" "$UP_PORT" >"$T/limited.log" 2>&1 &
+LIMITED_PID=$!
+REG_PIDS+=("$LIMITED_PID")
+for _ in $(seq 50); do curl -s -o /dev/null "http://$UP/v2/" && break; sleep 0.1; done
+check "upstream answering 429: skopeo still pulls the cached hub/app:v1" pull_v1
+check "upstream answering 429: an uncached tag fails with its TOOMANYREQUESTS message" \
+  expect_error "TOOMANYREQUESTS|too many requests|pull rate limit reached" \
+  skopeo copy -q "${SRC[@]}" "docker://$REG/hub/app:v2" "oci:$T/pulled-v2:v2"
+check "upstream answering 429: Retry-After is passed through" bash -c "
+  curl -s -u 'admin:$ADMIN_PASS' -D - -o /dev/null '$REG_URL/v2/hub/app/manifests/v2' |
+  tr -d '\r' | grep -qi '^retry-after: 30$'"
