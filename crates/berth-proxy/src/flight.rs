@@ -334,3 +334,113 @@ async fn spool_body(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use berth_core::Algorithm;
+
+    use super::*;
+    use crate::upstream::UpstreamConfig;
+
+    /// An upstream on 127.0.0.1 that answers every blob GET with `body` and counts them.
+    async fn upstream(body: Vec<u8>) -> (Arc<UpstreamClient>, Arc<AtomicUsize>) {
+        let gets = Arc::new(AtomicUsize::new(0));
+        let counted = gets.clone();
+        let router = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { body }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let client = UpstreamClient::new(UpstreamConfig {
+            kind: "docker-registry".into(),
+            url,
+            insecure: false,
+            ca_cert: None,
+            credential: None,
+            timeout: Duration::from_secs(5),
+        })
+        .expect("client");
+        (Arc::new(client), gets)
+    }
+
+    fn no_fill() -> Fill {
+        Box::new(|_| Box::pin(async { false }))
+    }
+
+    async fn read_all(mut stream: crate::ByteStream) -> (Vec<u8>, Option<std::io::Error>) {
+        let mut bytes = Vec::new();
+        while let Some(piece) = stream.next().await {
+            match piece {
+                Ok(piece) => bytes.extend_from_slice(&piece),
+                Err(e) => return (bytes, Some(e)),
+            }
+        }
+        (bytes, None)
+    }
+
+    #[tokio::test]
+    async fn bytes_that_do_not_match_the_digest_never_reach_a_client_whole() {
+        let body = vec![7u8; 3 * PIECE + 5];
+        let expected = Digest::of(Algorithm::Sha256, b"what the manifest promised");
+        let (client, _) = upstream(body.clone()).await;
+        let spool = tempfile::tempdir().expect("dir");
+        let flights = Arc::new(Flights::default());
+        let key = FlightKey {
+            upstream: 1,
+            repository: "lib/app".into(),
+            digest: expected,
+        };
+        let flight = flights
+            .join(key, client, spool.path().to_owned(), no_fill())
+            .await
+            .expect("the upstream answered");
+        let (bytes, error) = read_all(flight.reader()).await;
+        assert!(error.is_some(), "the read must fail");
+        assert!(bytes.len() < body.len(), "the last byte is held back");
+        assert!(matches!(
+            flight.finished().await,
+            Err(UpstreamError::Invalid { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn clients_joining_one_flight_make_one_upstream_request_and_read_every_byte() {
+        let body: Vec<u8> = (0..5 * PIECE + 17).map(|i| (i % 253) as u8).collect();
+        let digest = Digest::of(Algorithm::Sha256, &body);
+        let (client, gets) = upstream(body.clone()).await;
+        let spool = tempfile::tempdir().expect("dir");
+        let flights = Arc::new(Flights::default());
+        let readers = (0..10).map(|_| {
+            let (flights, client) = (flights.clone(), client.clone());
+            let key = FlightKey {
+                upstream: 1,
+                repository: "lib/app".into(),
+                digest: digest.clone(),
+            };
+            let dir = spool.path().to_owned();
+            tokio::spawn(async move {
+                let flight = flights
+                    .join(key, client, dir, no_fill())
+                    .await
+                    .expect("join");
+                read_all(flight.reader()).await
+            })
+        });
+        for reader in readers.collect::<Vec<_>>() {
+            let (bytes, error) = reader.await.expect("task");
+            assert!(error.is_none());
+            assert!(bytes == body);
+        }
+        assert_eq!(gets.load(Ordering::SeqCst), 1);
+        assert_eq!(flights.started.load(Ordering::SeqCst), 1);
+    }
+}
