@@ -76,8 +76,9 @@ pub struct ProxyCache {
     store: Arc<dyn UpstreamStore>,
     keyring: Keyring,
     options: ProxyOptions,
-    /// Clients by upstream id, with the row's `updated_at` they were built from.
-    clients: Mutex<HashMap<i64, (i64, Arc<UpstreamClient>)>>,
+    /// Clients by upstream id, with the row's `updated_at` they were built from and when
+    /// that was last compared with the database (another node may change the row).
+    clients: Mutex<HashMap<i64, (i64, Instant, Arc<UpstreamClient>)>>,
     /// Project name → the upstream it proxies (`None`: an ordinary project).
     routes: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     /// When each (repository, tag) was last found current upstream.
@@ -213,15 +214,19 @@ impl ProxyCache {
         }))
     }
 
+    /// The client of upstream `id`, rebuilt when its row changed (checked every few
+    /// seconds); an unchanged client keeps its connections and tokens.
     async fn client(&self, id: i64) -> Result<Arc<UpstreamClient>, ProxyError> {
         let cached = self
             .clients
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
-            .map(|(_, c)| c.clone());
-        if let Some(client) = cached {
-            return Ok(client);
+            .cloned();
+        if let Some((_, checked, client)) = &cached
+            && checked.elapsed() < ROUTE_TTL
+        {
+            return Ok(client.clone());
         }
         let upstream = self
             .store
@@ -229,14 +234,17 @@ impl ProxyCache {
             .await
             .map_err(|e| berth_registry::Error::Internal(e.to_string()))?
             .ok_or_else(|| ProxyError::Config(id, "no longer exists".into()))?;
-        let client = Arc::new(
-            self.client_for(&upstream)
-                .map_err(|e| ProxyError::Config(id, e))?,
-        );
+        let client = match cached {
+            Some((updated_at, _, client)) if updated_at == upstream.updated_at => client,
+            _ => Arc::new(
+                self.client_for(&upstream)
+                    .map_err(|e| ProxyError::Config(id, e))?,
+            ),
+        };
         self.clients
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (upstream.updated_at, client.clone()));
+            .insert(id, (upstream.updated_at, Instant::now(), client.clone()));
         Ok(client)
     }
 

@@ -33,7 +33,10 @@ struct Upstream {
 
 impl Upstream {
     async fn start() -> Upstream {
-        let app = TestApp::new().await;
+        Upstream::start_with(TestApp::new().await).await
+    }
+
+    async fn start_with(app: TestApp) -> Upstream {
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let mode: Arc<AtomicU8> = Arc::default();
         let (seen, how) = (requests.clone(), mode.clone());
@@ -363,4 +366,92 @@ async fn pushes_into_a_proxy_project_are_refused_and_its_registry_cannot_go() {
     )
     .await;
     assert_eq!(unreachable.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_private_upstream_in_token_mode_is_pulled_with_a_token_from_its_realm() {
+    // The upstream: a berth in token mode, its project private, so every pull needs a token
+    // the proxy gets from the realm of the challenge with the stored credential.
+    let upstream = Upstream::start_with(TestApp::builder().token_mode().build().await).await;
+    upstream
+        .app
+        .identity()
+        .add_user(NewAccount {
+            name: "puller".into(),
+            password: PASSWORD.into(),
+            email: "puller@example.com".into(),
+            sysadmin: true,
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    let owner = upstream.app.with_basic("puller", PASSWORD);
+    let project = send_json(
+        &owner,
+        "POST",
+        "/api/v2.0/projects",
+        json!({"project_name": "lib", "metadata": {"public": "false"}}),
+    )
+    .await;
+    assert_eq!(project.status, StatusCode::CREATED);
+    let (digest, manifest) = owner.push_image("lib/app", "v1", "private").await;
+
+    let app = proxy(Duration::from_secs(3600)).await;
+    let created = send_json(
+        &app,
+        "POST",
+        "/api/v2.0/registries",
+        json!({"name": "private", "type": "harbor", "url": upstream.url,
+               "credential": {"type": "basic", "access_key": "puller", "access_secret": PASSWORD}}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id: i64 = created
+        .location()
+        .rsplit('/')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .expect("id");
+    let bound = send_json(
+        &app,
+        "POST",
+        "/api/v2.0/projects",
+        json!({"project_name": "cache", "registry_id": id}),
+    )
+    .await;
+    assert_eq!(bound.status, StatusCode::CREATED);
+
+    let pulled = app.get("/v2/cache/lib/app/manifests/v1").send().await;
+    assert_eq!(pulled.status, StatusCode::OK, "{:?}", pulled.body);
+    assert_eq!(pulled.header("docker-content-digest"), digest);
+    for blob in blobs_of(&manifest) {
+        let got = app
+            .get(format!("/v2/cache/lib/app/blobs/{blob}"))
+            .send()
+            .await;
+        assert_eq!(got.status, StatusCode::OK);
+    }
+    assert!(
+        upstream.count("GET /service/token") >= 1,
+        "a token was fetched"
+    );
+
+    // Without the credential the upstream refuses, and the client is told so.
+    let anonymous = send_json(
+        &app,
+        "PUT",
+        &format!("/api/v2.0/registries/{id}"),
+        json!({"credential": {"access_key": ""}}),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::OK);
+    let refused = app.get("/v2/cache/lib/app/manifests/other").send().await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert!(
+        refused.json()["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused")),
+        "{:?}",
+        refused.body
+    );
 }
