@@ -61,6 +61,9 @@ pub enum ProxyError {
     Config(i64, String),
 }
 
+/// A client, the row's `updated_at` it was built from, and when that was last checked.
+type KnownClient = (i64, Instant, Arc<UpstreamClient>);
+
 type ManifestFlight = Arc<tokio::sync::OnceCell<Result<Fetched, UpstreamError>>>;
 
 /// What asking the upstream about a manifest found.
@@ -78,7 +81,7 @@ pub struct ProxyCache {
     options: ProxyOptions,
     /// Clients by upstream id, with the row's `updated_at` they were built from and when
     /// that was last compared with the database (another node may change the row).
-    clients: Mutex<HashMap<i64, (i64, Instant, Arc<UpstreamClient>)>>,
+    clients: Mutex<HashMap<i64, KnownClient>>,
     /// Project name → the upstream it proxies (`None`: an ordinary project).
     routes: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     /// When each (repository, tag) was last found current upstream.
