@@ -33,6 +33,9 @@ struct ProjectJson {
     chart_count: u64,
     metadata: BTreeMap<&'static str, String>,
     cve_allowlist: Value,
+    /// The upstream registry of a proxy-cache project (absent for other projects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_id: Option<i64>,
 }
 
 /// Harbor's ProjectReq, every field it defines; berth uses `project_name`, `public` and
@@ -96,6 +99,10 @@ async fn to_json(
         None => String::new(),
     };
     let role = roles.get(&project.name).map(|r| r.id());
+    let registry_id = match &ctx.state.upstreams {
+        Some(store) => store.project_upstream(&project.name).await?,
+        None => None,
+    };
     Ok(ProjectJson {
         project_id: project.id,
         owner_id: project.owner_id.unwrap_or(0),
@@ -116,6 +123,7 @@ async fn to_json(
             "creation_time": time(project.created_at),
             "update_time": time(project.updated_at),
         }),
+        registry_id,
     })
 }
 

@@ -138,6 +138,8 @@ async fn bind(app: &TestApp, upstream: &Upstream) -> i64 {
     )
     .await;
     assert_eq!(project.status, StatusCode::CREATED, "{:?}", project.body);
+    let shown = app.get("/api/v2.0/projects/cache").send().await;
+    assert_eq!(shown.json()["registry_id"], id);
     id
 }
 
