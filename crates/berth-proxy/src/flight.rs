@@ -263,6 +263,7 @@ async fn fly(
         tracing::warn!(upstream = %client.base(), repository = %key.repository, digest = %key.digest, error = %e, "proxy fetch failed");
     }
     let size = flight.size;
+    let failed = result.is_err();
     progress.send_modify(|p| {
         if result.is_ok() {
             p.readable = size;
@@ -271,7 +272,10 @@ async fn fly(
     });
     let cached = filling.await.unwrap_or(false);
     progress.send_modify(|p| p.cached = Some(cached));
-    tokio::time::sleep(LINGER).await;
+    // A failed fetch is not joined again: the next miss asks the upstream anew.
+    if !failed {
+        tokio::time::sleep(LINGER).await;
+    }
     flights.remove(&key);
 }
 
