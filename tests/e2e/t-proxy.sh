@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proxy-cache projects: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical (podman too, from the cache); 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
+# Proxy-cache projects: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical (podman and docker too, from the cache); 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=proxy
 
@@ -8,7 +8,7 @@ if [[ "$E2E_TARGET" != berth ]]; then
   exit 0
 fi
 
-require_tools docker-registry skopeo podman jq curl python3 sha256sum || exit "$E2E_ABORTED"
+require_tools docker-registry skopeo podman docker dockerd jq curl python3 sha256sum || exit "$E2E_ABORTED"
 ensure_test_images
 
 SK=(--tls-verify=false)
@@ -147,6 +147,16 @@ check "upstream killed: skopeo still pulls the cached hub/app:v1" pull_v1
 setup_containers_env
 pm_pull() { pm pull -q --tls-verify=false --creds "admin:$ADMIN_PASS" "$REG/hub/app:v1" >/dev/null; }
 check "upstream killed: podman pulls the cached hub/app:v1" pm_pull
+if start_dockerd >"$T/dockerd-start.msg" 2>&1; then
+  docker_pull() {
+    with_stdin "$ADMIN_PASS" docker login "$REG" -u admin --password-stdin >/dev/null &&
+    docker pull -q "$REG/hub/app:v1" >/dev/null
+  }
+  check "upstream killed: docker pulls the cached hub/app:v1" docker_pull
+  stop_dockerd
+else
+  fail "start a private dockerd" "$(cat "$T/dockerd-start.msg")"
+fi
 check "upstream killed: an uncached tag fails naming the upstream" \
   expect_error "cannot be reached|$UP" skopeo copy -q "${SRC[@]}" "docker://$REG/hub/app:v2" "oci:$T/pulled-v2:v2"
 
