@@ -87,6 +87,9 @@ pub struct ProxyCache {
     /// When each (repository, tag) was last found current upstream.
     revalidated: Mutex<HashMap<(String, String), Instant>>,
     manifest_flights: Mutex<HashMap<(i64, String, String), ManifestFlight>>,
+    /// Manifests fetched and not yet stored (their blobs are being cached), by (repository,
+    /// reference).
+    pending: Arc<Mutex<HashMap<(String, String), Manifest>>>,
     pub blob_flights: Arc<Flights>,
     /// Upstream manifest requests (GET or HEAD) made, for tests and metrics.
     pub manifest_requests: std::sync::atomic::AtomicU64,
@@ -134,6 +137,7 @@ impl ProxyCache {
             routes: Default::default(),
             revalidated: Default::default(),
             manifest_flights: Default::default(),
+            pending: Default::default(),
             blob_flights: Default::default(),
             manifest_requests: Default::default(),
         })
@@ -260,25 +264,37 @@ impl ProxyCache {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Manifest, ProxyError> {
+        let freshness_key = (repository.to_string(), reference.to_string());
+        let fresh = || match reference {
+            Reference::Digest(_) => true,
+            Reference::Tag(_) => self
+                .revalidated
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&freshness_key)
+                .is_some_and(|at| at.elapsed() < self.options.tag_ttl),
+        };
+        // Fetched and being cached: answered from memory rather than fetched again.
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&freshness_key)
+            .cloned();
+        if let Some(manifest) = pending
+            && fresh()
+        {
+            return Ok(manifest);
+        }
         let cached = match self.registry.get_manifest(repository, reference).await {
             Ok(manifest) => Some(manifest),
             Err(berth_registry::Error::ManifestUnknown(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let freshness_key = (repository.to_string(), reference.to_string());
-        if let Some(manifest) = &cached {
-            let fresh = match reference {
-                Reference::Digest(_) => true,
-                Reference::Tag(_) => self
-                    .revalidated
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&freshness_key)
-                    .is_some_and(|at| at.elapsed() < self.options.tag_ttl),
-            };
-            if fresh {
-                return Ok(manifest.clone());
-            }
+        if let Some(manifest) = &cached
+            && fresh()
+        {
+            return Ok(manifest.clone());
         }
         let known = cached.as_ref().map(|m| m.digest.clone());
         match self.ask_upstream(route, repository, reference, known).await {
@@ -380,7 +396,18 @@ impl ProxyCache {
         let repository = repository.clone();
         let reference = reference.clone();
         let fetched = fetched.clone();
+        let pending = PendingEntry::insert(
+            self.pending.clone(),
+            (repository.to_string(), reference.to_string()),
+            Manifest {
+                digest: fetched.digest.clone(),
+                media_type: fetched.media_type.clone(),
+                content: fetched.content.clone(),
+            },
+        );
         tokio::spawn(async move {
+            // Whatever the outcome, the entry goes when the task ends.
+            let _pending = pending;
             let parsed = match berth_core::manifest::parse(
                 Some(&fetched.media_type),
                 &fetched.content,
@@ -468,6 +495,34 @@ impl ProxyCache {
             )
             .await?;
         Ok((flight.size, flight.reader()))
+    }
+}
+
+/// A manifest in `ProxyCache::pending` while its caching task runs.
+struct PendingEntry {
+    map: Arc<Mutex<HashMap<(String, String), Manifest>>>,
+    key: (String, String),
+}
+
+impl PendingEntry {
+    fn insert(
+        map: Arc<Mutex<HashMap<(String, String), Manifest>>>,
+        key: (String, String),
+        manifest: Manifest,
+    ) -> PendingEntry {
+        map.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), manifest);
+        PendingEntry { map, key }
+    }
+}
+
+impl Drop for PendingEntry {
+    fn drop(&mut self) {
+        self.map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
     }
 }
 

@@ -202,6 +202,9 @@ async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_ups
     assert_eq!(pulled.status, StatusCode::OK, "{:?}", pulled.body);
     assert_eq!(pulled.body.as_ref(), manifest.as_slice());
     assert_eq!(pulled.header("docker-content-digest"), digest);
+    // Pulled again while it is being cached: answered without asking the upstream again.
+    let soon = app.get("/v2/cache/lib/app/manifests/v1").send().await;
+    assert_eq!(soon.body.as_ref(), manifest.as_slice());
     for blob in blobs_of(&manifest) {
         let got = app
             .get(format!("/v2/cache/lib/app/blobs/{blob}"))
@@ -211,6 +214,7 @@ async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_ups
         assert_eq!(got.header("docker-content-digest"), blob);
     }
     cached(&app, "v1").await;
+    assert_eq!(upstream.count("GET /v2/lib/app/manifests/v1"), 1);
     for blob in blobs_of(&manifest) {
         assert_eq!(
             upstream.count(&format!("GET /v2/lib/app/blobs/{blob}")),
