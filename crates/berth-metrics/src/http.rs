@@ -151,11 +151,8 @@ pub fn status_index(status: u16) -> usize {
         503 => 23,
         504 => 24,
         507 => 25,
-        100..=199 => 26,
-        200..=299 => 27,
-        300..=399 => 28,
-        400..=499 => 29,
-        _ => 30,
+        // The class rows follow the exact codes: 1xx at 26 … 5xx at 30.
+        other => 25 + usize::from(other / 100).clamp(1, 5),
     }
 }
 
