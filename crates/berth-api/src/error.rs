@@ -84,6 +84,13 @@ impl From<Error> for ApiError {
             err.0.internal = Some(inner.clone());
             return err;
         }
+        if let Error::StorageFull(inner) = &e {
+            // The message (what docker prints) says what happened; the cause (which file,
+            // which errno) is for the log only.
+            let mut err = ApiError::new(507, ErrorCode::StorageFull, "");
+            err.0.internal = Some(inner.clone());
+            return err;
+        }
         ApiError::new(e.status(), e.code(), e.to_string())
     }
 }
@@ -118,6 +125,9 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
+    if response.status() == StatusCode::INSUFFICIENT_STORAGE {
+        berth_metrics::STORAGE.full_errors.inc();
+    }
     if response.status().is_server_error() {
         let cause = response
             .extensions()

@@ -185,6 +185,14 @@ impl HttpMetrics {
         self.latency[class].observe(elapsed);
     }
 
+    /// A request whose class was never decided (no route claimed it): counted as
+    /// [`EndpointClass::Other`] without passing through in-flight.
+    pub fn record_unclassified(&self, status: u16, elapsed: Duration) {
+        let class = EndpointClass::Other.index();
+        self.requests[class][status_index(status)].inc();
+        self.latency[class].observe(elapsed);
+    }
+
     /// Requests answered so far with `class` and `status` (tests).
     pub fn requests(&self, class: EndpointClass, status: u16) -> u64 {
         self.requests[class.index()][status_index(status)].get()
@@ -224,6 +232,10 @@ impl HttpMetrics {
             Kind::Histogram,
         );
         for class in EndpointClass::ALL {
+            // Like the counters: a class appears once it has served a request.
+            if self.latency[class.index()].cumulative().1 == 0 {
+                continue;
+            }
             out.histogram(
                 "berth_http_request_duration_seconds",
                 &[("endpoint", class.as_str())],
