@@ -125,16 +125,19 @@ pub async fn log_server_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
-    if response.status() == StatusCode::INSUFFICIENT_STORAGE {
-        berth_metrics::STORAGE.full_errors.inc();
-    }
     if response.status().is_server_error() {
         let cause = response
             .extensions()
             .get::<InternalError>()
             .map(|e| e.0.as_str())
             .unwrap_or("-");
-        tracing::error!(%method, %path, status = response.status().as_u16(), cause, "request failed");
+        let status = response.status().as_u16();
+        if response.status() == StatusCode::INSUFFICIENT_STORAGE {
+            berth_metrics::STORAGE.full_errors.inc();
+            tracing::error!(%method, %path, status, cause, "request failed: the registry's storage is full; free space (see /readyz)");
+        } else {
+            tracing::error!(%method, %path, status, cause, "request failed");
+        }
     }
     response
 }
