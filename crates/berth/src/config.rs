@@ -1398,6 +1398,57 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_logs_and_metrics_have_defaults_that_never_cut_a_moving_upload() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert_eq!(defaults.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(
+            defaults.tls_handshake_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(
+            defaults.body_idle_timeout,
+            Some(std::time::Duration::from_secs(60)),
+            "an idle body is timed, a moving one never"
+        );
+        assert_eq!(defaults.max_connections, Some(4096));
+        assert_eq!(
+            defaults.shutdown_timeout,
+            std::time::Duration::from_secs(25)
+        );
+        assert_eq!(defaults.min_free_bytes, 0);
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        assert!(defaults.metrics_enabled && defaults.metrics_addr.is_none());
+
+        let raw: RawConfig = toml::from_str(
+            "[http]\nbody_idle_timeout = 0\nmax_connections = 0\n[log]\nformat = \"json\"\n\
+             [metrics]\naddr = \"127.0.0.1:9090\"\n[storage]\nmin_free_bytes = 1048576\n",
+        )
+        .expect("parses");
+        let config = Config::resolve(&[("file", raw)]).expect("valid");
+        assert_eq!(config.body_idle_timeout, None, "0 turns it off");
+        assert_eq!(config.max_connections, None, "0 is no limit");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.metrics_addr,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+        assert_eq!(config.min_free_bytes, 1048576);
+
+        for (bad, name) in [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[http]\nidle_timeout = 0\n", "http.idle_timeout"),
+            ("[metrics]\naddr = \"nowhere\"\n", "metrics.addr"),
+        ] {
+            let raw: RawConfig = toml::from_str(bad).expect("parses");
+            let err = Config::resolve(&[("file", raw)]).expect_err(bad);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let env = |name: &str| (name == "BERTH_HTTP_BODY_IDLE_TIMEOUT").then(|| "5".to_string());
+        let raw = RawConfig::from_env(berth_env_name, &env).expect("env");
+        assert_eq!(raw.http.body_idle_timeout, Some(5));
+    }
+
+    #[test]
     fn the_example_config_is_valid() {
         let raw: RawConfig =
             toml::from_str(include_str!("../../../berth.example.toml")).expect("example parses");
