@@ -418,3 +418,113 @@ fn too_many_connections() -> Response<Body> {
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    /// A server whose `/slow` answers after `slow`, under `limits`.
+    async fn start(limits: Limits, slow: Duration) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = Router::new()
+            .route("/fast", get(|| async { "fast" }))
+            .route(
+                "/slow",
+                get(move || async move {
+                    tokio::time::sleep(slow).await;
+                    "slow"
+                }),
+            );
+        tokio::spawn(serve_plain(listener, app, limits, std::future::pending()));
+        addr
+    }
+
+    fn limits(idle: Duration) -> Limits {
+        Limits {
+            idle_timeout: idle,
+            ..Limits::default()
+        }
+    }
+
+    fn get_request(path: &str) -> Request<Empty<Bytes>> {
+        Request::get(format!("http://localhost{path}"))
+            .body(Empty::new())
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn an_idle_http2_connection_is_closed_but_not_while_a_long_request_runs() {
+        let addr = start(
+            limits(Duration::from_millis(500)),
+            Duration::from_millis(1500),
+        )
+        .await;
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2 handshake");
+        let closed = tokio::spawn(connection);
+        // Three idle timeouts long, but in flight: never cut.
+        let response = sender
+            .send_request(get_request("/slow"))
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), StatusCode::OK);
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), closed)
+            .await
+            .expect("the idle connection is closed")
+            .expect("task")
+            .ok();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(400),
+            "closed after {waited:?}, too soon"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_answered_503_and_closed() {
+        let addr = start(
+            Limits {
+                max_connections: Some(1),
+                ..Limits::default()
+            },
+            Duration::ZERO,
+        )
+        .await;
+        let first = TcpStream::connect(addr).await.expect("connect");
+        let (mut first_sender, first_connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(first))
+                .await
+                .expect("handshake");
+        tokio::spawn(first_connection);
+        let answer = first_sender
+            .send_request(get_request("/fast"))
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), StatusCode::OK);
+
+        let second = TcpStream::connect(addr).await.expect("connect");
+        let (mut second_sender, second_connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(second))
+                .await
+                .expect("handshake");
+        tokio::spawn(second_connection);
+        let refused = second_sender
+            .send_request(get_request("/fast"))
+            .await
+            .expect("answer");
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::CONNECTION], "close");
+        assert!(CONNECTIONS.rejected.get() >= 1);
+    }
+}
