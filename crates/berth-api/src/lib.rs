@@ -191,8 +191,9 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(error::catch_panics))
         .layer(axum::middleware::from_fn(error::log_server_errors))
+        // Only what it needs (a copy), not the whole state: it runs on every request.
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.body_idle_timeout,
             observe::observe,
         ))
         .with_state(state)

@@ -24,8 +24,6 @@ use http_body::{Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 use tracing::Instrument as _;
 
-use crate::AppState;
-
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 tokio::task_local! {
@@ -44,12 +42,16 @@ pub fn classify(class: EndpointClass) {
 }
 
 /// The middleware: request id, span, metrics, body idle timeout.
-pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(body_idle_timeout): State<Option<Duration>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers());
     // Handlers that echo or log the id (the management API) read the same value.
     request.headers_mut().insert(X_REQUEST_ID, id.clone());
-    if let Some(timeout) = state.body_idle_timeout {
+    if let Some(timeout) = body_idle_timeout {
         use http_body::Body as _;
         if !request.body().is_end_stream() {
             let (parts, body) = request.into_parts();
