@@ -189,9 +189,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(liveness))
         .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn(error::catch_panics))
-        .layer(axum::middleware::from_fn(error::log_server_errors))
-        // Only what it needs (a copy), not the whole state: it runs on every request.
+        // The one middleware (request id, span, metrics, panics, 5xx logs). Its state is only
+        // what it needs (a copy), not the whole state: it runs on every request.
         .layer(axum::middleware::from_fn_with_state(
             state.body_idle_timeout,
             observe::observe,

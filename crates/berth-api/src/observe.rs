@@ -1,8 +1,9 @@
-//! What every request goes through first ([`observe`], the outermost middleware): a request
+//! What every request goes through ([`observe`], the router's one middleware): a request
 //! id (the client's `X-Request-Id` when it is sane, else a fresh one) that names a tracing
 //! span around the whole request — so every log line the request causes carries it — and is
 //! returned in the response's `X-Request-Id`; the request's metrics (endpoint class × status,
-//! latency, in flight); and the request body's idle timeout.
+//! latency, in flight); the request body's idle timeout; and, inside the span,
+//! `error::guarded` (panics answered 500, every 5xx logged).
 //!
 //! The endpoint class comes from the parsed endpoint: the router that parses a request calls
 //! [`classify`] once it knows what the request is. It is carried in a task-local cell, so
@@ -49,8 +50,6 @@ pub async fn observe(
 ) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers());
-    // Handlers that echo or log the id (the management API) read the same value.
-    request.headers_mut().insert(X_REQUEST_ID, id.clone());
     if let Some(timeout) = body_idle_timeout {
         use http_body::Body as _;
         if !request.body().is_end_stream() {
@@ -66,7 +65,7 @@ pub async fn observe(
     );
     CLASS
         .scope(Cell::new(None), async move {
-            let mut response = next.run(request).instrument(span).await;
+            let mut response = crate::error::guarded(request, next).instrument(span).await;
             let status = response.status().as_u16();
             let elapsed = started.elapsed();
             match CLASS.with(Cell::get) {
