@@ -26,6 +26,7 @@ pub mod sqlite;
 pub mod suite;
 pub mod transfer;
 mod wal_sync;
+pub use wal_sync::WalSyncStats;
 
 pub use audit::{
     AuditBatch, AuditColumn, AuditEntry, AuditMatch, AuditQuery, AuditRecord, AuditStore,
@@ -38,6 +39,36 @@ pub use identity::{
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
+
+/// A connection pool's state, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    /// `writer`, `reader` (SQLite) or `main` (PostgreSQL).
+    pub name: &'static str,
+    /// Connections open.
+    pub size: u32,
+    /// Of those, not in use.
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// What a metadata store can say about its connections and its write queue.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub pools: Vec<PoolStats>,
+    /// SQLite's group commit; `None` for PostgreSQL (whose commits are durable when they
+    /// return).
+    pub wal_sync: Option<WalSyncStats>,
+}
+
+fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolStats {
+    PoolStats {
+        name,
+        size: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+    }
+}
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
@@ -53,6 +84,26 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+}
+
+impl MetaError {
+    /// Whether the database failed for want of disk space: SQLite's `SQLITE_FULL` (13),
+    /// PostgreSQL's `disk_full` (53100), or an IO error saying so.
+    pub fn is_storage_full(&self) -> bool {
+        let MetaError::Backend(error) = self else {
+            return false;
+        };
+        match error.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("13") | Some("53100"))
+            }
+            Some(sqlx::Error::Io(io)) => matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// An upload session: how far it has got and the hash state up to there.

@@ -144,6 +144,16 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
+    /// The pool's state, for metrics.
+    pub fn stats(&self) -> crate::StoreStats {
+        crate::StoreStats {
+            pools: vec![crate::pool_stats("main", &self.pool)],
+            wal_sync: None,
+        }
+    }
+}
+
+impl PgStore {
     /// Wait for the database (up to `connect_timeout`), bring its schema up to date (once,
     /// whichever node gets there first), and open the pool.
     pub async fn connect(options: &PgOptions) -> Result<PgStore> {

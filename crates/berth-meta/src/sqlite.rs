@@ -63,6 +63,17 @@ pub struct SqliteStore {
 //   404 and it uploads the blob again (whose bytes were synced before the link was written).
 
 impl SqliteStore {
+    /// The pools' and the group commit's state, for metrics.
+    pub fn stats(&self) -> crate::StoreStats {
+        crate::StoreStats {
+            pools: vec![
+                crate::pool_stats("writer", &self.writer),
+                crate::pool_stats("reader", &self.reader),
+            ],
+            wal_sync: Some(self.wal.stats()),
+        }
+    }
+
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()

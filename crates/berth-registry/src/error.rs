@@ -41,6 +41,10 @@ pub enum Error {
     /// Harbor's API: an index lists the artifact, so it cannot be deleted alone.
     #[error("the artifact {digest} is referenced by the index {parent}: delete the index first")]
     ArtifactReferenced { digest: Digest, parent: Digest },
+    /// The blob store or the database has no space left. Not the client's fault and not a
+    /// bug: the operator must free space; the write can be retried after that.
+    #[error("the registry's storage is full: {0}")]
+    StorageFull(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +67,7 @@ impl Error {
             Error::TagExists(_) => ErrorCode::TagInvalid,
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
+            Error::StorageFull(_) => ErrorCode::StorageFull,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -74,6 +79,9 @@ impl Error {
             Error::DeleteDisabled => 405,
             Error::TagExists(_) => 409,
             Error::ArtifactReferenced { .. } => 412,
+            // 507 Insufficient Storage (RFC 4918): this write cannot be stored now, while
+            // reads go on. 503 would say the whole service is down.
+            Error::StorageFull(_) => 507,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }
@@ -84,6 +92,7 @@ impl From<MetaError> for Error {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
+            e if e.is_storage_full() => Error::StorageFull(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -94,6 +103,7 @@ impl From<StorageError> for Error {
         match e {
             StorageError::Body(e) => Error::UploadInvalid(format!("request body ended early: {e}")),
             StorageError::UploadMissing(_) => Error::UploadUnknown,
+            e if e.is_full() => Error::StorageFull(e.to_string()),
             e @ StorageError::UploadTruncated { .. } => {
                 tracing::warn!(error = %e, "upload lost data it had acknowledged; the client must restart it");
                 Error::UploadInvalid(

@@ -14,11 +14,13 @@ use futures_util::stream::BoxStream;
 pub mod fs;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod space;
 pub mod suite;
 
 pub use fs::FsBlobStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Settings};
+pub use space::{DataDir, Space};
 
 /// A stream of body bytes, in or out.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -43,6 +45,14 @@ pub enum StorageError {
     BlobMissing(Digest),
     #[error("storage error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl StorageError {
+    /// Whether the store failed for want of space (a full disk or quota): the operator's
+    /// problem to name, not a bug to hide behind a 500.
+    pub fn is_full(&self) -> bool {
+        matches!(self, StorageError::Io(e) if space::is_full(e))
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -50,6 +50,37 @@ pub struct RawConfig {
     /// `[database]`: where the metadata lives.
     #[serde(default)]
     pub database: RawDatabase,
+    /// `[log]`: how log lines are written.
+    #[serde(default)]
+    pub log: RawLog,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line).
+    pub format: Option<String>,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve `/metrics` at all.
+    pub enabled: Option<bool>,
+    /// Serve `/metrics` on this address only (plain HTTP) instead of on the registry's port.
+    pub addr: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The `[storage]` table.
@@ -61,6 +92,8 @@ pub struct RawStorage {
     /// `[storage.s3]`: the bucket, when the backend is `s3`.
     #[serde(default)]
     pub s3: RawS3,
+    /// `/readyz` fails while the data directory has fewer free bytes than this.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// The `[storage.s3]` table. Credentials left out come from the AWS environment variables or
@@ -195,6 +228,17 @@ pub struct RawHttp {
     /// Seconds a connection may take to send a request's headers (or sit idle between
     /// keep-alive requests) before it is closed.
     pub header_read_timeout: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight and no byte moving
+    /// (HTTP/2 connections included) before it is closed.
+    pub idle_timeout: Option<u64>,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout: Option<u64>,
+    /// Seconds a request body may send nothing before the request is dropped (0: never).
+    pub body_idle_timeout: Option<u64>,
+    /// Connections open at once; more are answered 503 (0: no limit).
+    pub max_connections: Option<u64>,
+    /// Seconds requests in flight get to finish after SIGTERM or SIGINT.
+    pub shutdown_timeout: Option<u64>,
 }
 
 /// Validated configuration.
@@ -219,6 +263,22 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Closes connections that stall before a request's headers are in.
     pub header_read_timeout: std::time::Duration,
+    /// Closes connections with no request in flight and nothing moving.
+    pub idle_timeout: std::time::Duration,
+    pub tls_handshake_timeout: std::time::Duration,
+    /// Drops request bodies that send nothing this long; `None` never.
+    pub body_idle_timeout: Option<std::time::Duration>,
+    /// Connections beyond this many are answered 503; `None` no limit.
+    pub max_connections: Option<usize>,
+    /// How long requests in flight may take to finish at shutdown.
+    pub shutdown_timeout: std::time::Duration,
+    /// `/readyz` fails below this many free bytes in the data directory.
+    pub min_free_bytes: u64,
+    pub log_format: LogFormat,
+    /// Whether `/metrics` is served.
+    pub metrics_enabled: bool,
+    /// A listener of its own for `/metrics`; `None`: the registry's port.
+    pub metrics_addr: Option<SocketAddr>,
     /// Whether the audit log (and pull counting) runs.
     pub audit_enabled: bool,
     /// Where the audit log's JSON lines go.
@@ -393,6 +453,7 @@ impl RawConfig {
                     redirect: flag("storage.s3.redirect")?,
                     allow_http: flag("storage.s3.allow_http")?,
                 },
+                min_free_bytes: number("storage.min_free_bytes", "bytes")?,
             },
             database: RawDatabase {
                 url: get("database.url"),
@@ -410,6 +471,18 @@ impl RawConfig {
                         .collect()
                 }),
                 header_read_timeout: number("http.header_read_timeout", "seconds")?,
+                idle_timeout: number("http.idle_timeout", "seconds")?,
+                tls_handshake_timeout: number("http.tls_handshake_timeout", "seconds")?,
+                body_idle_timeout: number("http.body_idle_timeout", "seconds")?,
+                max_connections: number("http.max_connections", "connections")?,
+                shutdown_timeout: number("http.shutdown_timeout", "seconds")?,
+            },
+            log: RawLog {
+                format: get("log.format"),
+            },
+            metrics: RawMetrics {
+                enabled: flag("metrics.enabled")?,
+                addr: get("metrics.addr"),
             },
         })
     }
@@ -437,6 +510,15 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
         "http.trusted_proxies" => "BERTH_HTTP_TRUSTED_PROXIES",
         "http.header_read_timeout" => "BERTH_HTTP_HEADER_READ_TIMEOUT",
+        "http.idle_timeout" => "BERTH_HTTP_IDLE_TIMEOUT",
+        "http.tls_handshake_timeout" => "BERTH_HTTP_TLS_HANDSHAKE_TIMEOUT",
+        "http.body_idle_timeout" => "BERTH_HTTP_BODY_IDLE_TIMEOUT",
+        "http.max_connections" => "BERTH_HTTP_MAX_CONNECTIONS",
+        "http.shutdown_timeout" => "BERTH_HTTP_SHUTDOWN_TIMEOUT",
+        "storage.min_free_bytes" => "BERTH_STORAGE_MIN_FREE_BYTES",
+        "log.format" => "BERTH_LOG_FORMAT",
+        "metrics.enabled" => "BERTH_METRICS_ENABLED",
+        "metrics.addr" => "BERTH_METRICS_ADDR",
         "audit.enabled" => "BERTH_AUDIT_ENABLED",
         "audit.jsonl" => "BERTH_AUDIT_JSONL",
         "audit.retention_days" => "BERTH_AUDIT_RETENTION_DAYS",
@@ -603,6 +685,75 @@ impl Config {
                 reason: "1 to 3600 seconds".into(),
             });
         }
+        let seconds_within =
+            |name: &'static str, value: u64, range: std::ops::RangeInclusive<u64>| {
+                if range.contains(&value) {
+                    Ok(std::time::Duration::from_secs(value))
+                } else {
+                    Err(ConfigError::Invalid {
+                        name,
+                        value: value.to_string(),
+                        reason: format!("{} to {} seconds", range.start(), range.end()),
+                    })
+                }
+            };
+        let idle_timeout = pick!("http.idle_timeout", http.idle_timeout, Some(60u64)).unwrap_or(60);
+        let idle_timeout = seconds_within("http.idle_timeout", idle_timeout, 1..=86400)?;
+        let tls_handshake_timeout = pick!(
+            "http.tls_handshake_timeout",
+            http.tls_handshake_timeout,
+            Some(10u64)
+        )
+        .unwrap_or(10);
+        let tls_handshake_timeout =
+            seconds_within("http.tls_handshake_timeout", tls_handshake_timeout, 1..=300)?;
+        let body_idle_timeout = pick!(
+            "http.body_idle_timeout",
+            http.body_idle_timeout,
+            Some(60u64)
+        )
+        .unwrap_or(60);
+        let body_idle_timeout = match body_idle_timeout {
+            0 => None,
+            n => Some(seconds_within("http.body_idle_timeout", n, 1..=86400)?),
+        };
+        let max_connections =
+            pick!("http.max_connections", http.max_connections, Some(4096u64)).unwrap_or(4096);
+        let max_connections = match max_connections {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let shutdown_timeout =
+            pick!("http.shutdown_timeout", http.shutdown_timeout, Some(25u64)).unwrap_or(25);
+        let shutdown_timeout = seconds_within("http.shutdown_timeout", shutdown_timeout, 0..=3600)?;
+        let min_free_bytes =
+            pick!("storage.min_free_bytes", storage.min_free_bytes, Some(0u64)).unwrap_or(0);
+        let log_format = match pick!("log.format", log.format, Some("text".to_string()))
+            .unwrap_or_default()
+            .trim()
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "log.format",
+                    value: other.into(),
+                    reason: "text or json".into(),
+                });
+            }
+        };
+        let metrics_enabled = pick!("metrics.enabled", metrics.enabled, Some(true)).unwrap_or(true);
+        let metrics_addr = pick!("metrics.addr", metrics.addr, None::<String>)
+            .map(|text| {
+                text.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "metrics.addr",
+                        value: text.clone(),
+                        reason: "expected IP:PORT".into(),
+                    })
+            })
+            .transpose()?;
 
         let audit_enabled = pick!("audit.enabled", audit.enabled, Some(true)).unwrap_or(true);
         let audit_jsonl_text =
@@ -916,6 +1067,15 @@ impl Config {
             tls,
             trusted_proxies,
             header_read_timeout: std::time::Duration::from_secs(header_read_timeout),
+            idle_timeout,
+            tls_handshake_timeout,
+            body_idle_timeout,
+            max_connections,
+            shutdown_timeout,
+            min_free_bytes,
+            log_format,
+            metrics_enabled,
+            metrics_addr,
             audit_enabled,
             audit_jsonl,
             audit_retention,
@@ -1268,6 +1428,57 @@ mod tests {
         assert!(!err.to_string().contains(":pw@"), "{err}");
         let vars = |k: &str| (k == "BERTH_DATABASE_POOL_SIZE").then(|| "many".to_string());
         assert!(RawConfig::from_env(berth_env_name, &vars).is_err());
+    }
+
+    #[test]
+    fn connection_limits_logs_and_metrics_have_defaults_that_never_cut_a_moving_upload() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert_eq!(defaults.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(
+            defaults.tls_handshake_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(
+            defaults.body_idle_timeout,
+            Some(std::time::Duration::from_secs(60)),
+            "an idle body is timed, a moving one never"
+        );
+        assert_eq!(defaults.max_connections, Some(4096));
+        assert_eq!(
+            defaults.shutdown_timeout,
+            std::time::Duration::from_secs(25)
+        );
+        assert_eq!(defaults.min_free_bytes, 0);
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        assert!(defaults.metrics_enabled && defaults.metrics_addr.is_none());
+
+        let raw: RawConfig = toml::from_str(
+            "[http]\nbody_idle_timeout = 0\nmax_connections = 0\n[log]\nformat = \"json\"\n\
+             [metrics]\naddr = \"127.0.0.1:9090\"\n[storage]\nmin_free_bytes = 1048576\n",
+        )
+        .expect("parses");
+        let config = Config::resolve(&[("file", raw)]).expect("valid");
+        assert_eq!(config.body_idle_timeout, None, "0 turns it off");
+        assert_eq!(config.max_connections, None, "0 is no limit");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.metrics_addr,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+        assert_eq!(config.min_free_bytes, 1048576);
+
+        for (bad, name) in [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[http]\nidle_timeout = 0\n", "http.idle_timeout"),
+            ("[metrics]\naddr = \"nowhere\"\n", "metrics.addr"),
+        ] {
+            let raw: RawConfig = toml::from_str(bad).expect("parses");
+            let err = Config::resolve(&[("file", raw)]).expect_err(bad);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let env = |name: &str| (name == "BERTH_HTTP_BODY_IDLE_TIMEOUT").then(|| "5".to_string());
+        let raw = RawConfig::from_env(berth_env_name, &env).expect("env");
+        assert_eq!(raw.http.body_idle_timeout, Some(5));
     }
 
     #[test]

@@ -13,8 +13,8 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::mgmt::MgmtDecision;
 use berth_auth::{IdentityService, Principal};
@@ -90,21 +90,12 @@ pub async fn openapi_document() -> Response {
 }
 
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut response = match route(&state, request).await {
+    // The request id (`X-Request-Id`, echoed in the answer) is `observe`'s, as everywhere.
+    crate::observe::classify(berth_metrics::EndpointClass::Management);
+    match route(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
     }
-    response
 }
 
 async fn route(state: &AppState, request: Request) -> MgmtResult {

@@ -58,6 +58,8 @@ pub struct TestAppBuilder {
     auth: Option<AuthMode>,
     audit: bool,
     blobs: Option<Arc<dyn BlobStore>>,
+    /// `/readyz` probes the data directory with this minimum of free bytes.
+    probe_data_dir: Option<u64>,
 }
 
 impl TestAppBuilder {
@@ -104,6 +106,13 @@ impl TestAppBuilder {
     }
 
     /// Open the stores on a directory another app used (a restart).
+    /// Let `/readyz` probe the data directory (as the binary does), failing below
+    /// `min_free_bytes`.
+    pub fn probe_data_dir(mut self, min_free_bytes: u64) -> Self {
+        self.probe_data_dir = Some(min_free_bytes);
+        self
+    }
+
     pub fn dir(mut self, dir: Arc<TempDir>) -> Self {
         self.dir = Some(dir);
         self
@@ -166,6 +175,12 @@ impl TestAppBuilder {
         };
         state.audit = audit.clone();
         state.audit_log = Some(meta.clone());
+        if let Some(min_free_bytes) = self.probe_data_dir {
+            state.data_dir = Some(Arc::new(berth_storage::DataDir::new(
+                dir.path(),
+                min_free_bytes,
+            )));
+        }
         TestApp {
             dir,
             meta,
@@ -189,6 +204,7 @@ impl TestApp {
             auth: None,
             audit: true,
             blobs: None,
+            probe_data_dir: None,
         }
     }
 
@@ -286,6 +302,7 @@ impl TestApp {
             headers: self.default_headers.clone(),
             body: RequestBody::Empty,
             peer: self.peer,
+            server_error_expected: false,
         }
     }
 
@@ -405,11 +422,21 @@ pub struct TestRequest {
     headers: Vec<(String, String)>,
     body: RequestBody,
     peer: Option<SocketAddr>,
+    /// The test expects a 5xx (the server's own state, e.g. a full disk), so the harness
+    /// lets it through.
+    server_error_expected: bool,
 }
 
 impl TestRequest {
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Let this request answer a 5xx: the test is about a failure of the server's own (a
+    /// full disk), not a client's mistake.
+    pub fn server_error_expected(mut self) -> Self {
+        self.server_error_expected = true;
         self
     }
 
@@ -473,7 +500,7 @@ impl TestRequest {
         };
         // A client's request never earns a 5xx; readiness reports the server's own state.
         assert!(
-            !status.is_server_error() || self.uri == "/readyz",
+            !status.is_server_error() || self.uri == "/readyz" || self.server_error_expected,
             "{} answered {status}: {}",
             self.uri,
             String::from_utf8_lossy(&response.body)

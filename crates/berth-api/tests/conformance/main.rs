@@ -18,6 +18,7 @@ mod malformed;
 mod manifests;
 mod mgmt;
 mod names;
+mod ops;
 mod pull;
 mod push;
 mod referrers;
