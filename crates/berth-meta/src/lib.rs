@@ -4,7 +4,7 @@
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
-//! [`JobStore`])
+//! [`JobStore`], [`GcStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
 //! PostgreSQL ([`PgStore`], shared by several processes).
@@ -17,6 +17,7 @@ use berth_core::{Digest, RepositoryName, Tag};
 use serde_json::{Map, Value};
 
 pub mod audit;
+pub mod gc;
 pub mod identity;
 pub mod jobs;
 mod migrations;
@@ -30,6 +31,7 @@ pub use audit::{
     AuditBatch, AuditColumn, AuditEntry, AuditMatch, AuditQuery, AuditRecord, AuditStore,
     PullRecord, PullStats,
 };
+pub use gc::{GcRepository, GcStore, RepositorySweep, RepositorySwept, Tombstone};
 pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
@@ -52,6 +54,10 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+    /// Garbage collection is deleting this blob's bytes (see [`GcStore`]): it cannot be
+    /// linked until that is over. Retriable.
+    #[error("blob {0} is being deleted by garbage collection; try again")]
+    BlobBeingDeleted(Digest),
 }
 
 /// An upload session: how far it has got and the hash state up to there.
@@ -440,6 +446,7 @@ pub trait MetaStore:
     + IdentityStore
     + AuditStore
     + JobStore
+    + GcStore
 {
 }
 impl<
@@ -450,7 +457,8 @@ impl<
         + ArtifactStore
         + IdentityStore
         + AuditStore
-        + JobStore,
+        + JobStore
+        + GcStore,
 > MetaStore for T
 {
 }

@@ -45,6 +45,7 @@ use crate::{
 
 mod artifacts;
 mod audit;
+mod gc;
 mod identity;
 mod jobs;
 pub(crate) mod migrations;
@@ -503,8 +504,8 @@ async fn touch_repository(conn: &mut PgConnection, repo_id: i64) -> Result<()> {
 }
 
 /// Record the blob (once registry-wide) and link it into the repository `repo_id`.
-async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, size: u64) -> Result<()> {
-    let digest = digest.to_string();
+async fn link_in(conn: &mut PgConnection, repo_id: i64, blob: &Digest, size: u64) -> Result<()> {
+    let digest = blob.to_string();
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
     )
@@ -513,9 +514,27 @@ async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, size: u
     .bind(now())
     .execute(&mut *conn)
     .await?;
+    // Hold the row against garbage collection until this commits (its condemnation waits,
+    // then sees the link). Gone: a condemnation deleted it while the insert above waited.
+    let held: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1 FOR KEY SHARE")
+            .bind(&digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    // A tombstone: GC is deleting the bytes (a statement of its own, so it sees a
+    // condemnation that committed while the statements above waited).
+    let condemned: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = $1")
+            .bind(&digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if held.is_none() || condemned.is_some() {
+        return Err(MetaError::BlobBeingDeleted(blob.clone()));
+    }
+    // A link made again is fresh again: GC's grace window counts from the last upload.
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = EXCLUDED.created_at",
     )
     .bind(repo_id)
     .bind(&digest)

@@ -24,6 +24,7 @@ use crate::migrations::MIGRATIONS;
 
 mod artifacts;
 mod audit;
+mod gc;
 mod identity;
 mod jobs;
 use crate::wal_sync::WalSync;
@@ -217,6 +218,16 @@ async fn link_in(
     size: u64,
 ) -> Result<()> {
     let repo_id = ensure_repository(tx, repository).await?;
+    // Garbage collection is deleting the bytes (their row is gone already): a link now
+    // would outlive them.
+    let condemned: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if condemned.is_some() {
+        return Err(MetaError::BlobBeingDeleted(digest.clone()));
+    }
     sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
         .bind(digest.to_string())
         .bind(size as i64)
@@ -224,7 +235,9 @@ async fn link_in(
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        // A link made again is fresh again: GC's grace window counts from the last upload.
+        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(repo_id)
     .bind(digest.to_string())
