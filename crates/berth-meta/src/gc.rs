@@ -71,8 +71,13 @@ pub trait GcStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Tombstone>>;
 
-    /// How many repositories link each digest (for a dry run, which cannot remove links).
-    async fn gc_link_counts(&self, digests: &[Digest]) -> Result<Vec<(Digest, u64)>>;
+    /// Of `digests`, the blobs created before `before` (Unix seconds), each with how many
+    /// repositories link it: what a dry run, which removes no link, would condemn.
+    async fn gc_link_counts(
+        &self,
+        digests: &[Digest],
+        before: i64,
+    ) -> Result<Vec<(Tombstone, u64)>>;
 
     /// In one transaction: of `candidates`, delete the rows of the blobs that are still
     /// linked nowhere and were created before `before`, and write their tombstones, owned

@@ -2134,13 +2134,23 @@ async fn gc(store: &dyn MetaStore) {
         .filter(|d| mine.contains(d))
         .collect();
     assert_eq!(sorted(unlinked), sorted(mine[1..].to_vec()));
-    let counts = store
-        .gc_link_counts(&[blob("a"), blob("b")])
+    let counts: Vec<(Digest, u64)> = store
+        .gc_link_counts(&[blob("a"), blob("b")], future)
         .await
-        .expect("counts");
+        .expect("counts")
+        .into_iter()
+        .map(|(t, links)| (t.digest, links))
+        .collect();
     assert_eq!(
         sorted_pairs(counts),
         sorted_pairs(vec![(blob("a"), 1), (blob("b"), 0)])
+    );
+    assert!(
+        store
+            .gc_link_counts(&[blob("a")], past)
+            .await
+            .expect("counts")
+            .is_empty()
     );
     assert!(
         store

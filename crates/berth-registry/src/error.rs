@@ -41,6 +41,10 @@ pub enum Error {
     /// Harbor's API: an index lists the artifact, so it cannot be deleted alone.
     #[error("the artifact {digest} is referenced by the index {parent}: delete the index first")]
     ArtifactReferenced { digest: Digest, parent: Digest },
+    /// Garbage collection is deleting this digest's bytes; pushing it again succeeds once
+    /// that is over (seconds).
+    #[error("blob {0} is being deleted by garbage collection: push it again")]
+    BlobBeingDeleted(Digest),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +67,7 @@ impl Error {
             Error::TagExists(_) => ErrorCode::TagInvalid,
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
+            Error::BlobBeingDeleted(_) => ErrorCode::Toomanyrequests,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -74,6 +79,8 @@ impl Error {
             Error::DeleteDisabled => 405,
             Error::TagExists(_) => 409,
             Error::ArtifactReferenced { .. } => 412,
+            // Retriable: clients retry a blob upload that met a 503.
+            Error::BlobBeingDeleted(_) => 503,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }
@@ -84,6 +91,7 @@ impl From<MetaError> for Error {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
+            MetaError::BlobBeingDeleted(digest) => Error::BlobBeingDeleted(digest),
             other => Error::Internal(other.to_string()),
         }
     }

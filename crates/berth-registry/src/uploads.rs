@@ -228,6 +228,9 @@ impl Registry {
                 actual,
             });
         }
+        // GC must leave the digest alone from before its bytes are committed until the
+        // link below (and must have finished deleting it, if it was).
+        self.reserve_blob(digest, size).await?;
         self.blobs
             .commit(id, upload.store_state.as_deref(), digest)
             .await?;
@@ -326,6 +329,7 @@ impl Registry {
                 actual,
             });
         }
+        self.reserve_blob(digest, appended.len).await?;
         self.blobs
             .commit(&id, appended.state.as_deref(), digest)
             .await?;

@@ -166,21 +166,24 @@ impl GcStore for PgStore {
         tombstones(&rows)
     }
 
-    async fn gc_link_counts(&self, digests: &[Digest]) -> Result<Vec<(Digest, u64)>> {
+    async fn gc_link_counts(
+        &self,
+        digests: &[Digest],
+        before: i64,
+    ) -> Result<Vec<(Tombstone, u64)>> {
         let rows = sqlx::query(
-            "SELECT d AS digest, (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = d) AS links
-             FROM unnest($1::text[]) AS d",
+            "SELECT b.digest, b.size,
+                    (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = b.digest) AS links
+             FROM blobs b WHERE b.digest = ANY($1) AND b.created_at < $2",
         )
         .bind(texts(digests))
+        .bind(before)
         .fetch_all(&self.pool)
         .await?;
+        let blobs = tombstones(&rows)?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    digest_column(row, "digest")?,
-                    row.try_get::<i64, _>("links")? as u64,
-                ))
-            })
+            .zip(blobs)
+            .map(|(row, blob)| Ok((blob, row.try_get::<i64, _>("links")? as u64)))
             .collect()
     }
 

@@ -145,21 +145,24 @@ impl GcStore for SqliteStore {
         tombstones(&rows)
     }
 
-    async fn gc_link_counts(&self, digests: &[Digest]) -> Result<Vec<(Digest, u64)>> {
+    async fn gc_link_counts(
+        &self,
+        digests: &[Digest],
+        before: i64,
+    ) -> Result<Vec<(Tombstone, u64)>> {
         let rows = sqlx::query(
-            "SELECT d.value AS digest, (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = d.value) AS links
-             FROM json_each(?) d",
+            "SELECT b.digest, b.size,
+                    (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = b.digest) AS links
+             FROM blobs b WHERE b.digest IN (SELECT value FROM json_each(?)) AND b.created_at < ?",
         )
         .bind(digest_array(digests)?)
+        .bind(before)
         .fetch_all(&self.reader)
         .await?;
+        let blobs = tombstones(&rows)?;
         rows.iter()
-            .map(|row| {
-                Ok((
-                    digest_column(row, "digest")?,
-                    row.try_get::<i64, _>("links")? as u64,
-                ))
-            })
+            .zip(blobs)
+            .map(|(row, blob)| Ok((blob, row.try_get::<i64, _>("links")? as u64)))
             .collect()
     }
 
