@@ -48,6 +48,9 @@ pub struct AppState {
     pub audit: berth_audit::Audit,
     /// The audit entries as stored, for `/audit-logs` (`None`: nothing to list).
     pub audit_log: Option<Arc<dyn berth_meta::AuditStore>>,
+    /// The job system's store: garbage collection runs, their history and schedule
+    /// (`/api/v2.0/system/gc*`; `None`: those answer 403).
+    pub jobs: Option<Arc<dyn berth_meta::JobStore>>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             identity: None,
             audit: berth_audit::Audit::off(),
             audit_log: None,
+            jobs: None,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod gc;
 mod import;
 mod jobs;
 mod server;
@@ -74,6 +75,13 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: jobs::JobsCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Garbage collection now, in this process: what it frees (or, dry, would free).
+    Gc {
+        #[command(flatten)]
+        args: gc::GcArgs,
         #[command(flatten)]
         flags: Flags,
     },
@@ -146,6 +154,7 @@ impl Flags {
                 audit: Default::default(),
                 storage: Default::default(),
                 database: Default::default(),
+                gc: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -183,6 +192,7 @@ fn main() -> ExitCode {
         Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
         Command::Import { command, flags } => block_on(import::import(command, &flags)),
         Command::Jobs { command, flags } => block_on(jobs::command(command, &flags)),
+        Command::Gc { args, flags } => block_on(gc::command(args, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -353,7 +363,7 @@ async fn run(config: Config) -> Result<(), String> {
         },
     );
     let registry = Arc::new(registry);
-    jobs::start(meta.clone(), registry.clone()).await?;
+    jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
@@ -373,6 +383,7 @@ async fn run(config: Config) -> Result<(), String> {
     state.identity = identity;
     state.audit = audit.clone();
     state.audit_log = Some(audit_log);
+    state.jobs = Some(meta.clone());
     state.external = Arc::new(berth_api::ExternalUrlConfig {
         tls: tls.is_some(),
         trusted_proxies: config.trusted_proxies.clone(),
