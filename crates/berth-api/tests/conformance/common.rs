@@ -166,6 +166,7 @@ impl TestAppBuilder {
         };
         state.audit = audit.clone();
         state.audit_log = Some(meta.clone());
+        state.jobs = Some(meta.clone());
         TestApp {
             dir,
             meta,
