@@ -30,9 +30,9 @@ use serde::Serialize;
 
 use crate::{Error, Registry, Result};
 
-/// How long a run owns the tombstones it writes. Another run takes over only after this
-/// (the owner crashed); the owner deletes no bytes once half of it has passed.
-const TOMBSTONE_CLAIM: Duration = Duration::from_secs(15 * 60);
+/// How long a run owns the tombstones it writes, by default. Another run takes over only
+/// after this (the owner crashed); the owner deletes no bytes once half of it has passed.
+const TOMBSTONE_CLAIM: Duration = Duration::from_secs(120);
 
 /// How long an upload waits for GC to finish deleting the bytes of the digest it is
 /// committing, before it is refused (retriably).
@@ -54,6 +54,12 @@ pub struct GcOptions {
     pub batch: usize,
     /// Upload sessions idle this long are reclaimed with the run (`None`: not by GC).
     pub upload_max_idle: Option<Duration>,
+    /// How long the run owns the tombstones it writes: a crashed run's are taken over by a
+    /// later run after this, and until then pushes of those digests wait (or are refused).
+    pub tombstone_claim: Duration,
+    /// Crash tests only: wait this long after condemning each batch, before deleting its
+    /// bytes, so that the process can be killed there.
+    pub pause_before_bytes: Option<Duration>,
 }
 
 impl Default for GcOptions {
@@ -65,6 +71,8 @@ impl Default for GcOptions {
             blob_grace: Duration::from_secs(3600),
             batch: 1000,
             upload_max_idle: None,
+            tombstone_claim: TOMBSTONE_CLAIM,
+            pause_before_bytes: None,
         }
     }
 }
@@ -185,7 +193,7 @@ impl Registry {
             options.blob_grace.as_secs()
         ));
         if !options.dry_run {
-            self.finish_lapsed_tombstones(&owner, batch, &mut report)
+            self.finish_lapsed_tombstones(&owner, batch, options.tombstone_claim, &mut report)
                 .await?;
         }
 
@@ -223,7 +231,7 @@ impl Registry {
             self.count_unlinked_blobs(links_before, batch, &unlinked, &mut report)
                 .await?;
         } else {
-            self.delete_unlinked_blobs(links_before, batch, &owner, hook.as_ref(), &mut report)
+            self.delete_unlinked_blobs(links_before, &owner, options, hook.as_ref(), &mut report)
                 .await?;
         }
         report.sweep_ms = millis(swept.elapsed());
@@ -329,11 +337,12 @@ impl Registry {
     async fn delete_unlinked_blobs(
         &self,
         before: i64,
-        batch: usize,
         owner: &str,
+        options: &GcOptions,
         hook: Option<&GcHook>,
         report: &mut GcReport,
     ) -> Result<()> {
+        let batch = options.batch.max(1);
         let mut after: Option<Digest> = None;
         loop {
             let candidates = self
@@ -345,7 +354,7 @@ impl Registry {
             };
             after = Some(last.digest.clone());
             let digests: Vec<Digest> = candidates.into_iter().map(|t| t.digest).collect();
-            let claimed_until = unix_now() + seconds(TOMBSTONE_CLAIM);
+            let claimed_until = unix_now() + seconds(options.tombstone_claim);
             let condemned_at = Instant::now();
             let condemned = self
                 .meta
@@ -354,14 +363,27 @@ impl Registry {
             if condemned.is_empty() {
                 continue;
             }
+            report.note(format!(
+                "condemned {} blobs; deleting their bytes",
+                condemned.len()
+            ));
+            if let Some(pause) = options.pause_before_bytes {
+                tokio::time::sleep(pause).await;
+            }
             if let Some(hook) = hook {
                 hook(GcPoint::Condemned(
                     condemned.iter().map(|t| t.digest.clone()).collect(),
                 ))
                 .await;
             }
-            self.delete_condemned(owner, &condemned, condemned_at, report)
-                .await?;
+            self.delete_condemned(
+                owner,
+                &condemned,
+                condemned_at,
+                options.tombstone_claim,
+                report,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -372,9 +394,10 @@ impl Registry {
         owner: &str,
         condemned: &[Tombstone],
         condemned_at: Instant,
+        claim: Duration,
         report: &mut GcReport,
     ) -> Result<()> {
-        if condemned_at.elapsed() > TOMBSTONE_CLAIM / 2 {
+        if condemned_at.elapsed() > claim / 2 {
             // Another run may take these over soon: leave the bytes to it.
             report.note(format!(
                 "{} condemned blobs left to a later run: this one was too slow",
@@ -394,10 +417,11 @@ impl Registry {
         &self,
         owner: &str,
         batch: usize,
+        claim: Duration,
         report: &mut GcReport,
     ) -> Result<()> {
         loop {
-            let claimed_until = unix_now() + seconds(TOMBSTONE_CLAIM);
+            let claimed_until = unix_now() + seconds(claim);
             let claimed_at = Instant::now();
             let lapsed = self
                 .meta
@@ -411,7 +435,7 @@ impl Registry {
                 lapsed.len()
             ));
             report.blobs_finished += lapsed.len() as u64;
-            self.delete_condemned(owner, &lapsed, claimed_at, report)
+            self.delete_condemned(owner, &lapsed, claimed_at, claim, report)
                 .await?;
         }
     }
@@ -451,8 +475,14 @@ impl Registry {
                 .map(|digest| Tombstone { digest, size: 0 })
                 .collect();
             let mut ignored = GcReport::default();
-            self.delete_condemned(&owner, &tombstones, condemned_at, &mut ignored)
-                .await?;
+            self.delete_condemned(
+                &owner,
+                &tombstones,
+                condemned_at,
+                TOMBSTONE_CLAIM,
+                &mut ignored,
+            )
+            .await?;
         }
         report.duration_ms = millis(started.elapsed());
         Ok(report)

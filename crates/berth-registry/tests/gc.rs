@@ -256,7 +256,7 @@ fn zero_grace(delete_untagged: bool, dry_run: bool) -> GcOptions {
         untagged_grace: Duration::ZERO,
         blob_grace: Duration::ZERO,
         batch: 3,
-        upload_max_idle: None,
+        ..GcOptions::default()
     }
 }
 
@@ -632,7 +632,7 @@ async fn sixteen_clients_and_gc(backend: Backend, duration: Duration, blob_grace
         untagged_grace: Duration::ZERO,
         blob_grace,
         batch: 50,
-        upload_max_idle: None,
+        ..GcOptions::default()
     };
     let collector = {
         let (registry, stop, runs, options) = (

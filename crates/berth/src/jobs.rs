@@ -47,6 +47,30 @@ pub const GC_JOB: &str = "gc";
 pub struct CollectGarbage {
     pub registry: Arc<Registry>,
     pub settings: GcSetting,
+    tombstone_claim: Duration,
+    pause_before_bytes: Option<Duration>,
+}
+
+/// Crash tests only (tests/e2e/t-gc.sh): milliseconds a run waits between condemning
+/// blobs and deleting their bytes, and seconds it owns its tombstones.
+const TEST_PAUSE_ENV: &str = "BERTH_GC_TEST_PAUSE_MS";
+const TEST_CLAIM_ENV: &str = "BERTH_GC_TEST_CLAIM_SECS";
+
+impl CollectGarbage {
+    pub fn new(registry: Arc<Registry>, settings: GcSetting) -> CollectGarbage {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        CollectGarbage {
+            registry,
+            settings,
+            tombstone_claim: env(TEST_CLAIM_ENV)
+                .map_or(GcOptions::default().tombstone_claim, Duration::from_secs),
+            pause_before_bytes: env(TEST_PAUSE_ENV).map(Duration::from_millis),
+        }
+    }
 }
 
 impl CollectGarbage {
@@ -58,6 +82,8 @@ impl CollectGarbage {
             untagged_grace: self.settings.untagged_grace,
             blob_grace: self.settings.blob_grace,
             upload_max_idle: Some(UPLOAD_MAX_IDLE),
+            tombstone_claim: self.tombstone_claim,
+            pause_before_bytes: self.pause_before_bytes,
             ..GcOptions::default()
         }
     }
@@ -93,10 +119,7 @@ pub async fn start(
         .handle(Arc::new(PurgeUploads {
             registry: registry.clone(),
         }))
-        .handle(Arc::new(CollectGarbage {
-            registry,
-            settings: gc,
-        }));
+        .handle(Arc::new(CollectGarbage::new(registry, gc)));
     let schedule = PURGE_UPLOADS_SCHEDULE.parse().map_err(|e| format!("{e}"))?;
     runner
         .schedule("purge_uploads", Some(&schedule), json!({}))
