@@ -773,3 +773,91 @@ async fn postgres_s3_sixteen_clients_and_gc() {
     )
     .await;
 }
+
+/// The GC timing row (run by hand: `cargo nextest run -p berth-registry --test gc
+/// --run-ignored only timing`): 10 000 manifests over 50 000 blobs in 100 repositories on
+/// SQLite + filesystem, 2 000 manifests deleted (20 % of the blobs garbage), then one run.
+/// Prints how long marking (the repository sweeps) and the blob sweep took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: minutes of setup"]
+async fn timing_10k_manifests_50k_blobs() {
+    use berth_meta::NewManifest;
+
+    let backend = sqlite_fs().await;
+    let root = match backend
+        ._keep
+        .first()
+        .and_then(|k| k.downcast_ref::<tempfile::TempDir>())
+    {
+        Some(dir) => dir.path().to_path_buf(),
+        None => panic!("the data directory"),
+    };
+    let setup = Instant::now();
+    let tasks: Vec<_> = (0..100u32)
+        .map(|r| {
+            let (meta, root) = (backend.meta.clone(), root.clone());
+            tokio::spawn(async move {
+                let repository = name(&format!("timing/r{r}"));
+                let mut deleted = Vec::new();
+                for m in 0..100u32 {
+                    let mut blobs = Vec::new();
+                    for b in 0..5u32 {
+                        let bytes = format!("r{r}-m{m}-b{b}").into_bytes();
+                        let digest = Digest::of(Algorithm::Sha256, &bytes);
+                        let hex = digest.hex();
+                        let dir = root.join("blobs/sha256").join(&hex[..2]);
+                        std::fs::create_dir_all(&dir).expect("dir");
+                        std::fs::write(dir.join(&hex), &bytes).expect("blob");
+                        meta.link_blob(&repository, &digest, bytes.len() as u64)
+                            .await
+                            .expect("link");
+                        blobs.push(digest);
+                    }
+                    let content = format!("manifest r{r} m{m}").into_bytes();
+                    let manifest = NewManifest {
+                        digest: Digest::of(Algorithm::Sha256, &content),
+                        media_type: IMAGE.into(),
+                        content,
+                        artifact_type: None,
+                        config_media_type: None,
+                        subject: None,
+                        annotations: None,
+                        blobs,
+                        manifests: Vec::new(),
+                        require_manifests: true,
+                        aliases: Vec::new(),
+                    };
+                    meta.put_manifest(&repository, &manifest, &[tag(&format!("m{m}"))])
+                        .await
+                        .expect("put");
+                    if m % 5 == 0 {
+                        deleted.push(manifest.digest);
+                    }
+                }
+                for digest in deleted {
+                    meta.delete_manifest(&repository, &digest)
+                        .await
+                        .expect("delete");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("setup");
+    }
+    eprintln!("setup: {:?}", setup.elapsed());
+    let report = backend
+        .registry
+        .collect_garbage(&GcOptions {
+            blob_grace: Duration::ZERO,
+            ..GcOptions::default()
+        })
+        .await
+        .expect("gc");
+    assert_eq!(report.blobs_deleted, 10_000);
+    let per_second = report.blobs_deleted as f64 / (report.sweep_ms.max(1) as f64 / 1000.0);
+    eprintln!(
+        "gc timing (sqlite+fs): mark {} ms (10 000 links removed from 100 repositories), sweep {} ms ({per_second:.0} blobs/s), total {} ms",
+        report.mark_ms, report.sweep_ms, report.duration_ms
+    );
+}
