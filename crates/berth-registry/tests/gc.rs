@@ -807,7 +807,7 @@ async fn timing_10k_manifests_50k_blobs() {
                         let hex = digest.hex();
                         let dir = root.join("blobs/sha256").join(&hex[..2]);
                         std::fs::create_dir_all(&dir).expect("dir");
-                        std::fs::write(dir.join(&hex), &bytes).expect("blob");
+                        std::fs::write(dir.join(hex), &bytes).expect("blob");
                         meta.link_blob(&repository, &digest, bytes.len() as u64)
                             .await
                             .expect("link");
