@@ -105,9 +105,21 @@ pub trait GcStore: Send + Sync {
 
     /// Before an upload commits a blob's bytes: make sure GC leaves the blob's row alone for
     /// its grace window (its creation time moves to now; a missing row is created, unlinked).
-    /// `false` if the digest is being deleted (a tombstone): its bytes may vanish, so they
-    /// must not be committed until the deletion is over.
-    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool>;
+    /// Returns the row's epoch, which the upload's link must find unchanged
+    /// ([`GcStore::link_reserved_blob`], [`crate::UploadStore::complete_upload`]); `None`
+    /// if the digest is being deleted (a tombstone): its bytes may vanish, so they must not
+    /// be committed until the deletion is over.
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<Option<i64>>;
+
+    /// Link a blob an upload reserved (epoch `epoch`) and has committed the bytes of. Refused
+    /// with [`crate::MetaError::BlobBeingDeleted`] when the row is gone or is another one:
+    /// GC deleted it since, and maybe the bytes with it.
+    async fn link_reserved_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        epoch: i64,
+    ) -> Result<()>;
 
     /// The orphan sweep: of `digests` (bytes found in the blob store), write tombstones
     /// owned by `owner` for those with neither a row nor a tombstone, so that no upload

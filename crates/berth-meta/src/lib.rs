@@ -338,13 +338,15 @@ pub trait UploadStore: Send + Sync {
     /// Ids of sessions not advanced since `cutoff` (Unix seconds): abandoned uploads.
     async fn uploads_idle_since(&self, cutoff: i64) -> Result<Vec<String>>;
     /// In one transaction: link the finished blob into the upload's repository and forget
-    /// the session.
+    /// the session. `reservation` is the epoch [`GcStore::reserve_blob`] gave before the
+    /// bytes were committed: the link is refused if the row is gone or another one.
     async fn complete_upload(
         &self,
         id: &str,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()>;
 }
 

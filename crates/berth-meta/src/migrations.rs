@@ -254,6 +254,9 @@ pub const MIGRATIONS: &[&str] = &[
         claimed_until INTEGER NOT NULL,
         created_at    INTEGER NOT NULL
     ) WITHOUT ROWID;
+    -- Drawn at random when a blob's row is created: an upload links only the row it
+    -- reserved, not one GC deleted and another upload created again meanwhile.
+    ALTER TABLE blobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     -- Whether any manifest of a repository references a blob (the links GC may remove).
     CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
     "#,

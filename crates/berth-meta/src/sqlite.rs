@@ -211,11 +211,15 @@ async fn touch_repository(tx: &mut Transaction<'_, Sqlite>, repo_id: i64) -> Res
     Ok(())
 }
 
-async fn link_in(
+/// Link `digest` into `repository`. With a `reservation` (an upload's, see
+/// `GcStore::reserve_blob`) only the row it reserved is linked; without one the row is
+/// created if missing.
+pub(crate) async fn link_in(
     tx: &mut Transaction<'_, Sqlite>,
     repository: &RepositoryName,
     digest: &Digest,
     size: u64,
+    reservation: Option<i64>,
 ) -> Result<()> {
     let repo_id = ensure_repository(tx, repository).await?;
     // Garbage collection is deleting the bytes (their row is gone already): a link now
@@ -228,12 +232,25 @@ async fn link_in(
     if condemned.is_some() {
         return Err(MetaError::BlobBeingDeleted(digest.clone()));
     }
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
+    if let Some(reserved) = reservation {
+        let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if epoch != Some(reserved) {
+            return Err(MetaError::BlobBeingDeleted(digest.clone()));
+        }
+    } else {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
+             ON CONFLICT (digest) DO NOTHING",
+        )
         .bind(digest.to_string())
         .bind(size as i64)
         .bind(now())
         .execute(&mut **tx)
         .await?;
+    }
     sqlx::query(
         // A link made again is fresh again: GC's grace window counts from the last upload.
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
@@ -378,7 +395,7 @@ impl BlobIndex for SqliteStore {
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size).await?;
+        link_in(&mut tx, repository, digest, size, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -402,7 +419,7 @@ impl BlobIndex for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(size) = size else { return Ok(None) };
-        link_in(&mut tx, to, digest, size as u64).await?;
+        link_in(&mut tx, to, digest, size as u64, None).await?;
         tx.commit().await?;
         Ok(Some(size as u64))
     }
@@ -519,10 +536,11 @@ impl UploadStore for SqliteStore {
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size).await?;
+        link_in(&mut tx, repository, digest, size, Some(reservation)).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

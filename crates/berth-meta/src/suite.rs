@@ -158,8 +158,13 @@ pub async fn run(store: &dyn MetaStore) {
         (10, vec![3], Some(b"s3 state".to_vec()))
     );
     let blob = digest("uploaded");
+    let reservation = store
+        .reserve_blob(&blob, 10)
+        .await
+        .expect("reserve")
+        .expect("no tombstone");
     store
-        .complete_upload("u1", &repo, &blob, 10)
+        .complete_upload("u1", &repo, &blob, 10, reservation)
         .await
         .expect("complete");
     assert_eq!(store.get_upload("u1").await.expect("get"), None);
@@ -421,10 +426,10 @@ pub async fn reopened(store: &dyn MetaStore) {
         Some(5)
     );
     // suite/app, suite/other, the three the identity cases linked into, audit/app,
-    // harbor/app, gc/app and gc/other.
+    // harbor/app, gc/app, gc/other and gc/reserved.
     assert_eq!(
-        store.list_repositories(None, 10).await.expect("list").len(),
-        9
+        store.list_repositories(None, 20).await.expect("list").len(),
+        10
     );
     assert!(store.user_by_name("alice").await.expect("get").is_some());
     let (entries, total) = store
@@ -2175,7 +2180,13 @@ async fn gc(store: &dyn MetaStore) {
         store.link_blob(&other, &blob("b"), 3).await,
         Err(MetaError::BlobBeingDeleted(d)) if d == blob("b")
     ));
-    assert!(!store.reserve_blob(&blob("b"), 3).await.expect("reserve"));
+    assert!(
+        store
+            .reserve_blob(&blob("b"), 3)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
     // A live claim is nobody else's; a lapsed one is taken over.
     let claimed = store
         .gc_claim_tombstones("run-2", future, 100_000)
@@ -2183,7 +2194,11 @@ async fn gc(store: &dyn MetaStore) {
         .expect("claim");
     assert!(claimed.iter().all(|t| !mine.contains(&t.digest)));
     let crashed = blob("h");
-    store.reserve_blob(&crashed, 4).await.expect("reserve");
+    store
+        .reserve_blob(&crashed, 4)
+        .await
+        .expect("reserve")
+        .expect("reserved");
     let lapsed = store
         .gc_condemn_blobs(std::slice::from_ref(&crashed), future, "run-0", past)
         .await
@@ -2199,7 +2214,13 @@ async fn gc(store: &dyn MetaStore) {
         .gc_forget_tombstones("run-2", &mine)
         .await
         .expect("forget");
-    assert!(!store.reserve_blob(&blob("b"), 3).await.expect("reserve"));
+    assert!(
+        store
+            .reserve_blob(&blob("b"), 3)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
     store
         .gc_forget_tombstones("run-1", &mine)
         .await
@@ -2214,7 +2235,11 @@ async fn gc(store: &dyn MetaStore) {
         .expect("linked again");
     // A reservation makes a blob young again, and creates a missing row.
     let reserved = blob("reserved");
-    assert!(store.reserve_blob(&reserved, 9).await.expect("reserve"));
+    let epoch = store
+        .reserve_blob(&reserved, 9)
+        .await
+        .expect("reserve")
+        .expect("reserved");
     assert!(
         store
             .gc_condemn_blobs(std::slice::from_ref(&reserved), now - 1, "run-3", future)
@@ -2222,6 +2247,55 @@ async fn gc(store: &dyn MetaStore) {
             .expect("condemn")
             .is_empty()
     );
+    // An upload links only the row it reserved: once GC has deleted it (and maybe its bytes)
+    // and another upload has created it again, the first is refused.
+    let gone = name("gc/reserved");
+    store
+        .link_reserved_blob(&gone, &reserved, epoch)
+        .await
+        .expect("the reserved row links");
+    let again = blob("again");
+    let first = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    let condemned = store
+        .gc_condemn_blobs(std::slice::from_ref(&again), future, "run-5", future)
+        .await
+        .expect("condemn");
+    assert_eq!(condemned.len(), 1);
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    store
+        .gc_forget_tombstones("run-5", std::slice::from_ref(&again))
+        .await
+        .expect("forget");
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    let second = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    let concurrent = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert_eq!(concurrent, second, "uploads of one row share its epoch");
+    store
+        .link_reserved_blob(&gone, &again, second)
+        .await
+        .expect("the row reserved again links");
     // The orphan sweep condemns only bytes the database knows nothing of.
     let orphan = blob("orphan");
     let orphans = store
@@ -2233,12 +2307,24 @@ async fn gc(store: &dyn MetaStore) {
         .await
         .expect("orphans");
     assert_eq!(orphans, vec![orphan.clone()]);
-    assert!(!store.reserve_blob(&orphan, 1).await.expect("reserve"));
+    assert!(
+        store
+            .reserve_blob(&orphan, 1)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
     store
         .gc_forget_tombstones("run-4", &orphans)
         .await
         .expect("forget");
-    assert!(store.reserve_blob(&orphan, 1).await.expect("reserve"));
+    assert!(
+        store
+            .reserve_blob(&orphan, 1)
+            .await
+            .expect("reserve")
+            .is_some()
+    );
 }
 
 fn sorted_pairs(mut pairs: Vec<(Digest, u64)>) -> Vec<(Digest, u64)> {

@@ -154,17 +154,20 @@ impl Registry {
     /// Before an upload commits a blob's bytes: make its row young (GC leaves it alone for
     /// the grace window), waiting while GC is deleting that digest's bytes, which must not
     /// happen after this upload's bytes are written.
-    pub(crate) async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+    /// Returns the row's epoch, which the upload's link must find unchanged.
+    pub async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<i64> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(20);
-        while !self.meta.reserve_blob(digest, size).await? {
+        loop {
+            if let Some(epoch) = self.meta.reserve_blob(digest, size).await? {
+                return Ok(epoch);
+            }
             if started.elapsed() > RESERVE_PATIENCE {
                 return Err(Error::BlobBeingDeleted(digest.clone()));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         }
-        Ok(())
     }
 
     /// One garbage collection run (see the module docs).

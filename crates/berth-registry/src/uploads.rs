@@ -230,12 +230,12 @@ impl Registry {
         }
         // GC must leave the digest alone from before its bytes are committed until the
         // link below (and must have finished deleting it, if it was).
-        self.reserve_blob(digest, size).await?;
+        let reservation = self.reserve_blob(digest, size).await?;
         self.blobs
             .commit(id, upload.store_state.as_deref(), digest)
             .await?;
         self.meta
-            .complete_upload(id, repository, digest, size)
+            .complete_upload(id, repository, digest, size, reservation)
             .await?;
         Ok(size)
     }
@@ -329,12 +329,12 @@ impl Registry {
                 actual,
             });
         }
-        self.reserve_blob(digest, appended.len).await?;
+        let reservation = self.reserve_blob(digest, appended.len).await?;
         self.blobs
             .commit(&id, appended.state.as_deref(), digest)
             .await?;
         self.meta
-            .link_blob(repository, digest, appended.len)
+            .link_reserved_blob(repository, digest, reservation)
             .await?;
         Ok(appended.len)
     }

@@ -13,7 +13,7 @@
 //!   transaction-level advisory lock, so one of them sees the other's row or tombstone.
 
 use async_trait::async_trait;
-use berth_core::Digest;
+use berth_core::{Digest, RepositoryName};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -263,7 +263,7 @@ impl GcStore for PgStore {
         Ok(())
     }
 
-    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<Option<i64>> {
         let digest = digest.to_string();
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
@@ -273,14 +273,16 @@ impl GcStore for PgStore {
                 .await?;
             // The upsert waits for a condemnation holding the row; the check after it, a
             // statement of its own, sees the tombstone that condemnation committed.
-            sqlx::query(
-                "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (digest) DO UPDATE SET created_at = EXCLUDED.created_at",
+            let epoch: i64 = sqlx::query_scalar(
+                "INSERT INTO blobs (digest, size, created_at, epoch)
+                 VALUES ($1, $2, $3, floor(random() * 9.2e18)::bigint)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = EXCLUDED.created_at
+                 RETURNING epoch",
             )
             .bind(&digest)
             .bind(size as i64)
             .bind(now())
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             let condemned: Option<i32> =
                 sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = $1")
@@ -289,10 +291,27 @@ impl GcStore for PgStore {
                     .await?;
             if condemned.is_some() {
                 tx.rollback().await?;
-                return Ok(false);
+                return Ok(None);
             }
             tx.commit().await?;
-            Ok(true)
+            Ok(Some(epoch))
+        })
+        .await
+    }
+
+    async fn link_reserved_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        epoch: i64,
+    ) -> Result<()> {
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let repo_id =
+                super::ensure_repository(&mut tx, repository, super::RepoLock::Link).await?;
+            super::link_in(&mut tx, repo_id, digest, 0, Some(epoch)).await?;
+            tx.commit().await?;
+            Ok(())
         })
         .await
     }

@@ -285,6 +285,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         claimed_until BIGINT NOT NULL,
         created_at    BIGINT NOT NULL
     );
+    ALTER TABLE blobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
     "#,
 ];

@@ -4,7 +4,7 @@
 //! batch), so pushes wait for GC at most one batch.
 
 use async_trait::async_trait;
-use berth_core::Digest;
+use berth_core::{Digest, RepositoryName};
 use sqlx::{Connection, Row};
 
 use super::SqliteStore;
@@ -236,7 +236,7 @@ impl GcStore for SqliteStore {
         Ok(())
     }
 
-    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<bool> {
+    async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<Option<i64>> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         let digest = digest.to_string();
@@ -246,19 +246,33 @@ impl GcStore for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if condemned.is_some() {
-            return Ok(false);
+            return Ok(None);
         }
-        sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
+        let epoch = sqlx::query_scalar(
+            "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
+             ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at
+             RETURNING epoch",
         )
         .bind(&digest)
         .bind(size as i64)
         .bind(now())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(epoch))
+    }
+
+    async fn link_reserved_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        epoch: i64,
+    ) -> Result<()> {
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
+        super::link_in(&mut tx, repository, digest, 0, Some(epoch)).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn gc_condemn_orphans(
