@@ -170,6 +170,36 @@ impl Registry {
         }
     }
 
+    /// Link a blob whose bytes an upload has committed under `reservation`, with `link`. If
+    /// GC deleted the reserved row meanwhile (its window was shorter than the upload), the
+    /// bytes may be gone too: reserve again and, if the bytes are there (content-addressed:
+    /// whoever stored them stored these), link under the new reservation. A few tries, then
+    /// the upload is refused retriably.
+    pub(crate) async fn link_committed<F, Fut>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        reservation: i64,
+        link: F,
+    ) -> Result<()>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: std::future::Future<Output = berth_meta::Result<()>>,
+    {
+        let mut epoch = reservation;
+        for _ in 0..3 {
+            match link(epoch).await {
+                Err(berth_meta::MetaError::BlobBeingDeleted(_)) => {}
+                other => return Ok(other?),
+            }
+            epoch = self.reserve_blob(digest, size).await?;
+            if self.blobs.stat(digest).await?.is_none() {
+                break;
+            }
+        }
+        Err(Error::BlobBeingDeleted(digest.clone()))
+    }
+
     /// One garbage collection run (see the module docs).
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
         self.collect_garbage_with(options, None).await

@@ -234,9 +234,11 @@ impl Registry {
         self.blobs
             .commit(id, upload.store_state.as_deref(), digest)
             .await?;
-        self.meta
-            .complete_upload(id, repository, digest, size, reservation)
-            .await?;
+        self.link_committed(digest, size, reservation, |epoch| {
+            self.meta
+                .complete_upload(id, repository, digest, size, epoch)
+        })
+        .await?;
         Ok(size)
     }
 
@@ -333,9 +335,10 @@ impl Registry {
         self.blobs
             .commit(&id, appended.state.as_deref(), digest)
             .await?;
-        self.meta
-            .link_reserved_blob(repository, digest, reservation)
-            .await?;
+        self.link_committed(digest, appended.len, reservation, |epoch| {
+            self.meta.link_reserved_blob(repository, digest, epoch)
+        })
+        .await?;
         Ok(appended.len)
     }
 }

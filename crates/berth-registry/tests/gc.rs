@@ -861,3 +861,11 @@ async fn timing_10k_manifests_50k_blobs() {
         report.mark_ms, report.sweep_ms, report.duration_ms
     );
 }
+
+/// The same with no blob grace window at all: in-flight pushes lose their links to GC and
+/// push again, but no acknowledged image loses a byte (uploads link only the row they
+/// reserved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_fs_sixteen_clients_and_gc_without_any_grace() {
+    sixteen_clients_and_gc(sqlite_fs().await, Duration::from_secs(5), Duration::ZERO).await;
+}
