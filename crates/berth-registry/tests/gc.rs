@@ -869,3 +869,8 @@ async fn timing_10k_manifests_50k_blobs() {
 async fn sqlite_fs_sixteen_clients_and_gc_without_any_grace() {
     sixteen_clients_and_gc(sqlite_fs().await, Duration::from_secs(5), Duration::ZERO).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_fs_sixteen_clients_and_gc_without_any_grace() {
+    sixteen_clients_and_gc(postgres_fs().await, Duration::from_secs(5), Duration::ZERO).await;
+}
