@@ -113,8 +113,8 @@ wait_for_log() {
 }
 FIRST=$(client gc)
 check "the first run condemns the garbage (rows gone, bytes still there)" wait_for_log "condemned 4 blobs" 60
-check "kill -9 in the middle of the sweep" bash -c "kill -KILL $REG_PID"
-wait "$REG_PID" 2>/dev/null
+{ kill -KILL "$REG_PID" && wait "$REG_PID"; } 2>/dev/null
+check_eq "kill -9 in the middle of the sweep" dead "$(kill -0 "$REG_PID" 2>/dev/null || echo dead)"
 REG_PID=""
 bytes_left() { local n=0 d; for d in $GARBAGE; do [[ -f "$BLOBS/sha256/${d:0:2}/$d" ]] && n=$((n + 1)); done; echo "$n"; }
 check_eq "the killed run deleted no bytes" 4 "$(bytes_left)"
