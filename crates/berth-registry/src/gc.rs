@@ -14,7 +14,7 @@
 //!    tombstones are removed. While a digest has a tombstone, no upload may link it or
 //!    commit its bytes ([`Registry::reserve_blob`]): an upload racing the sweep waits for
 //!    the deletion to end, then writes its bytes again.
-//! 4. Abandoned upload sessions (the upload purge).
+//! 4. Abandoned upload sessions (the upload purge's database half).
 //!
 //! A dry run takes the same steps with every transaction rolled back, and counts as freed
 //! the blobs whose every link it would have removed.
@@ -272,10 +272,9 @@ impl Registry {
         if let Some(max_idle) = options.upload_max_idle
             && !options.dry_run
         {
-            let (sessions, areas) = self
-                .purge_uploads(max_idle, Duration::from_secs(3600))
-                .await?;
-            report.uploads_purged = (sessions + areas) as u64;
+            // Sessions only: finding upload areas without a session lists the store, which
+            // the hourly upload purge does.
+            report.uploads_purged = self.purge_idle_sessions(max_idle).await? as u64;
         }
         report.duration_ms = millis(started.elapsed());
         report.note(format!(
