@@ -618,6 +618,18 @@ async fn push_something(
 /// Then every acknowledged, undeleted image pulls back byte for byte, and (after a last
 /// run past the grace window) the store holds exactly the blobs they reference.
 async fn sixteen_clients_and_gc(backend: Backend, duration: Duration, blob_grace: Duration) {
+    sixteen_clients_and_gc_crashing(backend, duration, blob_grace, false).await;
+}
+
+/// [`sixteen_clients_and_gc`]; with `crash`, the first run is killed (its task aborted)
+/// between condemning a batch and deleting its bytes, as `kill -9` would, and a later run
+/// must finish what it began.
+async fn sixteen_clients_and_gc_crashing(
+    backend: Backend,
+    duration: Duration,
+    blob_grace: Duration,
+    crash: bool,
+) {
     let registry = backend.registry.clone();
     let shared: Arc<Vec<Vec<u8>>> = Arc::new(
         (0..6)
@@ -632,9 +644,13 @@ async fn sixteen_clients_and_gc(backend: Backend, duration: Duration, blob_grace
         untagged_grace: Duration::ZERO,
         blob_grace,
         batch: 50,
+        // A crashed run's tombstones are taken over soon.
+        tombstone_claim: Duration::from_secs(2),
         ..GcOptions::default()
     };
+    let finished = Arc::new(AtomicU64::new(0));
     let collector = {
+        let finished = finished.clone();
         let (registry, stop, runs, options) = (
             registry.clone(),
             stop.clone(),
@@ -643,9 +659,48 @@ async fn sixteen_clients_and_gc(backend: Backend, duration: Duration, blob_grace
         );
         tokio::spawn(async move {
             let mut freed = 0;
+            if crash {
+                // Run until a batch is condemned, then die there.
+                let condemned = Arc::new(tokio::sync::Notify::new());
+                let hook: GcHook = {
+                    let condemned = condemned.clone();
+                    Arc::new(move |_| {
+                        let condemned = condemned.clone();
+                        async move {
+                            condemned.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        .boxed()
+                    })
+                };
+                let give_up = Instant::now() + Duration::from_secs(60);
+                loop {
+                    assert!(
+                        Instant::now() < give_up,
+                        "no run condemned anything in a minute"
+                    );
+                    let mut run = {
+                        let (registry, options, hook) =
+                            (registry.clone(), options.clone(), hook.clone());
+                        tokio::spawn(async move {
+                            registry.collect_garbage_with(&options, Some(hook)).await
+                        })
+                    };
+                    tokio::select! {
+                        _ = condemned.notified() => {
+                            run.abort();
+                            break;
+                        }
+                        ended = &mut run => {
+                            ended.expect("task").expect("gc run");
+                        }
+                    }
+                }
+            }
             while !stop.load(Ordering::Relaxed) {
                 let report = registry.collect_garbage(&options).await.expect("gc run");
                 freed += report.blobs_deleted;
+                finished.fetch_add(report.blobs_finished, Ordering::Relaxed);
                 runs.fetch_add(1, Ordering::Relaxed);
             }
             freed
@@ -714,9 +769,16 @@ async fn sixteen_clients_and_gc(backend: Backend, duration: Duration, blob_grace
     stop.store(true, Ordering::Relaxed);
     let freed_during = collector.await.expect("collector");
     // Past the grace window, two more runs take everything the clients left behind.
-    tokio::time::sleep(blob_grace + Duration::from_millis(1100)).await;
+    tokio::time::sleep(blob_grace.max(options.tombstone_claim) + Duration::from_millis(1100)).await;
     for _ in 0..2 {
-        registry.collect_garbage(&options).await.expect("gc run");
+        let report = registry.collect_garbage(&options).await.expect("gc run");
+        finished.fetch_add(report.blobs_finished, Ordering::Relaxed);
+    }
+    if crash {
+        assert!(
+            finished.load(Ordering::Relaxed) > 0,
+            "a later run finished the crashed run's deletions"
+        );
     }
     let mut referenced = BTreeSet::new();
     for images in &live {
@@ -873,4 +935,28 @@ async fn sqlite_fs_sixteen_clients_and_gc_without_any_grace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_fs_sixteen_clients_and_gc_without_any_grace() {
     sixteen_clients_and_gc(postgres_fs().await, Duration::from_secs(5), Duration::ZERO).await;
+}
+
+/// A run killed between deleting blob rows and their bytes while 16 clients work: a later
+/// run finishes its deletions, and every acknowledged image still pulls back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_fs_sixteen_clients_and_a_run_killed_mid_sweep() {
+    sixteen_clients_and_gc_crashing(
+        sqlite_fs().await,
+        Duration::from_secs(6),
+        Duration::from_secs(1),
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_s3_sixteen_clients_and_a_run_killed_mid_sweep() {
+    sixteen_clients_and_gc_crashing(
+        postgres_s3().await,
+        Duration::from_secs(6),
+        Duration::from_secs(1),
+        true,
+    )
+    .await;
 }
