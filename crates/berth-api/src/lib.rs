@@ -68,6 +68,9 @@ pub struct AppState {
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop sending new
     /// requests while those in flight finish.
     pub shutting_down: Arc<AtomicBool>,
+    /// The job system's store: garbage collection runs, their history and schedule
+    /// (`/api/v2.0/system/gc*`; `None`: those answer 403).
+    pub jobs: Option<Arc<dyn berth_meta::JobStore>>,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ impl AppState {
             body_idle_timeout: Some(DEFAULT_BODY_IDLE_TIMEOUT),
             data_dir: None,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            jobs: None,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,

@@ -499,6 +499,20 @@ pub enum MgmtEndpoint {
     UpdateRobot(i64),
     RefreshRobotSecret(i64),
     DeleteRobot(i64),
+    /// `GET /system/gc`: garbage collection runs, newest first.
+    ListGcRuns {
+        query: ListQuery,
+    },
+    /// `GET /system/gc/{gc_id}`.
+    GetGcRun(i64),
+    /// `GET /system/gc/{gc_id}/log`: the run's log as text.
+    GetGcLog(i64),
+    /// `GET /system/gc/schedule`.
+    GetGcSchedule,
+    /// `POST /system/gc/schedule`: a schedule, or (type `Manual`) a run now.
+    CreateGcSchedule,
+    /// `PUT /system/gc/schedule`.
+    UpdateGcSchedule,
     /// `GET /audit-logs`: entries of every project the caller may read logs of.
     ListAuditLogs {
         query: ListQuery,
@@ -686,6 +700,14 @@ impl MgmtEndpoint {
             ("PUT", ["robots", r]) => E::UpdateRobot(int(r, "robot id")?),
             ("PATCH", ["robots", r]) => E::RefreshRobotSecret(int(r, "robot id")?),
             ("DELETE", ["robots", r]) => E::DeleteRobot(int(r, "robot id")?),
+            ("GET", ["system", "gc"]) => E::ListGcRuns {
+                query: params.list()?,
+            },
+            ("GET", ["system", "gc", "schedule"]) => E::GetGcSchedule,
+            ("POST", ["system", "gc", "schedule"]) => E::CreateGcSchedule,
+            ("PUT", ["system", "gc", "schedule"]) => E::UpdateGcSchedule,
+            ("GET", ["system", "gc", id]) => E::GetGcRun(int(id, "gc id")?),
+            ("GET", ["system", "gc", id, "log"]) => E::GetGcLog(int(id, "gc id")?),
             ("GET", ["audit-logs"]) => E::ListAuditLogs {
                 query: params.list()?,
             },
@@ -812,6 +834,13 @@ impl MgmtEndpoint {
             E::ListUsers { .. } | E::CreateUser | E::DeleteUser(_) | E::SetSysadmin(_) => {
                 P::SystemAdmin
             }
+            // Garbage collection is the whole registry's: administrators only.
+            E::ListGcRuns { .. }
+            | E::GetGcRun(_)
+            | E::GetGcLog(_)
+            | E::GetGcSchedule
+            | E::CreateGcSchedule
+            | E::UpdateGcSchedule => P::SystemAdmin,
             E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
             E::ListRobots { scope, .. } => robots(scope, Verb::List),
             E::CreateRobot(request) => P::Both {

@@ -4,7 +4,7 @@
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
-//! [`JobStore`])
+//! [`JobStore`], [`GcStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
 //! PostgreSQL ([`PgStore`], shared by several processes).
@@ -17,6 +17,7 @@ use berth_core::{Digest, RepositoryName, Tag};
 use serde_json::{Map, Value};
 
 pub mod audit;
+pub mod gc;
 pub mod identity;
 pub mod jobs;
 mod migrations;
@@ -32,6 +33,7 @@ pub use audit::{
     AuditBatch, AuditColumn, AuditEntry, AuditMatch, AuditQuery, AuditRecord, AuditStore,
     PullRecord, PullStats,
 };
+pub use gc::{GcRepository, GcStore, RepositorySweep, RepositorySwept, Tombstone};
 pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
@@ -84,6 +86,10 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+    /// Garbage collection is deleting this blob's bytes (see [`GcStore`]): it cannot be
+    /// linked until that is over. Retriable.
+    #[error("blob {0} is being deleted by garbage collection; try again")]
+    BlobBeingDeleted(Digest),
 }
 
 impl MetaError {
@@ -384,13 +390,15 @@ pub trait UploadStore: Send + Sync {
     /// Ids of sessions not advanced since `cutoff` (Unix seconds): abandoned uploads.
     async fn uploads_idle_since(&self, cutoff: i64) -> Result<Vec<String>>;
     /// In one transaction: link the finished blob into the upload's repository and forget
-    /// the session.
+    /// the session. `reservation` is the epoch [`GcStore::reserve_blob`] gave before the
+    /// bytes were committed: the link is refused if the row is gone or another one.
     async fn complete_upload(
         &self,
         id: &str,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()>;
 }
 
@@ -492,6 +500,7 @@ pub trait MetaStore:
     + IdentityStore
     + AuditStore
     + JobStore
+    + GcStore
 {
 }
 impl<
@@ -502,7 +511,8 @@ impl<
         + ArtifactStore
         + IdentityStore
         + AuditStore
-        + JobStore,
+        + JobStore
+        + GcStore,
 > MetaStore for T
 {
 }

@@ -242,6 +242,24 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE uploads ADD COLUMN store_state BLOB;
     "#,
+    // 8: garbage collection. A tombstone is written in the transaction that deletes a blob's
+    // row and removed once its bytes are gone: while it exists, nothing may link the digest
+    // (see berth-registry's gc.rs). `owner` is the run deleting the bytes, until `claimed_until`
+    // (Unix seconds); a crashed run's tombstones are claimed again by a later run after that.
+    r#"
+    CREATE TABLE blob_deletions (
+        digest        TEXT PRIMARY KEY,
+        size          INTEGER NOT NULL,
+        owner         TEXT NOT NULL,
+        claimed_until INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Drawn at random when a blob's row is created: an upload links only the row it
+    -- reserved, not one GC deleted and another upload created again meanwhile.
+    ALTER TABLE blobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    -- Whether any manifest of a repository references a blob (the links GC may remove).
+    CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
+    "#,
 ];
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use crate::{
 
 mod artifacts;
 mod audit;
+mod gc;
 mod identity;
 mod jobs;
 pub(crate) mod migrations;
@@ -513,20 +514,53 @@ async fn touch_repository(conn: &mut PgConnection, repo_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Record the blob (once registry-wide) and link it into the repository `repo_id`.
-async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, size: u64) -> Result<()> {
-    let digest = digest.to_string();
-    sqlx::query(
-        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
-    )
-    .bind(&digest)
-    .bind(size as i64)
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
+/// Record the blob (once registry-wide) and link it into the repository `repo_id`. With a
+/// `reservation` (an upload's, see `GcStore::reserve_blob`) only the row it reserved is
+/// linked; without one the row is created if missing.
+pub(crate) async fn link_in(
+    conn: &mut PgConnection,
+    repo_id: i64,
+    blob: &Digest,
+    size: u64,
+    reservation: Option<i64>,
+) -> Result<()> {
+    let digest = blob.to_string();
+    if reservation.is_none() {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, epoch)
+             VALUES ($1, $2, $3, floor(random() * 9.2e18)::bigint) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&digest)
+        .bind(size as i64)
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+    }
+    // Hold the row against garbage collection until this commits (its condemnation waits,
+    // then sees the link). Gone: a condemnation deleted it while the insert above waited.
+    let epoch: Option<i64> =
+        sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = $1 FOR KEY SHARE")
+            .bind(&digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let held = match reservation {
+        Some(reserved) => epoch == Some(reserved),
+        None => epoch.is_some(),
+    };
+    // A tombstone: GC is deleting the bytes (a statement of its own, so it sees a
+    // condemnation that committed while the statements above waited).
+    let condemned: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = $1")
+            .bind(&digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if !held || condemned.is_some() {
+        return Err(MetaError::BlobBeingDeleted(blob.clone()));
+    }
+    // A link made again is fresh again: GC's grace window counts from the last upload.
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = EXCLUDED.created_at",
     )
     .bind(repo_id)
     .bind(&digest)
@@ -700,7 +734,7 @@ impl BlobIndex for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size).await?;
+            link_in(&mut tx, repo_id, digest, size, None).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -728,7 +762,7 @@ impl BlobIndex for PgStore {
             .await?;
             let Some(size) = size else { return Ok(None) };
             let repo_id = ensure_repository(&mut tx, to, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size as u64).await?;
+            link_in(&mut tx, repo_id, digest, size as u64, None).await?;
             tx.commit().await?;
             Ok(Some(size as u64))
         })
@@ -860,11 +894,12 @@ impl UploadStore for PgStore {
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()> {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size).await?;
+            link_in(&mut tx, repo_id, digest, size, Some(reservation)).await?;
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)

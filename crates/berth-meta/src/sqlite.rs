@@ -24,6 +24,7 @@ use crate::migrations::MIGRATIONS;
 
 mod artifacts;
 mod audit;
+mod gc;
 mod identity;
 mod jobs;
 mod transfer;
@@ -222,21 +223,50 @@ async fn touch_repository(tx: &mut Transaction<'_, Sqlite>, repo_id: i64) -> Res
     Ok(())
 }
 
-async fn link_in(
+/// Link `digest` into `repository`. With a `reservation` (an upload's, see
+/// `GcStore::reserve_blob`) only the row it reserved is linked; without one the row is
+/// created if missing.
+pub(crate) async fn link_in(
     tx: &mut Transaction<'_, Sqlite>,
     repository: &RepositoryName,
     digest: &Digest,
     size: u64,
+    reservation: Option<i64>,
 ) -> Result<()> {
     let repo_id = ensure_repository(tx, repository).await?;
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
+    // Garbage collection is deleting the bytes (their row is gone already): a link now
+    // would outlive them.
+    let condemned: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if condemned.is_some() {
+        return Err(MetaError::BlobBeingDeleted(digest.clone()));
+    }
+    if let Some(reserved) = reservation {
+        let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if epoch != Some(reserved) {
+            return Err(MetaError::BlobBeingDeleted(digest.clone()));
+        }
+    } else {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
+             ON CONFLICT (digest) DO NOTHING",
+        )
         .bind(digest.to_string())
         .bind(size as i64)
         .bind(now())
         .execute(&mut **tx)
         .await?;
+    }
     sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        // A link made again is fresh again: GC's grace window counts from the last upload.
+        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(repo_id)
     .bind(digest.to_string())
@@ -377,7 +407,7 @@ impl BlobIndex for SqliteStore {
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size).await?;
+        link_in(&mut tx, repository, digest, size, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -401,7 +431,7 @@ impl BlobIndex for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(size) = size else { return Ok(None) };
-        link_in(&mut tx, to, digest, size as u64).await?;
+        link_in(&mut tx, to, digest, size as u64, None).await?;
         tx.commit().await?;
         Ok(Some(size as u64))
     }
@@ -518,10 +548,11 @@ impl UploadStore for SqliteStore {
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size).await?;
+        link_in(&mut tx, repository, digest, size, Some(reservation)).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

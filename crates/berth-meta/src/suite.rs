@@ -158,8 +158,13 @@ pub async fn run(store: &dyn MetaStore) {
         (10, vec![3], Some(b"s3 state".to_vec()))
     );
     let blob = digest("uploaded");
+    let reservation = store
+        .reserve_blob(&blob, 10)
+        .await
+        .expect("reserve")
+        .expect("no tombstone");
     store
-        .complete_upload("u1", &repo, &blob, 10)
+        .complete_upload("u1", &repo, &blob, 10, reservation)
         .await
         .expect("complete");
     assert_eq!(store.get_upload("u1").await.expect("get"), None);
@@ -407,6 +412,7 @@ pub async fn run(store: &dyn MetaStore) {
     audit(store).await;
     artifacts(store).await;
     jobs(store).await;
+    gc(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -419,11 +425,11 @@ pub async fn reopened(store: &dyn MetaStore) {
             .expect("query"),
         Some(5)
     );
-    // suite/app, suite/other, the three the identity cases linked into, audit/app and
-    // harbor/app.
+    // suite/app, suite/other, the three the identity cases linked into, audit/app,
+    // harbor/app, gc/app, gc/other and gc/reserved.
     assert_eq!(
-        store.list_repositories(None, 10).await.expect("list").len(),
-        7
+        store.list_repositories(None, 20).await.expect("list").len(),
+        10
     );
     assert!(store.user_by_name("alice").await.expect("get").is_some());
     let (entries, total) = store
@@ -1981,4 +1987,347 @@ async fn jobs(store: &dyn MetaStore) {
     assert_eq!(store.jobs(None, 1, 1).await.expect("jobs").items.len(), 1);
     store.set_schedule("sweep", None).await.expect("unschedule");
     assert!(store.schedules().await.expect("schedules").is_empty());
+}
+
+/// Garbage collection's steps: what a repository sweep keeps and removes, condemned blobs and
+/// their tombstones, reservations and the orphan sweep's condemnation.
+async fn gc(store: &dyn MetaStore) {
+    use crate::{GcRepository, RepositorySweep, RepositorySwept};
+
+    let repo = name("gc/app");
+    let now = crate::now();
+    let (past, future) = (now - 3600, now + 3600);
+    let blob = |s: &str| digest(&format!("gc-{s}"));
+    for layer in ["a", "b", "c", "d", "e", "f", "g"] {
+        store.link_blob(&repo, &blob(layer), 3).await.expect("link");
+    }
+    let repo_ref = &repo;
+    let put = move |m: NewManifest, tags: &'static [&'static str]| async move {
+        let tags: Vec<Tag> = tags.iter().map(|t| t.parse().expect("tag")).collect();
+        store.put_manifest(repo_ref, &m, &tags).await.expect("put");
+        m.digest
+    };
+    let tagged = put(manifest("gc-m1", vec![blob("a")], None), &["v1"]).await;
+    let untagged = put(manifest("gc-m2", vec![blob("b")], None), &[]).await;
+    let kept_child = put(manifest("gc-c1", vec![blob("c")], None), &[]).await;
+    let lost_child = put(manifest("gc-c2", vec![blob("d")], None), &[]).await;
+    let index = |content: &str, child: &Digest| {
+        let mut m = manifest(content, Vec::new(), None);
+        m.manifests = vec![child.clone()];
+        m
+    };
+    let kept_index = put(index("gc-ix1", &kept_child), &["multi"]).await;
+    let lost_index = put(index("gc-ix2", &lost_child), &[]).await;
+    let kept_referrer = put(
+        manifest("gc-r1", vec![blob("e")], Some(tagged.clone())),
+        &[],
+    )
+    .await;
+    let lost_referrer = put(
+        manifest("gc-r2", vec![blob("f")], Some(untagged.clone())),
+        &[],
+    )
+    .await;
+    let sorted = |mut v: Vec<Digest>| {
+        v.sort();
+        v
+    };
+    let garbage_manifests = sorted(vec![
+        untagged.clone(),
+        lost_child.clone(),
+        lost_index.clone(),
+        lost_referrer.clone(),
+    ]);
+    let listed = store
+        .gc_repositories(0, 10_000)
+        .await
+        .expect("repositories");
+    let repository: GcRepository = listed.into_iter().find(|r| r.name == repo).expect("listed");
+    let sweep = |untagged_before, links_before, dry_run| RepositorySweep {
+        untagged_before,
+        links_before,
+        limit: 1000,
+        dry_run,
+    };
+    let swept = |s: RepositorySwept| (sorted(s.manifests), sorted(s.links));
+
+    // A dry run reports what a real run would remove, and removes nothing.
+    let dry = store
+        .gc_sweep_repository(&repository, &sweep(Some(future), future, true))
+        .await
+        .expect("dry run");
+    assert_eq!(
+        swept(dry),
+        (
+            garbage_manifests.clone(),
+            sorted(vec![blob("b"), blob("d"), blob("f"), blob("g")])
+        )
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Digest(untagged.clone()))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // Without deleting untagged manifests, only the link nothing references goes; young
+    // manifests and links are kept whatever else holds them.
+    let only_links = store
+        .gc_sweep_repository(&repository, &sweep(None, future, false))
+        .await
+        .expect("sweep");
+    assert_eq!(swept(only_links), (vec![], vec![blob("g")]));
+    let young = store
+        .gc_sweep_repository(&repository, &sweep(Some(past), past, false))
+        .await
+        .expect("sweep");
+    assert_eq!(swept(young), (vec![], vec![]));
+    let real = store
+        .gc_sweep_repository(&repository, &sweep(Some(future), future, false))
+        .await
+        .expect("sweep");
+    assert_eq!(
+        swept(real),
+        (
+            garbage_manifests.clone(),
+            sorted(vec![blob("b"), blob("d"), blob("f")])
+        )
+    );
+    for kept in [&tagged, &kept_child, &kept_index, &kept_referrer] {
+        assert!(
+            store
+                .get_manifest(&repo, &Reference::Digest(kept.clone()))
+                .await
+                .expect("get")
+                .is_some(),
+            "{kept} is kept"
+        );
+    }
+    for gone in &garbage_manifests {
+        assert!(
+            store
+                .get_manifest(&repo, &Reference::Digest(gone.clone()))
+                .await
+                .expect("get")
+                .is_none(),
+            "{gone} is deleted"
+        );
+    }
+    assert_eq!(
+        store
+            .linked_blob_size(&repo, &blob("b"))
+            .await
+            .expect("size"),
+        None
+    );
+    assert_eq!(
+        store
+            .linked_blob_size(&repo, &blob("a"))
+            .await
+            .expect("size"),
+        Some(3)
+    );
+
+    // Blobs linked nowhere are candidates; condemning re-checks links and age.
+    let mine = [blob("a"), blob("b"), blob("d"), blob("f"), blob("g")];
+    let unlinked: Vec<Digest> = store
+        .gc_unlinked_blobs(future, None, 100_000)
+        .await
+        .expect("unlinked")
+        .into_iter()
+        .map(|t| t.digest)
+        .filter(|d| mine.contains(d))
+        .collect();
+    assert_eq!(sorted(unlinked), sorted(mine[1..].to_vec()));
+    let counts: Vec<(Digest, u64)> = store
+        .gc_link_counts(&[blob("a"), blob("b")], future)
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|(t, links)| (t.digest, links))
+        .collect();
+    assert_eq!(
+        sorted_pairs(counts),
+        sorted_pairs(vec![(blob("a"), 1), (blob("b"), 0)])
+    );
+    assert!(
+        store
+            .gc_link_counts(&[blob("a")], past)
+            .await
+            .expect("counts")
+            .is_empty()
+    );
+    assert!(
+        store
+            .gc_condemn_blobs(&mine, past, "run-1", future)
+            .await
+            .expect("condemn")
+            .is_empty(),
+        "young blobs are not condemned"
+    );
+    let condemned = store
+        .gc_condemn_blobs(&mine, future, "run-1", future)
+        .await
+        .expect("condemn");
+    assert_eq!(
+        sorted(condemned.iter().map(|t| t.digest.clone()).collect()),
+        sorted(mine[1..].to_vec())
+    );
+    assert!(condemned.iter().all(|t| t.size == 3));
+    // While a tombstone stands, the digest can be neither linked nor reserved.
+    let other = name("gc/other");
+    assert!(matches!(
+        store.link_blob(&other, &blob("b"), 3).await,
+        Err(MetaError::BlobBeingDeleted(d)) if d == blob("b")
+    ));
+    assert!(
+        store
+            .reserve_blob(&blob("b"), 3)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
+    // A live claim is nobody else's; a lapsed one is taken over.
+    let claimed = store
+        .gc_claim_tombstones("run-2", future, 100_000)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().all(|t| !mine.contains(&t.digest)));
+    let crashed = blob("h");
+    store
+        .reserve_blob(&crashed, 4)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    let lapsed = store
+        .gc_condemn_blobs(std::slice::from_ref(&crashed), future, "run-0", past)
+        .await
+        .expect("condemn");
+    assert_eq!(lapsed.len(), 1);
+    let taken = store
+        .gc_claim_tombstones("run-2", future, 100_000)
+        .await
+        .expect("claim");
+    assert!(taken.iter().any(|t| t.digest == crashed && t.size == 4));
+    // Only the owner forgets its tombstones; then the digests may come back.
+    store
+        .gc_forget_tombstones("run-2", &mine)
+        .await
+        .expect("forget");
+    assert!(
+        store
+            .reserve_blob(&blob("b"), 3)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
+    store
+        .gc_forget_tombstones("run-1", &mine)
+        .await
+        .expect("forget");
+    store
+        .gc_forget_tombstones("run-2", std::slice::from_ref(&crashed))
+        .await
+        .expect("forget");
+    store
+        .link_blob(&other, &blob("b"), 3)
+        .await
+        .expect("linked again");
+    // A reservation makes a blob young again, and creates a missing row.
+    let reserved = blob("reserved");
+    let epoch = store
+        .reserve_blob(&reserved, 9)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert!(
+        store
+            .gc_condemn_blobs(std::slice::from_ref(&reserved), now - 1, "run-3", future)
+            .await
+            .expect("condemn")
+            .is_empty()
+    );
+    // An upload links only the row it reserved: once GC has deleted it (and maybe its bytes)
+    // and another upload has created it again, the first is refused.
+    let gone = name("gc/reserved");
+    store
+        .link_reserved_blob(&gone, &reserved, epoch)
+        .await
+        .expect("the reserved row links");
+    let again = blob("again");
+    let first = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    let condemned = store
+        .gc_condemn_blobs(std::slice::from_ref(&again), future, "run-5", future)
+        .await
+        .expect("condemn");
+    assert_eq!(condemned.len(), 1);
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    store
+        .gc_forget_tombstones("run-5", std::slice::from_ref(&again))
+        .await
+        .expect("forget");
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    let second = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    let concurrent = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert_eq!(concurrent, second, "uploads of one row share its epoch");
+    store
+        .link_reserved_blob(&gone, &again, second)
+        .await
+        .expect("the row reserved again links");
+    // The orphan sweep condemns only bytes the database knows nothing of.
+    let orphan = blob("orphan");
+    let orphans = store
+        .gc_condemn_orphans(
+            &[orphan.clone(), blob("a"), reserved.clone()],
+            "run-4",
+            future,
+        )
+        .await
+        .expect("orphans");
+    assert_eq!(orphans, vec![orphan.clone()]);
+    assert!(
+        store
+            .reserve_blob(&orphan, 1)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
+    store
+        .gc_forget_tombstones("run-4", &orphans)
+        .await
+        .expect("forget");
+    assert!(
+        store
+            .reserve_blob(&orphan, 1)
+            .await
+            .expect("reserve")
+            .is_some()
+    );
+}
+
+fn sorted_pairs(mut pairs: Vec<(Digest, u64)>) -> Vec<(Digest, u64)> {
+    pairs.sort();
+    pairs
 }

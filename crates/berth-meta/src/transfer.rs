@@ -196,6 +196,7 @@ pub const TABLES: &[Table] = &[
             column("digest", Text),
             column("size", Integer),
             column("created_at", Integer),
+            column("epoch", Integer),
         ],
         key: &["digest"],
         page_rows: 1000,
@@ -327,6 +328,10 @@ pub const TABLES: &[Table] = &[
 /// The tables that hold no registry data to copy, and why. The copy must still know them:
 /// a table in neither list stops it.
 pub const NOT_COPIED: &[(&str, &str)] = &[
+    (
+        "blob_deletions",
+        "garbage collection's tombstones for the source's blob store: the blobs they name are no longer in the registry, so none is copied",
+    ),
     (
         "schema_migrations",
         "each database has its own; the versions must be equal",

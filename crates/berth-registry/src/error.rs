@@ -45,6 +45,10 @@ pub enum Error {
     /// bug: the operator must free space; the write can be retried after that.
     #[error("the registry's storage is full: {0}")]
     StorageFull(String),
+    /// Garbage collection is deleting this digest's bytes; pushing it again succeeds once
+    /// that is over (seconds).
+    #[error("blob {0} is being deleted by garbage collection: push it again")]
+    BlobBeingDeleted(Digest),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -68,6 +72,7 @@ impl Error {
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
             Error::StorageFull(_) => ErrorCode::StorageFull,
+            Error::BlobBeingDeleted(_) => ErrorCode::Toomanyrequests,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -82,6 +87,8 @@ impl Error {
             // 507 Insufficient Storage (RFC 4918): this write cannot be stored now, while
             // reads go on. 503 would say the whole service is down.
             Error::StorageFull(_) => 507,
+            // Retriable: clients retry a blob upload that met a 503.
+            Error::BlobBeingDeleted(_) => 503,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }
@@ -93,6 +100,7 @@ impl From<MetaError> for Error {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
             e if e.is_storage_full() => Error::StorageFull(e.to_string()),
+            MetaError::BlobBeingDeleted(digest) => Error::BlobBeingDeleted(digest),
             other => Error::Internal(other.to_string()),
         }
     }

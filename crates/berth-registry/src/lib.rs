@@ -6,6 +6,7 @@
 //! - [`manifests`]: manifest validation, reference checks, tags, deletes, referrers.
 //! - [`listing`]: catalog and tag-list pagination.
 //! - [`artifacts`]: Harbor's repositories, artifacts and tags (the management API).
+//! - [`gc`]: online garbage collection from the metadata database.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ pub mod blobs;
 mod cache;
 mod copy;
 mod error;
+pub mod gc;
 pub mod listing;
 pub mod manifests;
 pub mod uploads;
@@ -24,6 +26,7 @@ pub mod uploads;
 pub use artifacts::{Artifact, ChildReference};
 pub use cache::Manifest;
 pub use error::Error;
+pub use gc::{GcOptions, GcReport, OrphanReport};
 pub use listing::Listing;
 pub use manifests::PushedManifest;
 pub use uploads::ContentRange;

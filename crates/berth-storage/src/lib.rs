@@ -109,6 +109,19 @@ pub trait BlobStore: Send + Sync {
     /// Remove a blob's bytes; removing a missing one is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;
 
+    /// Remove many blobs' bytes (garbage collection), batched or in parallel where the
+    /// backend can; missing ones are not an error.
+    async fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        for digest in digests {
+            self.delete(digest).await?;
+        }
+        Ok(())
+    }
+
+    /// Every stored blob and when it was written. Walks the whole store (minutes on a big
+    /// bucket): only the orphan sweep calls it, never a request or a normal GC run.
+    async fn list_blobs(&self) -> Result<Vec<(Digest, std::time::SystemTime)>>;
+
     /// Whether blob reads should be redirected to [`BlobStore::redirect_url`]. A plain
     /// function, so the filesystem's read path pays no extra await for the question.
     fn redirects_reads(&self) -> bool {

@@ -56,6 +56,9 @@ pub struct RawConfig {
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[gc]`: garbage collection.
+    #[serde(default)]
+    pub gc: RawGc,
 }
 
 /// The `[log]` table.
@@ -74,6 +77,20 @@ pub struct RawMetrics {
     pub enabled: Option<bool>,
     /// Serve `/metrics` on this address only (plain HTTP) instead of on the registry's port.
     pub addr: Option<String>,
+}
+
+/// The `[gc]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGc {
+    /// When GC runs (cron, UTC), once cluster-wide; empty: only when asked.
+    pub schedule: Option<String>,
+    /// Scheduled runs also delete untagged manifests nothing kept needs.
+    pub delete_untagged: Option<bool>,
+    /// Seconds an untagged manifest is kept after its push.
+    pub untagged_grace: Option<u64>,
+    /// Seconds a blob or link nothing references is kept (a push in flight needs it).
+    pub blob_grace: Option<u64>,
 }
 
 /// How log lines are written.
@@ -289,10 +306,22 @@ pub struct Config {
     pub storage: StorageSetting,
     /// Where the metadata lives.
     pub database: Database,
+    /// Garbage collection's schedule and grace windows.
+    pub gc: GcSetting,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
     /// Settings of the sources that berth ignores (a registry:2 file's), one line each.
     pub warnings: Vec<String>,
+}
+
+/// `[gc]` resolved.
+#[derive(Debug, Clone)]
+pub struct GcSetting {
+    /// `None`: no scheduled runs.
+    pub schedule: Option<berth_core::cron::Cron>,
+    pub delete_untagged: bool,
+    pub untagged_grace: std::time::Duration,
+    pub blob_grace: std::time::Duration,
 }
 
 /// Which blob store the registry uses.
@@ -462,6 +491,12 @@ impl RawConfig {
                 statement_timeout: number("database.statement_timeout", "seconds")?,
                 connect_timeout: number("database.connect_timeout", "seconds")?,
             },
+            gc: RawGc {
+                schedule: get("gc.schedule"),
+                delete_untagged: flag("gc.delete_untagged")?,
+                untagged_grace: number("gc.untagged_grace", "seconds")?,
+                blob_grace: number("gc.blob_grace", "seconds")?,
+            },
             http: RawHttp {
                 trusted_proxies: get("http.trusted_proxies").map(|v| {
                     v.split(',')
@@ -536,6 +571,10 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "database.pool_size" => "BERTH_DATABASE_POOL_SIZE",
         "database.statement_timeout" => "BERTH_DATABASE_STATEMENT_TIMEOUT",
         "database.connect_timeout" => "BERTH_DATABASE_CONNECT_TIMEOUT",
+        "gc.schedule" => "BERTH_GC_SCHEDULE",
+        "gc.delete_untagged" => "BERTH_GC_DELETE_UNTAGGED",
+        "gc.untagged_grace" => "BERTH_GC_UNTAGGED_GRACE",
+        "gc.blob_grace" => "BERTH_GC_BLOB_GRACE",
         _ => return None,
     })
 }
@@ -755,6 +794,27 @@ impl Config {
             })
             .transpose()?;
 
+        let gc_schedule_text =
+            pick!("gc.schedule", gc.schedule, Some(String::new())).unwrap_or_default();
+        let gc_schedule = match gc_schedule_text.trim() {
+            "" | "none" | "off" => None,
+            cron => Some(cron.parse().map_err(|e| ConfigError::Invalid {
+                name: "gc.schedule",
+                value: cron.to_string(),
+                reason: format!("{e}"),
+            })?),
+        };
+        let gc = GcSetting {
+            schedule: gc_schedule,
+            delete_untagged: pick!("gc.delete_untagged", gc.delete_untagged, Some(false))
+                .unwrap_or(false),
+            untagged_grace: std::time::Duration::from_secs(
+                pick!("gc.untagged_grace", gc.untagged_grace, Some(3600u64)).unwrap_or(3600),
+            ),
+            blob_grace: std::time::Duration::from_secs(
+                pick!("gc.blob_grace", gc.blob_grace, Some(3600u64)).unwrap_or(3600),
+            ),
+        };
         let audit_enabled = pick!("audit.enabled", audit.enabled, Some(true)).unwrap_or(true);
         let audit_jsonl_text =
             pick!("audit.jsonl", audit.jsonl, Some("off".to_string())).unwrap_or_default();
@@ -1081,6 +1141,7 @@ impl Config {
             audit_retention,
             storage,
             database,
+            gc,
             origins,
             warnings: Vec::new(),
         })

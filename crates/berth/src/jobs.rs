@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_jobs::{JobError, JobHandler, Runner};
-use berth_registry::Registry;
+use berth_registry::{GcOptions, Registry};
 use serde_json::{Value, json};
+
+use crate::config::GcSetting;
 
 /// Sessions idle this long are abandoned (registry:2's default purge age).
 const UPLOAD_MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -37,19 +39,98 @@ impl JobHandler for PurgeUploads {
     }
 }
 
+/// The job kind of a garbage collection run (Harbor's `/system/gc` lists these).
+pub const GC_JOB: &str = "gc";
+
+/// Garbage collection (`berth_registry::gc`): params are Harbor's (`delete_untagged`,
+/// `dry_run`; `workers` is accepted and ignored), the result is the run's report with its log.
+pub struct CollectGarbage {
+    pub registry: Arc<Registry>,
+    pub settings: GcSetting,
+    tombstone_claim: Duration,
+    pause_before_bytes: Option<Duration>,
+}
+
+/// Crash tests only (tests/e2e/t-gc.sh): milliseconds a run waits between condemning
+/// blobs and deleting their bytes, and seconds it owns its tombstones.
+const TEST_PAUSE_ENV: &str = "BERTH_GC_TEST_PAUSE_MS";
+const TEST_CLAIM_ENV: &str = "BERTH_GC_TEST_CLAIM_SECS";
+
+impl CollectGarbage {
+    pub fn new(registry: Arc<Registry>, settings: GcSetting) -> CollectGarbage {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        CollectGarbage {
+            registry,
+            settings,
+            tombstone_claim: env(TEST_CLAIM_ENV)
+                .map_or(GcOptions::default().tombstone_claim, Duration::from_secs),
+            pause_before_bytes: env(TEST_PAUSE_ENV).map(Duration::from_millis),
+        }
+    }
+}
+
+impl CollectGarbage {
+    pub fn options(&self, params: &Value) -> GcOptions {
+        let flag = |name: &str| params.get(name).and_then(Value::as_bool).unwrap_or(false);
+        GcOptions {
+            delete_untagged: flag("delete_untagged"),
+            dry_run: flag("dry_run"),
+            untagged_grace: self.settings.untagged_grace,
+            blob_grace: self.settings.blob_grace,
+            upload_max_idle: Some(UPLOAD_MAX_IDLE),
+            tombstone_claim: self.tombstone_claim,
+            pause_before_bytes: self.pause_before_bytes,
+            ..GcOptions::default()
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for CollectGarbage {
+    fn kind(&self) -> &'static str {
+        GC_JOB
+    }
+
+    async fn run(&self, params: &Value) -> Result<Value, JobError> {
+        let report = self
+            .registry
+            .collect_garbage(&self.options(params))
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))?;
+        serde_json::to_value(&report).map_err(|e| JobError::permanent(e.to_string()))
+    }
+}
+
 /// This node's runner with every job berth has, scheduled, and started; a purge is also
-/// queued for now, as a start-up always did.
+/// queued for now, as a start-up always did. GC's schedule is `[gc] schedule` when the
+/// configuration sets one; otherwise whatever Harbor's API last set stays.
 pub async fn start(
     store: Arc<dyn berth_meta::JobStore>,
     registry: Arc<Registry>,
+    gc: GcSetting,
 ) -> Result<Arc<Runner>, String> {
+    let gc_schedule = gc.schedule.clone();
+    let gc_params = json!({"delete_untagged": gc.delete_untagged, "dry_run": false});
     let runner = Runner::new(store, berth_jobs::RunnerOptions::default())
-        .handle(Arc::new(PurgeUploads { registry }));
+        .handle(Arc::new(PurgeUploads {
+            registry: registry.clone(),
+        }))
+        .handle(Arc::new(CollectGarbage::new(registry, gc)));
     let schedule = PURGE_UPLOADS_SCHEDULE.parse().map_err(|e| format!("{e}"))?;
     runner
         .schedule("purge_uploads", Some(&schedule), json!({}))
         .await
         .map_err(|e| format!("cannot schedule the upload purge: {e}"))?;
+    if let Some(cron) = &gc_schedule {
+        runner
+            .schedule(GC_JOB, Some(cron), gc_params)
+            .await
+            .map_err(|e| format!("cannot schedule garbage collection: {e}"))?;
+    }
     let key = format!("start-{}", runner.owner());
     runner
         .enqueue_now("purge_uploads", &key, json!({}))

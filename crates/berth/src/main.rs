@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod gc;
 mod import;
 mod jobs;
 mod logging;
@@ -83,6 +84,13 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: jobs::JobsCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Garbage collection now, in this process: what it frees (or, dry, would free).
+    Gc {
+        #[command(flatten)]
+        args: gc::GcArgs,
         #[command(flatten)]
         flags: Flags,
     },
@@ -176,6 +184,7 @@ impl Flags {
                 database: Default::default(),
                 log: Default::default(),
                 metrics: Default::default(),
+                gc: Default::default(),
             },
         ));
         let mut config = Config::resolve(&sources)?;
@@ -231,6 +240,7 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))
             .and_then(|runtime| runtime.block_on(migrate::command(args))),
+        Command::Gc { args, flags } => block_on(gc::command(args, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -412,7 +422,7 @@ async fn run(config: Config) -> Result<(), String> {
         },
     );
     let registry = Arc::new(registry);
-    jobs::start(meta.clone(), registry.clone()).await?;
+    jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
@@ -445,6 +455,7 @@ async fn run(config: Config) -> Result<(), String> {
     state.identity = identity;
     state.audit = audit.clone();
     state.audit_log = Some(audit_log);
+    state.jobs = Some(meta.clone());
     state.external = Arc::new(berth_api::ExternalUrlConfig {
         tls: tls.is_some(),
         trusted_proxies: config.trusted_proxies.clone(),

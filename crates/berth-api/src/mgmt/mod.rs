@@ -1,6 +1,6 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
 //! so far: projects, members, users, robot accounts, repositories, artifacts and tags,
-//! audit logs, search and the system
+//! audit logs, search, garbage collection and the system
 //! endpoints.
 //!
 //! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
@@ -26,6 +26,7 @@ use crate::credentials::{Peer, authenticate};
 
 mod artifacts;
 mod audited;
+mod gc;
 mod logs;
 mod members;
 pub mod openapi;
@@ -211,6 +212,12 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::UpdateRobot(id) => robots::update(ctx, id, body).await,
         E::RefreshRobotSecret(id) => robots::refresh_secret(ctx, id, body).await,
         E::DeleteRobot(id) => robots::delete(ctx, id).await,
+        E::ListGcRuns { query } => gc::list(ctx, &query).await,
+        E::GetGcRun(id) => gc::get(ctx, id).await,
+        E::GetGcLog(id) => gc::log(ctx, id).await,
+        E::GetGcSchedule => gc::get_schedule(ctx).await,
+        E::CreateGcSchedule => gc::create_schedule(ctx, body).await,
+        E::UpdateGcSchedule => gc::update_schedule(ctx, body).await,
         E::ListAuditLogs { query } => logs::list(ctx, &query).await,
         E::ListProjectLogs { query, .. } => logs::project(ctx, &query).await,
         E::ListAllRepositories { query, name, order } => {

@@ -181,6 +181,7 @@ impl TestAppBuilder {
                 min_free_bytes,
             )));
         }
+        state.jobs = Some(meta.clone());
         TestApp {
             dir,
             meta,

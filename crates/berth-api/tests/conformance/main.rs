@@ -14,6 +14,7 @@ mod base;
 mod concurrency;
 mod deletes;
 mod discovery;
+mod gc;
 mod malformed;
 mod manifests;
 mod mgmt;

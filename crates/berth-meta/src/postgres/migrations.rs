@@ -276,4 +276,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE uploads ADD COLUMN store_state BYTEA;
     "#,
+    // 8: garbage collection's blob tombstones (see the SQLite twin).
+    r#"
+    CREATE TABLE blob_deletions (
+        digest        TEXT COLLATE "C" PRIMARY KEY,
+        size          BIGINT NOT NULL,
+        owner         TEXT NOT NULL,
+        claimed_until BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL
+    );
+    ALTER TABLE blobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
+    "#,
 ];
