@@ -144,6 +144,10 @@ impl BlobStore for FillableDisk {
     async fn delete(&self, digest: &Digest) -> berth_storage::Result<()> {
         self.inner.delete(digest).await
     }
+
+    async fn list_blobs(&self) -> berth_storage::Result<Vec<(Digest, std::time::SystemTime)>> {
+        self.inner.list_blobs().await
+    }
 }
 
 #[tokio::test]
