@@ -4,7 +4,7 @@
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
-//! [`JobStore`])
+//! [`JobStore`], [`UsageStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
 //! PostgreSQL ([`PgStore`], shared by several processes).
@@ -24,6 +24,7 @@ pub mod postgres;
 mod rows;
 pub mod sqlite;
 pub mod suite;
+pub mod usage;
 mod wal_sync;
 
 pub use audit::{
@@ -37,6 +38,7 @@ pub use identity::{
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
+pub use usage::{NamespaceUsage, Quota, RegistryUsage, Usage, UsageStore};
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;
 
@@ -52,6 +54,17 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+    /// The write would take the project past its storage quota; nothing of it was kept.
+    #[error(
+        "quota exceeded: used {} of {} in project {project}, and this needs {} more",
+        usage::human_bytes(*used), usage::human_bytes(*limit), usage::human_bytes(*needed)
+    )]
+    QuotaExceeded {
+        project: String,
+        used: u64,
+        limit: u64,
+        needed: u64,
+    },
 }
 
 /// An upload session: how far it has got and the hash state up to there.
@@ -440,6 +453,7 @@ pub trait MetaStore:
     + IdentityStore
     + AuditStore
     + JobStore
+    + UsageStore
 {
 }
 impl<
@@ -450,7 +464,8 @@ impl<
         + ArtifactStore
         + IdentityStore
         + AuditStore
-        + JobStore,
+        + JobStore
+        + UsageStore,
 > MetaStore for T
 {
 }

@@ -50,6 +50,7 @@ mod jobs;
 pub(crate) mod migrations;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
+mod usage;
 
 use migrations::MIGRATIONS;
 
@@ -502,8 +503,16 @@ async fn touch_repository(conn: &mut PgConnection, repo_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Record the blob (once registry-wide) and link it into the repository `repo_id`.
-async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, size: u64) -> Result<()> {
+/// Record the blob (once registry-wide) and link it into the repository `repo_id`, within
+/// the quota of its namespace's project.
+async fn link_in(
+    conn: &mut PgConnection,
+    namespace: &str,
+    repo_id: i64,
+    digest: &Digest,
+    size: u64,
+) -> Result<()> {
+    let quota = usage::quota_hold(conn, namespace).await?;
     let digest = digest.to_string();
     sqlx::query(
         "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
@@ -520,9 +529,9 @@ async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, size: u
     .bind(repo_id)
     .bind(&digest)
     .bind(now())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    usage::enforce_quota(conn, quota.as_ref()).await
 }
 
 /// Point each tag at the manifest `digest` (stored by the transaction, which holds the
@@ -636,17 +645,29 @@ impl RepositoryStore for PgStore {
     }
 
     async fn delete_repository(&self, name: &RepositoryName) -> Result<bool> {
-        // Blob links, manifests, their references and tags go with it (ON DELETE CASCADE).
-        // The DELETE locks the row against every other writer of the repository.
-        let deleted: Option<String> = sqlx::query_scalar(
-            "WITH gone AS (DELETE FROM repositories WHERE name = $1 RETURNING name)
-             SELECT gone.name FROM gone, pg_notify($2, gone.name)",
-        )
-        .bind(name.as_str())
-        .bind(CHANGES_CHANNEL)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(deleted.is_some())
+        // Links and manifests first, under the repository's lock and while its row is there
+        // for the usage triggers to find its namespace; references and tags go with the
+        // manifests (ON DELETE CASCADE).
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let Some(repo_id) = lock_repository(&mut tx, name, RepoLock::Change).await? else {
+                return Ok(false);
+            };
+            for statement in [
+                "DELETE FROM repository_blobs WHERE repository_id = $1",
+                "DELETE FROM manifests WHERE repository_id = $1",
+                "DELETE FROM repositories WHERE id = $1",
+            ] {
+                sqlx::query(statement)
+                    .bind(repo_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            notify_changed(&mut tx, name).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     fn invalidations(&self) -> Option<mpsc::Receiver<Invalidation>> {
@@ -689,7 +710,7 @@ impl BlobIndex for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size).await?;
+            link_in(&mut tx, repository.namespace(), repo_id, digest, size).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -717,7 +738,7 @@ impl BlobIndex for PgStore {
             .await?;
             let Some(size) = size else { return Ok(None) };
             let repo_id = ensure_repository(&mut tx, to, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size as u64).await?;
+            link_in(&mut tx, to.namespace(), repo_id, digest, size as u64).await?;
             tx.commit().await?;
             Ok(Some(size as u64))
         })
@@ -853,7 +874,7 @@ impl UploadStore for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size).await?;
+            link_in(&mut tx, repository.namespace(), repo_id, digest, size).await?;
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -875,6 +896,8 @@ impl PgStore {
         tags: &[Tag],
     ) -> Result<Digest> {
         let mut tx = self.pool.begin().await?;
+        // Taken first, so that pushes into a project with a limit queue here, holding nothing.
+        let quota = usage::quota_hold(&mut tx, repository.namespace()).await?;
         let repo_id = ensure_repository(&mut tx, repository, RepoLock::Change).await?;
         if !manifest.aliases.is_empty() {
             let aliases: Vec<String> = manifest.aliases.iter().map(Digest::to_string).collect();
@@ -966,6 +989,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::enforce_quota(&mut tx, quota.as_ref()).await?;
         set_tags(&mut tx, repo_id, tags, &digest).await?;
         touch_repository(&mut tx, repo_id).await?;
         notify_changed(&mut tx, repository).await?;

@@ -26,6 +26,7 @@ mod artifacts;
 mod audit;
 mod identity;
 mod jobs;
+mod usage;
 use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.
@@ -210,12 +211,14 @@ async fn touch_repository(tx: &mut Transaction<'_, Sqlite>, repo_id: i64) -> Res
     Ok(())
 }
 
+/// Record the blob and link it into the repository, within its project's quota.
 async fn link_in(
     tx: &mut Transaction<'_, Sqlite>,
     repository: &RepositoryName,
     digest: &Digest,
     size: u64,
 ) -> Result<()> {
+    let quota = usage::quota_hold(tx, repository.namespace()).await?;
     let repo_id = ensure_repository(tx, repository).await?;
     sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
         .bind(digest.to_string())
@@ -231,7 +234,7 @@ async fn link_in(
     .bind(now())
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    usage::enforce_quota(tx, quota.as_ref()).await
 }
 
 /// Point each tag at the manifest `digest` (which the transaction has stored).
@@ -529,6 +532,7 @@ impl ManifestStore for SqliteStore {
     ) -> Result<Digest> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
+        let quota = usage::quota_hold(&mut tx, repository.namespace()).await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
         for alias in &manifest.aliases {
             let stored: Option<i64> = sqlx::query_scalar(
@@ -621,6 +625,7 @@ impl ManifestStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::enforce_quota(&mut tx, quota.as_ref()).await?;
         set_tags(&mut tx, repo_id, tags, &digest).await?;
         touch_repository(&mut tx, repo_id).await?;
         tx.commit().await?;
@@ -767,6 +772,15 @@ mod tests {
             .await
             .expect("reopens");
         crate::suite::reopened(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_usage_and_quotas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
+        crate::suite::usage_and_quotas(&store).await;
     }
 
     /// A database written before migration 3 gets ids for its repositories, manifests and

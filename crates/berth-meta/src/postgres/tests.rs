@@ -76,6 +76,14 @@ async fn postgres_passes_the_metadata_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_usage_and_quotas() {
+    let db = testing::database().await;
+    let store = node(&db).await;
+    crate::suite::usage_and_quotas(&store).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_lists_many_artifacts_page_by_page() {
     let db = testing::database().await;
     let store = node(&db).await;
