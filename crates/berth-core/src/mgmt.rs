@@ -450,6 +450,16 @@ pub enum MgmtEndpoint {
     DeleteProject(ProjectRef),
     ProjectDeletable(ProjectRef),
     ProjectSummary(ProjectRef),
+    /// Harbor's `/quotas`: every project's storage quota (`reference=project`,
+    /// `reference_id=<project id>` narrow it).
+    ListQuotas {
+        query: ListQuery,
+        reference: Option<String>,
+        reference_id: Option<String>,
+    },
+    /// A quota by id (a project's quota has the project's id).
+    GetQuota(i64),
+    UpdateQuota(i64),
     ListMembers {
         project: ProjectRef,
         query: ListQuery,
@@ -635,6 +645,13 @@ impl MgmtEndpoint {
             ("DELETE", ["projects", p]) => E::DeleteProject(project(p)),
             ("GET", ["projects", p, "_deletable"]) => E::ProjectDeletable(project(p)),
             ("GET", ["projects", p, "summary"]) => E::ProjectSummary(project(p)),
+            ("GET", ["quotas"]) => E::ListQuotas {
+                query: params.list()?,
+                reference: params.get("reference").map(str::to_owned),
+                reference_id: params.get("reference_id").map(str::to_owned),
+            },
+            ("GET", ["quotas", id]) => E::GetQuota(int(id, "quota id")?),
+            ("PUT", ["quotas", id]) => E::UpdateQuota(int(id, "quota id")?),
             ("GET", ["projects", p, "members"]) => E::ListMembers {
                 project: project(p),
                 query: params.list()?,
@@ -812,6 +829,9 @@ impl MgmtEndpoint {
             E::ListUsers { .. } | E::CreateUser | E::DeleteUser(_) | E::SetSysadmin(_) => {
                 P::SystemAdmin
             }
+            // Harbor's quota resource is system-level: members see their project's quota in
+            // its summary.
+            E::ListQuotas { .. } | E::GetQuota(_) | E::UpdateQuota(_) => P::SystemAdmin,
             E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
             E::ListRobots { scope, .. } => robots(scope, Verb::List),
             E::CreateRobot(request) => P::Both {
@@ -980,8 +1000,10 @@ fn is_known(segments: &[&str]) -> bool {
             | "projects"
             | "users"
             | "robots"
-            | "audit-logs"]
+            | "audit-logs"
+            | "quotas"]
             | ["projects", _]
+            | ["quotas", _]
             | ["robots", _]
             | ["projects", _, "_deletable" | "summary" | "members" | "logs"]
             | ["projects", _, "members", _]

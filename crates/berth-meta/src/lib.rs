@@ -150,6 +150,8 @@ pub struct RepositoryInfo {
     pub created_at: i64,
     /// The last push into it or change of its description.
     pub updated_at: i64,
+    /// What it holds (kept by the usage triggers, read with the row).
+    pub usage: Usage,
 }
 
 /// Which repositories to list, in which order.

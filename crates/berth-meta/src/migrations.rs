@@ -288,6 +288,19 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at    INTEGER NOT NULL
     );
 
+    -- The limit new projects get (`[quota] default_project_bytes`, written at each start).
+    CREATE TABLE quota_defaults (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        storage_limit INTEGER NOT NULL
+    );
+    INSERT INTO quota_defaults (id, storage_limit) VALUES (1, -1);
+    -- Every way a project is created (API, CLI, import, a push that creates it) gets it.
+    CREATE TRIGGER projects_limited AFTER INSERT ON projects BEGIN
+        INSERT INTO project_quotas (project_id, storage_limit, created_at, updated_at)
+            SELECT NEW.id, storage_limit, NEW.created_at, NEW.created_at FROM quota_defaults
+            WHERE storage_limit >= 0;
+    END;
+
     -- What is there already.
     UPDATE blobs SET repository_links = (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = blobs.digest);
     INSERT INTO namespace_blobs (namespace, digest, links)

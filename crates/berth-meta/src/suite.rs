@@ -2222,6 +2222,28 @@ async fn quotas(store: &dyn MetaStore) {
     assert_eq!(listed.project_name, "quota");
     assert_eq!(listed.used, 150 + image.content.len() as u64);
     assert_eq!(listed.storage_limit, crate::usage::UNLIMITED);
+
+    store
+        .set_default_storage_limit(1 << 30)
+        .await
+        .expect("default");
+    let limited = store
+        .create_project("quota-default", false, None)
+        .await
+        .expect("project");
+    assert_eq!(
+        store
+            .quota(limited)
+            .await
+            .expect("quota")
+            .map(|q| q.storage_limit),
+        Some(1 << 30),
+        "a new project gets the default limit"
+    );
+    store
+        .set_default_storage_limit(crate::usage::UNLIMITED)
+        .await
+        .expect("default");
 }
 
 /// After a long mixed run of links, mounts, unlinks, manifests and deletes, every figure

@@ -101,6 +101,10 @@ pub trait UsageStore: Send + Sync {
     async fn quota(&self, project_id: i64) -> Result<Option<Quota>>;
     /// Set a project's storage limit (bytes, or [`UNLIMITED`]); whether the project exists.
     async fn set_storage_limit(&self, project_id: i64, storage_limit: i64) -> Result<bool>;
+    /// The limit every project created from now on gets, however it is created (bytes, or
+    /// [`UNLIMITED`]). Kept in the database, so each node's start sets it from its
+    /// configuration.
+    async fn set_default_storage_limit(&self, storage_limit: i64) -> Result<()>;
     /// Whether linking the blob into the repository would fit its project's quota, asked
     /// before its bytes are committed to storage. Advisory: the link's own transaction
     /// decides, so concurrent pushes cannot overshoot.

@@ -41,6 +41,9 @@ pub enum Error {
     /// Harbor's API: an index lists the artifact, so it cannot be deleted alone.
     #[error("the artifact {digest} is referenced by the index {parent}: delete the index first")]
     ArtifactReferenced { digest: Digest, parent: Digest },
+    /// The push would take its project past its storage quota (the message says how far).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +66,7 @@ impl Error {
             Error::TagExists(_) => ErrorCode::TagInvalid,
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
+            Error::QuotaExceeded(_) => ErrorCode::Denied,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -84,6 +88,7 @@ impl From<MetaError> for Error {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
+            e @ MetaError::QuotaExceeded { .. } => Error::QuotaExceeded(e.to_string()),
             other => Error::Internal(other.to_string()),
         }
     }

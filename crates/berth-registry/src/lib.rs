@@ -6,6 +6,7 @@
 //! - [`manifests`]: manifest validation, reference checks, tags, deletes, referrers.
 //! - [`listing`]: catalog and tag-list pagination.
 //! - [`artifacts`]: Harbor's repositories, artifacts and tags (the management API).
+//! - [`usage`]: storage usage and quotas.
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ mod error;
 pub mod listing;
 pub mod manifests;
 pub mod uploads;
+pub mod usage;
 
 pub use artifacts::{Artifact, ChildReference};
 pub use cache::Manifest;

@@ -228,12 +228,27 @@ impl Registry {
                 actual,
             });
         }
+        // Refused before its bytes are committed, when the quota already says no; the
+        // link's transaction decides for races (its bytes are then garbage collection's).
+        match self.meta.check_quota(repository, digest, size).await {
+            Err(refused @ berth_meta::MetaError::QuotaExceeded { .. }) => {
+                self.discard(id).await;
+                return Err(refused.into());
+            }
+            checked => checked?,
+        }
         self.blobs
             .commit(id, upload.store_state.as_deref(), digest)
             .await?;
-        self.meta
+        let linked = self
+            .meta
             .complete_upload(id, repository, digest, size)
-            .await?;
+            .await;
+        if let Err(refused @ berth_meta::MetaError::QuotaExceeded { .. }) = linked {
+            self.discard(id).await;
+            return Err(refused.into());
+        }
+        linked?;
         Ok(size)
     }
 
@@ -325,6 +340,14 @@ impl Registry {
                 expected: digest.clone(),
                 actual,
             });
+        }
+        if let Err(e) = self
+            .meta
+            .check_quota(repository, digest, appended.len)
+            .await
+        {
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(e.into());
         }
         self.blobs
             .commit(&id, appended.state.as_deref(), digest)

@@ -314,6 +314,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_at    BIGINT NOT NULL
     );
 
+    CREATE TABLE quota_defaults (
+        id            BIGINT PRIMARY KEY CHECK (id = 1),
+        storage_limit BIGINT NOT NULL
+    );
+    INSERT INTO quota_defaults (id, storage_limit) VALUES (1, -1);
+    CREATE FUNCTION berth_default_quota() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO project_quotas (project_id, storage_limit, created_at, updated_at)
+            SELECT NEW.id, storage_limit, NEW.created_at, NEW.created_at FROM quota_defaults
+            WHERE storage_limit >= 0;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER projects_limited AFTER INSERT ON projects
+        FOR EACH ROW EXECUTE FUNCTION berth_default_quota();
+
     UPDATE blobs SET repository_links = (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = blobs.digest);
     INSERT INTO namespace_blobs (namespace, digest, links)
         SELECT r.namespace, l.digest, COUNT(*) FROM repository_blobs l

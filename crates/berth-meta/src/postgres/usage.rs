@@ -138,6 +138,13 @@ impl UsageStore for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn set_default_storage_limit(&self, storage_limit: i64) -> Result<()> {
+        let statement = sqlx::query("UPDATE quota_defaults SET storage_limit = $1 WHERE id = 1")
+            .bind(storage_limit);
+        statement.execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn check_quota(
         &self,
         repository: &RepositoryName,

@@ -126,6 +126,13 @@ impl UsageStore for SqliteStore {
         Ok(self.execute_durably(statement).await? > 0)
     }
 
+    async fn set_default_storage_limit(&self, storage_limit: i64) -> Result<()> {
+        let statement = sqlx::query("UPDATE quota_defaults SET storage_limit = ? WHERE id = 1")
+            .bind(storage_limit);
+        self.execute_durably(statement).await?;
+        Ok(())
+    }
+
     async fn check_quota(
         &self,
         repository: &RepositoryName,
