@@ -1,6 +1,6 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
 //! so far: projects, members, users, robot accounts, repositories, artifacts and tags,
-//! audit logs, search and the system
+//! quotas, audit logs, search and the system
 //! endpoints.
 //!
 //! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
@@ -30,6 +30,7 @@ mod logs;
 mod members;
 pub mod openapi;
 mod projects;
+mod quotas;
 mod repositories;
 pub mod response;
 mod robots;
@@ -191,6 +192,13 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteProject(_) => projects::delete(ctx).await,
         E::ProjectDeletable(_) => projects::deletable(ctx).await,
         E::ProjectSummary(_) => projects::summary(ctx).await,
+        E::ListQuotas {
+            query,
+            reference,
+            reference_id,
+        } => quotas::list(ctx, &query, reference.as_deref(), reference_id.as_deref()).await,
+        E::GetQuota(id) => quotas::get(ctx, id).await,
+        E::UpdateQuota(id) => quotas::update(ctx, id, body).await,
         E::ListMembers {
             query, entity_name, ..
         } => members::list(ctx, &query, entity_name.as_deref()).await,

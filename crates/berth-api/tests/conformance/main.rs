@@ -20,6 +20,7 @@ mod mgmt;
 mod names;
 mod pull;
 mod push;
+mod quotas;
 mod referrers;
 mod restart;
 mod robots;
