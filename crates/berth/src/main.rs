@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod df;
 mod import;
 mod jobs;
 mod server;
@@ -74,6 +75,16 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: jobs::JobsCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Storage usage: per project (or per repository of PROJECT) and the registry's total.
+    Df {
+        /// One project: its usage and each repository's.
+        project: Option<String>,
+        /// Exact byte counts instead of KiB/MiB/GiB.
+        #[arg(long)]
+        bytes: bool,
         #[command(flatten)]
         flags: Flags,
     },
@@ -146,6 +157,7 @@ impl Flags {
                 audit: Default::default(),
                 storage: Default::default(),
                 database: Default::default(),
+                quota: Default::default(),
             },
         ));
         Config::resolve(&sources)
@@ -183,6 +195,11 @@ fn main() -> ExitCode {
         Command::Keys { command, flags } => block_on(admin::keys(command, &flags)),
         Command::Import { command, flags } => block_on(import::import(command, &flags)),
         Command::Jobs { command, flags } => block_on(jobs::command(command, &flags)),
+        Command::Df {
+            project,
+            bytes,
+            flags,
+        } => block_on(df::command(project, bytes, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -353,6 +370,9 @@ async fn run(config: Config) -> Result<(), String> {
         },
     );
     let registry = Arc::new(registry);
+    meta.set_default_storage_limit(config.quota_default_project_bytes)
+        .await
+        .map_err(|e| format!("cannot set the default project quota: {e}"))?;
     jobs::start(meta.clone(), registry.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
