@@ -2427,3 +2427,120 @@ async fn quota_under_concurrent_pushes(store: &dyn MetaStore) {
         1000
     );
 }
+
+/// Usage and quota answers at 10 000 manifests and 50 000 blobs in 100 repositories of 10
+/// projects: each is a read of kept counters, so none depends on the size. Returns the
+/// median answer of each kind (printed by the caller) and of a blob link with and without a
+/// quota to check.
+pub async fn usage_at_scale(store: &dyn MetaStore) -> Vec<(&'static str, std::time::Duration)> {
+    use futures_util::StreamExt;
+    let repo = |i: usize| name(&format!("scale{}/repo{}", i % 10, i % 100));
+    for project in 0..10 {
+        store
+            .create_project(&format!("scale{project}"), false, None)
+            .await
+            .expect("project");
+    }
+    let started = Instant::now();
+    for i in 0..50_000 {
+        store
+            .link_blob(
+                &repo(i),
+                &digest(&format!("scale-blob-{i}")),
+                1000 + i as u64,
+            )
+            .await
+            .expect("link");
+    }
+    let unlimited_link = started.elapsed() / 50_000;
+    futures_util::stream::iter(0..10_000)
+        .map(|i| async move {
+            let image = manifest(
+                &format!("scale-image-{i}"),
+                vec![digest(&format!("scale-blob-{}", i * 5))],
+                None,
+            );
+            store
+                .put_manifest(&repo(i * 5), &image, &[])
+                .await
+                .expect("put");
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let mut samples: Vec<(&'static str, Vec<std::time::Duration>)> = Vec::new();
+    let mut time = |what: &'static str, took: std::time::Duration| match samples
+        .iter_mut()
+        .find(|(w, _)| *w == what)
+    {
+        Some((_, all)) => all.push(took),
+        None => samples.push((what, vec![took])),
+    };
+    let quota_id = store
+        .quotas()
+        .await
+        .expect("quotas")
+        .iter()
+        .find(|q| q.project_name == "scale3")
+        .map(|q| q.project_id)
+        .expect("scale3");
+    for round in 0..20 {
+        let at = Instant::now();
+        store.repository_usage(&repo(round)).await.expect("usage");
+        time("repository usage", at.elapsed());
+        let at = Instant::now();
+        store.namespace_usage("scale3").await.expect("usage");
+        time("project usage", at.elapsed());
+        let at = Instant::now();
+        store.all_namespace_usage().await.expect("usage");
+        time("every project's usage", at.elapsed());
+        let at = Instant::now();
+        store.registry_usage().await.expect("usage");
+        time("registry usage", at.elapsed());
+        let at = Instant::now();
+        store.quota(quota_id).await.expect("quota");
+        time("one quota", at.elapsed());
+        let at = Instant::now();
+        store.quotas().await.expect("quotas");
+        time("every quota", at.elapsed());
+    }
+    store
+        .set_storage_limit(quota_id, 1 << 50)
+        .await
+        .expect("limit");
+    // Interleaved, so that the machine's load falls on both alike.
+    for i in 0..2_000 {
+        let at = Instant::now();
+        store
+            .link_blob(
+                &name("scale3/limited"),
+                &digest(&format!("scale-extra-{i}")),
+                10,
+            )
+            .await
+            .expect("link");
+        time("blob link into a project with a limit", at.elapsed());
+        let at = Instant::now();
+        store
+            .link_blob(
+                &name("scale4/free"),
+                &digest(&format!("scale-free-{i}")),
+                10,
+            )
+            .await
+            .expect("link");
+        time("blob link into a project without one", at.elapsed());
+    }
+    let mut slowest: Vec<(&'static str, std::time::Duration)> = Vec::new();
+    for (what, mut all) in samples {
+        all.sort();
+        slowest.push((what, all[all.len() / 2]));
+    }
+    slowest.push((
+        "blob link, 50 000 into an empty store (mean)",
+        unlimited_link,
+    ));
+    let registry = store.registry_usage().await.expect("registry");
+    assert!(registry.linked_blob_bytes > 50_000 * 1000);
+    slowest
+}
