@@ -13,6 +13,7 @@ pub mod cron;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
+pub mod immutable;
 pub mod manifest;
 pub mod media_type;
 pub mod mgmt;
