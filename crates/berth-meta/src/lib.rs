@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 pub mod audit;
 pub mod identity;
+pub mod immutable;
 pub mod jobs;
 mod migrations;
 pub mod postgres;
@@ -35,6 +36,7 @@ pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
 };
+pub use immutable::{ImmutableRuleRow, ImmutableRuleStore};
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::SqliteStore;
@@ -54,6 +56,9 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+    /// An immutable tag would move to another manifest; nothing was stored.
+    #[error("tag {0} is immutable: it cannot be overwritten or deleted")]
+    TagImmutable(String),
     /// The write would take the project past its storage quota; nothing of it was kept.
     #[error(
         "quota exceeded: used {} of {} in project {project}, and this needs {} more",
@@ -103,6 +108,9 @@ pub struct NewManifest {
     /// holds the manifest under one of them — pushed by a sha512 digest, now pushed by tag —
     /// the push is that manifest, and the tag answers with the digest it was pushed under.
     pub aliases: Vec<Digest>,
+    /// Tags that may not move: when one of them exists on another manifest, nothing is
+    /// stored ([`MetaError::TagImmutable`]). Decided in the storing transaction.
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// A manifest as stored: exact bytes and how to serve them.
@@ -456,6 +464,7 @@ pub trait MetaStore:
     + AuditStore
     + JobStore
     + UsageStore
+    + ImmutableRuleStore
 {
 }
 impl<
@@ -467,7 +476,8 @@ impl<
         + IdentityStore
         + AuditStore
         + JobStore
-        + UsageStore,
+        + UsageStore
+        + ImmutableRuleStore,
 > MetaStore for T
 {
 }

@@ -410,6 +410,20 @@ pub const MIGRATIONS: &[&str] = &[
             WHERE namespace = (SELECT namespace FROM repositories WHERE id = OLD.repository_id);
     END;
     "#,
+    // 10: tag immutability rules (Harbor's), per project.
+    r#"
+    CREATE TABLE immutable_rules (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        disabled   INTEGER NOT NULL DEFAULT 0,
+        priority   INTEGER NOT NULL DEFAULT 0,
+        -- Harbor's selectors as JSON: {"tag_selectors": [...], "scope_selectors": {...}}.
+        selectors  TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX immutable_rules_project ON immutable_rules(project_id);
+    "#,
 ];
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ use crate::{
 mod artifacts;
 mod audit;
 mod identity;
+mod immutable;
 mod jobs;
 pub(crate) mod migrations;
 #[cfg(any(test, feature = "test-postgres"))]
@@ -912,6 +913,13 @@ impl PgStore {
             .await?;
             if let Some(alias) = stored {
                 // The same bytes, already stored and checked: only the tags are new.
+                immutable::refuse_immutable_moves(
+                    &mut tx,
+                    repo_id,
+                    &manifest.immutable_tags,
+                    &alias,
+                )
+                .await?;
                 set_tags(&mut tx, repo_id, tags, &alias).await?;
                 touch_repository(&mut tx, repo_id).await?;
                 notify_changed(&mut tx, repository).await?;
@@ -920,6 +928,13 @@ impl PgStore {
                     .map_err(|e| MetaError::Corrupt(format!("digest {alias:?}: {e}")));
             }
         }
+        immutable::refuse_immutable_moves(
+            &mut tx,
+            repo_id,
+            &manifest.immutable_tags,
+            &manifest.digest.to_string(),
+        )
+        .await?;
         // The first reference missing, blobs first, in the order given (as SQLite reports).
         let mut wanted: Vec<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let mut wanted_is_manifest = vec![false; wanted.len()];

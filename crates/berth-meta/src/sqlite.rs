@@ -25,6 +25,7 @@ use crate::migrations::MIGRATIONS;
 mod artifacts;
 mod audit;
 mod identity;
+mod immutable;
 mod jobs;
 mod usage;
 use crate::wal_sync::WalSync;
@@ -544,6 +545,13 @@ impl ManifestStore for SqliteStore {
             .await?;
             if stored.is_some() {
                 // The same bytes, already stored and checked: only the tags are new.
+                immutable::refuse_immutable_moves(
+                    &mut tx,
+                    repo_id,
+                    &manifest.immutable_tags,
+                    &alias.to_string(),
+                )
+                .await?;
                 set_tags(&mut tx, repo_id, tags, &alias.to_string()).await?;
                 touch_repository(&mut tx, repo_id).await?;
                 tx.commit().await?;
@@ -552,6 +560,13 @@ impl ManifestStore for SqliteStore {
                 return Ok(alias.clone());
             }
         }
+        immutable::refuse_immutable_moves(
+            &mut tx,
+            repo_id,
+            &manifest.immutable_tags,
+            &manifest.digest.to_string(),
+        )
+        .await?;
         let blobs = manifest.blobs.iter().map(|d| (d, false));
         let children = manifest
             .manifests
@@ -789,6 +804,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sqlite_keeps_immutable_tags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
+        crate::suite::immutable_tags(&store).await;
+    }
+
+    #[tokio::test]
     async fn sqlite_keeps_usage_and_quotas() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = super::SqliteStore::open(&dir.path().join("meta.db"))
@@ -898,6 +922,7 @@ mod tests {
                     manifests: Vec::new(),
                     require_manifests: true,
                     aliases: Vec::new(),
+                    immutable_tags: Vec::new(),
                 },
                 &["c".parse().expect("tag")],
             )

@@ -34,6 +34,7 @@ fn manifest(content: &str, blobs: Vec<Digest>, subject: Option<Digest>) -> NewMa
         manifests: Vec::new(),
         require_manifests: true,
         aliases: Vec::new(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -2543,4 +2544,102 @@ pub async fn usage_at_scale(store: &dyn MetaStore) -> Vec<(&'static str, std::ti
     let registry = store.registry_usage().await.expect("registry");
     assert!(registry.linked_blob_bytes > 50_000 * 1000);
     slowest
+}
+
+/// Tag immutability: rules kept per project, and a push that would move a tag the caller
+/// names immutable is refused in its own transaction, storing nothing.
+pub async fn immutable_tags(store: &dyn MetaStore) {
+    let project = store
+        .create_project("frozen", false, None)
+        .await
+        .expect("project");
+    let selectors =
+        r#"{"tag_selectors":[{"kind":"doublestar","decoration":"matches","pattern":"v*"}]}"#;
+    let id = store
+        .create_immutable_rule(project, false, 0, selectors)
+        .await
+        .expect("create");
+    let rules = store.immutable_rules(project).await.expect("list");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        (rules[0].id, rules[0].disabled, rules[0].selectors.as_str()),
+        (id, false, selectors)
+    );
+    assert_eq!(
+        store.immutable_rules_in("frozen").await.expect("list"),
+        rules
+    );
+    assert!(
+        store
+            .immutable_rules_in("nosuch")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        store
+            .update_immutable_rule(project, id, true, 1, "{}")
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_immutable_rule(project + 1000, id, true, 1, "{}")
+            .await
+            .expect("update"),
+        "another project's rule is not this one's"
+    );
+    assert!(store.immutable_rules(project).await.expect("list")[0].disabled);
+
+    let repo = name("frozen/app");
+    let v1 = tag("v1");
+    let mut first = manifest("frozen-first", Vec::new(), None);
+    first.immutable_tags = vec![v1.clone()];
+    store
+        .put_manifest(&repo, &first, std::slice::from_ref(&v1))
+        .await
+        .expect("a new tag may be pushed");
+    store
+        .put_manifest(&repo, &first, std::slice::from_ref(&v1))
+        .await
+        .expect("the same manifest again moves nothing");
+    let mut second = manifest("frozen-second", Vec::new(), None);
+    second.immutable_tags = vec![v1.clone()];
+    let refused = store
+        .put_manifest(&repo, &second, &[v1.clone(), tag("other")])
+        .await
+        .expect_err("v1 would move");
+    assert!(
+        matches!(&refused, MetaError::TagImmutable(t) if t == "v1"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .get_manifest(&repo, &Reference::Tag(v1.clone()))
+            .await
+            .expect("get")
+            .map(|m| m.digest),
+        Some(first.digest.clone())
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Digest(second.digest.clone()))
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing of the refused push is stored"
+    );
+    assert!(
+        store
+            .delete_immutable_rule(project, id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        store
+            .immutable_rules(project)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }

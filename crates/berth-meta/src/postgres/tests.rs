@@ -39,6 +39,7 @@ fn image(content: &str, layer: &Digest) -> NewManifest {
         manifests: Vec::new(),
         require_manifests: true,
         aliases: Vec::new(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -84,6 +85,14 @@ async fn postgres_usage_at_scale() {
     for (what, took) in crate::suite::usage_at_scale(&store).await {
         println!("{what}: {took:?}");
     }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_immutable_tags() {
+    let db = testing::database().await;
+    let store = node(&db).await;
+    crate::suite::immutable_tags(&store).await;
     store.close().await;
 }
 
