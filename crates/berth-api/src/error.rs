@@ -88,6 +88,7 @@ impl From<Error> for ApiError {
         match e {
             // Clients print `code: message`: the used and limit figures must be in it.
             Error::QuotaExceeded(message) => error.with_message(message),
+            e @ Error::TagImmutable(_) => error.with_message(e.to_string()),
             _ => error,
         }
     }

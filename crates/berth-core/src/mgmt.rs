@@ -288,6 +288,8 @@ pub enum Resource {
     Artifact,
     Tag,
     Robot,
+    /// Tag immutability rules (Harbor's `immutable-tag`).
+    ImmutableTag,
 }
 
 /// A Harbor RBAC action.
@@ -310,10 +312,11 @@ impl Resource {
             Resource::Artifact => "artifact",
             Resource::Tag => "tag",
             Resource::Robot => "robot",
+            Resource::ImmutableTag => "immutable-tag",
         }
     }
 
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Project,
         Resource::Member,
         Resource::Log,
@@ -321,6 +324,7 @@ impl Resource {
         Resource::Artifact,
         Resource::Tag,
         Resource::Robot,
+        Resource::ImmutableTag,
     ];
 }
 
@@ -371,6 +375,8 @@ pub fn role_allows(role: Role, resource: Resource, verb: Verb) -> bool {
         (R::Artifact | R::Tag, V::Delete) => maintainer,
         (R::Robot, V::Read | V::List) => guest,
         (R::Robot, _) => admin,
+        (R::ImmutableTag, V::Read | V::List) => guest,
+        (R::ImmutableTag, _) => maintainer,
     }
 }
 
@@ -460,6 +466,20 @@ pub enum MgmtEndpoint {
     /// A quota by id (a project's quota has the project's id).
     GetQuota(i64),
     UpdateQuota(i64),
+    /// `/projects/{p}/immutabletagrules`: a project's tag immutability rules.
+    ListImmutableRules {
+        project: ProjectRef,
+        query: ListQuery,
+    },
+    CreateImmutableRule(ProjectRef),
+    UpdateImmutableRule {
+        project: ProjectRef,
+        id: i64,
+    },
+    DeleteImmutableRule {
+        project: ProjectRef,
+        id: i64,
+    },
     ListMembers {
         project: ProjectRef,
         query: ListQuery,
@@ -645,6 +665,19 @@ impl MgmtEndpoint {
             ("DELETE", ["projects", p]) => E::DeleteProject(project(p)),
             ("GET", ["projects", p, "_deletable"]) => E::ProjectDeletable(project(p)),
             ("GET", ["projects", p, "summary"]) => E::ProjectSummary(project(p)),
+            ("GET", ["projects", p, "immutabletagrules"]) => E::ListImmutableRules {
+                project: project(p),
+                query: params.list()?,
+            },
+            ("POST", ["projects", p, "immutabletagrules"]) => E::CreateImmutableRule(project(p)),
+            ("PUT", ["projects", p, "immutabletagrules", id]) => E::UpdateImmutableRule {
+                project: project(p),
+                id: int(id, "immutable rule id")?,
+            },
+            ("DELETE", ["projects", p, "immutabletagrules", id]) => E::DeleteImmutableRule {
+                project: project(p),
+                id: int(id, "immutable rule id")?,
+            },
             ("GET", ["quotas"]) => E::ListQuotas {
                 query: params.list()?,
                 reference: params.get("reference").map(str::to_owned),
@@ -832,6 +865,16 @@ impl MgmtEndpoint {
             // Harbor's quota resource is system-level: members see their project's quota in
             // its summary.
             E::ListQuotas { .. } | E::GetQuota(_) | E::UpdateQuota(_) => P::SystemAdmin,
+            E::ListImmutableRules { project, .. } => {
+                on(project, Resource::ImmutableTag, Verb::List)
+            }
+            E::CreateImmutableRule(p) => on(p, Resource::ImmutableTag, Verb::Create),
+            E::UpdateImmutableRule { project, .. } => {
+                on(project, Resource::ImmutableTag, Verb::Update)
+            }
+            E::DeleteImmutableRule { project, .. } => {
+                on(project, Resource::ImmutableTag, Verb::Delete)
+            }
             E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
             E::ListRobots { scope, .. } => robots(scope, Verb::List),
             E::CreateRobot(request) => P::Both {
@@ -1005,7 +1048,12 @@ fn is_known(segments: &[&str]) -> bool {
             | ["projects", _]
             | ["quotas", _]
             | ["robots", _]
-            | ["projects", _, "_deletable" | "summary" | "members" | "logs"]
+            | [
+                "projects",
+                _,
+                "_deletable" | "summary" | "members" | "logs" | "immutabletagrules"
+            ]
+            | ["projects", _, "immutabletagrules", _]
             | ["projects", _, "members", _]
             | ["users", _]
             | ["users", _, "password" | "sysadmin" | "permissions"]

@@ -41,6 +41,14 @@ pub enum Error {
     /// Harbor's API: an index lists the artifact, so it cannot be deleted alone.
     #[error("the artifact {digest} is referenced by the index {parent}: delete the index first")]
     ArtifactReferenced { digest: Digest, parent: Digest },
+    /// A tag immutability rule protects the tag: it may not move or go.
+    #[error(
+        "tag {0} is immutable: a tag immutability rule of its project forbids overwriting or deleting it"
+    )]
+    TagImmutable(String),
+    /// Harbor's API: a rule that does not say what Harbor's rules say.
+    #[error("{0}")]
+    RuleInvalid(String),
     /// The push would take its project past its storage quota (the message says how far).
     #[error("{0}")]
     QuotaExceeded(String),
@@ -66,7 +74,8 @@ impl Error {
             Error::TagExists(_) => ErrorCode::TagInvalid,
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
-            Error::QuotaExceeded(_) => ErrorCode::Denied,
+            Error::QuotaExceeded(_) | Error::TagImmutable(_) => ErrorCode::Denied,
+            Error::RuleInvalid(_) => ErrorCode::Unsupported,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -78,6 +87,7 @@ impl Error {
             Error::DeleteDisabled => 405,
             Error::TagExists(_) => 409,
             Error::ArtifactReferenced { .. } => 412,
+            Error::RuleInvalid(_) => 400,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }
@@ -89,6 +99,7 @@ impl From<MetaError> for Error {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
             e @ MetaError::QuotaExceeded { .. } => Error::QuotaExceeded(e.to_string()),
+            MetaError::TagImmutable(tag) => Error::TagImmutable(tag),
             other => Error::Internal(other.to_string()),
         }
     }

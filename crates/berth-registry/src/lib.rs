@@ -7,6 +7,7 @@
 //! - [`listing`]: catalog and tag-list pagination.
 //! - [`artifacts`]: Harbor's repositories, artifacts and tags (the management API).
 //! - [`usage`]: storage usage and quotas.
+//! - [`immutable`]: tag immutability rules and the refusals they cause.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub mod blobs;
 mod cache;
 mod copy;
 mod error;
+pub mod immutable;
 pub mod listing;
 pub mod manifests;
 pub mod uploads;

@@ -26,6 +26,7 @@ use crate::credentials::{Peer, authenticate};
 
 mod artifacts;
 mod audited;
+mod immutable;
 mod logs;
 mod members;
 pub mod openapi;
@@ -198,6 +199,10 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
             reference_id,
         } => quotas::list(ctx, &query, reference.as_deref(), reference_id.as_deref()).await,
         E::GetQuota(id) => quotas::get(ctx, id).await,
+        E::ListImmutableRules { query, .. } => immutable::list(ctx, &query).await,
+        E::CreateImmutableRule(_) => immutable::create(ctx, body).await,
+        E::UpdateImmutableRule { id, .. } => immutable::update(ctx, id, body).await,
+        E::DeleteImmutableRule { id, .. } => immutable::delete(ctx, id).await,
         E::UpdateQuota(id) => quotas::update(ctx, id, body).await,
         E::ListMembers {
             query, entity_name, ..

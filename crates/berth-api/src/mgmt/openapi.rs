@@ -95,6 +95,14 @@ pub const OPERATIONS: &[Operation] = &[
         query: &[], body: None, ok: &[(200, Some("ProjectDeletable"))], paginated: false),
     op!("getProjectSummary", "get", "/projects/{project_name_or_id}/summary", "/api/v2.0/projects/1/summary", "project", "Counts of repositories and members by role",
         query: &[], body: None, ok: &[(200, Some("ProjectSummary"))], paginated: false),
+    op!("ListImmuRules", "get", "/projects/{project_name_or_id}/immutabletagrules", "/api/v2.0/projects/1/immutabletagrules", "immutable", "A project's tag immutability rules",
+        query: &[], body: None, ok: &[(200, Some("ImmutableRule[]"))], paginated: true),
+    op!("CreateImmuRule", "post", "/projects/{project_name_or_id}/immutabletagrules", "/api/v2.0/projects/1/immutabletagrules", "immutable", "Add a tag immutability rule",
+        query: &[], body: Some("ImmutableRule"), ok: &[(201, None)], paginated: false),
+    op!("UpdateImmuRule", "put", "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", "/api/v2.0/projects/1/immutabletagrules/1", "immutable", "Change a tag immutability rule (or disable it)",
+        query: &[], body: Some("ImmutableRule"), ok: &[(200, None)], paginated: false),
+    op!("DeleteImmuRule", "delete", "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", "/api/v2.0/projects/1/immutabletagrules/1", "immutable", "Delete a tag immutability rule",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
     op!("listQuotas", "get", "/quotas", "/api/v2.0/quotas?reference=project&reference_id=1", "quota", "Every project's storage quota and usage (system administrators)",
         query: &[("reference", "string", "project"), ("reference_id", "string", "the project's id")], body: None, ok: &[(200, Some("Quota[]"))], paginated: true),
     op!("getQuota", "get", "/quotas/{id}", "/api/v2.0/quotas/1", "quota", "A project's storage quota and usage; its id is the project's",
@@ -206,6 +214,10 @@ pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
         E::ProjectDeletable(_) => "getProjectDeletableStatus",
         E::ProjectSummary(_) => "getProjectSummary",
         E::ListQuotas { .. } => "listQuotas",
+        E::ListImmutableRules { .. } => "ListImmuRules",
+        E::CreateImmutableRule(_) => "CreateImmuRule",
+        E::UpdateImmutableRule { .. } => "UpdateImmuRule",
+        E::DeleteImmutableRule { .. } => "DeleteImmuRule",
         E::GetQuota(_) => "getQuota",
         E::UpdateQuota(_) => "updateQuota",
         E::ListMembers { .. } => "listProjectMembers",
@@ -275,7 +287,7 @@ fn object(fields: &[(&str, &str)]) -> Value {
 }
 
 fn schemas() -> Value {
-    json!({
+    let mut schemas = json!({
         "Errors": object(&[("errors", "Error[]")]),
         "Error": object(&[("code", "string"), ("message", "string")]),
         "OverallHealthStatus": object(&[("status", "string"), ("components", "ComponentHealthStatus[]")]),
@@ -287,12 +299,6 @@ fn schemas() -> Value {
         "ProjectReq": object(&[("project_name", "string"), ("public", "boolean"), ("metadata", "map"), ("cve_allowlist", "object"), ("storage_limit", "integer"), ("registry_id", "integer")]),
         "ProjectDeletable": object(&[("deletable", "boolean"), ("message", "string")]),
         "ProjectSummary": object(&[("repo_count", "integer"), ("chart_count", "integer"), ("project_admin_count", "integer"), ("maintainer_count", "integer"), ("developer_count", "integer"), ("guest_count", "integer"), ("limited_guest_count", "integer"), ("quota", "ProjectSummaryQuota"), ("usage", "Usage")]),
-        "ProjectSummaryQuota": object(&[("hard", "ResourceList"), ("used", "ResourceList")]),
-        "ResourceList": object(&[("storage", "integer")]),
-        "Usage": object(&[("used", "integer"), ("unique", "integer"), ("shared", "integer")]),
-        "Quota": object(&[("id", "integer"), ("ref", "QuotaRefObject"), ("hard", "ResourceList"), ("used", "ResourceList"), ("creation_time", "date-time"), ("update_time", "date-time")]),
-        "QuotaRefObject": object(&[("id", "integer"), ("name", "string"), ("owner_name", "string")]),
-        "QuotaUpdateReq": object(&[("hard", "ResourceList")]),
         "ProjectMemberEntity": object(&[("id", "integer"), ("project_id", "integer"), ("entity_name", "string"), ("role_name", "string"), ("role_id", "integer"), ("entity_id", "integer"), ("entity_type", "string")]),
         "ProjectMember": object(&[("role_id", "integer"), ("member_user", "UserEntity"), ("member_group", "object")]),
         "UserEntity": object(&[("user_id", "integer"), ("username", "string")]),
@@ -316,7 +322,24 @@ fn schemas() -> Value {
         "Tag": object(&[("id", "integer"), ("repository_id", "integer"), ("artifact_id", "integer"), ("name", "string"), ("push_time", "date-time"), ("pull_time", "date-time"), ("immutable", "boolean"), ("signed", "boolean")]),
         "Accessory": object(&[("id", "integer"), ("artifact_id", "integer"), ("subject_artifact_id", "integer"), ("size", "integer"), ("digest", "string"), ("type", "string"), ("creation_time", "date-time")]),
         "AuditLog": object(&[("id", "integer"), ("username", "string"), ("resource", "string"), ("resource_type", "string"), ("operation", "string"), ("op_time", "date-time")]),
-    })
+    });
+    // Quotas, usage and tag immutability (one json! of everything would pass serde_json's
+    // macro recursion limit).
+    let more = json!({
+        "ProjectSummaryQuota": object(&[("hard", "ResourceList"), ("used", "ResourceList")]),
+        "ResourceList": object(&[("storage", "integer")]),
+        "Usage": object(&[("used", "integer"), ("unique", "integer"), ("shared", "integer")]),
+        "Quota": object(&[("id", "integer"), ("ref", "QuotaRefObject"), ("hard", "ResourceList"), ("used", "ResourceList"), ("creation_time", "date-time"), ("update_time", "date-time")]),
+        "QuotaRefObject": object(&[("id", "integer"), ("name", "string"), ("owner_name", "string")]),
+        "QuotaUpdateReq": object(&[("hard", "ResourceList")]),
+        "ImmutableRule": object(&[("id", "integer"), ("project_id", "integer"), ("priority", "integer"), ("disabled", "boolean"), ("action", "string"), ("template", "string"), ("tag_selectors", "ImmutableSelector[]"), ("scope_selectors", "ImmutableScope")]),
+        "ImmutableScope": object(&[("repository", "ImmutableSelector[]")]),
+        "ImmutableSelector": object(&[("kind", "string"), ("decoration", "string"), ("pattern", "string")]),
+    });
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more) {
+        all.extend(more);
+    }
+    schemas
 }
 
 /// The whole document.

@@ -14,6 +14,7 @@ mod base;
 mod concurrency;
 mod deletes;
 mod discovery;
+mod immutable;
 mod malformed;
 mod manifests;
 mod mgmt;
