@@ -59,7 +59,29 @@ impl StoredRule {
     }
 }
 
+/// What a repository's rules protect, read once for a listing's tags.
+#[derive(Debug, Clone, Default)]
+pub struct TagProtection {
+    repository: String,
+    rules: Vec<ImmutableRule>,
+}
+
+impl TagProtection {
+    /// Whether the tag is immutable (Harbor's Tag `immutable`).
+    pub fn protects(&self, tag: &str) -> bool {
+        is_immutable(&self.rules, &self.repository, tag)
+    }
+}
+
 impl Registry {
+    /// The repository's rules, to tell which of its tags are immutable.
+    pub async fn tag_protection(&self, repository: &RepositoryName) -> Result<TagProtection> {
+        Ok(TagProtection {
+            repository: repository.as_str().to_owned(),
+            rules: self.rules_for(repository).await?,
+        })
+    }
+
     pub async fn immutable_rules(&self, project_id: i64) -> Result<Vec<StoredRule>> {
         self.meta
             .immutable_rules(project_id)

@@ -121,6 +121,15 @@ async fn a_protected_tag_is_pushed_once_and_never_overwritten_or_deleted() {
     );
     let v1 = root.get("/v2/team/app/manifests/v1").send().await;
     assert_eq!(v1.header("docker-content-digest"), first);
+    let tags = root
+        .get(format!(
+            "/api/v2.0/projects/team/repositories/app/artifacts/{first}/tags"
+        ))
+        .send()
+        .await
+        .json();
+    assert_eq!(tags[0]["name"], "v1");
+    assert_eq!(tags[0]["immutable"], true, "Harbor's Tag says so");
     // A tag no rule selects moves freely; a new protected one may be pushed.
     root.push_manifest("team/app", "latest", OCI_MANIFEST, other.clone())
         .await;
