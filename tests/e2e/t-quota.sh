@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage and quotas with real clients: a project's storage limit (the configured default, and one set through Harbor's /quotas) refuses skopeo's and docker's push at the blob that crosses it with DENIED and the used/limit figures; raised, the same push goes in; the API's usage equals the sum of the image's blob and manifest sizes; `berth df` shows it.
+# Usage, quotas and tag immutability with real clients: a project's storage limit (the configured default, and one set through Harbor's /quotas) refuses skopeo's and docker's push at the blob that crosses it with DENIED and the used/limit figures; raised, the same push goes in; the API's usage equals the sum of the image's blob and manifest sizes; `berth df` shows it. An immutability rule refuses skopeo's overwrite and delete of a protected tag and lets docker push a new one.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=quota
 
@@ -101,3 +101,28 @@ df_shows_small() {
     '$1 == "small" && $2 == want && $5 == 10485760 {found=1} END {exit !found}' <<<"$out"
 }
 [[ "$E2E_TARGET" == berth ]] && check "berth df shows small's usage and limit" df_shows_small
+
+# ---------------------------------------------------------------- tag immutability
+IMMUTABLE_RULE='{"disabled":false,"action":"immutable","template":"immutable_template",
+  "tag_selectors":[{"kind":"doublestar","decoration":"matches","pattern":"{v*,release-?}"}],
+  "scope_selectors":{"repository":[{"kind":"doublestar","decoration":"repoMatches","pattern":"**"}]}}'
+check "POST /projects/small/immutabletagrules protects v* and release-? (201)" \
+  expect_api 201 POST /projects/small/immutabletagrules "$IMMUTABLE_RULE"
+RULE_ID=$(header_of "$T/api/headers" location | awk -F/ '{print $NF}')
+check "skopeo's overwrite of small/app:v1 with another image is denied: tag v1 is immutable" \
+  expect_denied "tag v1 is immutable" \
+  skopeo copy -q --dest-tls-verify=false "oci:$IMG/oci:v1-arm64" "docker://$REG/small/app:v1"
+check "small/app:v1 is still the image first pushed" \
+  bash -c "[[ \$(skopeo inspect --tls-verify=false 'docker://$REG/small/app:v1' | jq -r .Digest) == '$(layout_digest v1)' ]]"
+check "docker pushes a new protected tag (small/docker:v2)" \
+  bash -c "docker tag '$REG/small/docker:v1' '$REG/small/docker:v2' && docker push '$REG/small/docker:v2'"
+check "pushing v2 again (the same image) is allowed" docker push "$REG/small/docker:v2"
+check "skopeo delete of the protected tag is denied" \
+  expect_denied "tag v1 is immutable" skopeo delete --tls-verify=false "docker://$REG/small/app:v1"
+check "Harbor's API refuses deleting the artifact that carries v1 (412)" \
+  expect_api 412 DELETE "/projects/small/repositories/app/artifacts/v1"
+check "the tag list shows v1 as immutable" \
+  bash -c "[[ \$(curl -s -K - '$API/projects/small/repositories/app/artifacts/v1/tags' <<<'user = \"admin:$ADMIN_PASS\"' | jq -r '.[0].immutable') == true ]]"
+check "DELETE the rule (200)" expect_api 200 DELETE "/projects/small/immutabletagrules/$RULE_ID"
+check "without the rule skopeo overwrites small/app:v1" \
+  skopeo copy -q --dest-tls-verify=false "oci:$IMG/oci:v1-arm64" "docker://$REG/small/app:v1"
