@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod media_type;
 pub mod mgmt;
 pub mod name;
+pub mod retention;
 pub mod time;
 
 pub use access::{RobotName, RobotPermission, Role};
