@@ -8,6 +8,7 @@
 //! - [`artifacts`]: Harbor's repositories, artifacts and tags (the management API).
 //! - [`usage`]: storage usage and quotas.
 //! - [`immutable`]: tag immutability rules and the refusals they cause.
+//! - [`retention`]: retention runs (dry or real) over a project's artifacts.
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ mod error;
 pub mod immutable;
 pub mod listing;
 pub mod manifests;
+pub mod retention;
 pub mod uploads;
 pub mod usage;
 

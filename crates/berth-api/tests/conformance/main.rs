@@ -24,6 +24,7 @@ mod push;
 mod quotas;
 mod referrers;
 mod restart;
+mod retention;
 mod robots;
 mod s3;
 mod sparse_index;
