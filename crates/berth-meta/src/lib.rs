@@ -22,6 +22,7 @@ pub mod immutable;
 pub mod jobs;
 mod migrations;
 pub mod postgres;
+pub mod retention;
 mod rows;
 pub mod sqlite;
 pub mod suite;
@@ -39,6 +40,7 @@ pub use identity::{
 pub use immutable::{ImmutableRuleRow, ImmutableRuleStore};
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
+pub use retention::{RetentionPolicyRow, RetentionRunRow, RetentionStore};
 pub use sqlite::SqliteStore;
 pub use usage::{NamespaceUsage, Quota, RegistryUsage, Usage, UsageStore};
 
@@ -465,6 +467,7 @@ pub trait MetaStore:
     + JobStore
     + UsageStore
     + ImmutableRuleStore
+    + RetentionStore
 {
 }
 impl<
@@ -477,7 +480,8 @@ impl<
         + AuditStore
         + JobStore
         + UsageStore
-        + ImmutableRuleStore,
+        + ImmutableRuleStore
+        + RetentionStore,
 > MetaStore for T
 {
 }

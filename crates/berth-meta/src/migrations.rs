@@ -424,6 +424,32 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX immutable_rules_project ON immutable_rules(project_id);
     "#,
+    // 11: retention policies (Harbor's, one per project) and the record of their runs.
+    r#"
+    CREATE TABLE retention_policies (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL UNIQUE REFERENCES projects(id) ON DELETE CASCADE,
+        -- Harbor's RetentionPolicy JSON as the API took it.
+        policy     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE retention_runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy_id   INTEGER NOT NULL REFERENCES retention_policies(id) ON DELETE CASCADE,
+        dry_run     INTEGER NOT NULL,
+        -- 'MANUAL' or 'SCHEDULE' (Harbor's trigger names).
+        trigger     TEXT NOT NULL,
+        -- 'Succeed' or 'Error'.
+        status      TEXT NOT NULL,
+        -- Unix milliseconds.
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        -- What it removed (or would), as JSON.
+        result      TEXT NOT NULL
+    );
+    CREATE INDEX retention_runs_policy ON retention_runs(policy_id, id);
+    "#,
 ];
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ mod identity;
 mod immutable;
 mod jobs;
 pub(crate) mod migrations;
+mod retention;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
 mod usage;

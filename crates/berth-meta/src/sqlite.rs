@@ -27,6 +27,7 @@ mod audit;
 mod identity;
 mod immutable;
 mod jobs;
+mod retention;
 mod usage;
 use crate::wal_sync::WalSync;
 
@@ -810,6 +811,7 @@ mod tests {
             .await
             .expect("opens");
         crate::suite::immutable_tags(&store).await;
+        crate::suite::retention_policies(&store).await;
     }
 
     #[tokio::test]

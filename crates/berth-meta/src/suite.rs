@@ -2643,3 +2643,73 @@ pub async fn immutable_tags(store: &dyn MetaStore) {
             .is_empty()
     );
 }
+
+/// Retention policies (one per project) and their runs' record.
+pub async fn retention_policies(store: &dyn MetaStore) {
+    let project = store
+        .create_project("kept", false, None)
+        .await
+        .expect("project");
+    let id = store
+        .create_retention_policy(project, r#"{"rules":[]}"#)
+        .await
+        .expect("create");
+    let again = store
+        .create_retention_policy(project, "{}")
+        .await
+        .expect_err("one per project");
+    assert!(matches!(again, MetaError::Conflict(_)), "{again:?}");
+    let row = store
+        .retention_policy(id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        (row.project_id, row.policy.as_str()),
+        (project, r#"{"rules":[]}"#)
+    );
+    assert!(
+        store
+            .update_retention_policy(id, "{}")
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_retention_policy(id + 99, "{}")
+            .await
+            .expect("update")
+    );
+    assert_eq!(store.retention_policies().await.expect("all").len(), 1);
+    let run = crate::RetentionRunRow {
+        id: 0,
+        policy_id: id,
+        dry_run: true,
+        trigger: "MANUAL".into(),
+        status: "Succeed".into(),
+        started_at: 1_000,
+        finished_at: 2_000,
+        result: r#"{"removed":[]}"#.into(),
+    };
+    let first = store.record_retention_run(&run).await.expect("record");
+    let second = store
+        .record_retention_run(&crate::RetentionRunRow {
+            dry_run: false,
+            ..run.clone()
+        })
+        .await
+        .expect("record");
+    let runs = store.retention_runs(id).await.expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.dry_run)).collect::<Vec<_>>(),
+        [(second, false), (first, true)],
+        "newest first"
+    );
+    assert_eq!(runs[1].result, run.result);
+    assert!(store.delete_retention_policy(id).await.expect("delete"));
+    assert!(
+        store.retention_runs(id).await.expect("runs").is_empty(),
+        "runs go with it"
+    );
+    assert!(store.retention_policy(id).await.expect("get").is_none());
+}

@@ -93,6 +93,7 @@ async fn postgres_keeps_immutable_tags() {
     let db = testing::database().await;
     let store = node(&db).await;
     crate::suite::immutable_tags(&store).await;
+    crate::suite::retention_policies(&store).await;
     store.close().await;
 }
 
