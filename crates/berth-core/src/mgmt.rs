@@ -466,6 +466,17 @@ pub enum MgmtEndpoint {
     /// A quota by id (a project's quota has the project's id).
     GetQuota(i64),
     UpdateQuota(i64),
+    /// `/retentions`: a project's retention policy (Harbor's), and its runs.
+    CreateRetention,
+    GetRetention(i64),
+    UpdateRetention(i64),
+    DeleteRetention(i64),
+    /// `POST /retentions/{id}/executions` with `{"dry_run": bool}`: run it now.
+    RunRetention(i64),
+    ListRetentionRuns {
+        id: i64,
+        query: ListQuery,
+    },
     /// `/projects/{p}/immutabletagrules`: a project's tag immutability rules.
     ListImmutableRules {
         project: ProjectRef,
@@ -678,6 +689,15 @@ impl MgmtEndpoint {
                 project: project(p),
                 id: int(id, "immutable rule id")?,
             },
+            ("POST", ["retentions"]) => E::CreateRetention,
+            ("GET", ["retentions", id]) => E::GetRetention(int(id, "retention id")?),
+            ("PUT", ["retentions", id]) => E::UpdateRetention(int(id, "retention id")?),
+            ("DELETE", ["retentions", id]) => E::DeleteRetention(int(id, "retention id")?),
+            ("POST", ["retentions", id, "executions"]) => E::RunRetention(int(id, "retention id")?),
+            ("GET", ["retentions", id, "executions"]) => E::ListRetentionRuns {
+                id: int(id, "retention id")?,
+                query: params.list()?,
+            },
             ("GET", ["quotas"]) => E::ListQuotas {
                 query: params.list()?,
                 reference: params.get("reference").map(str::to_owned),
@@ -865,6 +885,14 @@ impl MgmtEndpoint {
             // Harbor's quota resource is system-level: members see their project's quota in
             // its summary.
             E::ListQuotas { .. } | E::GetQuota(_) | E::UpdateQuota(_) => P::SystemAdmin,
+            // A policy names its project in its body or its stored row: until the decision
+            // resolves those, retention is for system administrators.
+            E::CreateRetention
+            | E::GetRetention(_)
+            | E::UpdateRetention(_)
+            | E::DeleteRetention(_)
+            | E::RunRetention(_)
+            | E::ListRetentionRuns { .. } => P::SystemAdmin,
             E::ListImmutableRules { project, .. } => {
                 on(project, Resource::ImmutableTag, Verb::List)
             }
@@ -1044,9 +1072,12 @@ fn is_known(segments: &[&str]) -> bool {
             | "users"
             | "robots"
             | "audit-logs"
-            | "quotas"]
+            | "quotas"
+            | "retentions"]
             | ["projects", _]
             | ["quotas", _]
+            | ["retentions", _]
+            | ["retentions", _, "executions"]
             | ["robots", _]
             | [
                 "projects",

@@ -46,6 +46,12 @@ pub enum Error {
         "tag {0} is immutable: a tag immutability rule of its project forbids overwriting or deleting it"
     )]
     TagImmutable(String),
+    /// Harbor's API: no retention policy has that id.
+    #[error("retention policy {0} not found")]
+    PolicyUnknown(i64),
+    /// Harbor's API: the project has a retention policy already (one per project).
+    #[error("project {0} has a retention policy already")]
+    PolicyExists(i64),
     /// Harbor's API: a rule that does not say what Harbor's rules say.
     #[error("{0}")]
     RuleInvalid(String),
@@ -75,7 +81,8 @@ impl Error {
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
             Error::QuotaExceeded(_) | Error::TagImmutable(_) => ErrorCode::Denied,
-            Error::RuleInvalid(_) => ErrorCode::Unsupported,
+            Error::RuleInvalid(_) | Error::PolicyExists(_) => ErrorCode::Unsupported,
+            Error::PolicyUnknown(_) => ErrorCode::NameUnknown,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -88,6 +95,8 @@ impl Error {
             Error::TagExists(_) => 409,
             Error::ArtifactReferenced { .. } => 412,
             Error::RuleInvalid(_) => 400,
+            Error::PolicyExists(_) => 409,
+            Error::PolicyUnknown(_) => 404,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }

@@ -5,10 +5,13 @@
 //! immutable tags are never removed (the plan skips them, and the delete refuses them).
 //! What a run deletes is unlinked: the next garbage collection frees its blobs.
 
+use berth_core::immutable::{ImmutableRule, Selector};
 use berth_core::mgmt::{ArtifactFilter, ArtifactKey, ArtifactWith, Order};
-use berth_core::retention::{Candidate, RetentionRule, plan};
+use berth_core::retention::{Candidate, RetentionRule, Template, plan};
 use berth_core::{Digest, Reference, RepositoryName};
 use berth_meta::ArtifactQuery;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::immutable::TagProtection;
 use crate::{Error, Registry, Result};
@@ -148,4 +151,252 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+/// Harbor's RetentionPolicy JSON, the parts berth reads.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PolicyJson {
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RuleJson>,
+    #[serde(default)]
+    pub trigger: Option<Value>,
+    pub scope: PolicyScope,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PolicyScope {
+    pub level: String,
+    #[serde(rename = "ref")]
+    pub reference: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RuleJson {
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub action: Option<String>,
+    pub template: String,
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    #[serde(default)]
+    pub tag_selectors: Vec<SelectorJson>,
+    #[serde(default)]
+    pub scope_selectors: ScopeJson,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ScopeJson {
+    #[serde(default)]
+    pub repository: Vec<SelectorJson>,
+}
+
+/// A selector with Harbor's `extras` (`{"untagged": true}` as a JSON string).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SelectorJson {
+    pub kind: String,
+    pub decoration: String,
+    pub pattern: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<String>,
+}
+
+impl SelectorJson {
+    fn selector(&self) -> Selector {
+        Selector {
+            kind: self.kind.clone(),
+            decoration: self.decoration.clone(),
+            pattern: self.pattern.clone(),
+        }
+    }
+
+    fn untagged(&self) -> bool {
+        self.extras
+            .as_deref()
+            .and_then(|e| serde_json::from_str::<Value>(e).ok())
+            .and_then(|e| e.get("untagged").and_then(Value::as_bool))
+            .unwrap_or(false)
+    }
+}
+
+impl PolicyJson {
+    /// The rules, checked as Harbor checks them.
+    pub fn rules(&self) -> Result<Vec<RetentionRule>> {
+        let invalid = |m: String| Error::RuleInvalid(m);
+        if self.scope.level != "project" {
+            return Err(invalid(
+                "a retention policy's scope level is \"project\"".into(),
+            ));
+        }
+        if self.algorithm.as_deref().is_some_and(|a| a != "or") {
+            return Err(invalid("a retention policy's algorithm is \"or\"".into()));
+        }
+        self.rules
+            .iter()
+            .map(|rule| {
+                if rule.action.as_deref().is_some_and(|a| a != "retain") {
+                    return Err(invalid("a retention rule's action is \"retain\"".into()));
+                }
+                let param = rule.params.get(&rule.template).and_then(Value::as_u64);
+                let template = Template::parse(&rule.template, param).map_err(invalid)?;
+                let tag_selectors: Vec<Selector> = rule
+                    .tag_selectors
+                    .iter()
+                    .map(SelectorJson::selector)
+                    .collect();
+                let repository_selectors: Vec<Selector> = rule
+                    .scope_selectors
+                    .repository
+                    .iter()
+                    .map(SelectorJson::selector)
+                    .collect();
+                // The same selector grammar as immutability rules.
+                ImmutableRule {
+                    disabled: rule.disabled,
+                    tag_selectors: tag_selectors.clone(),
+                    repository_selectors: repository_selectors.clone(),
+                }
+                .validate()
+                .map_err(|e| invalid(e.0))?;
+                Ok(RetentionRule {
+                    disabled: rule.disabled,
+                    template,
+                    untagged: rule.tag_selectors.iter().any(SelectorJson::untagged),
+                    tag_selectors,
+                    repository_selectors,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A policy as stored, parsed.
+#[derive(Debug, Clone)]
+pub struct StoredPolicy {
+    pub id: i64,
+    pub project_id: i64,
+    pub policy: PolicyJson,
+}
+
+fn parse_policy(text: &str) -> Result<PolicyJson> {
+    serde_json::from_str(text).map_err(|e| Error::RuleInvalid(format!("retention policy: {e}")))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Registry {
+    /// Validate and store a project's policy; its id.
+    pub async fn create_retention_policy(&self, policy: &PolicyJson) -> Result<i64> {
+        policy.rules()?;
+        if self
+            .meta
+            .project_by_id(policy.scope.reference)
+            .await?
+            .is_none()
+        {
+            return Err(Error::RuleInvalid(format!(
+                "scope.ref: project {} not found",
+                policy.scope.reference
+            )));
+        }
+        let text = serde_json::to_string(policy).map_err(|e| Error::Internal(e.to_string()))?;
+        match self
+            .meta
+            .create_retention_policy(policy.scope.reference, &text)
+            .await
+        {
+            Err(berth_meta::MetaError::Conflict(_)) => {
+                Err(Error::PolicyExists(policy.scope.reference))
+            }
+            other => Ok(other?),
+        }
+    }
+
+    pub async fn retention_policy(&self, id: i64) -> Result<Option<StoredPolicy>> {
+        let Some(row) = self.meta.retention_policy(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(StoredPolicy {
+            id: row.id,
+            project_id: row.project_id,
+            policy: parse_policy(&row.policy)?,
+        }))
+    }
+
+    /// Whether it exists (now changed). Its project stays.
+    pub async fn update_retention_policy(&self, id: i64, policy: &PolicyJson) -> Result<bool> {
+        policy.rules()?;
+        let Some(stored) = self.retention_policy(id).await? else {
+            return Ok(false);
+        };
+        let mut policy = policy.clone();
+        policy.scope.reference = stored.project_id;
+        let text = serde_json::to_string(&policy).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(self.meta.update_retention_policy(id, &text).await?)
+    }
+
+    pub async fn delete_retention_policy(&self, id: i64) -> Result<bool> {
+        Ok(self.meta.delete_retention_policy(id).await?)
+    }
+
+    /// Run a policy now, dry or not, and record the run (also when it fails); the run's id.
+    pub async fn execute_retention(&self, id: i64, dry_run: bool, trigger: &str) -> Result<i64> {
+        let stored = self
+            .retention_policy(id)
+            .await?
+            .ok_or(Error::PolicyUnknown(id))?;
+        let started_at = now_ms();
+        let outcome = async {
+            let project = self
+                .meta
+                .project_by_id(stored.project_id)
+                .await?
+                .ok_or_else(|| Error::NameUnknown(format!("project {}", stored.project_id)))?;
+            let rules = stored.policy.rules()?;
+            self.run_retention(&project.name, &rules, started_at / 1000, dry_run)
+                .await
+        }
+        .await;
+        let (status, result) = match &outcome {
+            Ok(outcome) => ("Succeed", outcome_json(outcome)),
+            Err(e) => ("Error", json!({"error": e.to_string()})),
+        };
+        let run = berth_meta::RetentionRunRow {
+            id: 0,
+            policy_id: id,
+            dry_run,
+            trigger: trigger.to_owned(),
+            status: status.to_owned(),
+            started_at,
+            finished_at: now_ms(),
+            result: result.to_string(),
+        };
+        let run_id = self.meta.record_retention_run(&run).await?;
+        outcome.map(|_| run_id)
+    }
+
+    pub async fn retention_runs(&self, id: i64) -> Result<Vec<berth_meta::RetentionRunRow>> {
+        Ok(self.meta.retention_runs(id).await?)
+    }
+}
+
+/// What a run records: how many artifacts it looked at, what it removed, what it skipped.
+fn outcome_json(outcome: &RetentionOutcome) -> Value {
+    let removal = |r: &Removal| json!({"repository": r.repository.as_str(), "digest": r.digest.to_string(), "tags": r.tags});
+    json!({
+        "considered": outcome.considered,
+        "removed": outcome.removed.iter().map(removal).collect::<Vec<_>>(),
+        "skipped": outcome.skipped.iter().map(|(r, why)| {
+            let mut entry = removal(r);
+            entry["reason"] = json!(why);
+            entry
+        }).collect::<Vec<_>>(),
+    })
 }

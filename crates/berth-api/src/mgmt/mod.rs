@@ -34,6 +34,7 @@ mod projects;
 mod quotas;
 mod repositories;
 pub mod response;
+mod retentions;
 mod robots;
 mod system;
 mod users;
@@ -200,6 +201,12 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         } => quotas::list(ctx, &query, reference.as_deref(), reference_id.as_deref()).await,
         E::GetQuota(id) => quotas::get(ctx, id).await,
         E::ListImmutableRules { query, .. } => immutable::list(ctx, &query).await,
+        E::CreateRetention => retentions::create(ctx, body).await,
+        E::GetRetention(id) => retentions::get(ctx, id).await,
+        E::UpdateRetention(id) => retentions::update(ctx, id, body).await,
+        E::DeleteRetention(id) => retentions::delete(ctx, id).await,
+        E::RunRetention(id) => retentions::run(ctx, id, body).await,
+        E::ListRetentionRuns { id, query } => retentions::runs(ctx, id, &query).await,
         E::CreateImmutableRule(_) => immutable::create(ctx, body).await,
         E::UpdateImmutableRule { id, .. } => immutable::update(ctx, id, body).await,
         E::DeleteImmutableRule { id, .. } => immutable::delete(ctx, id).await,

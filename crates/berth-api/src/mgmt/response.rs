@@ -100,7 +100,7 @@ impl From<berth_registry::Error> for MgmtApiError {
         match e {
             E::Internal(cause) => MgmtApiError::internal(cause),
             e @ E::DeleteDisabled => MgmtApiError::new(405, "METHOD_NOT_ALLOWED", e.to_string()),
-            e @ E::TagExists(_) => MgmtApiError::conflict(e.to_string()),
+            e @ (E::TagExists(_) | E::PolicyExists(_)) => MgmtApiError::conflict(e.to_string()),
             // Harbor's answer to deleting what an immutability rule protects.
             e @ E::TagImmutable(_) => MgmtApiError::new(412, "PRECONDITION", e.to_string()),
             // Harbor's answer to deleting an index's child.

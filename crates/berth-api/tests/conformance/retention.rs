@@ -113,3 +113,95 @@ async fn a_dry_run_lists_what_the_run_removes_and_immutable_tags_stay() {
         StatusCode::OK
     );
 }
+
+/// The same through Harbor's `/retentions`: a policy, a dry execution, a real one; both
+/// recorded, the dry one listing what the real one removed.
+#[tokio::test]
+async fn retention_through_harbors_api_records_each_run() {
+    let app = app().await;
+    let project = create_project(&app, "root", "team", false).await;
+    let root = as_user(&app, "root");
+    let (release, _) = root.push_image("team/app", "v1", "release").await;
+    let (dev, _) = root.push_image("team/app", "dev-1", "dev").await;
+    let frozen = json!({"tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "keep-*"}],
+        "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}});
+    send_json(
+        &root,
+        "POST",
+        "/api/v2.0/projects/team/immutabletagrules",
+        frozen,
+    )
+    .await;
+    let (kept, _) = root.push_image("team/app", "keep-me", "frozen").await;
+    let policy = json!({
+        "algorithm": "or",
+        "rules": [{"disabled": false, "action": "retain", "template": "always", "params": {},
+            "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "v*", "extras": "{\"untagged\":false}"}],
+            "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}],
+        "trigger": {"kind": "Schedule", "settings": {"cron": ""}},
+        "scope": {"level": "project", "ref": project},
+    });
+    let created = send_json(&root, "POST", "/api/v2.0/retentions", policy.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let path = created.location();
+    let again = send_json(&root, "POST", "/api/v2.0/retentions", policy).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "one policy per project");
+    let shown = root.get(&path).send().await.json();
+    assert_eq!(shown["rules"][0]["template"], "always");
+    assert_eq!(shown["scope"]["ref"], project);
+
+    let dry = send_json(
+        &root,
+        "POST",
+        &format!("{path}/executions"),
+        json!({"dry_run": true}),
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::CREATED, "{:?}", dry.body);
+    assert_eq!(
+        root.get(format!("/v2/team/app/manifests/{dev}"))
+            .send()
+            .await
+            .status,
+        StatusCode::OK,
+        "a dry run removes nothing"
+    );
+    let real = send_json(
+        &root,
+        "POST",
+        &format!("{path}/executions"),
+        json!({"dry_run": false}),
+    )
+    .await;
+    assert_eq!(real.status, StatusCode::CREATED);
+    let runs = root.get(format!("{path}/executions")).send().await;
+    assert_eq!(runs.header("x-total-count"), "2");
+    let runs = runs.json();
+    assert_eq!(
+        (runs[0]["dry_run"].as_bool(), runs[1]["dry_run"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert_eq!(runs[0]["status"], "Succeed");
+    assert_eq!(
+        runs[0]["removed"], runs[1]["removed"],
+        "the dry run listed what the run removed"
+    );
+    assert_eq!(runs[0]["removed"][0]["digest"], dev.as_str());
+    assert_eq!(runs[0]["removed"].as_array().map(Vec::len), Some(1));
+    for (digest, status) in [(&release, 200), (&kept, 200)] {
+        assert_eq!(
+            root.get(format!("/v2/team/app/manifests/{digest}"))
+                .send()
+                .await
+                .status
+                .as_u16(),
+            status
+        );
+    }
+    root.get(format!("/v2/team/app/manifests/{dev}"))
+        .send()
+        .await
+        .assert_error(404, "MANIFEST_UNKNOWN");
+    assert_eq!(root.delete(&path).send().await.status, StatusCode::OK);
+    assert_eq!(root.get(&path).send().await.status, StatusCode::NOT_FOUND);
+}
