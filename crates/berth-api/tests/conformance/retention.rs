@@ -202,6 +202,27 @@ async fn retention_through_harbors_api_records_each_run() {
         .send()
         .await
         .assert_error(404, "MANIFEST_UNKNOWN");
+    app.flush_audit().await;
+    let logs = root
+        .get("/api/v2.0/audit-logs?page_size=100")
+        .send()
+        .await
+        .json();
+    let runs_logged = logs
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| e["resource_type"] == "retention" && e["operation"] == "create")
+                .filter(|e| {
+                    e["resource"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with("/execution"))
+                })
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(runs_logged, 2, "each run is in the audit log: {logs}");
     assert_eq!(root.delete(&path).send().await.status, StatusCode::OK);
     assert_eq!(root.get(&path).send().await.status, StatusCode::NOT_FOUND);
 }
