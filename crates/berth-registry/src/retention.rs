@@ -222,6 +222,15 @@ impl SelectorJson {
 }
 
 impl PolicyJson {
+    /// The schedule its trigger names (`trigger.settings.cron`), if any.
+    pub fn cron(&self) -> Option<&str> {
+        self.trigger
+            .as_ref()
+            .and_then(|t| t.pointer("/settings/cron"))
+            .and_then(Value::as_str)
+            .filter(|c| !c.trim().is_empty())
+    }
+
     /// The rules, checked as Harbor checks them.
     pub fn rules(&self) -> Result<Vec<RetentionRule>> {
         let invalid = |m: String| Error::RuleInvalid(m);
@@ -317,6 +326,22 @@ impl Registry {
             }
             other => Ok(other?),
         }
+    }
+
+    /// Every policy (what the scheduler looks through).
+    pub async fn retention_policies(&self) -> Result<Vec<StoredPolicy>> {
+        self.meta
+            .retention_policies()
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(StoredPolicy {
+                    id: row.id,
+                    project_id: row.project_id,
+                    policy: parse_policy(&row.policy)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn retention_policy(&self, id: i64) -> Result<Option<StoredPolicy>> {
