@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage, quotas and tag immutability with real clients: a project's storage limit (the configured default, and one set through Harbor's /quotas) refuses skopeo's and docker's push at the blob that crosses it with DENIED and the used/limit figures; raised, the same push goes in; the API's usage equals the sum of the image's blob and manifest sizes; `berth df` shows it. An immutability rule refuses skopeo's overwrite and delete of a protected tag and lets docker push a new one.
+# Usage, quotas and tag immutability with real clients: a project's storage limit (the configured default, and one set through Harbor's /quotas) refuses skopeo's and docker's push at the blob that crosses it with DENIED and the used/limit figures; raised, the same push goes in; the API's usage equals the sum of the image's blob and manifest sizes; `berth df` shows it. An immutability rule refuses skopeo's overwrite and delete of a protected tag and lets docker push a new one. A retention policy's dry run lists what its real run then removes, never an immutable tag.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=quota
 
@@ -126,3 +126,32 @@ check "the tag list shows v1 as immutable" \
 check "DELETE the rule (200)" expect_api 200 DELETE "/projects/small/immutabletagrules/$RULE_ID"
 check "without the rule skopeo overwrites small/app:v1" \
   skopeo copy -q --dest-tls-verify=false "oci:$IMG/oci:v1-arm64" "docker://$REG/small/app:v1"
+
+# ---------------------------------------------------------------- retention
+# Keep only v* tags in small/app: skopeo pushes two more tags; a dry run lists what would go,
+# the real run removes exactly that; the immutable tag (protected again) stays.
+check "POST /projects/small/immutabletagrules protects v1 again (201)" \
+  expect_api 201 POST /projects/small/immutabletagrules "$IMMUTABLE_RULE"
+check "skopeo pushes small/app:dev-1" \
+  skopeo copy -q --dest-tls-verify=false "oci:$IMG/oci:v1" "docker://$REG/small/app:dev-1"
+check "skopeo pushes small/app:nightly (an index of both images)" \
+  skopeo copy -q --all --dest-tls-verify=false "oci:$IMG/oci:multi" "docker://$REG/small/app:nightly"
+RETENTION_POLICY='{"algorithm":"or","rules":[{"disabled":false,"action":"retain","template":"always","params":{},
+  "tag_selectors":[{"kind":"doublestar","decoration":"matches","pattern":"v*","extras":"{\"untagged\":false}"}],
+  "scope_selectors":{"repository":[{"kind":"doublestar","decoration":"repoMatches","pattern":"**"}]}}],
+  "trigger":{"kind":"Schedule","settings":{"cron":""}},"scope":{"level":"project","ref":'"$SMALL_ID"'}}'
+check "POST /retentions creates small's policy (201)" expect_api 201 POST /retentions "$RETENTION_POLICY"
+POLICY_ID=$(header_of "$T/api/headers" location | awk -F/ '{print $NF}')
+check "a dry run (201)" expect_api 201 POST "/retentions/$POLICY_ID/executions" '{"dry_run":true}'
+check "the real run (201)" expect_api 201 POST "/retentions/$POLICY_ID/executions" '{"dry_run":false}'
+retention_runs_agree() {
+  local runs
+  runs=$(api_field "/retentions/$POLICY_ID/executions" '.')
+  echo "$runs" | jq -c '.[] | {dry_run, status, removed: [.removed[].tags]}'
+  jq -e 'length == 2 and .[0].dry_run == false and .[1].dry_run == true
+    and .[0].removed == .[1].removed and (.[0].removed | length) >= 1
+    and all(.[0].removed[]; all(.tags[]; startswith("v") | not))' <<<"$runs" >/dev/null
+}
+check "the real run removed what the dry run listed, no v* tag among them" retention_runs_agree
+check "small/app:nightly is gone" expect_failure skopeo inspect --tls-verify=false "docker://$REG/small/app:nightly"
+check "small/app:v1 stays" skopeo inspect --tls-verify=false "docker://$REG/small/app:v1"

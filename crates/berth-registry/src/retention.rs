@@ -72,6 +72,7 @@ impl Registry {
             considered: candidates.len(),
             ..Default::default()
         };
+        let mut pending = Vec::new();
         for index in planned {
             let candidate = &candidates[index];
             let removal = Removal {
@@ -87,19 +88,38 @@ impl Registry {
             };
             if dry_run {
                 outcome.removed.push(removal);
-                continue;
-            }
-            let reference = Reference::Digest(removal.digest.clone());
-            match self.delete_artifact(&removal.repository, &reference).await {
-                Ok(_) => outcome.removed.push(removal),
-                Err(
-                    e @ (Error::ArtifactReferenced { .. }
-                    | Error::ManifestUnknown(_)
-                    | Error::TagImmutable(_)),
-                ) => outcome.skipped.push((removal, e.to_string())),
-                Err(e) => return Err(e),
+            } else {
+                pending.push(removal);
             }
         }
+        // An index of the same run may still list a planned artifact: delete in passes, so
+        // that it goes once the index has (and the run removes what the dry run listed).
+        loop {
+            let mut referenced = Vec::new();
+            let before = pending.len();
+            for removal in pending {
+                let reference = Reference::Digest(removal.digest.clone());
+                match self.delete_artifact(&removal.repository, &reference).await {
+                    Ok(_) => outcome.removed.push(removal),
+                    Err(e @ Error::ArtifactReferenced { .. }) => referenced.push((removal, e)),
+                    Err(e @ (Error::ManifestUnknown(_) | Error::TagImmutable(_))) => {
+                        outcome.skipped.push((removal, e.to_string()))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if referenced.is_empty() || referenced.len() == before {
+                outcome
+                    .skipped
+                    .extend(referenced.into_iter().map(|(r, e)| (r, e.to_string())));
+                break;
+            }
+            pending = referenced.into_iter().map(|(r, _)| r).collect();
+        }
+        outcome.removed.sort_by(|a, b| {
+            (a.repository.as_str(), a.digest.to_string())
+                .cmp(&(b.repository.as_str(), b.digest.to_string()))
+        });
         Ok(outcome)
     }
 
