@@ -868,7 +868,9 @@ mod tests {
                  INSERT INTO manifests (repository_id, digest, media_type, content, size, created_at)
                      VALUES (1, ?2, 'application/vnd.oci.image.manifest.v1+json', CAST(?3 AS BLOB), length(?3), 7);
                  INSERT INTO manifest_references VALUES (1, ?2, ?1, 0);
-                 INSERT INTO tags VALUES (1, 'b', ?2, 7), (1, 'a', ?2, 7);",
+                 INSERT INTO tags VALUES (1, 'b', ?2, 7), (1, 'a', ?2, 7);
+                 INSERT INTO repositories (name, created_at) VALUES ('old/two', 7), ('other/x', 7);
+                 INSERT INTO repository_blobs VALUES (2, ?1, 7), (3, ?1, 7);",
             )
             .bind(config.to_string())
             .bind(digest.to_string())
@@ -886,6 +888,28 @@ mod tests {
             .expect("info")
             .expect("found");
         assert_eq!((info.id, info.updated_at, info.artifact_count), (1, 7, 1));
+        // Migration 9 counted what was there: the config blob is shared by two repositories
+        // of `old` and one of `other`, so nobody holds it alone.
+        use crate::UsageStore;
+        let shared = |manifests: u64| crate::Usage {
+            blob_bytes: 6,
+            unique_blob_bytes: 0,
+            manifest_bytes: manifests,
+        };
+        assert_eq!(info.usage, shared(manifest.len() as u64));
+        assert_eq!(
+            store.namespace_usage("old").await.expect("usage"),
+            shared(manifest.len() as u64)
+        );
+        assert_eq!(
+            store.namespace_usage("other").await.expect("usage"),
+            shared(0)
+        );
+        let registry = store.registry_usage().await.expect("registry");
+        assert_eq!(
+            (registry.linked_blob_bytes, registry.stored_blob_bytes),
+            (6, 6)
+        );
         let with = ArtifactWith {
             tags: true,
             accessories: false,
