@@ -91,7 +91,13 @@ impl From<Error> for ApiError {
             err.0.internal = Some(inner.clone());
             return err;
         }
-        ApiError::new(e.status(), e.code(), e.to_string())
+        let error = ApiError::new(e.status(), e.code(), e.to_string());
+        match e {
+            // Clients print `code: message`: the used and limit figures must be in it.
+            Error::QuotaExceeded(message) => error.with_message(message),
+            e @ Error::TagImmutable(_) => error.with_message(e.to_string()),
+            _ => error,
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
-//! [`JobStore`], [`GcStore`])
+//! [`JobStore`], [`GcStore`], [`UsageStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
 //! PostgreSQL ([`PgStore`], shared by several processes).
@@ -19,13 +19,16 @@ use serde_json::{Map, Value};
 pub mod audit;
 pub mod gc;
 pub mod identity;
+pub mod immutable;
 pub mod jobs;
 mod migrations;
 pub mod postgres;
+pub mod retention;
 mod rows;
 pub mod sqlite;
 pub mod suite;
 pub mod transfer;
+pub mod usage;
 mod wal_sync;
 pub use wal_sync::WalSyncStats;
 
@@ -38,9 +41,12 @@ pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
 };
+pub use immutable::{ImmutableRuleRow, ImmutableRuleStore};
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
+pub use retention::{RetentionPolicyRow, RetentionRunRow, RetentionStore};
 pub use sqlite::SqliteStore;
+pub use usage::{NamespaceUsage, Quota, RegistryUsage, Usage, UsageStore};
 
 /// A connection pool's state, for metrics.
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +92,20 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+    /// An immutable tag would move to another manifest; nothing was stored.
+    #[error("tag {0} is immutable: it cannot be overwritten or deleted")]
+    TagImmutable(String),
+    /// The write would take the project past its storage quota; nothing of it was kept.
+    #[error(
+        "quota exceeded: used {} of {} in project {project}, and this needs {} more",
+        usage::human_bytes(*used), usage::human_bytes(*limit), usage::human_bytes(*needed)
+    )]
+    QuotaExceeded {
+        project: String,
+        used: u64,
+        limit: u64,
+        needed: u64,
+    },
     /// Garbage collection is deleting this blob's bytes (see [`GcStore`]): it cannot be
     /// linked until that is over. Retriable.
     #[error("blob {0} is being deleted by garbage collection; try again")]
@@ -148,6 +168,9 @@ pub struct NewManifest {
     /// holds the manifest under one of them — pushed by a sha512 digest, now pushed by tag —
     /// the push is that manifest, and the tag answers with the digest it was pushed under.
     pub aliases: Vec<Digest>,
+    /// Tags that may not move: when one of them exists on another manifest, nothing is
+    /// stored ([`MetaError::TagImmutable`]). Decided in the storing transaction.
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// A manifest as stored: exact bytes and how to serve them.
@@ -195,6 +218,8 @@ pub struct RepositoryInfo {
     pub created_at: i64,
     /// The last push into it or change of its description.
     pub updated_at: i64,
+    /// What it holds (kept by the usage triggers, read with the row).
+    pub usage: Usage,
 }
 
 /// Which repositories to list, in which order.
@@ -501,6 +526,9 @@ pub trait MetaStore:
     + AuditStore
     + JobStore
     + GcStore
+    + UsageStore
+    + ImmutableRuleStore
+    + RetentionStore
 {
 }
 impl<
@@ -512,7 +540,10 @@ impl<
         + IdentityStore
         + AuditStore
         + JobStore
-        + GcStore,
+        + GcStore
+        + UsageStore
+        + ImmutableRuleStore
+        + RetentionStore,
 > MetaStore for T
 {
 }

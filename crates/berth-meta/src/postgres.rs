@@ -47,11 +47,14 @@ mod artifacts;
 mod audit;
 mod gc;
 mod identity;
+mod immutable;
 mod jobs;
 pub(crate) mod migrations;
+mod retention;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
 mod transfer;
+mod usage;
 
 use migrations::MIGRATIONS;
 
@@ -514,16 +517,19 @@ async fn touch_repository(conn: &mut PgConnection, repo_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Record the blob (once registry-wide) and link it into the repository `repo_id`. With a
-/// `reservation` (an upload's, see `GcStore::reserve_blob`) only the row it reserved is
-/// linked; without one the row is created if missing.
+/// Record the blob (once registry-wide) and link it into the repository `repo_id`, within
+/// the quota of its namespace's project. With a `reservation` (an upload's, see
+/// `GcStore::reserve_blob`) only the row it reserved is linked; without one the row is
+/// created if missing.
 pub(crate) async fn link_in(
     conn: &mut PgConnection,
+    namespace: &str,
     repo_id: i64,
     blob: &Digest,
     size: u64,
     reservation: Option<i64>,
 ) -> Result<()> {
+    let quota = usage::quota_hold(conn, namespace).await?;
     let digest = blob.to_string();
     if reservation.is_none() {
         sqlx::query(
@@ -565,9 +571,9 @@ pub(crate) async fn link_in(
     .bind(repo_id)
     .bind(&digest)
     .bind(now())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    usage::enforce_quota(conn, quota.as_ref()).await
 }
 
 /// Point each tag at the manifest `digest` (stored by the transaction, which holds the
@@ -681,17 +687,29 @@ impl RepositoryStore for PgStore {
     }
 
     async fn delete_repository(&self, name: &RepositoryName) -> Result<bool> {
-        // Blob links, manifests, their references and tags go with it (ON DELETE CASCADE).
-        // The DELETE locks the row against every other writer of the repository.
-        let deleted: Option<String> = sqlx::query_scalar(
-            "WITH gone AS (DELETE FROM repositories WHERE name = $1 RETURNING name)
-             SELECT gone.name FROM gone, pg_notify($2, gone.name)",
-        )
-        .bind(name.as_str())
-        .bind(CHANGES_CHANNEL)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(deleted.is_some())
+        // Links and manifests first, under the repository's lock and while its row is there
+        // for the usage triggers to find its namespace; references and tags go with the
+        // manifests (ON DELETE CASCADE).
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let Some(repo_id) = lock_repository(&mut tx, name, RepoLock::Change).await? else {
+                return Ok(false);
+            };
+            for statement in [
+                "DELETE FROM repository_blobs WHERE repository_id = $1",
+                "DELETE FROM manifests WHERE repository_id = $1",
+                "DELETE FROM repositories WHERE id = $1",
+            ] {
+                sqlx::query(statement)
+                    .bind(repo_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            notify_changed(&mut tx, name).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     fn invalidations(&self) -> Option<mpsc::Receiver<Invalidation>> {
@@ -734,7 +752,7 @@ impl BlobIndex for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size, None).await?;
+            link_in(&mut tx, repository.namespace(), repo_id, digest, size, None).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -762,7 +780,7 @@ impl BlobIndex for PgStore {
             .await?;
             let Some(size) = size else { return Ok(None) };
             let repo_id = ensure_repository(&mut tx, to, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size as u64, None).await?;
+            link_in(&mut tx, to.namespace(), repo_id, digest, size as u64, None).await?;
             tx.commit().await?;
             Ok(Some(size as u64))
         })
@@ -899,7 +917,7 @@ impl UploadStore for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size, Some(reservation)).await?;
+            link_in(&mut tx, repository.namespace(), repo_id, digest, size, Some(reservation)).await?;
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -921,6 +939,8 @@ impl PgStore {
         tags: &[Tag],
     ) -> Result<Digest> {
         let mut tx = self.pool.begin().await?;
+        // Taken first, so that pushes into a project with a limit queue here, holding nothing.
+        let quota = usage::quota_hold(&mut tx, repository.namespace()).await?;
         let repo_id = ensure_repository(&mut tx, repository, RepoLock::Change).await?;
         if !manifest.aliases.is_empty() {
             let aliases: Vec<String> = manifest.aliases.iter().map(Digest::to_string).collect();
@@ -935,6 +955,13 @@ impl PgStore {
             .await?;
             if let Some(alias) = stored {
                 // The same bytes, already stored and checked: only the tags are new.
+                immutable::refuse_immutable_moves(
+                    &mut tx,
+                    repo_id,
+                    &manifest.immutable_tags,
+                    &alias,
+                )
+                .await?;
                 set_tags(&mut tx, repo_id, tags, &alias).await?;
                 touch_repository(&mut tx, repo_id).await?;
                 notify_changed(&mut tx, repository).await?;
@@ -943,6 +970,13 @@ impl PgStore {
                     .map_err(|e| MetaError::Corrupt(format!("digest {alias:?}: {e}")));
             }
         }
+        immutable::refuse_immutable_moves(
+            &mut tx,
+            repo_id,
+            &manifest.immutable_tags,
+            &manifest.digest.to_string(),
+        )
+        .await?;
         // The first reference missing, blobs first, in the order given (as SQLite reports).
         let mut wanted: Vec<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let mut wanted_is_manifest = vec![false; wanted.len()];
@@ -1012,6 +1046,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::enforce_quota(&mut tx, quota.as_ref()).await?;
         set_tags(&mut tx, repo_id, tags, &digest).await?;
         touch_repository(&mut tx, repo_id).await?;
         notify_changed(&mut tx, repository).await?;

@@ -49,6 +49,23 @@ pub enum Error {
     /// that is over (seconds).
     #[error("blob {0} is being deleted by garbage collection: push it again")]
     BlobBeingDeleted(Digest),
+    /// A tag immutability rule protects the tag: it may not move or go.
+    #[error(
+        "tag {0} is immutable: a tag immutability rule of its project forbids overwriting or deleting it"
+    )]
+    TagImmutable(String),
+    /// Harbor's API: no retention policy has that id.
+    #[error("retention policy {0} not found")]
+    PolicyUnknown(i64),
+    /// Harbor's API: the project has a retention policy already (one per project).
+    #[error("project {0} has a retention policy already")]
+    PolicyExists(i64),
+    /// Harbor's API: a rule that does not say what Harbor's rules say.
+    #[error("{0}")]
+    RuleInvalid(String),
+    /// The push would take its project past its storage quota (the message says how far).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -73,6 +90,9 @@ impl Error {
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
             Error::StorageFull(_) => ErrorCode::StorageFull,
             Error::BlobBeingDeleted(_) => ErrorCode::Toomanyrequests,
+            Error::QuotaExceeded(_) | Error::TagImmutable(_) => ErrorCode::Denied,
+            Error::RuleInvalid(_) | Error::PolicyExists(_) => ErrorCode::Unsupported,
+            Error::PolicyUnknown(_) => ErrorCode::NameUnknown,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -89,6 +109,9 @@ impl Error {
             Error::StorageFull(_) => 507,
             // Retriable: clients retry a blob upload that met a 503.
             Error::BlobBeingDeleted(_) => 503,
+            Error::RuleInvalid(_) => 400,
+            Error::PolicyExists(_) => 409,
+            Error::PolicyUnknown(_) => 404,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }
@@ -101,6 +124,8 @@ impl From<MetaError> for Error {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
             e if e.is_storage_full() => Error::StorageFull(e.to_string()),
             MetaError::BlobBeingDeleted(digest) => Error::BlobBeingDeleted(digest),
+            e @ MetaError::QuotaExceeded { .. } => Error::QuotaExceeded(e.to_string()),
+            MetaError::TagImmutable(tag) => Error::TagImmutable(tag),
             other => Error::Internal(other.to_string()),
         }
     }

@@ -71,6 +71,7 @@ impl Registry {
             manifests: parsed.manifests,
             require_manifests: !self.options.sparse_index,
             aliases,
+            immutable_tags: self.immutable_among(repository, &tags).await?,
         };
         let stored = self.meta.put_manifest(repository, &record, &tags).await;
         self.cache.invalidate(repository);
@@ -113,6 +114,10 @@ impl Registry {
         reference: &Reference,
     ) -> Result<()> {
         self.check_delete_enabled()?;
+        match reference {
+            Reference::Digest(digest) => self.refuse_immutable_manifest(repository, digest).await?,
+            Reference::Tag(tag) => self.refuse_immutable_tag(repository, tag).await?,
+        }
         let deleted = match reference {
             Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await,
             Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await,

@@ -228,17 +228,31 @@ impl Registry {
                 actual,
             });
         }
+        // Refused before its bytes are committed, when the quota already says no; the
+        // link's transaction decides for races (its bytes are then garbage collection's).
+        match self.meta.check_quota(repository, digest, size).await {
+            Err(refused @ berth_meta::MetaError::QuotaExceeded { .. }) => {
+                self.discard(id).await;
+                return Err(refused.into());
+            }
+            checked => checked?,
+        }
         // GC must leave the digest alone from before its bytes are committed until the
         // link below (and must have finished deleting it, if it was).
         let reservation = self.reserve_blob(digest, size).await?;
         self.blobs
             .commit(id, upload.store_state.as_deref(), digest)
             .await?;
-        self.link_committed(digest, size, reservation, |epoch| {
-            self.meta
-                .complete_upload(id, repository, digest, size, epoch)
-        })
-        .await?;
+        let linked = self
+            .link_committed(digest, size, reservation, |epoch| {
+                self.meta
+                    .complete_upload(id, repository, digest, size, epoch)
+            })
+            .await;
+        if let Err(Error::QuotaExceeded(_)) = linked {
+            self.discard(id).await;
+        }
+        linked?;
         Ok(size)
     }
 
@@ -337,6 +351,14 @@ impl Registry {
                 expected: digest.clone(),
                 actual,
             });
+        }
+        if let Err(e) = self
+            .meta
+            .check_quota(repository, digest, appended.len)
+            .await
+        {
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(e.into());
         }
         let reservation = self.reserve_blob(digest, appended.len).await?;
         self.blobs

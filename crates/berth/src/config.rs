@@ -59,6 +59,9 @@ pub struct RawConfig {
     /// `[gc]`: garbage collection.
     #[serde(default)]
     pub gc: RawGc,
+    /// `[quota]`: projects' storage limits.
+    #[serde(default)]
+    pub quota: RawQuota,
 }
 
 /// The `[log]` table.
@@ -91,6 +94,14 @@ pub struct RawGc {
     pub untagged_grace: Option<u64>,
     /// Seconds a blob or link nothing references is kept (a push in flight needs it).
     pub blob_grace: Option<u64>,
+}
+
+/// The `[quota]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// The storage limit a new project gets, in bytes; -1: none.
+    pub default_project_bytes: Option<i64>,
 }
 
 /// How log lines are written.
@@ -302,6 +313,8 @@ pub struct Config {
     pub audit_jsonl: berth_audit::JsonLines,
     /// How long audit entries are kept; `None` forever.
     pub audit_retention: Option<std::time::Duration>,
+    /// The storage limit new projects get, in bytes; -1: none.
+    pub quota_default_project_bytes: i64,
     /// Where blob bytes live.
     pub storage: StorageSetting,
     /// Where the metadata lives.
@@ -456,6 +469,18 @@ impl RawConfig {
                 key: get("tls.key").map(PathBuf::from),
                 client_ca: get("tls.client_ca").map(PathBuf::from),
             },
+            quota: RawQuota {
+                default_project_bytes: get("quota.default_project_bytes")
+                    .map(|v| {
+                        v.trim().parse().map_err(|_| ConfigError::Invalid {
+                            name: name("quota.default_project_bytes")
+                                .unwrap_or("quota.default_project_bytes"),
+                            value: v.clone(),
+                            reason: "expected a number of bytes, or -1 for none".into(),
+                        })
+                    })
+                    .transpose()?,
+            },
             audit: RawAudit {
                 enabled: flag("audit.enabled")?,
                 jsonl: get("audit.jsonl"),
@@ -557,6 +582,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "audit.enabled" => "BERTH_AUDIT_ENABLED",
         "audit.jsonl" => "BERTH_AUDIT_JSONL",
         "audit.retention_days" => "BERTH_AUDIT_RETENTION_DAYS",
+        "quota.default_project_bytes" => "BERTH_QUOTA_DEFAULT_PROJECT_BYTES",
         "storage.backend" => "BERTH_STORAGE_BACKEND",
         "storage.s3.endpoint" => "BERTH_STORAGE_S3_ENDPOINT",
         "storage.s3.region" => "BERTH_STORAGE_S3_REGION",
@@ -834,6 +860,19 @@ impl Config {
         }
         let audit_retention = (audit_retention_days > 0)
             .then(|| std::time::Duration::from_secs(audit_retention_days * 86_400));
+        let quota_default_project_bytes = pick!(
+            "quota.default_project_bytes",
+            quota.default_project_bytes,
+            Some(-1i64)
+        )
+        .unwrap_or(-1);
+        if quota_default_project_bytes < -1 || quota_default_project_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: "quota.default_project_bytes",
+                value: quota_default_project_bytes.to_string(),
+                reason: "expected a positive number of bytes, or -1 for none".into(),
+            });
+        }
 
         let storage = {
             let backend = pick!(
@@ -1139,6 +1178,7 @@ impl Config {
             audit_enabled,
             audit_jsonl,
             audit_retention,
+            quota_default_project_bytes,
             storage,
             database,
             gc,

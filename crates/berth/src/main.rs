@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod config;
 mod gc;
+mod df;
 mod import;
 mod jobs;
 mod logging;
@@ -91,6 +92,16 @@ enum Command {
     Gc {
         #[command(flatten)]
         args: gc::GcArgs,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Storage usage: per project (or per repository of PROJECT) and the registry's total.
+    Df {
+        /// One project: its usage and each repository's.
+        project: Option<String>,
+        /// Exact byte counts instead of KiB/MiB/GiB.
+        #[arg(long)]
+        bytes: bool,
         #[command(flatten)]
         flags: Flags,
     },
@@ -185,6 +196,7 @@ impl Flags {
                 log: Default::default(),
                 metrics: Default::default(),
                 gc: Default::default(),
+                quota: Default::default(),
             },
         ));
         let mut config = Config::resolve(&sources)?;
@@ -241,6 +253,11 @@ fn main() -> ExitCode {
             .map_err(|e| format!("cannot start the async runtime: {e}"))
             .and_then(|runtime| runtime.block_on(migrate::command(args))),
         Command::Gc { args, flags } => block_on(gc::command(args, &flags)),
+        Command::Df {
+            project,
+            bytes,
+            flags,
+        } => block_on(df::command(project, bytes, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -422,6 +439,9 @@ async fn run(config: Config) -> Result<(), String> {
         },
     );
     let registry = Arc::new(registry);
+    meta.set_default_storage_limit(config.quota_default_project_bytes)
+        .await
+        .map_err(|e| format!("cannot set the default project quota: {e}"))?;
     jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {

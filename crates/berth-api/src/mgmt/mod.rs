@@ -1,6 +1,6 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
 //! so far: projects, members, users, robot accounts, repositories, artifacts and tags,
-//! audit logs, search, garbage collection and the system
+//! quotas, audit logs, search, garbage collection and the system
 //! endpoints.
 //!
 //! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
@@ -27,12 +27,15 @@ use crate::credentials::{Peer, authenticate};
 mod artifacts;
 mod audited;
 mod gc;
+mod immutable;
 mod logs;
 mod members;
 pub mod openapi;
 mod projects;
+mod quotas;
 mod repositories;
 pub mod response;
+mod retentions;
 mod robots;
 mod system;
 mod users;
@@ -183,6 +186,23 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteProject(_) => projects::delete(ctx).await,
         E::ProjectDeletable(_) => projects::deletable(ctx).await,
         E::ProjectSummary(_) => projects::summary(ctx).await,
+        E::ListQuotas {
+            query,
+            reference,
+            reference_id,
+        } => quotas::list(ctx, &query, reference.as_deref(), reference_id.as_deref()).await,
+        E::GetQuota(id) => quotas::get(ctx, id).await,
+        E::ListImmutableRules { query, .. } => immutable::list(ctx, &query).await,
+        E::CreateRetention => retentions::create(ctx, body).await,
+        E::GetRetention(id) => retentions::get(ctx, id).await,
+        E::UpdateRetention(id) => retentions::update(ctx, id, body).await,
+        E::DeleteRetention(id) => retentions::delete(ctx, id).await,
+        E::RunRetention(id) => retentions::run(ctx, id, body).await,
+        E::ListRetentionRuns { id, query } => retentions::runs(ctx, id, &query).await,
+        E::CreateImmutableRule(_) => immutable::create(ctx, body).await,
+        E::UpdateImmutableRule { id, .. } => immutable::update(ctx, id, body).await,
+        E::DeleteImmutableRule { id, .. } => immutable::delete(ctx, id).await,
+        E::UpdateQuota(id) => quotas::update(ctx, id, body).await,
         E::ListMembers {
             query, entity_name, ..
         } => members::list(ctx, &query, entity_name.as_deref()).await,

@@ -95,6 +95,32 @@ pub const OPERATIONS: &[Operation] = &[
         query: &[], body: None, ok: &[(200, Some("ProjectDeletable"))], paginated: false),
     op!("getProjectSummary", "get", "/projects/{project_name_or_id}/summary", "/api/v2.0/projects/1/summary", "project", "Counts of repositories and members by role",
         query: &[], body: None, ok: &[(200, Some("ProjectSummary"))], paginated: false),
+    op!("ListImmuRules", "get", "/projects/{project_name_or_id}/immutabletagrules", "/api/v2.0/projects/1/immutabletagrules", "immutable", "A project's tag immutability rules",
+        query: &[], body: None, ok: &[(200, Some("ImmutableRule[]"))], paginated: true),
+    op!("CreateImmuRule", "post", "/projects/{project_name_or_id}/immutabletagrules", "/api/v2.0/projects/1/immutabletagrules", "immutable", "Add a tag immutability rule",
+        query: &[], body: Some("ImmutableRule"), ok: &[(201, None)], paginated: false),
+    op!("UpdateImmuRule", "put", "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", "/api/v2.0/projects/1/immutabletagrules/1", "immutable", "Change a tag immutability rule (or disable it)",
+        query: &[], body: Some("ImmutableRule"), ok: &[(200, None)], paginated: false),
+    op!("DeleteImmuRule", "delete", "/projects/{project_name_or_id}/immutabletagrules/{immutable_rule_id}", "/api/v2.0/projects/1/immutabletagrules/1", "immutable", "Delete a tag immutability rule",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
+    op!("createRetention", "post", "/retentions", "/api/v2.0/retentions", "Retention", "Create a project's retention policy (system administrators)",
+        query: &[], body: Some("RetentionPolicy"), ok: &[(201, None), (409, Some("Errors"))], paginated: false),
+    op!("getRetention", "get", "/retentions/{id}", "/api/v2.0/retentions/1", "Retention", "A retention policy",
+        query: &[], body: None, ok: &[(200, Some("RetentionPolicy"))], paginated: false),
+    op!("updateRetention", "put", "/retentions/{id}", "/api/v2.0/retentions/1", "Retention", "Change a retention policy",
+        query: &[], body: Some("RetentionPolicy"), ok: &[(200, None)], paginated: false),
+    op!("deleteRetention", "delete", "/retentions/{id}", "/api/v2.0/retentions/1", "Retention", "Delete a retention policy and its runs' record",
+        query: &[], body: None, ok: &[(200, None)], paginated: false),
+    op!("triggerRetentionExecution", "post", "/retentions/{id}/executions", "/api/v2.0/retentions/1/executions", "Retention", "Run a retention policy now; dry_run lists what would go",
+        query: &[], body: Some("RetentionExecutionReq"), ok: &[(201, None)], paginated: false),
+    op!("listRetentionExecutions", "get", "/retentions/{id}/executions", "/api/v2.0/retentions/1/executions", "Retention", "A policy's runs, newest first, with what each removed",
+        query: &[], body: None, ok: &[(200, Some("RetentionExecution[]"))], paginated: true),
+    op!("listQuotas", "get", "/quotas", "/api/v2.0/quotas?reference=project&reference_id=1", "quota", "Every project's storage quota and usage (system administrators)",
+        query: &[("reference", "string", "project"), ("reference_id", "string", "the project's id")], body: None, ok: &[(200, Some("Quota[]"))], paginated: true),
+    op!("getQuota", "get", "/quotas/{id}", "/api/v2.0/quotas/1", "quota", "A project's storage quota and usage; its id is the project's",
+        query: &[], body: None, ok: &[(200, Some("Quota"))], paginated: false),
+    op!("updateQuota", "put", "/quotas/{id}", "/api/v2.0/quotas/1", "quota", "Set a project's storage limit (bytes, -1 for none)",
+        query: &[], body: Some("QuotaUpdateReq"), ok: &[(200, None)], paginated: false),
     op!("listProjectMembers", "get", "/projects/{project_name_or_id}/members", "/api/v2.0/projects/1/members", "member", "A project's members",
         query: &[("entityname", "string", "member name contains")], body: None, ok: &[(200, Some("ProjectMemberEntity[]"))], paginated: true),
     op!("createProjectMember", "post", "/projects/{project_name_or_id}/members", "/api/v2.0/projects/1/members", "member", "Add a user to a project with a role",
@@ -211,6 +237,19 @@ pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
         E::DeleteProject(_) => "deleteProject",
         E::ProjectDeletable(_) => "getProjectDeletableStatus",
         E::ProjectSummary(_) => "getProjectSummary",
+        E::ListQuotas { .. } => "listQuotas",
+        E::CreateRetention => "createRetention",
+        E::GetRetention(_) => "getRetention",
+        E::UpdateRetention(_) => "updateRetention",
+        E::DeleteRetention(_) => "deleteRetention",
+        E::RunRetention(_) => "triggerRetentionExecution",
+        E::ListRetentionRuns { .. } => "listRetentionExecutions",
+        E::ListImmutableRules { .. } => "ListImmuRules",
+        E::CreateImmutableRule(_) => "CreateImmuRule",
+        E::UpdateImmutableRule { .. } => "UpdateImmuRule",
+        E::DeleteImmutableRule { .. } => "DeleteImmuRule",
+        E::GetQuota(_) => "getQuota",
+        E::UpdateQuota(_) => "updateQuota",
         E::ListMembers { .. } => "listProjectMembers",
         E::AddMember(_) => "createProjectMember",
         E::GetMember { .. } => "getProjectMember",
@@ -284,7 +323,7 @@ fn object(fields: &[(&str, &str)]) -> Value {
 }
 
 fn schemas() -> Value {
-    json!({
+    let mut schemas = json!({
         "Errors": object(&[("errors", "Error[]")]),
         "Error": object(&[("code", "string"), ("message", "string")]),
         "OverallHealthStatus": object(&[("status", "string"), ("components", "ComponentHealthStatus[]")]),
@@ -298,7 +337,7 @@ fn schemas() -> Value {
         "Project": object(&[("project_id", "integer"), ("owner_id", "integer"), ("name", "string"), ("owner_name", "string"), ("creation_time", "date-time"), ("update_time", "date-time"), ("deleted", "boolean"), ("togglable", "boolean"), ("current_user_role_id", "integer"), ("current_user_role_ids", "integer[]"), ("repo_count", "integer"), ("chart_count", "integer"), ("metadata", "map"), ("cve_allowlist", "object")]),
         "ProjectReq": object(&[("project_name", "string"), ("public", "boolean"), ("metadata", "map"), ("cve_allowlist", "object"), ("storage_limit", "integer"), ("registry_id", "integer")]),
         "ProjectDeletable": object(&[("deletable", "boolean"), ("message", "string")]),
-        "ProjectSummary": object(&[("repo_count", "integer"), ("chart_count", "integer"), ("project_admin_count", "integer"), ("maintainer_count", "integer"), ("developer_count", "integer"), ("guest_count", "integer"), ("limited_guest_count", "integer")]),
+        "ProjectSummary": object(&[("repo_count", "integer"), ("chart_count", "integer"), ("project_admin_count", "integer"), ("maintainer_count", "integer"), ("developer_count", "integer"), ("guest_count", "integer"), ("limited_guest_count", "integer"), ("quota", "ProjectSummaryQuota"), ("usage", "Usage")]),
         "ProjectMemberEntity": object(&[("id", "integer"), ("project_id", "integer"), ("entity_name", "string"), ("role_name", "string"), ("role_id", "integer"), ("entity_id", "integer"), ("entity_type", "string")]),
         "ProjectMember": object(&[("role_id", "integer"), ("member_user", "UserEntity"), ("member_group", "object")]),
         "UserEntity": object(&[("user_id", "integer"), ("username", "string")]),
@@ -316,13 +355,33 @@ fn schemas() -> Value {
         "RobotSec": object(&[("secret", "string")]),
         "RobotPermission": object(&[("kind", "string"), ("namespace", "string"), ("access", "Access[]")]),
         "Access": object(&[("resource", "string"), ("action", "string"), ("effect", "string")]),
-        "Repository": object(&[("id", "integer"), ("project_id", "integer"), ("name", "string"), ("description", "string"), ("artifact_count", "integer"), ("pull_count", "integer"), ("creation_time", "date-time"), ("update_time", "date-time")]),
+        "Repository": object(&[("id", "integer"), ("project_id", "integer"), ("name", "string"), ("description", "string"), ("artifact_count", "integer"), ("pull_count", "integer"), ("creation_time", "date-time"), ("update_time", "date-time"), ("usage", "Usage")]),
         "Artifact": object(&[("id", "integer"), ("type", "string"), ("media_type", "string"), ("manifest_media_type", "string"), ("project_id", "integer"), ("repository_id", "integer"), ("digest", "string"), ("size", "integer"), ("push_time", "date-time"), ("pull_time", "date-time"), ("extra_attrs", "object"), ("annotations", "map"), ("references", "Reference[]"), ("tags", "Tag[]"), ("accessories", "Accessory[]")]),
         "Reference": object(&[("parent_id", "integer"), ("child_id", "integer"), ("child_digest", "string"), ("platform", "object")]),
         "Tag": object(&[("id", "integer"), ("repository_id", "integer"), ("artifact_id", "integer"), ("name", "string"), ("push_time", "date-time"), ("pull_time", "date-time"), ("immutable", "boolean"), ("signed", "boolean")]),
         "Accessory": object(&[("id", "integer"), ("artifact_id", "integer"), ("subject_artifact_id", "integer"), ("size", "integer"), ("digest", "string"), ("type", "string"), ("creation_time", "date-time")]),
         "AuditLog": object(&[("id", "integer"), ("username", "string"), ("resource", "string"), ("resource_type", "string"), ("operation", "string"), ("op_time", "date-time")]),
-    })
+    });
+    // Quotas, usage and tag immutability (one json! of everything would pass serde_json's
+    // macro recursion limit).
+    let more = json!({
+        "ProjectSummaryQuota": object(&[("hard", "ResourceList"), ("used", "ResourceList")]),
+        "ResourceList": object(&[("storage", "integer")]),
+        "Usage": object(&[("used", "integer"), ("unique", "integer"), ("shared", "integer")]),
+        "Quota": object(&[("id", "integer"), ("ref", "QuotaRefObject"), ("hard", "ResourceList"), ("used", "ResourceList"), ("creation_time", "date-time"), ("update_time", "date-time")]),
+        "QuotaRefObject": object(&[("id", "integer"), ("name", "string"), ("owner_name", "string")]),
+        "QuotaUpdateReq": object(&[("hard", "ResourceList")]),
+        "ImmutableRule": object(&[("id", "integer"), ("project_id", "integer"), ("priority", "integer"), ("disabled", "boolean"), ("action", "string"), ("template", "string"), ("tag_selectors", "ImmutableSelector[]"), ("scope_selectors", "ImmutableScope")]),
+        "ImmutableScope": object(&[("repository", "ImmutableSelector[]")]),
+        "RetentionPolicy": object(&[("id", "integer"), ("algorithm", "string"), ("rules", "object"), ("trigger", "object"), ("scope", "object")]),
+        "RetentionExecutionReq": object(&[("dry_run", "boolean")]),
+        "RetentionExecution": object(&[("id", "integer"), ("policy_id", "integer"), ("start_time", "date-time"), ("end_time", "date-time"), ("status", "string"), ("trigger", "string"), ("dry_run", "boolean"), ("removed", "object")]),
+        "ImmutableSelector": object(&[("kind", "string"), ("decoration", "string"), ("pattern", "string")]),
+    });
+    if let (Some(all), Value::Object(more)) = (schemas.as_object_mut(), more) {
+        all.extend(more);
+    }
+    schemas
 }
 
 /// The whole document.

@@ -36,6 +36,8 @@ pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzi
 pub struct TestApp {
     dir: Arc<TempDir>,
     meta: Arc<SqliteStore>,
+    /// The services the router calls (for what no HTTP endpoint drives yet).
+    registry: Arc<Registry>,
     router: Router,
     /// Headers every request from this handle carries (e.g. `Authorization`).
     default_headers: Vec<(String, String)>,
@@ -156,7 +158,8 @@ impl TestAppBuilder {
                 anonymous_write: false,
             })
         };
-        let mut state = AppState::new(Arc::new(registry), Arc::new(Authorizer::new(mode)));
+        let registry = Arc::new(registry);
+        let mut state = AppState::new(registry.clone(), Arc::new(Authorizer::new(mode)));
         if let Some(auth) = &token_auth {
             let store: Arc<dyn IdentityStore> = meta.clone();
             state.identity = Some(IdentityService::new(store).with_caches(auth.clone()));
@@ -185,6 +188,7 @@ impl TestAppBuilder {
         TestApp {
             dir,
             meta,
+            registry,
             router: berth_api::app(state),
             default_headers: Vec::new(),
             peer: None,
@@ -225,6 +229,10 @@ impl TestApp {
     }
 
     /// The metadata store underneath, for setting up states the API cannot reach.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn meta(&self) -> &SqliteStore {
         &self.meta
     }
