@@ -259,6 +259,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE blobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     -- Whether any manifest of a repository references a blob (the links GC may remove).
     CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
+    "#,
     // 9: storage usage, kept exact by triggers inside every writing transaction, and each
     // project's storage quota. A repository belongs to the project (the "namespace") its
     // first path component names; a repository without a '/' is in namespace ''.

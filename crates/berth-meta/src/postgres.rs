@@ -917,7 +917,15 @@ impl UploadStore for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repository.namespace(), repo_id, digest, size, Some(reservation)).await?;
+            link_in(
+                &mut tx,
+                repository.namespace(),
+                repo_id,
+                digest,
+                size,
+                Some(reservation),
+            )
+            .await?;
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)

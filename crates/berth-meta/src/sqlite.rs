@@ -28,8 +28,8 @@ mod gc;
 mod identity;
 mod immutable;
 mod jobs;
-mod transfer;
 mod retention;
+mod transfer;
 mod usage;
 use crate::wal_sync::WalSync;
 

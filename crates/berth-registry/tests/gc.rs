@@ -888,6 +888,7 @@ async fn timing_10k_manifests_50k_blobs() {
                         manifests: Vec::new(),
                         require_manifests: true,
                         aliases: Vec::new(),
+                        immutable_tags: Vec::new(),
                     };
                     meta.put_manifest(&repository, &manifest, &[tag(&format!("m{m}"))])
                         .await

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
-mod gc;
 mod df;
+mod gc;
 mod import;
 mod jobs;
 mod logging;

@@ -309,7 +309,15 @@ impl GcStore for PgStore {
             let mut tx = self.pool.begin().await?;
             let repo_id =
                 super::ensure_repository(&mut tx, repository, super::RepoLock::Link).await?;
-            super::link_in(&mut tx, repository.namespace(), repo_id, digest, 0, Some(epoch)).await?;
+            super::link_in(
+                &mut tx,
+                repository.namespace(),
+                repo_id,
+                digest,
+                0,
+                Some(epoch),
+            )
+            .await?;
             tx.commit().await?;
             Ok(())
         })

@@ -287,6 +287,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE blobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
     CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
+    "#,
     // 9: storage usage, kept exact by triggers inside every writing transaction, and each
     // project's storage quota. Two links of one blob change its counters one after the
     // other: each trigger first updates the blob's row, which waits for the other's commit,
