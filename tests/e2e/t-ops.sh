@@ -81,10 +81,15 @@ for name in ["berth_connections_open", "berth_network_received_bytes", "berth_to
              "berth_storage_full_errors", "berth_db_commits_waiting_for_sync"]:
     assert name in families, f"family {name} missing"
 assert value("berth_connections_open") >= 1
+# Usage from the database's counters: the registry's totals; no project names on the
+# registry's own port (only on a metrics listener of its own).
+assert value("berth_storage_registry_bytes", kind="linked_blobs") > 0
+assert value("berth_storage_registry_bytes", kind="manifests") > 0
+assert "berth_storage_project_bytes" not in families, "project names on the public /metrics"
 print(f"{len(families)} families parsed")
 PY
 }
-check "/metrics is Prometheus text (parsed by prometheus_client) with requests, latency, data dir and DB pool" metrics_parse
+check "/metrics is Prometheus text (parsed by prometheus_client) with requests, latency, data dir, DB pool and storage usage" metrics_parse
 check_eq "/metrics answers with the 0.0.4 text content type" "text/plain; version=0.0.4; charset=utf-8" \
   "$(curl -s -o /dev/null -w '%{content_type}' "$REG_URL/metrics")"
 

@@ -96,11 +96,20 @@ impl JobHandler for CollectGarbage {
     }
 
     async fn run(&self, params: &Value) -> Result<Value, JobError> {
-        let report = self
-            .registry
-            .collect_garbage(&self.options(params))
-            .await
-            .map_err(|e| JobError::transient(e.to_string()))?;
+        let began = std::time::Instant::now();
+        let outcome = self.registry.collect_garbage(&self.options(params)).await;
+        let gc = &berth_metrics::GC;
+        gc.runs.inc();
+        gc.duration.observe(began.elapsed());
+        let report = outcome.map_err(|e| {
+            gc.failures.inc();
+            JobError::transient(e.to_string())
+        })?;
+        if !report.dry_run {
+            gc.bytes_freed.add(report.bytes_freed);
+            gc.blobs_deleted
+                .add(report.blobs_deleted + report.blobs_finished);
+        }
         serde_json::to_value(&report).map_err(|e| JobError::permanent(e.to_string()))
     }
 }

@@ -464,6 +464,10 @@ async fn run(config: Config) -> Result<(), String> {
     ));
     metrics.add_source(Arc::new(ops::DataDirSource(data_dir_probe.clone())));
     metrics.add_source(Arc::new(ops::MetadataSource(metadata.clone())));
+    metrics.add_source(Arc::new(ops::UsageSource {
+        registry: registry.clone(),
+        per_project: config.metrics_addr.is_some(),
+    }));
     let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
     // `/metrics` on the registry's port, unless it is off or has a listener of its own.
     state.metrics =

@@ -1,12 +1,13 @@
 //! The metrics the binary reads at scrape time ([`berth_metrics::MetricsSource`]s): the data
-//! directory's free space and last probe, and the metadata database's pools and write queue.
-//! Registered in `main.rs`; other subsystems (storage per project from the usage tables, GC)
-//! register theirs the same way, with `Metrics::add_source`.
+//! directory's free space and last probe, the metadata database's pools and write queue, and
+//! storage usage per project from the usage counters. Registered in `main.rs` with
+//! `Metrics::add_source`.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use berth_metrics::{Exposition, Kind, MetricsSource};
+use berth_registry::Registry;
 use berth_storage::DataDir;
 
 use crate::Metadata;
@@ -86,6 +87,68 @@ impl MetricsSource for MetadataSource {
                 "1 once a WAL sync failed: durable writes are refused until a restart.",
                 i64::from(wal.failed),
             );
+        }
+    }
+}
+
+/// `berth_storage_registry_bytes{kind}` and, when `per_project`,
+/// `berth_storage_project_bytes{project,kind}`: the usage counters the database keeps (two
+/// reads per scrape, no scan). Project names are only published on a metrics listener of
+/// its own (`[metrics] addr`): `/metrics` on the registry's port answers anyone, and a
+/// private project's name is not anyone's business.
+pub struct UsageSource {
+    pub registry: Arc<Registry>,
+    pub per_project: bool,
+}
+
+#[async_trait]
+impl MetricsSource for UsageSource {
+    async fn collect(&self, out: &mut Exposition) {
+        let gauge = |bytes: u64| i128::from(bytes);
+        let projects = match self.per_project {
+            true => self.registry.usage_by_project().await.ok(),
+            false => None,
+        };
+        if let Some(projects) = projects {
+            out.family(
+                "berth_storage_project_bytes",
+                "Storage a project uses, in bytes: its distinct blobs (each counted once, shared \
+                 or not), those only it holds (what deleting it would free), and its manifests.",
+                Kind::Gauge,
+            );
+            for project in projects.iter().filter(|p| !p.namespace.is_empty()) {
+                let usage = &project.usage;
+                for (kind, bytes) in [
+                    ("blobs", usage.blob_bytes),
+                    ("unique_blobs", usage.unique_blob_bytes),
+                    ("manifests", usage.manifest_bytes),
+                ] {
+                    out.sample(
+                        "berth_storage_project_bytes",
+                        &[("project", &project.namespace), ("kind", kind)],
+                        gauge(bytes),
+                    );
+                }
+            }
+        }
+        if let Ok(total) = self.registry.registry_usage().await {
+            out.family(
+                "berth_storage_registry_bytes",
+                "The registry's storage in bytes: distinct blobs some repository links, every \
+                 blob stored (unlinked ones wait for garbage collection), and manifests.",
+                Kind::Gauge,
+            );
+            for (kind, bytes) in [
+                ("linked_blobs", total.linked_blob_bytes),
+                ("stored_blobs", total.stored_blob_bytes),
+                ("manifests", total.manifest_bytes),
+            ] {
+                out.sample(
+                    "berth_storage_registry_bytes",
+                    &[("kind", kind)],
+                    gauge(bytes),
+                );
+            }
         }
     }
 }
