@@ -78,6 +78,14 @@ else
   log "moto_server: present"
 fi
 
+# prometheus_client: its text-format parser reads berth's /metrics in the e2e tests (t-ops.sh)
+if ! python3 -c 'import prometheus_client.parser' >/dev/null 2>&1; then
+  log "pip install prometheus-client"
+  pip_install prometheus-client
+else
+  log "python prometheus_client: present"
+fi
+
 # cargo-nextest
 if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps.sh: cargo not found: install the Rust toolchain first" >&2

@@ -130,6 +130,7 @@ pub async fn authenticate(
 
 /// The error answer to a failed authentication.
 pub fn failure_response(state: &AppState, request: &Parts, failure: AuthFailure) -> ApiError {
+    count_failure(&failure);
     match failure {
         AuthFailure::Throttled { retry_after_secs } => {
             ApiError::new(429, ErrorCode::Toomanyrequests, failure.to_string())
@@ -157,6 +158,17 @@ pub fn failure_response(state: &AppState, request: &Parts, failure: AuthFailure)
             },
             &failure.to_string(),
         ),
+    }
+}
+
+/// Count a failed authentication in `berth_auth_failures_total` (never with what was sent).
+pub fn count_failure(failure: &AuthFailure) {
+    match failure {
+        AuthFailure::InvalidCredentials | AuthFailure::Throttled { .. } => {
+            berth_metrics::AUTH.login_failures.inc()
+        }
+        AuthFailure::InvalidToken(_) => berth_metrics::AUTH.token_failures.inc(),
+        AuthFailure::Store(_) => {}
     }
 }
 

@@ -1,6 +1,6 @@
 //! Error responses. On `/v2/` every error is the spec's JSON:
 //! `{"errors":[{"code":"…","message":"…","detail":…}]}`. Converting an error to a response
-//! has no side effects; [`log_server_errors`] logs 5xx (never the client's 4xx).
+//! has no side effects; [`guarded`] logs 5xx (never the client's 4xx).
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -84,7 +84,20 @@ impl From<Error> for ApiError {
             err.0.internal = Some(inner.clone());
             return err;
         }
-        ApiError::new(e.status(), e.code(), e.to_string())
+        if let Error::StorageFull(inner) = &e {
+            // The message (what docker prints) says what happened; the cause (which file,
+            // which errno) is for the log only.
+            let mut err = ApiError::new(507, ErrorCode::StorageFull, "");
+            err.0.internal = Some(inner.clone());
+            return err;
+        }
+        let error = ApiError::new(e.status(), e.code(), e.to_string());
+        match e {
+            // Clients print `code: message`: the used and limit figures must be in it.
+            Error::QuotaExceeded(message) => error.with_message(message),
+            e @ Error::TagImmutable(_) => error.with_message(e.to_string()),
+            _ => error,
+        }
     }
 }
 
@@ -113,28 +126,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Log every 5xx with the request that caused it.
-pub async fn log_server_errors(request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    if response.status().is_server_error() {
-        let cause = response
-            .extensions()
-            .get::<InternalError>()
-            .map(|e| e.0.as_str())
-            .unwrap_or("-");
-        tracing::error!(%method, %path, status = response.status().as_u16(), cause, "request failed");
-    }
-    response
-}
-
-/// Answer a panicking handler with a logged 500 instead of a dropped connection.
-pub async fn catch_panics(request: Request, next: Next) -> Response {
+/// Run the rest of the router for `request`: a panicking handler is answered with a logged
+/// 500 instead of a dropped connection, and every 5xx is logged with the request that caused
+/// it. Called by `observe` (inside the request's span), so it costs no middleware layer of
+/// its own; the method and URI are kept by reference count, not copied.
+pub(crate) async fn guarded(request: Request, next: Next) -> Response {
     use futures_util::FutureExt;
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    match std::panic::AssertUnwindSafe(next.run(request))
+    let uri = request.uri().clone();
+    let path = uri.path();
+    let response = match std::panic::AssertUnwindSafe(next.run(request))
         .catch_unwind()
         .await
     {
@@ -145,10 +146,25 @@ pub async fn catch_panics(request: Request, next: Next) -> Response {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(%method, %path, panic = what, "handler panicked");
+            tracing::error!(%method, path, panic = what, "handler panicked");
             let mut err = ApiError::new(500, ErrorCode::Unsupported, "internal server error");
             err.0.message = "internal server error".into();
             err.into_response()
         }
+    };
+    if response.status().is_server_error() {
+        let cause = response
+            .extensions()
+            .get::<InternalError>()
+            .map(|e| e.0.as_str())
+            .unwrap_or("-");
+        let status = response.status().as_u16();
+        if response.status() == StatusCode::INSUFFICIENT_STORAGE {
+            berth_metrics::STORAGE.full_errors.inc();
+            tracing::error!(%method, path, status, cause, "request failed: the registry's storage is full; free space (see /readyz)");
+        } else {
+            tracing::error!(%method, path, status, cause, "request failed");
+        }
     }
+    response
 }

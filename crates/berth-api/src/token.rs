@@ -91,6 +91,7 @@ async fn authenticated(
 /// The token service answers bad credentials with a Basic challenge: it is the place that
 /// takes passwords.
 fn token_failure(state: &AppState, request: &Parts, failure: AuthFailure) -> ApiError {
+    crate::credentials::count_failure(&failure);
     match failure {
         AuthFailure::InvalidCredentials | AuthFailure::InvalidToken(_) => {
             ApiError::new(401, ErrorCode::Unauthorized, failure.to_string()).with_header(
@@ -106,10 +107,12 @@ fn token_failure(state: &AppState, request: &Parts, failure: AuthFailure) -> Api
 }
 
 pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    crate::observe::classify(berth_metrics::EndpointClass::Token);
     respond(get_token(&state, request).await)
 }
 
 pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+    crate::observe::classify(berth_metrics::EndpointClass::Token);
     respond(post_token(&state, request).await)
 }
 
@@ -159,6 +162,7 @@ async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiEr
     let issued = auth.issue(account.as_deref(), &requested, offline).await;
     crate::audit::token(state, &request, peer, account.as_deref(), issued.as_ref());
     let issued = issued.map_err(|f| token_failure(state, &request, f))?;
+    berth_metrics::AUTH.tokens_issued.inc();
     tracing::debug!(account = account.as_deref().unwrap_or("<anonymous>"), scope = %issued.scope, "issued a token");
     Ok(json(&GetAnswer {
         token: &issued.token,
@@ -232,6 +236,7 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
     let issued = auth.issue(Some(&account), &requested, offline).await;
     crate::audit::token(state, &parts, peer, Some(&account), issued.as_ref());
     let issued = issued.map_err(|f| token_failure(state, &parts, f))?;
+    berth_metrics::AUTH.tokens_issued.inc();
     Ok(json(&PostAnswer {
         access_token: &issued.access_token,
         scope: &issued.scope,

@@ -73,6 +73,8 @@ pub enum ResourceType {
     Login,
     /// A token issued: the scopes granted.
     Token,
+    /// A retention policy, or a run of it: `retention/1`, `retention/1/execution`.
+    Retention,
 }
 
 impl ResourceType {
@@ -88,6 +90,7 @@ impl ResourceType {
             ResourceType::Robot => "robot",
             ResourceType::Login => "login",
             ResourceType::Token => "token",
+            ResourceType::Retention => "retention",
         }
     }
 }
@@ -192,7 +195,11 @@ pub fn project_of(resource_type: ResourceType, resource: &str) -> Option<&str> {
             .strip_prefix(berth_core::access::ROBOT_PREFIX)
             .and_then(|rest| rest.split_once('+'))
             .map(|(project, _)| project),
-        ResourceType::User | ResourceType::Login | ResourceType::Token => None,
+        // Retention is managed by system administrators: their entries are system-wide.
+        ResourceType::User
+        | ResourceType::Login
+        | ResourceType::Token
+        | ResourceType::Retention => None,
     }
 }
 

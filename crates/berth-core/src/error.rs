@@ -23,6 +23,9 @@ pub enum ErrorCode {
     Toomanyrequests,
     /// Not in the spec's table; Distribution's code for a 416 (chunk or range out of place).
     RangeInvalid,
+    /// Not in the spec's table: berth's code for a write refused because the registry's
+    /// storage is full (507). Clients print the message, which says so.
+    StorageFull,
 }
 
 impl ErrorCode {
@@ -44,6 +47,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "UNSUPPORTED",
             ErrorCode::Toomanyrequests => "TOOMANYREQUESTS",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
+            ErrorCode::StorageFull => "STORAGE_FULL",
         }
     }
 
@@ -61,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 405,
             ErrorCode::Toomanyrequests => 429,
             ErrorCode::RangeInvalid => 416,
+            ErrorCode::StorageFull => 507,
             ErrorCode::BlobUploadInvalid
             | ErrorCode::DigestInvalid
             | ErrorCode::ManifestBlobUnknown
@@ -92,6 +97,9 @@ impl ErrorCode {
             ErrorCode::Unsupported => "the operation is unsupported",
             ErrorCode::Toomanyrequests => "too many requests",
             ErrorCode::RangeInvalid => "invalid content range",
+            ErrorCode::StorageFull => {
+                "the registry's storage is full: the push can be retried once space is freed"
+            }
         }
     }
 }

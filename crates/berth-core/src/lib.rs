@@ -13,10 +13,12 @@ pub mod cron;
 pub mod digest;
 pub mod endpoint;
 pub mod error;
+pub mod immutable;
 pub mod manifest;
 pub mod media_type;
 pub mod mgmt;
 pub mod name;
+pub mod retention;
 pub mod time;
 
 pub use access::{RobotName, RobotPermission, Role};

@@ -288,6 +288,8 @@ pub enum Resource {
     Artifact,
     Tag,
     Robot,
+    /// Tag immutability rules (Harbor's `immutable-tag`).
+    ImmutableTag,
 }
 
 /// A Harbor RBAC action.
@@ -310,10 +312,11 @@ impl Resource {
             Resource::Artifact => "artifact",
             Resource::Tag => "tag",
             Resource::Robot => "robot",
+            Resource::ImmutableTag => "immutable-tag",
         }
     }
 
-    pub const ALL: [Resource; 7] = [
+    pub const ALL: [Resource; 8] = [
         Resource::Project,
         Resource::Member,
         Resource::Log,
@@ -321,6 +324,7 @@ impl Resource {
         Resource::Artifact,
         Resource::Tag,
         Resource::Robot,
+        Resource::ImmutableTag,
     ];
 }
 
@@ -371,6 +375,8 @@ pub fn role_allows(role: Role, resource: Resource, verb: Verb) -> bool {
         (R::Artifact | R::Tag, V::Delete) => maintainer,
         (R::Robot, V::Read | V::List) => guest,
         (R::Robot, _) => admin,
+        (R::ImmutableTag, V::Read | V::List) => guest,
+        (R::ImmutableTag, _) => maintainer,
     }
 }
 
@@ -453,6 +459,41 @@ pub enum MgmtEndpoint {
     DeleteProject(ProjectRef),
     ProjectDeletable(ProjectRef),
     ProjectSummary(ProjectRef),
+    /// Harbor's `/quotas`: every project's storage quota (`reference=project`,
+    /// `reference_id=<project id>` narrow it).
+    ListQuotas {
+        query: ListQuery,
+        reference: Option<String>,
+        reference_id: Option<String>,
+    },
+    /// A quota by id (a project's quota has the project's id).
+    GetQuota(i64),
+    UpdateQuota(i64),
+    /// `/retentions`: a project's retention policy (Harbor's), and its runs.
+    CreateRetention,
+    GetRetention(i64),
+    UpdateRetention(i64),
+    DeleteRetention(i64),
+    /// `POST /retentions/{id}/executions` with `{"dry_run": bool}`: run it now.
+    RunRetention(i64),
+    ListRetentionRuns {
+        id: i64,
+        query: ListQuery,
+    },
+    /// `/projects/{p}/immutabletagrules`: a project's tag immutability rules.
+    ListImmutableRules {
+        project: ProjectRef,
+        query: ListQuery,
+    },
+    CreateImmutableRule(ProjectRef),
+    UpdateImmutableRule {
+        project: ProjectRef,
+        id: i64,
+    },
+    DeleteImmutableRule {
+        project: ProjectRef,
+        id: i64,
+    },
     ListMembers {
         project: ProjectRef,
         query: ListQuery,
@@ -502,6 +543,20 @@ pub enum MgmtEndpoint {
     UpdateRobot(i64),
     RefreshRobotSecret(i64),
     DeleteRobot(i64),
+    /// `GET /system/gc`: garbage collection runs, newest first.
+    ListGcRuns {
+        query: ListQuery,
+    },
+    /// `GET /system/gc/{gc_id}`.
+    GetGcRun(i64),
+    /// `GET /system/gc/{gc_id}/log`: the run's log as text.
+    GetGcLog(i64),
+    /// `GET /system/gc/schedule`.
+    GetGcSchedule,
+    /// `POST /system/gc/schedule`: a schedule, or (type `Manual`) a run now.
+    CreateGcSchedule,
+    /// `PUT /system/gc/schedule`.
+    UpdateGcSchedule,
     /// `GET /audit-logs`: entries of every project the caller may read logs of.
     ListAuditLogs {
         query: ListQuery,
@@ -659,6 +714,35 @@ impl MgmtEndpoint {
             ("DELETE", ["projects", p]) => E::DeleteProject(project(p)),
             ("GET", ["projects", p, "_deletable"]) => E::ProjectDeletable(project(p)),
             ("GET", ["projects", p, "summary"]) => E::ProjectSummary(project(p)),
+            ("GET", ["projects", p, "immutabletagrules"]) => E::ListImmutableRules {
+                project: project(p),
+                query: params.list()?,
+            },
+            ("POST", ["projects", p, "immutabletagrules"]) => E::CreateImmutableRule(project(p)),
+            ("PUT", ["projects", p, "immutabletagrules", id]) => E::UpdateImmutableRule {
+                project: project(p),
+                id: int(id, "immutable rule id")?,
+            },
+            ("DELETE", ["projects", p, "immutabletagrules", id]) => E::DeleteImmutableRule {
+                project: project(p),
+                id: int(id, "immutable rule id")?,
+            },
+            ("POST", ["retentions"]) => E::CreateRetention,
+            ("GET", ["retentions", id]) => E::GetRetention(int(id, "retention id")?),
+            ("PUT", ["retentions", id]) => E::UpdateRetention(int(id, "retention id")?),
+            ("DELETE", ["retentions", id]) => E::DeleteRetention(int(id, "retention id")?),
+            ("POST", ["retentions", id, "executions"]) => E::RunRetention(int(id, "retention id")?),
+            ("GET", ["retentions", id, "executions"]) => E::ListRetentionRuns {
+                id: int(id, "retention id")?,
+                query: params.list()?,
+            },
+            ("GET", ["quotas"]) => E::ListQuotas {
+                query: params.list()?,
+                reference: params.get("reference").map(str::to_owned),
+                reference_id: params.get("reference_id").map(str::to_owned),
+            },
+            ("GET", ["quotas", id]) => E::GetQuota(int(id, "quota id")?),
+            ("PUT", ["quotas", id]) => E::UpdateQuota(int(id, "quota id")?),
             ("GET", ["projects", p, "members"]) => E::ListMembers {
                 project: project(p),
                 query: params.list()?,
@@ -710,6 +794,14 @@ impl MgmtEndpoint {
             ("PUT", ["robots", r]) => E::UpdateRobot(int(r, "robot id")?),
             ("PATCH", ["robots", r]) => E::RefreshRobotSecret(int(r, "robot id")?),
             ("DELETE", ["robots", r]) => E::DeleteRobot(int(r, "robot id")?),
+            ("GET", ["system", "gc"]) => E::ListGcRuns {
+                query: params.list()?,
+            },
+            ("GET", ["system", "gc", "schedule"]) => E::GetGcSchedule,
+            ("POST", ["system", "gc", "schedule"]) => E::CreateGcSchedule,
+            ("PUT", ["system", "gc", "schedule"]) => E::UpdateGcSchedule,
+            ("GET", ["system", "gc", id]) => E::GetGcRun(int(id, "gc id")?),
+            ("GET", ["system", "gc", id, "log"]) => E::GetGcLog(int(id, "gc id")?),
             ("GET", ["audit-logs"]) => E::ListAuditLogs {
                 query: params.list()?,
             },
@@ -842,6 +934,34 @@ impl MgmtEndpoint {
             E::DeleteMember { project, .. } => on(project, Resource::Member, Verb::Delete),
             E::ListUsers { .. } | E::CreateUser | E::DeleteUser(_) | E::SetSysadmin(_) => {
                 P::SystemAdmin
+            }
+            // Garbage collection is the whole registry's: administrators only.
+            E::ListGcRuns { .. }
+            | E::GetGcRun(_)
+            | E::GetGcLog(_)
+            | E::GetGcSchedule
+            | E::CreateGcSchedule
+            | E::UpdateGcSchedule => P::SystemAdmin,
+            // Harbor's quota resource is system-level: members see their project's quota in
+            // its summary.
+            E::ListQuotas { .. } | E::GetQuota(_) | E::UpdateQuota(_) => P::SystemAdmin,
+            // A policy names its project in its body or its stored row: until the decision
+            // resolves those, retention is for system administrators.
+            E::CreateRetention
+            | E::GetRetention(_)
+            | E::UpdateRetention(_)
+            | E::DeleteRetention(_)
+            | E::RunRetention(_)
+            | E::ListRetentionRuns { .. } => P::SystemAdmin,
+            E::ListImmutableRules { project, .. } => {
+                on(project, Resource::ImmutableTag, Verb::List)
+            }
+            E::CreateImmutableRule(p) => on(p, Resource::ImmutableTag, Verb::Create),
+            E::UpdateImmutableRule { project, .. } => {
+                on(project, Resource::ImmutableTag, Verb::Update)
+            }
+            E::DeleteImmutableRule { project, .. } => {
+                on(project, Resource::ImmutableTag, Verb::Delete)
             }
             E::GetUser(id) | E::UpdateUser(id) | E::SetPassword(id) => P::SelfOrAdmin(*id),
             E::ListRobots { scope, .. } => robots(scope, Verb::List),
@@ -1000,7 +1120,6 @@ fn copy_source(from: Option<&str>) -> Result<ArtifactPath, MgmtError> {
     })
 }
 
-/// Paths that exist with another method (405 rather than 404).
 /// Whether a project create request names an upstream (`registry_id` set, not null).
 /// A body that is not JSON is left to the handler's own parse.
 fn names_registry(body: &[u8]) -> bool {
@@ -1010,6 +1129,7 @@ fn names_registry(body: &[u8]) -> bool {
         .is_some_and(|id| !id.is_null())
 }
 
+/// Paths that exist with another method (405 rather than 404).
 fn is_known(segments: &[&str]) -> bool {
     matches!(
         segments,
@@ -1021,11 +1141,21 @@ fn is_known(segments: &[&str]) -> bool {
             | "users"
             | "robots"
             | "registries"
-            | "audit-logs"]
+            | "audit-logs"
+            | "quotas"
+            | "retentions"]
             | ["registries", _]
             | ["projects", _]
+            | ["quotas", _]
+            | ["retentions", _]
+            | ["retentions", _, "executions"]
             | ["robots", _]
-            | ["projects", _, "_deletable" | "summary" | "members" | "logs"]
+            | [
+                "projects",
+                _,
+                "_deletable" | "summary" | "members" | "logs" | "immutabletagrules"
+            ]
+            | ["projects", _, "immutabletagrules", _]
             | ["projects", _, "members", _]
             | ["users", _]
             | ["users", _, "password" | "sysadmin" | "permissions"]

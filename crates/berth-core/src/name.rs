@@ -24,6 +24,13 @@ impl RepositoryName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The project the repository belongs to: its first path component, or `""` for a
+    /// name without a `/` (which no project holds). Usage and quotas are counted per
+    /// namespace (the metadata schema computes the same column).
+    pub fn namespace(&self) -> &str {
+        self.0.split_once('/').map_or("", |(first, _)| first)
+    }
 }
 
 impl FromStr for RepositoryName {
@@ -132,6 +139,14 @@ impl fmt::Display for Tag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespace_is_the_first_path_component_or_nothing() {
+        let name = |s: &str| s.parse::<RepositoryName>().expect("valid");
+        assert_eq!(name("team/web/api").namespace(), "team");
+        assert_eq!(name("team/app").namespace(), "team");
+        assert_eq!(name("alpine").namespace(), "");
+    }
 
     #[test]
     fn accepts_spec_names() {

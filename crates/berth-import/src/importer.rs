@@ -363,15 +363,26 @@ impl Importer {
             Err(e) => return Err(target(e)),
         }
         if let Some(size) = self.blobs.stat(digest).await.map_err(target)? {
-            // Stored once registry-wide and verified when it was: only the link is new.
-            if !self.options.dry_run {
+            // Stored once registry-wide and verified when it was: only the link is new. GC
+            // may be deleting those bytes: reserve the digest, check they are still there,
+            // and link only the reserved row (else import them as if absent).
+            if self.options.dry_run {
+                report.blobs_linked += 1;
+                return Ok(true);
+            }
+            let reserved = self
+                .registry
+                .reserve_blob(digest, size)
+                .await
+                .map_err(target)?;
+            if self.blobs.stat(digest).await.map_err(target)?.is_some() {
                 self.meta
-                    .link_blob(repository, digest, size)
+                    .link_reserved_blob(repository, digest, reserved)
                     .await
                     .map_err(target)?;
+                report.blobs_linked += 1;
+                return Ok(true);
             }
-            report.blobs_linked += 1;
-            return Ok(true);
         }
         let path = blob_data_path(digest);
         let (severity, gone) = if needed {

@@ -4,7 +4,7 @@
 //!
 //! The store is a handful of narrow traits ([`RepositoryStore`], [`BlobIndex`],
 //! [`UploadStore`], [`ManifestStore`], [`ArtifactStore`], the identity traits, [`AuditStore`],
-//! [`JobStore`], [`UpstreamStore`])
+//! [`JobStore`], [`GcStore`], [`UsageStore`], [`UpstreamStore`])
 //! combined into [`MetaStore`]. Each backend implements them all and must pass the one shared
 //! test suite in [`suite`]. Two backends: embedded SQLite ([`SqliteStore`], one process) and
 //! PostgreSQL ([`PgStore`], shared by several processes).
@@ -17,28 +17,67 @@ use berth_core::{Digest, RepositoryName, Tag};
 use serde_json::{Map, Value};
 
 pub mod audit;
+pub mod gc;
 pub mod identity;
+pub mod immutable;
 pub mod jobs;
 mod migrations;
 pub mod postgres;
+pub mod retention;
 mod rows;
 pub mod sqlite;
 pub mod suite;
 pub mod transfer;
 pub mod upstreams;
+pub mod usage;
 mod wal_sync;
+pub use wal_sync::WalSyncStats;
 
 pub use audit::{
     AuditBatch, AuditColumn, AuditEntry, AuditMatch, AuditQuery, AuditRecord, AuditStore,
     PullRecord, PullStats,
 };
+pub use gc::{GcRepository, GcStore, RepositorySweep, RepositorySwept, Tombstone};
 pub use identity::{
     IdentityStore, KeyStore, Member, Membership, NewRobot, NewUser, Project, ProjectStore, Robot,
     RobotStore, SigningKey, User, UserStore,
 };
+pub use immutable::{ImmutableRuleRow, ImmutableRuleStore};
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
+pub use retention::{RetentionPolicyRow, RetentionRunRow, RetentionStore};
 pub use sqlite::SqliteStore;
+pub use usage::{NamespaceUsage, Quota, RegistryUsage, Usage, UsageStore};
+
+/// A connection pool's state, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    /// `writer`, `reader` (SQLite) or `main` (PostgreSQL).
+    pub name: &'static str,
+    /// Connections open.
+    pub size: u32,
+    /// Of those, not in use.
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// What a metadata store can say about its connections and its write queue.
+#[derive(Debug, Clone, Default)]
+pub struct StoreStats {
+    pub pools: Vec<PoolStats>,
+    /// SQLite's group commit; `None` for PostgreSQL (whose commits are durable when they
+    /// return).
+    pub wal_sync: Option<WalSyncStats>,
+}
+
+fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> PoolStats {
+    PoolStats {
+        name,
+        size: pool.size(),
+        idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+        max: pool.options().get_max_connections(),
+    }
+}
 pub use upstreams::{
     NewUpstream, SecretKey, StoredCredential, Upstream, UpstreamDeletion, UpstreamStore,
 };
@@ -57,6 +96,44 @@ pub enum MetaError {
     /// A unique name is taken (a user, project or robot of that name exists).
     #[error("{0} already exists")]
     Conflict(String),
+    /// An immutable tag would move to another manifest; nothing was stored.
+    #[error("tag {0} is immutable: it cannot be overwritten or deleted")]
+    TagImmutable(String),
+    /// The write would take the project past its storage quota; nothing of it was kept.
+    #[error(
+        "quota exceeded: used {} of {} in project {project}, and this needs {} more",
+        usage::human_bytes(*used), usage::human_bytes(*limit), usage::human_bytes(*needed)
+    )]
+    QuotaExceeded {
+        project: String,
+        used: u64,
+        limit: u64,
+        needed: u64,
+    },
+    /// Garbage collection is deleting this blob's bytes (see [`GcStore`]): it cannot be
+    /// linked until that is over. Retriable.
+    #[error("blob {0} is being deleted by garbage collection; try again")]
+    BlobBeingDeleted(Digest),
+}
+
+impl MetaError {
+    /// Whether the database failed for want of disk space: SQLite's `SQLITE_FULL` (13),
+    /// PostgreSQL's `disk_full` (53100), or an IO error saying so.
+    pub fn is_storage_full(&self) -> bool {
+        let MetaError::Backend(error) = self else {
+            return false;
+        };
+        match error.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("13") | Some("53100"))
+            }
+            Some(sqlx::Error::Io(io)) => matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// An upload session: how far it has got and the hash state up to there.
@@ -95,6 +172,9 @@ pub struct NewManifest {
     /// holds the manifest under one of them — pushed by a sha512 digest, now pushed by tag —
     /// the push is that manifest, and the tag answers with the digest it was pushed under.
     pub aliases: Vec<Digest>,
+    /// Tags that may not move: when one of them exists on another manifest, nothing is
+    /// stored ([`MetaError::TagImmutable`]). Decided in the storing transaction.
+    pub immutable_tags: Vec<Tag>,
 }
 
 /// A manifest as stored: exact bytes and how to serve them.
@@ -142,6 +222,8 @@ pub struct RepositoryInfo {
     pub created_at: i64,
     /// The last push into it or change of its description.
     pub updated_at: i64,
+    /// What it holds (kept by the usage triggers, read with the row).
+    pub usage: Usage,
 }
 
 /// Which repositories to list, in which order.
@@ -337,13 +419,15 @@ pub trait UploadStore: Send + Sync {
     /// Ids of sessions not advanced since `cutoff` (Unix seconds): abandoned uploads.
     async fn uploads_idle_since(&self, cutoff: i64) -> Result<Vec<String>>;
     /// In one transaction: link the finished blob into the upload's repository and forget
-    /// the session.
+    /// the session. `reservation` is the epoch [`GcStore::reserve_blob`] gave before the
+    /// bytes were committed: the link is refused if the row is gone or another one.
     async fn complete_upload(
         &self,
         id: &str,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()>;
 }
 
@@ -445,6 +529,10 @@ pub trait MetaStore:
     + IdentityStore
     + AuditStore
     + JobStore
+    + GcStore
+    + UsageStore
+    + ImmutableRuleStore
+    + RetentionStore
     + UpstreamStore
 {
 }
@@ -457,6 +545,10 @@ impl<
         + IdentityStore
         + AuditStore
         + JobStore
+        + GcStore
+        + UsageStore
+        + ImmutableRuleStore
+        + RetentionStore
         + UpstreamStore,
 > MetaStore for T
 {

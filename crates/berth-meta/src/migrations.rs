@@ -242,8 +242,233 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE uploads ADD COLUMN store_state BLOB;
     "#,
-    // 12 (numbered by the merge order of parallel work; appended here after 7): upstream
-    // registries, proxy-cache projects, and the keys that seal upstream secrets.
+    // 8: garbage collection. A tombstone is written in the transaction that deletes a blob's
+    // row and removed once its bytes are gone: while it exists, nothing may link the digest
+    // (see berth-registry's gc.rs). `owner` is the run deleting the bytes, until `claimed_until`
+    // (Unix seconds); a crashed run's tombstones are claimed again by a later run after that.
+    r#"
+    CREATE TABLE blob_deletions (
+        digest        TEXT PRIMARY KEY,
+        size          INTEGER NOT NULL,
+        owner         TEXT NOT NULL,
+        claimed_until INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Drawn at random when a blob's row is created: an upload links only the row it
+    -- reserved, not one GC deleted and another upload created again meanwhile.
+    ALTER TABLE blobs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    -- Whether any manifest of a repository references a blob (the links GC may remove).
+    CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
+    "#,
+    // 9: storage usage, kept exact by triggers inside every writing transaction, and each
+    // project's storage quota. A repository belongs to the project (the "namespace") its
+    // first path component names; a repository without a '/' is in namespace ''.
+    r#"
+    ALTER TABLE repositories ADD COLUMN namespace TEXT GENERATED ALWAYS AS
+        (CASE WHEN instr(name, '/') > 0 THEN substr(name, 1, instr(name, '/') - 1) ELSE '' END) VIRTUAL;
+    -- Bytes of the distinct blobs the repository links, and of those no other repository links.
+    ALTER TABLE repositories ADD COLUMN blob_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE repositories ADD COLUMN unique_blob_bytes INTEGER NOT NULL DEFAULT 0;
+    -- Manifests' bytes: each repository keeps its own copy in its rows.
+    ALTER TABLE repositories ADD COLUMN manifest_bytes INTEGER NOT NULL DEFAULT 0;
+    -- How many repositories link the blob, and how many namespaces hold it.
+    ALTER TABLE blobs ADD COLUMN repository_links INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE blobs ADD COLUMN namespace_holders INTEGER NOT NULL DEFAULT 0;
+    -- How many of a namespace's repositories link each blob it holds.
+    CREATE TABLE namespace_blobs (
+        namespace TEXT NOT NULL,
+        digest    TEXT NOT NULL,
+        links     INTEGER NOT NULL,
+        PRIMARY KEY (namespace, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX namespace_blobs_digest ON namespace_blobs(digest);
+    CREATE TABLE namespace_usage (
+        namespace         TEXT PRIMARY KEY,
+        -- Each distinct blob once, however many of its repositories link it.
+        blob_bytes        INTEGER NOT NULL DEFAULT 0,
+        -- Blobs no other namespace holds: what deleting the project would free.
+        unique_blob_bytes INTEGER NOT NULL DEFAULT 0,
+        manifest_bytes    INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE TABLE registry_usage (
+        id                INTEGER PRIMARY KEY CHECK (id = 1),
+        -- Distinct blobs some repository links.
+        linked_blob_bytes INTEGER NOT NULL,
+        -- Every blob row, linked or waiting for garbage collection.
+        stored_blob_bytes INTEGER NOT NULL
+    );
+    -- A project's hard limit on storage (Harbor's quota); no row: unlimited.
+    CREATE TABLE project_quotas (
+        project_id    INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+        -- Bytes; -1 is unlimited.
+        storage_limit INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+
+    -- The limit new projects get (`[quota] default_project_bytes`, written at each start).
+    CREATE TABLE quota_defaults (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        storage_limit INTEGER NOT NULL
+    );
+    INSERT INTO quota_defaults (id, storage_limit) VALUES (1, -1);
+    -- Every way a project is created (API, CLI, import, a push that creates it) gets it.
+    CREATE TRIGGER projects_limited AFTER INSERT ON projects BEGIN
+        INSERT INTO project_quotas (project_id, storage_limit, created_at, updated_at)
+            SELECT NEW.id, storage_limit, NEW.created_at, NEW.created_at FROM quota_defaults
+            WHERE storage_limit >= 0;
+    END;
+
+    -- What is there already.
+    UPDATE blobs SET repository_links = (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = blobs.digest);
+    INSERT INTO namespace_blobs (namespace, digest, links)
+        SELECT r.namespace, l.digest, COUNT(*) FROM repository_blobs l
+        JOIN repositories r ON r.id = l.repository_id GROUP BY r.namespace, l.digest;
+    UPDATE blobs SET namespace_holders = (SELECT COUNT(*) FROM namespace_blobs n WHERE n.digest = blobs.digest);
+    UPDATE repositories SET
+        blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs l
+            JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = repositories.id),
+        unique_blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs l
+            JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = repositories.id AND b.repository_links = 1),
+        manifest_bytes = (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = repositories.id);
+    INSERT INTO namespace_usage (namespace, manifest_bytes)
+        SELECT namespace, SUM(manifest_bytes) FROM repositories GROUP BY namespace;
+    UPDATE namespace_usage SET
+        blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM namespace_blobs n
+            JOIN blobs b ON b.digest = n.digest WHERE n.namespace = namespace_usage.namespace),
+        unique_blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM namespace_blobs n
+            JOIN blobs b ON b.digest = n.digest WHERE n.namespace = namespace_usage.namespace AND b.namespace_holders = 1);
+    INSERT INTO registry_usage (id, linked_blob_bytes, stored_blob_bytes) VALUES (1,
+        (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE repository_links > 0),
+        (SELECT COALESCE(SUM(size), 0) FROM blobs));
+
+    -- From here on, every change of a link, a manifest or a blob row moves the counters in
+    -- its own transaction. A repository is deleted by deleting its links and manifests
+    -- first (`delete_repository`), so these triggers still find its namespace.
+    CREATE TRIGGER blobs_stored AFTER INSERT ON blobs BEGIN
+        UPDATE registry_usage SET stored_blob_bytes = stored_blob_bytes + NEW.size;
+    END;
+    CREATE TRIGGER blobs_removed AFTER DELETE ON blobs BEGIN
+        UPDATE registry_usage SET stored_blob_bytes = stored_blob_bytes - OLD.size;
+    END;
+    CREATE TRIGGER repository_blobs_used AFTER INSERT ON repository_blobs BEGIN
+        UPDATE blobs SET repository_links = repository_links + 1 WHERE digest = NEW.digest;
+        UPDATE repositories SET
+            blob_bytes = blob_bytes + (SELECT size FROM blobs WHERE digest = NEW.digest),
+            unique_blob_bytes = unique_blob_bytes + (SELECT CASE WHEN repository_links = 1 THEN size ELSE 0 END
+                FROM blobs WHERE digest = NEW.digest)
+            WHERE id = NEW.repository_id;
+        -- The one repository that held it alone does not any more.
+        UPDATE repositories SET unique_blob_bytes = unique_blob_bytes - (SELECT size FROM blobs WHERE digest = NEW.digest)
+            WHERE (SELECT repository_links FROM blobs WHERE digest = NEW.digest) = 2
+            AND id = (SELECT repository_id FROM repository_blobs WHERE digest = NEW.digest AND repository_id <> NEW.repository_id);
+        UPDATE registry_usage SET linked_blob_bytes = linked_blob_bytes + (SELECT size FROM blobs WHERE digest = NEW.digest)
+            WHERE (SELECT repository_links FROM blobs WHERE digest = NEW.digest) = 1;
+        INSERT INTO namespace_blobs (namespace, digest, links)
+            VALUES ((SELECT namespace FROM repositories WHERE id = NEW.repository_id), NEW.digest, 1)
+            ON CONFLICT (namespace, digest) DO UPDATE SET links = links + 1;
+        -- The rest only when the namespace holds the blob for the first time.
+        UPDATE blobs SET namespace_holders = namespace_holders + 1 WHERE digest = NEW.digest
+            AND (SELECT links FROM namespace_blobs WHERE digest = NEW.digest
+                 AND namespace = (SELECT namespace FROM repositories WHERE id = NEW.repository_id)) = 1;
+        INSERT INTO namespace_usage (namespace)
+            VALUES ((SELECT namespace FROM repositories WHERE id = NEW.repository_id)) ON CONFLICT DO NOTHING;
+        UPDATE namespace_usage SET
+            blob_bytes = blob_bytes + (SELECT size FROM blobs WHERE digest = NEW.digest),
+            unique_blob_bytes = unique_blob_bytes + (SELECT CASE WHEN namespace_holders = 1 THEN size ELSE 0 END
+                FROM blobs WHERE digest = NEW.digest)
+            WHERE namespace = (SELECT namespace FROM repositories WHERE id = NEW.repository_id)
+            AND (SELECT links FROM namespace_blobs WHERE digest = NEW.digest AND namespace = namespace_usage.namespace) = 1;
+        UPDATE namespace_usage SET unique_blob_bytes = unique_blob_bytes - (SELECT size FROM blobs WHERE digest = NEW.digest)
+            WHERE (SELECT namespace_holders FROM blobs WHERE digest = NEW.digest) = 2
+            AND (SELECT links FROM namespace_blobs WHERE digest = NEW.digest
+                 AND namespace = (SELECT namespace FROM repositories WHERE id = NEW.repository_id)) = 1
+            AND namespace = (SELECT namespace FROM namespace_blobs WHERE digest = NEW.digest
+                 AND namespace <> (SELECT namespace FROM repositories WHERE id = NEW.repository_id));
+    END;
+    CREATE TRIGGER repository_blobs_freed AFTER DELETE ON repository_blobs BEGIN
+        UPDATE blobs SET repository_links = repository_links - 1 WHERE digest = OLD.digest;
+        UPDATE repositories SET
+            blob_bytes = blob_bytes - (SELECT size FROM blobs WHERE digest = OLD.digest),
+            unique_blob_bytes = unique_blob_bytes - (SELECT CASE WHEN repository_links = 0 THEN size ELSE 0 END
+                FROM blobs WHERE digest = OLD.digest)
+            WHERE id = OLD.repository_id;
+        -- The one repository left holding it now holds it alone.
+        UPDATE repositories SET unique_blob_bytes = unique_blob_bytes + (SELECT size FROM blobs WHERE digest = OLD.digest)
+            WHERE (SELECT repository_links FROM blobs WHERE digest = OLD.digest) = 1
+            AND id = (SELECT repository_id FROM repository_blobs WHERE digest = OLD.digest);
+        UPDATE registry_usage SET linked_blob_bytes = linked_blob_bytes - (SELECT size FROM blobs WHERE digest = OLD.digest)
+            WHERE (SELECT repository_links FROM blobs WHERE digest = OLD.digest) = 0;
+        UPDATE namespace_blobs SET links = links - 1 WHERE digest = OLD.digest
+            AND namespace = (SELECT namespace FROM repositories WHERE id = OLD.repository_id);
+        -- The rest only when the namespace's last link to the blob went.
+        UPDATE blobs SET namespace_holders = namespace_holders - 1 WHERE digest = OLD.digest
+            AND EXISTS (SELECT 1 FROM namespace_blobs WHERE digest = OLD.digest AND links = 0);
+        UPDATE namespace_usage SET
+            blob_bytes = blob_bytes - (SELECT size FROM blobs WHERE digest = OLD.digest),
+            unique_blob_bytes = unique_blob_bytes - (SELECT CASE WHEN namespace_holders = 0 THEN size ELSE 0 END
+                FROM blobs WHERE digest = OLD.digest)
+            WHERE EXISTS (SELECT 1 FROM namespace_blobs n WHERE n.digest = OLD.digest AND n.links = 0
+                AND n.namespace = namespace_usage.namespace);
+        UPDATE namespace_usage SET unique_blob_bytes = unique_blob_bytes + (SELECT size FROM blobs WHERE digest = OLD.digest)
+            WHERE (SELECT namespace_holders FROM blobs WHERE digest = OLD.digest) = 1
+            AND EXISTS (SELECT 1 FROM namespace_blobs WHERE digest = OLD.digest AND links = 0)
+            AND namespace = (SELECT namespace FROM namespace_blobs WHERE digest = OLD.digest AND links > 0);
+        DELETE FROM namespace_blobs WHERE digest = OLD.digest AND links = 0;
+    END;
+    CREATE TRIGGER manifests_used AFTER INSERT ON manifests BEGIN
+        UPDATE repositories SET manifest_bytes = manifest_bytes + NEW.size WHERE id = NEW.repository_id;
+        INSERT INTO namespace_usage (namespace, manifest_bytes)
+            VALUES ((SELECT namespace FROM repositories WHERE id = NEW.repository_id), NEW.size)
+            ON CONFLICT (namespace) DO UPDATE SET manifest_bytes = manifest_bytes + excluded.manifest_bytes;
+    END;
+    CREATE TRIGGER manifests_freed AFTER DELETE ON manifests BEGIN
+        UPDATE repositories SET manifest_bytes = manifest_bytes - OLD.size WHERE id = OLD.repository_id;
+        UPDATE namespace_usage SET manifest_bytes = manifest_bytes - OLD.size
+            WHERE namespace = (SELECT namespace FROM repositories WHERE id = OLD.repository_id);
+    END;
+    "#,
+    // 10: tag immutability rules (Harbor's), per project.
+    r#"
+    CREATE TABLE immutable_rules (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        disabled   INTEGER NOT NULL DEFAULT 0,
+        priority   INTEGER NOT NULL DEFAULT 0,
+        -- Harbor's selectors as JSON: {"tag_selectors": [...], "scope_selectors": {...}}.
+        selectors  TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX immutable_rules_project ON immutable_rules(project_id);
+    "#,
+    // 11: retention policies (Harbor's, one per project) and the record of their runs.
+    r#"
+    CREATE TABLE retention_policies (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        project_id INTEGER NOT NULL UNIQUE REFERENCES projects(id) ON DELETE CASCADE,
+        -- Harbor's RetentionPolicy JSON as the API took it.
+        policy     TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE retention_runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy_id   INTEGER NOT NULL REFERENCES retention_policies(id) ON DELETE CASCADE,
+        dry_run     INTEGER NOT NULL,
+        -- 'MANUAL' or 'SCHEDULE' (Harbor's trigger names).
+        trigger     TEXT NOT NULL,
+        -- 'Succeed' or 'Error'.
+        status      TEXT NOT NULL,
+        -- Unix milliseconds.
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL,
+        -- What it removed (or would), as JSON.
+        result      TEXT NOT NULL
+    );
+    CREATE INDEX retention_runs_policy ON retention_runs(policy_id, id);
+    "#,
+    // 12: upstream registries, proxy-cache projects, and the keys that seal upstream secrets.
     r#"
     CREATE TABLE registries (
         id              INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -45,13 +45,17 @@ use crate::{
 
 mod artifacts;
 mod audit;
+mod gc;
 mod identity;
+mod immutable;
 mod jobs;
 pub(crate) mod migrations;
+mod retention;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;
 mod transfer;
 mod upstreams;
+mod usage;
 
 use migrations::MIGRATIONS;
 
@@ -141,6 +145,16 @@ pub struct PgStore {
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// The pool's state, for metrics.
+    pub fn stats(&self) -> crate::StoreStats {
+        crate::StoreStats {
+            pools: vec![crate::pool_stats("main", &self.pool)],
+            wal_sync: None,
+        }
     }
 }
 
@@ -504,27 +518,63 @@ async fn touch_repository(conn: &mut PgConnection, repo_id: i64) -> Result<()> {
     Ok(())
 }
 
-/// Record the blob (once registry-wide) and link it into the repository `repo_id`.
-async fn link_in(conn: &mut PgConnection, repo_id: i64, digest: &Digest, size: u64) -> Result<()> {
-    let digest = digest.to_string();
-    sqlx::query(
-        "INSERT INTO blobs (digest, size, created_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
-    )
-    .bind(&digest)
-    .bind(size as i64)
-    .bind(now())
-    .execute(&mut *conn)
-    .await?;
+/// Record the blob (once registry-wide) and link it into the repository `repo_id`, within
+/// the quota of its namespace's project. With a `reservation` (an upload's, see
+/// `GcStore::reserve_blob`) only the row it reserved is linked; without one the row is
+/// created if missing.
+pub(crate) async fn link_in(
+    conn: &mut PgConnection,
+    namespace: &str,
+    repo_id: i64,
+    blob: &Digest,
+    size: u64,
+    reservation: Option<i64>,
+) -> Result<()> {
+    let quota = usage::quota_hold(conn, namespace).await?;
+    let digest = blob.to_string();
+    if reservation.is_none() {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, epoch)
+             VALUES ($1, $2, $3, floor(random() * 9.2e18)::bigint) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&digest)
+        .bind(size as i64)
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+    }
+    // Hold the row against garbage collection until this commits (its condemnation waits,
+    // then sees the link). Gone: a condemnation deleted it while the insert above waited.
+    let epoch: Option<i64> =
+        sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = $1 FOR KEY SHARE")
+            .bind(&digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let held = match reservation {
+        Some(reserved) => epoch == Some(reserved),
+        None => epoch.is_some(),
+    };
+    // A tombstone: GC is deleting the bytes (a statement of its own, so it sees a
+    // condemnation that committed while the statements above waited).
+    let condemned: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = $1")
+            .bind(&digest)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if !held || condemned.is_some() {
+        return Err(MetaError::BlobBeingDeleted(blob.clone()));
+    }
+    // A link made again is fresh again: GC's grace window counts from the last upload.
     sqlx::query(
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = EXCLUDED.created_at",
     )
     .bind(repo_id)
     .bind(&digest)
     .bind(now())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(())
+    usage::enforce_quota(conn, quota.as_ref()).await
 }
 
 /// Point each tag at the manifest `digest` (stored by the transaction, which holds the
@@ -638,17 +688,29 @@ impl RepositoryStore for PgStore {
     }
 
     async fn delete_repository(&self, name: &RepositoryName) -> Result<bool> {
-        // Blob links, manifests, their references and tags go with it (ON DELETE CASCADE).
-        // The DELETE locks the row against every other writer of the repository.
-        let deleted: Option<String> = sqlx::query_scalar(
-            "WITH gone AS (DELETE FROM repositories WHERE name = $1 RETURNING name)
-             SELECT gone.name FROM gone, pg_notify($2, gone.name)",
-        )
-        .bind(name.as_str())
-        .bind(CHANGES_CHANNEL)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(deleted.is_some())
+        // Links and manifests first, under the repository's lock and while its row is there
+        // for the usage triggers to find its namespace; references and tags go with the
+        // manifests (ON DELETE CASCADE).
+        retrying(|| async {
+            let mut tx = self.pool.begin().await?;
+            let Some(repo_id) = lock_repository(&mut tx, name, RepoLock::Change).await? else {
+                return Ok(false);
+            };
+            for statement in [
+                "DELETE FROM repository_blobs WHERE repository_id = $1",
+                "DELETE FROM manifests WHERE repository_id = $1",
+                "DELETE FROM repositories WHERE id = $1",
+            ] {
+                sqlx::query(statement)
+                    .bind(repo_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            notify_changed(&mut tx, name).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 
     fn invalidations(&self) -> Option<mpsc::Receiver<Invalidation>> {
@@ -691,7 +753,7 @@ impl BlobIndex for PgStore {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size).await?;
+            link_in(&mut tx, repository.namespace(), repo_id, digest, size, None).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -719,7 +781,7 @@ impl BlobIndex for PgStore {
             .await?;
             let Some(size) = size else { return Ok(None) };
             let repo_id = ensure_repository(&mut tx, to, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size as u64).await?;
+            link_in(&mut tx, to.namespace(), repo_id, digest, size as u64, None).await?;
             tx.commit().await?;
             Ok(Some(size as u64))
         })
@@ -851,11 +913,20 @@ impl UploadStore for PgStore {
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()> {
         retrying(|| async {
             let mut tx = self.pool.begin().await?;
             let repo_id = ensure_repository(&mut tx, repository, RepoLock::Link).await?;
-            link_in(&mut tx, repo_id, digest, size).await?;
+            link_in(
+                &mut tx,
+                repository.namespace(),
+                repo_id,
+                digest,
+                size,
+                Some(reservation),
+            )
+            .await?;
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -877,6 +948,8 @@ impl PgStore {
         tags: &[Tag],
     ) -> Result<Digest> {
         let mut tx = self.pool.begin().await?;
+        // Taken first, so that pushes into a project with a limit queue here, holding nothing.
+        let quota = usage::quota_hold(&mut tx, repository.namespace()).await?;
         let repo_id = ensure_repository(&mut tx, repository, RepoLock::Change).await?;
         if !manifest.aliases.is_empty() {
             let aliases: Vec<String> = manifest.aliases.iter().map(Digest::to_string).collect();
@@ -891,6 +964,13 @@ impl PgStore {
             .await?;
             if let Some(alias) = stored {
                 // The same bytes, already stored and checked: only the tags are new.
+                immutable::refuse_immutable_moves(
+                    &mut tx,
+                    repo_id,
+                    &manifest.immutable_tags,
+                    &alias,
+                )
+                .await?;
                 set_tags(&mut tx, repo_id, tags, &alias).await?;
                 touch_repository(&mut tx, repo_id).await?;
                 notify_changed(&mut tx, repository).await?;
@@ -899,6 +979,13 @@ impl PgStore {
                     .map_err(|e| MetaError::Corrupt(format!("digest {alias:?}: {e}")));
             }
         }
+        immutable::refuse_immutable_moves(
+            &mut tx,
+            repo_id,
+            &manifest.immutable_tags,
+            &manifest.digest.to_string(),
+        )
+        .await?;
         // The first reference missing, blobs first, in the order given (as SQLite reports).
         let mut wanted: Vec<String> = manifest.blobs.iter().map(Digest::to_string).collect();
         let mut wanted_is_manifest = vec![false; wanted.len()];
@@ -968,6 +1055,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::enforce_quota(&mut tx, quota.as_ref()).await?;
         set_tags(&mut tx, repo_id, tags, &digest).await?;
         touch_repository(&mut tx, repo_id).await?;
         notify_changed(&mut tx, repository).await?;

@@ -152,6 +152,7 @@ where
         artifact_count: count(row.try_get("artifact_count")?),
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        usage: crate::usage::usage_row(row)?,
     })
 }
 

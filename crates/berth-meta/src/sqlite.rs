@@ -24,10 +24,14 @@ use crate::migrations::MIGRATIONS;
 
 mod artifacts;
 mod audit;
+mod gc;
 mod identity;
+mod immutable;
 mod jobs;
+mod retention;
 mod transfer;
 mod upstreams;
+mod usage;
 use crate::wal_sync::WalSync;
 
 /// A statement with its parameters bound, ready to run.
@@ -64,6 +68,17 @@ pub struct SqliteStore {
 //   404 and it uploads the blob again (whose bytes were synced before the link was written).
 
 impl SqliteStore {
+    /// The pools' and the group commit's state, for metrics.
+    pub fn stats(&self) -> crate::StoreStats {
+        crate::StoreStats {
+            pools: vec![
+                crate::pool_stats("writer", &self.writer),
+                crate::pool_stats("reader", &self.reader),
+            ],
+            wal_sync: Some(self.wal.stats()),
+        }
+    }
+
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
@@ -212,28 +227,58 @@ async fn touch_repository(tx: &mut Transaction<'_, Sqlite>, repo_id: i64) -> Res
     Ok(())
 }
 
-async fn link_in(
+/// Link `digest` into `repository`, within its project's quota. With a `reservation` (an
+/// upload's, see `GcStore::reserve_blob`) only the row it reserved is linked; without one
+/// the row is created if missing.
+pub(crate) async fn link_in(
     tx: &mut Transaction<'_, Sqlite>,
     repository: &RepositoryName,
     digest: &Digest,
     size: u64,
+    reservation: Option<i64>,
 ) -> Result<()> {
+    let quota = usage::quota_hold(tx, repository.namespace()).await?;
     let repo_id = ensure_repository(tx, repository).await?;
-    sqlx::query("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING")
+    // Garbage collection is deleting the bytes (their row is gone already): a link now
+    // would outlive them.
+    let condemned: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+    if condemned.is_some() {
+        return Err(MetaError::BlobBeingDeleted(digest.clone()));
+    }
+    if let Some(reserved) = reservation {
+        let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = ?")
+            .bind(digest.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        if epoch != Some(reserved) {
+            return Err(MetaError::BlobBeingDeleted(digest.clone()));
+        }
+    } else {
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
+             ON CONFLICT (digest) DO NOTHING",
+        )
         .bind(digest.to_string())
         .bind(size as i64)
         .bind(now())
         .execute(&mut **tx)
         .await?;
+    }
     sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        // A link made again is fresh again: GC's grace window counts from the last upload.
+        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(repo_id)
     .bind(digest.to_string())
     .bind(now())
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    usage::enforce_quota(tx, quota.as_ref()).await
 }
 
 /// Point each tag at the manifest `digest` (which the transaction has stored).
@@ -367,7 +412,7 @@ impl BlobIndex for SqliteStore {
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size).await?;
+        link_in(&mut tx, repository, digest, size, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -391,7 +436,7 @@ impl BlobIndex for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(size) = size else { return Ok(None) };
-        link_in(&mut tx, to, digest, size as u64).await?;
+        link_in(&mut tx, to, digest, size as u64, None).await?;
         tx.commit().await?;
         Ok(Some(size as u64))
     }
@@ -508,10 +553,11 @@ impl UploadStore for SqliteStore {
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
+        reservation: i64,
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size).await?;
+        link_in(&mut tx, repository, digest, size, Some(reservation)).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -531,6 +577,7 @@ impl ManifestStore for SqliteStore {
     ) -> Result<Digest> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
+        let quota = usage::quota_hold(&mut tx, repository.namespace()).await?;
         let repo_id = ensure_repository(&mut tx, repository).await?;
         for alias in &manifest.aliases {
             let stored: Option<i64> = sqlx::query_scalar(
@@ -542,6 +589,13 @@ impl ManifestStore for SqliteStore {
             .await?;
             if stored.is_some() {
                 // The same bytes, already stored and checked: only the tags are new.
+                immutable::refuse_immutable_moves(
+                    &mut tx,
+                    repo_id,
+                    &manifest.immutable_tags,
+                    &alias.to_string(),
+                )
+                .await?;
                 set_tags(&mut tx, repo_id, tags, &alias.to_string()).await?;
                 touch_repository(&mut tx, repo_id).await?;
                 tx.commit().await?;
@@ -550,6 +604,13 @@ impl ManifestStore for SqliteStore {
                 return Ok(alias.clone());
             }
         }
+        immutable::refuse_immutable_moves(
+            &mut tx,
+            repo_id,
+            &manifest.immutable_tags,
+            &manifest.digest.to_string(),
+        )
+        .await?;
         let blobs = manifest.blobs.iter().map(|d| (d, false));
         let children = manifest
             .manifests
@@ -623,6 +684,7 @@ impl ManifestStore for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        usage::enforce_quota(&mut tx, quota.as_ref()).await?;
         set_tags(&mut tx, repo_id, tags, &digest).await?;
         touch_repository(&mut tx, repo_id).await?;
         tx.commit().await?;
@@ -771,6 +833,39 @@ mod tests {
         crate::suite::reopened(&store).await;
     }
 
+    /// Measures (run with `--ignored --nocapture`): usage answers at 10 000 manifests and
+    /// 50 000 blobs, and what a quota check adds to a blob link.
+    #[tokio::test]
+    #[ignore = "a measurement (about a minute), not a check"]
+    async fn sqlite_usage_at_scale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
+        for (what, took) in crate::suite::usage_at_scale(&store).await {
+            println!("{what}: {took:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_immutable_tags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
+        crate::suite::immutable_tags(&store).await;
+        crate::suite::retention_policies(&store).await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_keeps_usage_and_quotas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .expect("opens");
+        crate::suite::usage_and_quotas(&store).await;
+    }
+
     /// A database written before migration 3 gets ids for its repositories, manifests and
     /// tags, and its manifests' config media types, and new ids follow the old ones.
     #[tokio::test]
@@ -816,7 +911,9 @@ mod tests {
                  INSERT INTO manifests (repository_id, digest, media_type, content, size, created_at)
                      VALUES (1, ?2, 'application/vnd.oci.image.manifest.v1+json', CAST(?3 AS BLOB), length(?3), 7);
                  INSERT INTO manifest_references VALUES (1, ?2, ?1, 0);
-                 INSERT INTO tags VALUES (1, 'b', ?2, 7), (1, 'a', ?2, 7);",
+                 INSERT INTO tags VALUES (1, 'b', ?2, 7), (1, 'a', ?2, 7);
+                 INSERT INTO repositories (name, created_at) VALUES ('old/two', 7), ('other/x', 7);
+                 INSERT INTO repository_blobs VALUES (2, ?1, 7), (3, ?1, 7);",
             )
             .bind(config.to_string())
             .bind(digest.to_string())
@@ -834,6 +931,28 @@ mod tests {
             .expect("info")
             .expect("found");
         assert_eq!((info.id, info.updated_at, info.artifact_count), (1, 7, 1));
+        // Migration 9 counted what was there: the config blob is shared by two repositories
+        // of `old` and one of `other`, so nobody holds it alone.
+        use crate::UsageStore;
+        let shared = |manifests: u64| crate::Usage {
+            blob_bytes: 6,
+            unique_blob_bytes: 0,
+            manifest_bytes: manifests,
+        };
+        assert_eq!(info.usage, shared(manifest.len() as u64));
+        assert_eq!(
+            store.namespace_usage("old").await.expect("usage"),
+            shared(manifest.len() as u64)
+        );
+        assert_eq!(
+            store.namespace_usage("other").await.expect("usage"),
+            shared(0)
+        );
+        let registry = store.registry_usage().await.expect("registry");
+        assert_eq!(
+            (registry.linked_blob_bytes, registry.stored_blob_bytes),
+            (6, 6)
+        );
         let with = ArtifactWith {
             tags: true,
             accessories: false,
@@ -872,6 +991,7 @@ mod tests {
                     manifests: Vec::new(),
                     require_manifests: true,
                     aliases: Vec::new(),
+                    immutable_tags: Vec::new(),
                 },
                 &["c".parse().expect("tag")],
             )

@@ -34,6 +34,7 @@ fn manifest(content: &str, blobs: Vec<Digest>, subject: Option<Digest>) -> NewMa
         manifests: Vec::new(),
         require_manifests: true,
         aliases: Vec::new(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -158,8 +159,13 @@ pub async fn run(store: &dyn MetaStore) {
         (10, vec![3], Some(b"s3 state".to_vec()))
     );
     let blob = digest("uploaded");
+    let reservation = store
+        .reserve_blob(&blob, 10)
+        .await
+        .expect("reserve")
+        .expect("no tombstone");
     store
-        .complete_upload("u1", &repo, &blob, 10)
+        .complete_upload("u1", &repo, &blob, 10, reservation)
         .await
         .expect("complete");
     assert_eq!(store.get_upload("u1").await.expect("get"), None);
@@ -408,6 +414,16 @@ pub async fn run(store: &dyn MetaStore) {
     artifacts(store).await;
     jobs(store).await;
     upstreams(store).await;
+    gc(store).await;
+}
+
+/// Usage figures and quotas, on a fresh store (its registry-wide totals are checked as
+/// differences, so other data may be there).
+pub async fn usage_and_quotas(store: &dyn MetaStore) {
+    usage(store).await;
+    quotas(store).await;
+    usage_after_mixed_work(store).await;
+    quota_under_concurrent_pushes(store).await;
 }
 
 /// After [`run`] and a reopen of the same database, the data is still there.
@@ -420,11 +436,11 @@ pub async fn reopened(store: &dyn MetaStore) {
             .expect("query"),
         Some(5)
     );
-    // suite/app, suite/other, the three the identity cases linked into, audit/app and
-    // harbor/app.
+    // suite/app, suite/other, the three the identity cases linked into, audit/app,
+    // harbor/app, gc/app, gc/other and gc/reserved.
     assert_eq!(
-        store.list_repositories(None, 10).await.expect("list").len(),
-        7
+        store.list_repositories(None, 20).await.expect("list").len(),
+        10
     );
     assert!(store.user_by_name("alice").await.expect("get").is_some());
     let (entries, total) = store
@@ -2082,4 +2098,1068 @@ async fn upstreams(store: &dyn MetaStore) {
     assert!(store.add_secret_key(&key).await.expect("add key"));
     assert!(!store.add_secret_key(&key).await.expect("add key twice"));
     assert_eq!(store.secret_keys().await.expect("keys"), vec![key]);
+}
+
+/// Garbage collection's steps: what a repository sweep keeps and removes, condemned blobs and
+/// their tombstones, reservations and the orphan sweep's condemnation.
+async fn gc(store: &dyn MetaStore) {
+    use crate::{GcRepository, RepositorySweep, RepositorySwept};
+
+    let repo = name("gc/app");
+    let now = crate::now();
+    let (past, future) = (now - 3600, now + 3600);
+    let blob = |s: &str| digest(&format!("gc-{s}"));
+    for layer in ["a", "b", "c", "d", "e", "f", "g"] {
+        store.link_blob(&repo, &blob(layer), 3).await.expect("link");
+    }
+    let repo_ref = &repo;
+    let put = move |m: NewManifest, tags: &'static [&'static str]| async move {
+        let tags: Vec<Tag> = tags.iter().map(|t| t.parse().expect("tag")).collect();
+        store.put_manifest(repo_ref, &m, &tags).await.expect("put");
+        m.digest
+    };
+    let tagged = put(manifest("gc-m1", vec![blob("a")], None), &["v1"]).await;
+    let untagged = put(manifest("gc-m2", vec![blob("b")], None), &[]).await;
+    let kept_child = put(manifest("gc-c1", vec![blob("c")], None), &[]).await;
+    let lost_child = put(manifest("gc-c2", vec![blob("d")], None), &[]).await;
+    let index = |content: &str, child: &Digest| {
+        let mut m = manifest(content, Vec::new(), None);
+        m.manifests = vec![child.clone()];
+        m
+    };
+    let kept_index = put(index("gc-ix1", &kept_child), &["multi"]).await;
+    let lost_index = put(index("gc-ix2", &lost_child), &[]).await;
+    let kept_referrer = put(
+        manifest("gc-r1", vec![blob("e")], Some(tagged.clone())),
+        &[],
+    )
+    .await;
+    let lost_referrer = put(
+        manifest("gc-r2", vec![blob("f")], Some(untagged.clone())),
+        &[],
+    )
+    .await;
+    let sorted = |mut v: Vec<Digest>| {
+        v.sort();
+        v
+    };
+    let garbage_manifests = sorted(vec![
+        untagged.clone(),
+        lost_child.clone(),
+        lost_index.clone(),
+        lost_referrer.clone(),
+    ]);
+    let listed = store
+        .gc_repositories(0, 10_000)
+        .await
+        .expect("repositories");
+    let repository: GcRepository = listed.into_iter().find(|r| r.name == repo).expect("listed");
+    let sweep = |untagged_before, links_before, dry_run| RepositorySweep {
+        untagged_before,
+        links_before,
+        limit: 1000,
+        dry_run,
+    };
+    let swept = |s: RepositorySwept| (sorted(s.manifests), sorted(s.links));
+
+    // A dry run reports what a real run would remove, and removes nothing.
+    let dry = store
+        .gc_sweep_repository(&repository, &sweep(Some(future), future, true))
+        .await
+        .expect("dry run");
+    assert_eq!(
+        swept(dry),
+        (
+            garbage_manifests.clone(),
+            sorted(vec![blob("b"), blob("d"), blob("f"), blob("g")])
+        )
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Digest(untagged.clone()))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // Without deleting untagged manifests, only the link nothing references goes; young
+    // manifests and links are kept whatever else holds them.
+    let only_links = store
+        .gc_sweep_repository(&repository, &sweep(None, future, false))
+        .await
+        .expect("sweep");
+    assert_eq!(swept(only_links), (vec![], vec![blob("g")]));
+    let young = store
+        .gc_sweep_repository(&repository, &sweep(Some(past), past, false))
+        .await
+        .expect("sweep");
+    assert_eq!(swept(young), (vec![], vec![]));
+    let real = store
+        .gc_sweep_repository(&repository, &sweep(Some(future), future, false))
+        .await
+        .expect("sweep");
+    assert_eq!(
+        swept(real),
+        (
+            garbage_manifests.clone(),
+            sorted(vec![blob("b"), blob("d"), blob("f")])
+        )
+    );
+    for kept in [&tagged, &kept_child, &kept_index, &kept_referrer] {
+        assert!(
+            store
+                .get_manifest(&repo, &Reference::Digest(kept.clone()))
+                .await
+                .expect("get")
+                .is_some(),
+            "{kept} is kept"
+        );
+    }
+    for gone in &garbage_manifests {
+        assert!(
+            store
+                .get_manifest(&repo, &Reference::Digest(gone.clone()))
+                .await
+                .expect("get")
+                .is_none(),
+            "{gone} is deleted"
+        );
+    }
+    assert_eq!(
+        store
+            .linked_blob_size(&repo, &blob("b"))
+            .await
+            .expect("size"),
+        None
+    );
+    assert_eq!(
+        store
+            .linked_blob_size(&repo, &blob("a"))
+            .await
+            .expect("size"),
+        Some(3)
+    );
+
+    // Blobs linked nowhere are candidates; condemning re-checks links and age.
+    let mine = [blob("a"), blob("b"), blob("d"), blob("f"), blob("g")];
+    let unlinked: Vec<Digest> = store
+        .gc_unlinked_blobs(future, None, 100_000)
+        .await
+        .expect("unlinked")
+        .into_iter()
+        .map(|t| t.digest)
+        .filter(|d| mine.contains(d))
+        .collect();
+    assert_eq!(sorted(unlinked), sorted(mine[1..].to_vec()));
+    let counts: Vec<(Digest, u64)> = store
+        .gc_link_counts(&[blob("a"), blob("b")], future)
+        .await
+        .expect("counts")
+        .into_iter()
+        .map(|(t, links)| (t.digest, links))
+        .collect();
+    assert_eq!(
+        sorted_pairs(counts),
+        sorted_pairs(vec![(blob("a"), 1), (blob("b"), 0)])
+    );
+    assert!(
+        store
+            .gc_link_counts(&[blob("a")], past)
+            .await
+            .expect("counts")
+            .is_empty()
+    );
+    assert!(
+        store
+            .gc_condemn_blobs(&mine, past, "run-1", future)
+            .await
+            .expect("condemn")
+            .is_empty(),
+        "young blobs are not condemned"
+    );
+    let condemned = store
+        .gc_condemn_blobs(&mine, future, "run-1", future)
+        .await
+        .expect("condemn");
+    assert_eq!(
+        sorted(condemned.iter().map(|t| t.digest.clone()).collect()),
+        sorted(mine[1..].to_vec())
+    );
+    assert!(condemned.iter().all(|t| t.size == 3));
+    // While a tombstone stands, the digest can be neither linked nor reserved.
+    let other = name("gc/other");
+    assert!(matches!(
+        store.link_blob(&other, &blob("b"), 3).await,
+        Err(MetaError::BlobBeingDeleted(d)) if d == blob("b")
+    ));
+    assert!(
+        store
+            .reserve_blob(&blob("b"), 3)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
+    // A live claim is nobody else's; a lapsed one is taken over.
+    let claimed = store
+        .gc_claim_tombstones("run-2", future, 100_000)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().all(|t| !mine.contains(&t.digest)));
+    let crashed = blob("h");
+    store
+        .reserve_blob(&crashed, 4)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    let lapsed = store
+        .gc_condemn_blobs(std::slice::from_ref(&crashed), future, "run-0", past)
+        .await
+        .expect("condemn");
+    assert_eq!(lapsed.len(), 1);
+    let taken = store
+        .gc_claim_tombstones("run-2", future, 100_000)
+        .await
+        .expect("claim");
+    assert!(taken.iter().any(|t| t.digest == crashed && t.size == 4));
+    // Only the owner forgets its tombstones; then the digests may come back.
+    store
+        .gc_forget_tombstones("run-2", &mine)
+        .await
+        .expect("forget");
+    assert!(
+        store
+            .reserve_blob(&blob("b"), 3)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
+    store
+        .gc_forget_tombstones("run-1", &mine)
+        .await
+        .expect("forget");
+    store
+        .gc_forget_tombstones("run-2", std::slice::from_ref(&crashed))
+        .await
+        .expect("forget");
+    store
+        .link_blob(&other, &blob("b"), 3)
+        .await
+        .expect("linked again");
+    // A reservation makes a blob young again, and creates a missing row.
+    let reserved = blob("reserved");
+    let epoch = store
+        .reserve_blob(&reserved, 9)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert!(
+        store
+            .gc_condemn_blobs(std::slice::from_ref(&reserved), now - 1, "run-3", future)
+            .await
+            .expect("condemn")
+            .is_empty()
+    );
+    // An upload links only the row it reserved: once GC has deleted it (and maybe its bytes)
+    // and another upload has created it again, the first is refused.
+    let gone = name("gc/reserved");
+    store
+        .link_reserved_blob(&gone, &reserved, epoch)
+        .await
+        .expect("the reserved row links");
+    let again = blob("again");
+    let first = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    let condemned = store
+        .gc_condemn_blobs(std::slice::from_ref(&again), future, "run-5", future)
+        .await
+        .expect("condemn");
+    assert_eq!(condemned.len(), 1);
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    store
+        .gc_forget_tombstones("run-5", std::slice::from_ref(&again))
+        .await
+        .expect("forget");
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    let second = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert!(matches!(
+        store.link_reserved_blob(&gone, &again, first).await,
+        Err(MetaError::BlobBeingDeleted(_))
+    ));
+    let concurrent = store
+        .reserve_blob(&again, 2)
+        .await
+        .expect("reserve")
+        .expect("reserved");
+    assert_eq!(concurrent, second, "uploads of one row share its epoch");
+    store
+        .link_reserved_blob(&gone, &again, second)
+        .await
+        .expect("the row reserved again links");
+    // The orphan sweep condemns only bytes the database knows nothing of.
+    let orphan = blob("orphan");
+    let orphans = store
+        .gc_condemn_orphans(
+            &[orphan.clone(), blob("a"), reserved.clone()],
+            "run-4",
+            future,
+        )
+        .await
+        .expect("orphans");
+    assert_eq!(orphans, vec![orphan.clone()]);
+    assert!(
+        store
+            .reserve_blob(&orphan, 1)
+            .await
+            .expect("reserve")
+            .is_none()
+    );
+    store
+        .gc_forget_tombstones("run-4", &orphans)
+        .await
+        .expect("forget");
+    assert!(
+        store
+            .reserve_blob(&orphan, 1)
+            .await
+            .expect("reserve")
+            .is_some()
+    );
+}
+
+fn sorted_pairs(mut pairs: Vec<(Digest, u64)>) -> Vec<(Digest, u64)> {
+    pairs.sort();
+    pairs
+}
+
+fn used(blob: u64, unique: u64, manifests: u64) -> crate::Usage {
+    crate::Usage {
+        blob_bytes: blob,
+        unique_blob_bytes: unique,
+        manifest_bytes: manifests,
+    }
+}
+
+async fn repo_usage(store: &dyn MetaStore, repository: &str) -> crate::Usage {
+    store
+        .repository_usage(&name(repository))
+        .await
+        .expect("usage")
+        .expect("repository exists")
+}
+
+/// Usage per repository, per namespace and registry-wide: a blob counts once per holder,
+/// and is unique to a holder while nothing else links it.
+async fn usage(store: &dyn MetaStore) {
+    let (big, small) = (digest("usage-big"), digest("usage-small"));
+    let before = store.registry_usage().await.expect("registry");
+    store
+        .link_blob(&name("usea/one"), &big, 100)
+        .await
+        .expect("link");
+    store
+        .link_blob(&name("usea/one"), &small, 10)
+        .await
+        .expect("link");
+    assert_eq!(repo_usage(store, "usea/one").await, used(110, 110, 0));
+    store
+        .link_blob(&name("usea/two"), &big, 100)
+        .await
+        .expect("link");
+    assert_eq!(
+        repo_usage(store, "usea/one").await,
+        used(110, 10, 0),
+        "big is shared with usea/two now"
+    );
+    assert_eq!(repo_usage(store, "usea/two").await, used(100, 0, 0));
+    assert_eq!(
+        store.namespace_usage("usea").await.expect("usage"),
+        used(110, 110, 0),
+        "two repositories of one project hold big once, and no other project holds it"
+    );
+    store
+        .mount_blob(&name("usea/one"), &name("useb/one"), &big)
+        .await
+        .expect("mount")
+        .expect("mounted");
+    assert_eq!(
+        store.namespace_usage("usea").await.expect("usage"),
+        used(110, 10, 0)
+    );
+    assert_eq!(
+        store.namespace_usage("useb").await.expect("usage"),
+        used(100, 0, 0)
+    );
+    let image = manifest("usage-image", vec![big.clone(), small.clone()], None);
+    let image_size = image.content.len() as u64;
+    store
+        .put_manifest(&name("usea/one"), &image, &[tag("v1")])
+        .await
+        .expect("put");
+    assert_eq!(
+        repo_usage(store, "usea/one").await,
+        used(110, 10, image_size)
+    );
+    let after = store.registry_usage().await.expect("registry");
+    assert_eq!(
+        after.linked_blob_bytes - before.linked_blob_bytes,
+        110,
+        "the registry holds each blob once"
+    );
+    assert_eq!(after.stored_blob_bytes - before.stored_blob_bytes, 110);
+    assert_eq!(after.manifest_bytes - before.manifest_bytes, image_size);
+
+    assert!(
+        store
+            .unlink_blob(&name("useb/one"), &big)
+            .await
+            .expect("unlink")
+    );
+    assert_eq!(
+        store.namespace_usage("usea").await.expect("usage"),
+        used(110, 110, image_size),
+        "usea holds big alone again"
+    );
+    assert_eq!(
+        store.namespace_usage("useb").await.expect("usage"),
+        used(0, 0, 0)
+    );
+    assert!(
+        store
+            .delete_repository(&name("usea/two"))
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        repo_usage(store, "usea/one").await,
+        used(110, 110, image_size),
+        "big is usea/one's alone once usea/two is gone"
+    );
+    assert!(
+        store
+            .delete_manifest(&name("usea/one"), &image.digest)
+            .await
+            .expect("delete")
+    );
+    assert_eq!(
+        store.namespace_usage("usea").await.expect("usage"),
+        used(110, 110, 0)
+    );
+    let listed = store.all_namespace_usage().await.expect("all");
+    assert!(
+        listed
+            .iter()
+            .any(|n| n.namespace == "usea" && n.usage == used(110, 110, 0)),
+        "{listed:?}"
+    );
+    assert_eq!(
+        store
+            .repository_usage(&name("usea/never"))
+            .await
+            .expect("usage"),
+        None
+    );
+}
+
+/// A project's storage limit refuses exactly the write that crosses it, and keeps nothing
+/// of that write.
+async fn quotas(store: &dyn MetaStore) {
+    let project = store
+        .create_project("quota", false, None)
+        .await
+        .expect("project");
+    let repo = name("quota/app");
+    let (first, second) = (digest("quota-first"), digest("quota-second"));
+    let quota = store.quota(project).await.expect("quota").expect("project");
+    assert_eq!(
+        (quota.storage_limit, quota.used),
+        (crate::usage::UNLIMITED, 0)
+    );
+    assert!(
+        store
+            .set_storage_limit(project, 150)
+            .await
+            .expect("set limit")
+    );
+    assert!(
+        !store
+            .set_storage_limit(project + 10_000, 150)
+            .await
+            .expect("set limit"),
+        "no such project"
+    );
+    store.link_blob(&repo, &first, 100).await.expect("fits");
+    store
+        .check_quota(&repo, &second, 60)
+        .await
+        .expect_err("the advance check sees it would not fit");
+    store
+        .check_quota(&repo, &first, 100)
+        .await
+        .expect("a blob the project holds costs nothing");
+    let refused = store
+        .link_blob(&repo, &second, 60)
+        .await
+        .expect_err("past the limit");
+    assert!(
+        matches!(
+            refused,
+            MetaError::QuotaExceeded {
+                used: 100,
+                limit: 150,
+                needed: 60,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.linked_blob_size(&repo, &second).await.expect("size"),
+        None,
+        "nothing of the refused link stays"
+    );
+    store
+        .link_blob(&name("quota/other"), &first, 100)
+        .await
+        .expect("a blob the project holds already costs nothing");
+    store
+        .link_blob(&repo, &second, 50)
+        .await
+        .expect("up to the limit exactly");
+    let image = manifest("quota-image", vec![first.clone()], None);
+    let refused = store
+        .put_manifest(&repo, &image, &[tag("v1")])
+        .await
+        .expect_err("a manifest counts too");
+    assert!(
+        matches!(refused, MetaError::QuotaExceeded { .. }),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Tag(tag("v1")))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        store.quota(project).await.expect("quota").map(|q| q.used),
+        Some(150)
+    );
+    store
+        .set_storage_limit(project, crate::usage::UNLIMITED)
+        .await
+        .expect("unlimit");
+    store
+        .put_manifest(&repo, &image, &[tag("v1")])
+        .await
+        .expect("no limit");
+    let quotas = store.quotas().await.expect("list");
+    let listed = quotas
+        .iter()
+        .find(|q| q.project_id == project)
+        .expect("listed");
+    assert_eq!(listed.project_name, "quota");
+    assert_eq!(listed.used, 150 + image.content.len() as u64);
+    assert_eq!(listed.storage_limit, crate::usage::UNLIMITED);
+
+    store
+        .set_default_storage_limit(1 << 30)
+        .await
+        .expect("default");
+    let limited = store
+        .create_project("quota-default", false, None)
+        .await
+        .expect("project");
+    assert_eq!(
+        store
+            .quota(limited)
+            .await
+            .expect("quota")
+            .map(|q| q.storage_limit),
+        Some(1 << 30),
+        "a new project gets the default limit"
+    );
+    store
+        .set_default_storage_limit(crate::usage::UNLIMITED)
+        .await
+        .expect("default");
+}
+
+/// After a long mixed run of links, mounts, unlinks, manifests and deletes, every figure
+/// equals what a recount from scratch gives: the sizes of the distinct blobs held, of those
+/// held by nothing else, and of the manifests.
+async fn usage_after_mixed_work(store: &dyn MetaStore) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let repos = [
+        "mixa/one",
+        "mixa/two",
+        "mixa/three",
+        "mixb/one",
+        "mixb/two",
+        "mixc/one",
+    ];
+    let blobs: Vec<(Digest, u64)> = (0..12)
+        .map(|i| (digest(&format!("mixed-{i}")), 1000 + i * 37))
+        .collect();
+    let before = store.registry_usage().await.expect("registry");
+    // The model: each repository's blobs and manifests.
+    let mut held: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    let mut manifests: BTreeMap<&str, BTreeMap<Digest, u64>> = BTreeMap::new();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    for step in 0..400 {
+        let repo = repos[next(repos.len())];
+        let blob = next(blobs.len());
+        let (digest_of, size) = &blobs[blob];
+        match next(10) {
+            0..=3 => {
+                store
+                    .link_blob(&name(repo), digest_of, *size)
+                    .await
+                    .expect("link");
+                held.entry(repo).or_default().insert(blob);
+            }
+            4 => {
+                let from = repos[next(repos.len())];
+                let mounted = store
+                    .mount_blob(&name(from), &name(repo), digest_of)
+                    .await
+                    .expect("mount");
+                let had = held.get(from).is_some_and(|b| b.contains(&blob));
+                assert_eq!(
+                    mounted.is_some(),
+                    had,
+                    "a mount needs the source to hold the blob"
+                );
+                if had {
+                    held.entry(repo).or_default().insert(blob);
+                }
+            }
+            5 | 6 => {
+                store
+                    .unlink_blob(&name(repo), digest_of)
+                    .await
+                    .expect("unlink");
+                if let Some(b) = held.get_mut(repo) {
+                    b.remove(&blob);
+                }
+            }
+            7 | 8 => {
+                let image = manifest(&format!("mixed-image-{step}"), Vec::new(), None);
+                store
+                    .put_manifest(&name(repo), &image, &[])
+                    .await
+                    .expect("put");
+                manifests
+                    .entry(repo)
+                    .or_default()
+                    .insert(image.digest.clone(), image.content.len() as u64);
+            }
+            _ => {
+                if step % 3 == 0 {
+                    store.delete_repository(&name(repo)).await.expect("delete");
+                    held.remove(repo);
+                    manifests.remove(repo);
+                } else if let Some(m) = manifests.get_mut(repo)
+                    && let Some(first) = m.keys().next().cloned()
+                {
+                    store
+                        .delete_manifest(&name(repo), &first)
+                        .await
+                        .expect("delete");
+                    m.remove(&first);
+                }
+            }
+        }
+    }
+    let size = |i: &usize| blobs[*i].1;
+    let manifest_bytes = |repo: &str| manifests.get(repo).map_or(0, |m| m.values().sum::<u64>());
+    for repo in repos {
+        let mine = held.get(repo).cloned().unwrap_or_default();
+        let alone: u64 = mine
+            .iter()
+            .filter(|b| {
+                held.iter()
+                    .all(|(other, theirs)| *other == repo || !theirs.contains(b))
+            })
+            .map(size)
+            .sum();
+        let expected = used(mine.iter().map(size).sum(), alone, manifest_bytes(repo));
+        match store.repository_usage(&name(repo)).await.expect("usage") {
+            Some(actual) => assert_eq!(actual, expected, "{repo}"),
+            None => assert_eq!(expected, used(0, 0, 0), "{repo} was deleted"),
+        }
+    }
+    let namespace = |repo: &str| repo.split('/').next().unwrap_or_default().to_owned();
+    for ns in ["mixa", "mixb", "mixc"] {
+        let holding = |ns: &str| -> BTreeSet<usize> {
+            held.iter()
+                .filter(|(r, _)| namespace(r) == ns)
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect()
+        };
+        let mine = holding(ns);
+        let others: BTreeSet<usize> = ["mixa", "mixb", "mixc"]
+            .into_iter()
+            .filter(|o| *o != ns)
+            .flat_map(holding)
+            .collect();
+        let manifests_here: u64 = repos
+            .iter()
+            .filter(|r| namespace(r) == ns)
+            .map(|r| manifest_bytes(r))
+            .sum();
+        let expected = used(
+            mine.iter().map(size).sum(),
+            mine.difference(&others).map(size).sum(),
+            manifests_here,
+        );
+        assert_eq!(
+            store.namespace_usage(ns).await.expect("usage"),
+            expected,
+            "{ns}"
+        );
+    }
+    let all: BTreeSet<usize> = held.values().flatten().copied().collect();
+    let after = store.registry_usage().await.expect("registry");
+    assert_eq!(
+        after.linked_blob_bytes - before.linked_blob_bytes,
+        all.iter().map(size).sum::<u64>(),
+        "the registry's total is the sum of the distinct blobs linked"
+    );
+    assert_eq!(
+        after.manifest_bytes - before.manifest_bytes,
+        repos.iter().map(|r| manifest_bytes(r)).sum::<u64>()
+    );
+}
+
+/// Pushes racing into one project cannot take it past its limit together: of twenty
+/// 100-byte blobs under a 1 000-byte limit, exactly ten are linked.
+async fn quota_under_concurrent_pushes(store: &dyn MetaStore) {
+    let project = store
+        .create_project("race", false, None)
+        .await
+        .expect("project");
+    store.set_storage_limit(project, 1000).await.expect("limit");
+    let pushes = (0..20).map(|i| async move {
+        let repo = name(&format!("race/app{}", i % 4));
+        store
+            .link_blob(&repo, &digest(&format!("race-{i}")), 100)
+            .await
+    });
+    let results = futures_util::future::join_all(pushes).await;
+    let linked = results.iter().filter(|r| r.is_ok()).count();
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(refused, MetaError::QuotaExceeded { .. }),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(linked, 10);
+    assert_eq!(
+        store.namespace_usage("race").await.expect("usage").used(),
+        1000
+    );
+}
+
+/// Usage and quota answers at 10 000 manifests and 50 000 blobs in 100 repositories of 10
+/// projects: each is a read of kept counters, so none depends on the size. Returns the
+/// median answer of each kind (printed by the caller) and of a blob link with and without a
+/// quota to check.
+pub async fn usage_at_scale(store: &dyn MetaStore) -> Vec<(&'static str, std::time::Duration)> {
+    use futures_util::StreamExt;
+    let repo = |i: usize| name(&format!("scale{}/repo{}", i % 10, i % 100));
+    for project in 0..10 {
+        store
+            .create_project(&format!("scale{project}"), false, None)
+            .await
+            .expect("project");
+    }
+    let started = Instant::now();
+    for i in 0..50_000 {
+        store
+            .link_blob(
+                &repo(i),
+                &digest(&format!("scale-blob-{i}")),
+                1000 + i as u64,
+            )
+            .await
+            .expect("link");
+    }
+    let unlimited_link = started.elapsed() / 50_000;
+    futures_util::stream::iter(0..10_000)
+        .map(|i| async move {
+            let image = manifest(
+                &format!("scale-image-{i}"),
+                vec![digest(&format!("scale-blob-{}", i * 5))],
+                None,
+            );
+            store
+                .put_manifest(&repo(i * 5), &image, &[])
+                .await
+                .expect("put");
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let mut samples: Vec<(&'static str, Vec<std::time::Duration>)> = Vec::new();
+    let mut time = |what: &'static str, took: std::time::Duration| match samples
+        .iter_mut()
+        .find(|(w, _)| *w == what)
+    {
+        Some((_, all)) => all.push(took),
+        None => samples.push((what, vec![took])),
+    };
+    let quota_id = store
+        .quotas()
+        .await
+        .expect("quotas")
+        .iter()
+        .find(|q| q.project_name == "scale3")
+        .map(|q| q.project_id)
+        .expect("scale3");
+    for round in 0..20 {
+        let at = Instant::now();
+        store.repository_usage(&repo(round)).await.expect("usage");
+        time("repository usage", at.elapsed());
+        let at = Instant::now();
+        store.namespace_usage("scale3").await.expect("usage");
+        time("project usage", at.elapsed());
+        let at = Instant::now();
+        store.all_namespace_usage().await.expect("usage");
+        time("every project's usage", at.elapsed());
+        let at = Instant::now();
+        store.registry_usage().await.expect("usage");
+        time("registry usage", at.elapsed());
+        let at = Instant::now();
+        store.quota(quota_id).await.expect("quota");
+        time("one quota", at.elapsed());
+        let at = Instant::now();
+        store.quotas().await.expect("quotas");
+        time("every quota", at.elapsed());
+    }
+    store
+        .set_storage_limit(quota_id, 1 << 50)
+        .await
+        .expect("limit");
+    // Interleaved, so that the machine's load falls on both alike.
+    for i in 0..2_000 {
+        let at = Instant::now();
+        store
+            .link_blob(
+                &name("scale3/limited"),
+                &digest(&format!("scale-extra-{i}")),
+                10,
+            )
+            .await
+            .expect("link");
+        time("blob link into a project with a limit", at.elapsed());
+        let at = Instant::now();
+        store
+            .link_blob(
+                &name("scale4/free"),
+                &digest(&format!("scale-free-{i}")),
+                10,
+            )
+            .await
+            .expect("link");
+        time("blob link into a project without one", at.elapsed());
+    }
+    let mut slowest: Vec<(&'static str, std::time::Duration)> = Vec::new();
+    for (what, mut all) in samples {
+        all.sort();
+        slowest.push((what, all[all.len() / 2]));
+    }
+    slowest.push((
+        "blob link, 50 000 into an empty store (mean)",
+        unlimited_link,
+    ));
+    let registry = store.registry_usage().await.expect("registry");
+    assert!(registry.linked_blob_bytes > 50_000 * 1000);
+    slowest
+}
+
+/// Tag immutability: rules kept per project, and a push that would move a tag the caller
+/// names immutable is refused in its own transaction, storing nothing.
+pub async fn immutable_tags(store: &dyn MetaStore) {
+    let project = store
+        .create_project("frozen", false, None)
+        .await
+        .expect("project");
+    let selectors =
+        r#"{"tag_selectors":[{"kind":"doublestar","decoration":"matches","pattern":"v*"}]}"#;
+    let id = store
+        .create_immutable_rule(project, false, 0, selectors)
+        .await
+        .expect("create");
+    let rules = store.immutable_rules(project).await.expect("list");
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        (rules[0].id, rules[0].disabled, rules[0].selectors.as_str()),
+        (id, false, selectors)
+    );
+    assert_eq!(
+        store.immutable_rules_in("frozen").await.expect("list"),
+        rules
+    );
+    assert!(
+        store
+            .immutable_rules_in("nosuch")
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        store
+            .update_immutable_rule(project, id, true, 1, "{}")
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_immutable_rule(project + 1000, id, true, 1, "{}")
+            .await
+            .expect("update"),
+        "another project's rule is not this one's"
+    );
+    assert!(store.immutable_rules(project).await.expect("list")[0].disabled);
+
+    let repo = name("frozen/app");
+    let v1 = tag("v1");
+    let mut first = manifest("frozen-first", Vec::new(), None);
+    first.immutable_tags = vec![v1.clone()];
+    store
+        .put_manifest(&repo, &first, std::slice::from_ref(&v1))
+        .await
+        .expect("a new tag may be pushed");
+    store
+        .put_manifest(&repo, &first, std::slice::from_ref(&v1))
+        .await
+        .expect("the same manifest again moves nothing");
+    let mut second = manifest("frozen-second", Vec::new(), None);
+    second.immutable_tags = vec![v1.clone()];
+    let refused = store
+        .put_manifest(&repo, &second, &[v1.clone(), tag("other")])
+        .await
+        .expect_err("v1 would move");
+    assert!(
+        matches!(&refused, MetaError::TagImmutable(t) if t == "v1"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .get_manifest(&repo, &Reference::Tag(v1.clone()))
+            .await
+            .expect("get")
+            .map(|m| m.digest),
+        Some(first.digest.clone())
+    );
+    assert!(
+        store
+            .get_manifest(&repo, &Reference::Digest(second.digest.clone()))
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing of the refused push is stored"
+    );
+    assert!(
+        store
+            .delete_immutable_rule(project, id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        store
+            .immutable_rules(project)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+/// Retention policies (one per project) and their runs' record.
+pub async fn retention_policies(store: &dyn MetaStore) {
+    let project = store
+        .create_project("kept", false, None)
+        .await
+        .expect("project");
+    let id = store
+        .create_retention_policy(project, r#"{"rules":[]}"#)
+        .await
+        .expect("create");
+    let again = store
+        .create_retention_policy(project, "{}")
+        .await
+        .expect_err("one per project");
+    assert!(matches!(again, MetaError::Conflict(_)), "{again:?}");
+    let row = store
+        .retention_policy(id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(
+        (row.project_id, row.policy.as_str()),
+        (project, r#"{"rules":[]}"#)
+    );
+    assert!(
+        store
+            .update_retention_policy(id, "{}")
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_retention_policy(id + 99, "{}")
+            .await
+            .expect("update")
+    );
+    assert_eq!(store.retention_policies().await.expect("all").len(), 1);
+    let run = crate::RetentionRunRow {
+        id: 0,
+        policy_id: id,
+        dry_run: true,
+        trigger: "MANUAL".into(),
+        status: "Succeed".into(),
+        started_at: 1_000,
+        finished_at: 2_000,
+        result: r#"{"removed":[]}"#.into(),
+    };
+    let first = store.record_retention_run(&run).await.expect("record");
+    let second = store
+        .record_retention_run(&crate::RetentionRunRow {
+            dry_run: false,
+            ..run.clone()
+        })
+        .await
+        .expect("record");
+    let runs = store.retention_runs(id).await.expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.dry_run)).collect::<Vec<_>>(),
+        [(second, false), (first, true)],
+        "newest first"
+    );
+    assert_eq!(runs[1].result, run.result);
+    assert!(store.delete_retention_policy(id).await.expect("delete"));
+    assert!(
+        store.retention_runs(id).await.expect("runs").is_empty(),
+        "runs go with it"
+    );
+    assert!(store.retention_policy(id).await.expect("get").is_none());
 }

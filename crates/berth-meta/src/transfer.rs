@@ -131,6 +131,72 @@ pub const TABLES: &[Table] = &[
         seeded: Some("name = 'library' AND owner_id IS NULL"),
     },
     Table {
+        name: "quota_defaults",
+        columns: &[column("id", Integer), column("storage_limit", Integer)],
+        key: &["id"],
+        page_rows: 10,
+        // Migration 9 inserts the one row (no limit); each node rewrites it at start.
+        seeded: Some("id = 1"),
+    },
+    Table {
+        name: "project_quotas",
+        columns: &[
+            column("project_id", Integer),
+            column("storage_limit", Integer),
+            column("created_at", Integer),
+            column("updated_at", Integer),
+        ],
+        key: &["project_id"],
+        page_rows: 1000,
+        // A trigger gives every project copied above the destination's default limit:
+        // replaced by the source's limits.
+        seeded: Some("1 = 1"),
+    },
+    Table {
+        name: "immutable_rules",
+        columns: &[
+            column("id", Integer),
+            column("project_id", Integer),
+            column("disabled", Boolean),
+            column("priority", Integer),
+            column("selectors", Text),
+            column("created_at", Integer),
+            column("updated_at", Integer),
+        ],
+        key: &["id"],
+        page_rows: 500,
+        seeded: None,
+    },
+    Table {
+        name: "retention_policies",
+        columns: &[
+            column("id", Integer),
+            column("project_id", Integer),
+            column("policy", Text),
+            column("created_at", Integer),
+            column("updated_at", Integer),
+        ],
+        key: &["id"],
+        page_rows: 500,
+        seeded: None,
+    },
+    Table {
+        name: "retention_runs",
+        columns: &[
+            column("id", Integer),
+            column("policy_id", Integer),
+            column("dry_run", Boolean),
+            column("trigger", Text),
+            column("status", Text),
+            column("started_at", Integer),
+            column("finished_at", Integer),
+            column("result", Text),
+        ],
+        key: &["id"],
+        page_rows: 200,
+        seeded: None,
+    },
+    Table {
         name: "project_members",
         columns: &[
             column("project_id", Integer),
@@ -227,6 +293,10 @@ pub const TABLES: &[Table] = &[
             column("updated_at", Integer),
             // Counted by the triggers on `manifests` (migration 5) as manifests are copied.
             derived("manifest_count", Integer),
+            // Usage, kept by the triggers of migration 9 as links and manifests are copied.
+            derived("blob_bytes", Integer),
+            derived("unique_blob_bytes", Integer),
+            derived("manifest_bytes", Integer),
         ],
         key: &["id"],
         page_rows: 500,
@@ -238,6 +308,10 @@ pub const TABLES: &[Table] = &[
             column("digest", Text),
             column("size", Integer),
             column("created_at", Integer),
+            column("epoch", Integer),
+            // Kept by the usage triggers (migration 9) as links are copied.
+            derived("repository_links", Integer),
+            derived("namespace_holders", Integer),
         ],
         key: &["digest"],
         page_rows: 1000,
@@ -370,6 +444,22 @@ pub const TABLES: &[Table] = &[
 /// a table in neither list stops it.
 pub const NOT_COPIED: &[(&str, &str)] = &[
     (
+        "namespace_blobs",
+        "usage counters kept by triggers from the copied links (migration 9); verified through the repositories' usage columns",
+    ),
+    (
+        "namespace_usage",
+        "usage counters kept by triggers from the copied links and manifests (migration 9)",
+    ),
+    (
+        "registry_usage",
+        "the registry's usage totals, kept by triggers from the copied blobs and links (migration 9)",
+    ),
+    (
+        "blob_deletions",
+        "garbage collection's tombstones for the source's blob store: the blobs they name are no longer in the registry, so none is copied",
+    ),
+    (
         "schema_migrations",
         "each database has its own; the versions must be equal",
     ),
@@ -428,6 +518,18 @@ pub const COUNTERS: &[Counter] = &[
     },
     Counter {
         table: "registries",
+        column: "id",
+    },
+    Counter {
+        table: "immutable_rules",
+        column: "id",
+    },
+    Counter {
+        table: "retention_policies",
+        column: "id",
+    },
+    Counter {
+        table: "retention_runs",
         column: "id",
     },
 ];

@@ -106,6 +106,28 @@ impl WalSync {
     }
 }
 
+/// The group commit's state, for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WalSyncStats {
+    /// Commits waiting for a sync now.
+    pub waiting: u64,
+    /// Syncs done since start.
+    pub rounds: u64,
+    /// A sync failed: durable writes are refused until a restart.
+    pub failed: bool,
+}
+
+impl WalSync {
+    pub(crate) fn stats(&self) -> WalSyncStats {
+        let state = self.inner.lock();
+        WalSyncStats {
+            waiting: state.tickets.saturating_sub(state.durable),
+            rounds: state.rounds,
+            failed: state.failed.is_some(),
+        }
+    }
+}
+
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state stays consistent under every panic-free path; a poisoned lock only

@@ -202,6 +202,7 @@ impl Registry {
     ) -> Result<()> {
         self.check_delete_enabled()?;
         let info = self.artifact_info(repository, reference).await?;
+        self.refuse_immutable_tag(repository, tag).await?;
         let removed = self
             .meta
             .remove_tag_from(repository, &info.digest, tag)
@@ -226,6 +227,8 @@ impl Registry {
     ) -> Result<Vec<Digest>> {
         self.check_delete_enabled()?;
         let info = self.artifact_info(repository, reference).await?;
+        self.refuse_immutable_manifest(repository, &info.digest)
+            .await?;
         let deleted = self.meta.delete_artifact(repository, &info.digest).await;
         self.cache.invalidate(repository);
         match deleted? {

@@ -41,6 +41,31 @@ pub enum Error {
     /// Harbor's API: an index lists the artifact, so it cannot be deleted alone.
     #[error("the artifact {digest} is referenced by the index {parent}: delete the index first")]
     ArtifactReferenced { digest: Digest, parent: Digest },
+    /// The blob store or the database has no space left. Not the client's fault and not a
+    /// bug: the operator must free space; the write can be retried after that.
+    #[error("the registry's storage is full: {0}")]
+    StorageFull(String),
+    /// Garbage collection is deleting this digest's bytes; pushing it again succeeds once
+    /// that is over (seconds).
+    #[error("blob {0} is being deleted by garbage collection: push it again")]
+    BlobBeingDeleted(Digest),
+    /// A tag immutability rule protects the tag: it may not move or go.
+    #[error(
+        "tag {0} is immutable: a tag immutability rule of its project forbids overwriting or deleting it"
+    )]
+    TagImmutable(String),
+    /// Harbor's API: no retention policy has that id.
+    #[error("retention policy {0} not found")]
+    PolicyUnknown(i64),
+    /// Harbor's API: the project has a retention policy already (one per project).
+    #[error("project {0} has a retention policy already")]
+    PolicyExists(i64),
+    /// Harbor's API: a rule that does not say what Harbor's rules say.
+    #[error("{0}")]
+    RuleInvalid(String),
+    /// The push would take its project past its storage quota (the message says how far).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,6 +88,11 @@ impl Error {
             Error::TagExists(_) => ErrorCode::TagInvalid,
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
+            Error::StorageFull(_) => ErrorCode::StorageFull,
+            Error::BlobBeingDeleted(_) => ErrorCode::Toomanyrequests,
+            Error::QuotaExceeded(_) | Error::TagImmutable(_) => ErrorCode::Denied,
+            Error::RuleInvalid(_) | Error::PolicyExists(_) => ErrorCode::Unsupported,
+            Error::PolicyUnknown(_) => ErrorCode::NameUnknown,
             // Never shown as a spec code to the client; the HTTP layer answers 500.
             Error::Internal(_) => ErrorCode::Unsupported,
         }
@@ -74,6 +104,14 @@ impl Error {
             Error::DeleteDisabled => 405,
             Error::TagExists(_) => 409,
             Error::ArtifactReferenced { .. } => 412,
+            // 507 Insufficient Storage (RFC 4918): this write cannot be stored now, while
+            // reads go on. 503 would say the whole service is down.
+            Error::StorageFull(_) => 507,
+            // Retriable: clients retry a blob upload that met a 503.
+            Error::BlobBeingDeleted(_) => 503,
+            Error::RuleInvalid(_) => 400,
+            Error::PolicyExists(_) => 409,
+            Error::PolicyUnknown(_) => 404,
             Error::Internal(_) => 500,
             other => other.code().default_status(),
         }
@@ -84,6 +122,10 @@ impl From<MetaError> for Error {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
+            e if e.is_storage_full() => Error::StorageFull(e.to_string()),
+            MetaError::BlobBeingDeleted(digest) => Error::BlobBeingDeleted(digest),
+            e @ MetaError::QuotaExceeded { .. } => Error::QuotaExceeded(e.to_string()),
+            MetaError::TagImmutable(tag) => Error::TagImmutable(tag),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -94,6 +136,7 @@ impl From<StorageError> for Error {
         match e {
             StorageError::Body(e) => Error::UploadInvalid(format!("request body ended early: {e}")),
             StorageError::UploadMissing(_) => Error::UploadUnknown,
+            e if e.is_full() => Error::StorageFull(e.to_string()),
             e @ StorageError::UploadTruncated { .. } => {
                 tracing::warn!(error = %e, "upload lost data it had acknowledged; the client must restart it");
                 Error::UploadInvalid(

@@ -6,6 +6,10 @@
 //! - [`manifests`]: manifest validation, reference checks, tags, deletes, referrers.
 //! - [`listing`]: catalog and tag-list pagination.
 //! - [`artifacts`]: Harbor's repositories, artifacts and tags (the management API).
+//! - [`gc`]: online garbage collection from the metadata database.
+//! - [`usage`]: storage usage and quotas.
+//! - [`immutable`]: tag immutability rules and the refusals they cause.
+//! - [`retention`]: retention runs (dry or real) over a project's artifacts.
 
 use std::sync::Arc;
 
@@ -17,13 +21,18 @@ pub mod blobs;
 mod cache;
 mod copy;
 mod error;
+pub mod gc;
+pub mod immutable;
 pub mod listing;
 pub mod manifests;
+pub mod retention;
 pub mod uploads;
+pub mod usage;
 
 pub use artifacts::{Artifact, ChildReference};
 pub use cache::Manifest;
 pub use error::Error;
+pub use gc::{GcOptions, GcReport, OrphanReport};
 pub use listing::Listing;
 pub use manifests::PushedManifest;
 pub use uploads::ContentRange;

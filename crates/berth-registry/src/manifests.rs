@@ -30,21 +30,15 @@ impl Registry {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<PushedManifest> {
-        let require_manifests = !self.options.sparse_index;
-        self.store_manifest(
-            repository,
-            reference,
-            extra_tags,
-            content_type,
-            body,
-            require_manifests,
-        )
-        .await
+        self.store_manifest(repository, reference, extra_tags, content_type, body, false)
+            .await
     }
 
     /// Store a manifest a proxy cache fetched from its upstream, exactly as it came, with
     /// the checks of a push — except that an index's children may be missing: each is
     /// cached when a client asks for it. An image manifest still needs every blob.
+    /// Tag immutability rules do not hold a cache back: the cache follows its upstream
+    /// (rules still guard deletes). Its blobs count toward the project's quota, as pushes do.
     pub async fn put_fetched_manifest(
         &self,
         repository: &RepositoryName,
@@ -52,7 +46,7 @@ impl Registry {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<PushedManifest> {
-        self.store_manifest(repository, reference, &[], content_type, body, false)
+        self.store_manifest(repository, reference, &[], content_type, body, true)
             .await
     }
 
@@ -63,8 +57,11 @@ impl Registry {
         extra_tags: &[Tag],
         content_type: Option<&str>,
         body: &[u8],
-        require_manifests: bool,
+        fetched: bool,
     ) -> Result<PushedManifest> {
+        // A push needs an index's children (unless sparse indexes are allowed); a cache fill
+        // does not, and is not held back by immutability rules.
+        let require_manifests = !fetched && !self.options.sparse_index;
         if body.len() > MAX_MANIFEST_BYTES {
             return Err(Error::ManifestTooLarge);
         }
@@ -106,6 +103,11 @@ impl Registry {
             manifests: parsed.manifests,
             require_manifests,
             aliases,
+            immutable_tags: if fetched {
+                Vec::new()
+            } else {
+                self.immutable_among(repository, &tags).await?
+            },
         };
         let stored = self.meta.put_manifest(repository, &record, &tags).await;
         self.cache.invalidate(repository);
@@ -148,6 +150,10 @@ impl Registry {
         reference: &Reference,
     ) -> Result<()> {
         self.check_delete_enabled()?;
+        match reference {
+            Reference::Digest(digest) => self.refuse_immutable_manifest(repository, digest).await?,
+            Reference::Tag(tag) => self.refuse_immutable_tag(repository, tag).await?,
+        }
         let deleted = match reference {
             Reference::Digest(digest) => self.meta.delete_manifest(repository, digest).await,
             Reference::Tag(tag) => self.meta.delete_tag(repository, tag).await,

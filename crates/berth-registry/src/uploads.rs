@@ -228,12 +228,31 @@ impl Registry {
                 actual,
             });
         }
+        // Refused before its bytes are committed, when the quota already says no; the
+        // link's transaction decides for races (its bytes are then garbage collection's).
+        match self.meta.check_quota(repository, digest, size).await {
+            Err(refused @ berth_meta::MetaError::QuotaExceeded { .. }) => {
+                self.discard(id).await;
+                return Err(refused.into());
+            }
+            checked => checked?,
+        }
+        // GC must leave the digest alone from before its bytes are committed until the
+        // link below (and must have finished deleting it, if it was).
+        let reservation = self.reserve_blob(digest, size).await?;
         self.blobs
             .commit(id, upload.store_state.as_deref(), digest)
             .await?;
-        self.meta
-            .complete_upload(id, repository, digest, size)
-            .await?;
+        let linked = self
+            .link_committed(digest, size, reservation, |epoch| {
+                self.meta
+                    .complete_upload(id, repository, digest, size, epoch)
+            })
+            .await;
+        if let Err(Error::QuotaExceeded(_)) = linked {
+            self.discard(id).await;
+        }
+        linked?;
         Ok(size)
     }
 
@@ -276,12 +295,7 @@ impl Registry {
         session_max_idle: std::time::Duration,
         orphan_max_idle: std::time::Duration,
     ) -> Result<(usize, usize)> {
-        let cutoff = now() - session_max_idle.as_secs() as i64;
-        let idle = self.meta.uploads_idle_since(cutoff).await?;
-        for id in &idle {
-            let _guard = self.upload_locks.lock(id).await;
-            self.discard(id).await;
-        }
+        let sessions = self.purge_idle_sessions(session_max_idle).await?;
         let mut orphans = 0;
         let now = std::time::SystemTime::now();
         for (id, modified) in self.blobs.list_uploads().await? {
@@ -293,7 +307,19 @@ impl Registry {
                 orphans += 1;
             }
         }
-        Ok((idle.len(), orphans))
+        Ok((sessions, orphans))
+    }
+
+    /// Reclaim sessions idle for longer than `max_idle`, from the database alone (no listing
+    /// of upload areas: garbage collection runs this part). Returns how many.
+    pub async fn purge_idle_sessions(&self, max_idle: std::time::Duration) -> Result<usize> {
+        let cutoff = now() - max_idle.as_secs() as i64;
+        let idle = self.meta.uploads_idle_since(cutoff).await?;
+        for id in &idle {
+            let _guard = self.upload_locks.lock(id).await;
+            self.discard(id).await;
+        }
+        Ok(idle.len())
     }
 
     /// A whole blob in one request (`POST ...?digest=`). Returns its size.
@@ -326,12 +352,22 @@ impl Registry {
                 actual,
             });
         }
+        if let Err(e) = self
+            .meta
+            .check_quota(repository, digest, appended.len)
+            .await
+        {
+            let _ = self.blobs.delete_upload(&id).await;
+            return Err(e.into());
+        }
+        let reservation = self.reserve_blob(digest, appended.len).await?;
         self.blobs
             .commit(&id, appended.state.as_deref(), digest)
             .await?;
-        self.meta
-            .link_blob(repository, digest, appended.len)
-            .await?;
+        self.link_committed(digest, appended.len, reservation, |epoch| {
+            self.meta.link_reserved_blob(repository, digest, epoch)
+        })
+        .await?;
         Ok(appended.len)
     }
 }

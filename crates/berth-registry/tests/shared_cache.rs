@@ -22,6 +22,7 @@ fn image(content: &str, layer: &Digest) -> NewManifest {
         manifests: Vec::new(),
         require_manifests: true,
         aliases: Vec::new(),
+        immutable_tags: Vec::new(),
     }
 }
 

@@ -411,6 +411,55 @@ impl BlobStore for FsBlobStore {
             _ => Ok(()),
         }
     }
+
+    async fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        // Unlinks are independent: a few at once keep the disk's queue full.
+        let paths: Vec<PathBuf> = digests.iter().map(|d| self.blob_path(d)).collect();
+        let mut deletes = futures_util::stream::iter(paths)
+            .map(tokio::fs::remove_file)
+            .buffer_unordered(16);
+        while let Some(deleted) = deletes.next().await {
+            match deleted {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<(Digest, std::time::SystemTime)>> {
+        let dir = self.root.join("blobs");
+        let blobs = blocking(
+            move || -> io::Result<Vec<(Digest, std::time::SystemTime)>> {
+                let mut blobs = Vec::new();
+                let algorithms = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(blobs),
+                    Err(e) => return Err(e),
+                };
+                for algorithm in algorithms {
+                    let algorithm = algorithm?;
+                    for prefix in std::fs::read_dir(algorithm.path())? {
+                        for file in std::fs::read_dir(prefix?.path())? {
+                            let file = file?;
+                            let name = format!(
+                                "{}:{}",
+                                algorithm.file_name().to_string_lossy(),
+                                file.file_name().to_string_lossy()
+                            );
+                            // Anything else in the tree (a stray temp file) is not a blob.
+                            if let Ok(digest) = name.parse::<Digest>() {
+                                blobs.push((digest, file.metadata()?.modified()?));
+                            }
+                        }
+                    }
+                }
+                Ok(blobs)
+            },
+        )
+        .await?;
+        Ok(blobs)
+    }
 }
 
 #[cfg(test)]

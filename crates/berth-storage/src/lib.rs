@@ -14,11 +14,13 @@ use futures_util::stream::BoxStream;
 pub mod fs;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod space;
 pub mod suite;
 
 pub use fs::FsBlobStore;
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Settings};
+pub use space::{DataDir, Space};
 
 /// A stream of body bytes, in or out.
 pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
@@ -43,6 +45,14 @@ pub enum StorageError {
     BlobMissing(Digest),
     #[error("storage error: {0}")]
     Io(#[from] io::Error),
+}
+
+impl StorageError {
+    /// Whether the store failed for want of space (a full disk or quota): the operator's
+    /// problem to name, not a bug to hide behind a 500.
+    pub fn is_full(&self) -> bool {
+        matches!(self, StorageError::Io(e) if space::is_full(e))
+    }
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -98,6 +108,19 @@ pub trait BlobStore: Send + Sync {
 
     /// Remove a blob's bytes; removing a missing one is not an error.
     async fn delete(&self, digest: &Digest) -> Result<()>;
+
+    /// Remove many blobs' bytes (garbage collection), batched or in parallel where the
+    /// backend can; missing ones are not an error.
+    async fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        for digest in digests {
+            self.delete(digest).await?;
+        }
+        Ok(())
+    }
+
+    /// Every stored blob and when it was written. Walks the whole store (minutes on a big
+    /// bucket): only the orphan sweep calls it, never a request or a normal GC run.
+    async fn list_blobs(&self) -> Result<Vec<(Digest, std::time::SystemTime)>>;
 
     /// Whether blob reads should be redirected to [`BlobStore::redirect_url`]. A plain
     /// function, so the filesystem's read path pays no extra await for the question.

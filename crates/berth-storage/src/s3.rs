@@ -695,6 +695,40 @@ impl BlobStore for S3BlobStore {
         }
     }
 
+    async fn delete_many(&self, digests: &[Digest]) -> Result<()> {
+        // S3's DeleteObjects: up to 1000 keys a request.
+        let keys: Vec<object_store::Result<Path>> =
+            digests.iter().map(|d| Ok(self.blob_key(d))).collect();
+        let mut deleted = self
+            .s3
+            .delete_stream(futures_util::stream::iter(keys).boxed());
+        while let Some(outcome) = deleted.next().await {
+            match outcome {
+                Err(e) if !is_not_found(&e) => return Err(storage_error(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_blobs(&self) -> Result<Vec<(Digest, SystemTime)>> {
+        let dir = self.key("blobs");
+        let depth = dir.parts().count();
+        let mut blobs = Vec::new();
+        let mut objects = self.s3.list(Some(&dir));
+        while let Some(object) = objects.next().await {
+            let object = object.map_err(storage_error)?;
+            let parts: Vec<_> = object.location.parts().skip(depth).collect();
+            // blobs/<algorithm>/<2 hex>/<hex>; anything else is not a blob.
+            if let [algorithm, _, hex] = parts.as_slice()
+                && let Ok(digest) = format!("{}:{}", algorithm.as_ref(), hex.as_ref()).parse()
+            {
+                blobs.push((digest, SystemTime::from(object.last_modified)));
+            }
+        }
+        Ok(blobs)
+    }
+
     fn redirects_reads(&self) -> bool {
         self.redirect
     }

@@ -319,6 +319,30 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
         .await
         .expect("delete missing upload");
     assert!(store.list_uploads().await.expect("list").is_empty());
+    // The orphan sweep's listing names every stored blob; GC deletes them in batches.
+    let stored: Vec<Digest> = store
+        .list_blobs()
+        .await
+        .expect("list blobs")
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert!(stored.contains(&digest), "{stored:?}");
+    let others: Vec<Digest> = stored.iter().filter(|d| **d != digest).cloned().collect();
+    let mut doomed = others.clone();
+    doomed.push(Digest::of(berth_core::Algorithm::Sha256, b"never stored"));
+    other_node.delete_many(&doomed).await.expect("delete many");
+    for gone in &others {
+        assert_eq!(store.stat(gone).await.expect("stat"), None);
+    }
+    let left: Vec<Digest> = store
+        .list_blobs()
+        .await
+        .expect("list blobs")
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    assert_eq!(left, vec![digest.clone()]);
     store.delete(&digest).await.expect("delete");
     store.delete(&digest).await.expect("delete missing");
     assert!(matches!(

@@ -56,6 +56,18 @@ pub struct RawConfig {
     /// `[secrets]`: sealing secrets stored in the database (upstream registry credentials).
     #[serde(default)]
     pub secrets: RawSecrets,
+    /// `[log]`: how log lines are written.
+    #[serde(default)]
+    pub log: RawLog,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// `[gc]`: garbage collection.
+    #[serde(default)]
+    pub gc: RawGc,
+    /// `[quota]`: projects' storage limits.
+    #[serde(default)]
+    pub quota: RawQuota,
 }
 
 /// The `[proxy]` table.
@@ -89,6 +101,53 @@ impl std::fmt::Debug for RawSecrets {
     }
 }
 
+/// The `[log]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (one human-readable line per event) or `json` (one JSON object per line).
+    pub format: Option<String>,
+}
+
+/// The `[metrics]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Serve `/metrics` at all.
+    pub enabled: Option<bool>,
+    /// Serve `/metrics` on this address only (plain HTTP) instead of on the registry's port.
+    pub addr: Option<String>,
+}
+
+/// The `[gc]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGc {
+    /// When GC runs (cron, UTC), once cluster-wide; empty: only when asked.
+    pub schedule: Option<String>,
+    /// Scheduled runs also delete untagged manifests nothing kept needs.
+    pub delete_untagged: Option<bool>,
+    /// Seconds an untagged manifest is kept after its push.
+    pub untagged_grace: Option<u64>,
+    /// Seconds a blob or link nothing references is kept (a push in flight needs it).
+    pub blob_grace: Option<u64>,
+}
+
+/// The `[quota]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// The storage limit a new project gets, in bytes; -1: none.
+    pub default_project_bytes: Option<i64>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// The `[storage]` table.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +157,8 @@ pub struct RawStorage {
     /// `[storage.s3]`: the bucket, when the backend is `s3`.
     #[serde(default)]
     pub s3: RawS3,
+    /// `/readyz` fails while the data directory has fewer free bytes than this.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// The `[storage.s3]` table. Credentials left out come from the AWS environment variables or
@@ -232,6 +293,17 @@ pub struct RawHttp {
     /// Seconds a connection may take to send a request's headers (or sit idle between
     /// keep-alive requests) before it is closed.
     pub header_read_timeout: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight and no byte moving
+    /// (HTTP/2 connections included) before it is closed.
+    pub idle_timeout: Option<u64>,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_timeout: Option<u64>,
+    /// Seconds a request body may send nothing before the request is dropped (0: never).
+    pub body_idle_timeout: Option<u64>,
+    /// Connections open at once; more are answered 503 (0: no limit).
+    pub max_connections: Option<u64>,
+    /// Seconds requests in flight get to finish after SIGTERM or SIGINT.
+    pub shutdown_timeout: Option<u64>,
 }
 
 /// Validated configuration.
@@ -256,12 +328,30 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Closes connections that stall before a request's headers are in.
     pub header_read_timeout: std::time::Duration,
+    /// Closes connections with no request in flight and nothing moving.
+    pub idle_timeout: std::time::Duration,
+    pub tls_handshake_timeout: std::time::Duration,
+    /// Drops request bodies that send nothing this long; `None` never.
+    pub body_idle_timeout: Option<std::time::Duration>,
+    /// Connections beyond this many are answered 503; `None` no limit.
+    pub max_connections: Option<usize>,
+    /// How long requests in flight may take to finish at shutdown.
+    pub shutdown_timeout: std::time::Duration,
+    /// `/readyz` fails below this many free bytes in the data directory.
+    pub min_free_bytes: u64,
+    pub log_format: LogFormat,
+    /// Whether `/metrics` is served.
+    pub metrics_enabled: bool,
+    /// A listener of its own for `/metrics`; `None`: the registry's port.
+    pub metrics_addr: Option<SocketAddr>,
     /// Whether the audit log (and pull counting) runs.
     pub audit_enabled: bool,
     /// Where the audit log's JSON lines go.
     pub audit_jsonl: berth_audit::JsonLines,
     /// How long audit entries are kept; `None` forever.
     pub audit_retention: Option<std::time::Duration>,
+    /// The storage limit new projects get, in bytes; -1: none.
+    pub quota_default_project_bytes: i64,
     /// Where blob bytes live.
     pub storage: StorageSetting,
     /// Where the metadata lives.
@@ -270,6 +360,8 @@ pub struct Config {
     pub proxy: ProxySetting,
     /// The configured key sealing stored secrets (32 bytes), if any. Never logged.
     pub secret_key: Option<Vec<u8>>,
+    /// Garbage collection's schedule and grace windows.
+    pub gc: GcSetting,
     /// For `berth config check`: each setting and the source that decided it.
     pub origins: Vec<(&'static str, String, &'static str)>,
     /// Settings of the sources that berth ignores (a registry:2 file's), one line each.
@@ -282,6 +374,16 @@ pub struct ProxySetting {
     pub tag_ttl: std::time::Duration,
     pub timeout: std::time::Duration,
     pub spool_dir: PathBuf,
+}
+
+/// `[gc]` resolved.
+#[derive(Debug, Clone)]
+pub struct GcSetting {
+    /// `None`: no scheduled runs.
+    pub schedule: Option<berth_core::cron::Cron>,
+    pub delete_untagged: bool,
+    pub untagged_grace: std::time::Duration,
+    pub blob_grace: std::time::Duration,
 }
 
 /// Which blob store the registry uses.
@@ -416,6 +518,18 @@ impl RawConfig {
                 key: get("tls.key").map(PathBuf::from),
                 client_ca: get("tls.client_ca").map(PathBuf::from),
             },
+            quota: RawQuota {
+                default_project_bytes: get("quota.default_project_bytes")
+                    .map(|v| {
+                        v.trim().parse().map_err(|_| ConfigError::Invalid {
+                            name: name("quota.default_project_bytes")
+                                .unwrap_or("quota.default_project_bytes"),
+                            value: v.clone(),
+                            reason: "expected a number of bytes, or -1 for none".into(),
+                        })
+                    })
+                    .transpose()?,
+            },
             audit: RawAudit {
                 enabled: flag("audit.enabled")?,
                 jsonl: get("audit.jsonl"),
@@ -442,6 +556,7 @@ impl RawConfig {
                     redirect: flag("storage.s3.redirect")?,
                     allow_http: flag("storage.s3.allow_http")?,
                 },
+                min_free_bytes: number("storage.min_free_bytes", "bytes")?,
             },
             database: RawDatabase {
                 url: get("database.url"),
@@ -449,6 +564,12 @@ impl RawConfig {
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
                 statement_timeout: number("database.statement_timeout", "seconds")?,
                 connect_timeout: number("database.connect_timeout", "seconds")?,
+            },
+            gc: RawGc {
+                schedule: get("gc.schedule"),
+                delete_untagged: flag("gc.delete_untagged")?,
+                untagged_grace: number("gc.untagged_grace", "seconds")?,
+                blob_grace: number("gc.blob_grace", "seconds")?,
             },
             http: RawHttp {
                 trusted_proxies: get("http.trusted_proxies").map(|v| {
@@ -459,6 +580,18 @@ impl RawConfig {
                         .collect()
                 }),
                 header_read_timeout: number("http.header_read_timeout", "seconds")?,
+                idle_timeout: number("http.idle_timeout", "seconds")?,
+                tls_handshake_timeout: number("http.tls_handshake_timeout", "seconds")?,
+                body_idle_timeout: number("http.body_idle_timeout", "seconds")?,
+                max_connections: number("http.max_connections", "connections")?,
+                shutdown_timeout: number("http.shutdown_timeout", "seconds")?,
+            },
+            log: RawLog {
+                format: get("log.format"),
+            },
+            metrics: RawMetrics {
+                enabled: flag("metrics.enabled")?,
+                addr: get("metrics.addr"),
             },
             proxy: RawProxy {
                 tag_ttl: number("proxy.tag_ttl", "seconds")?,
@@ -494,9 +627,19 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "tls.client_ca" => "BERTH_TLS_CLIENT_CA",
         "http.trusted_proxies" => "BERTH_HTTP_TRUSTED_PROXIES",
         "http.header_read_timeout" => "BERTH_HTTP_HEADER_READ_TIMEOUT",
+        "http.idle_timeout" => "BERTH_HTTP_IDLE_TIMEOUT",
+        "http.tls_handshake_timeout" => "BERTH_HTTP_TLS_HANDSHAKE_TIMEOUT",
+        "http.body_idle_timeout" => "BERTH_HTTP_BODY_IDLE_TIMEOUT",
+        "http.max_connections" => "BERTH_HTTP_MAX_CONNECTIONS",
+        "http.shutdown_timeout" => "BERTH_HTTP_SHUTDOWN_TIMEOUT",
+        "storage.min_free_bytes" => "BERTH_STORAGE_MIN_FREE_BYTES",
+        "log.format" => "BERTH_LOG_FORMAT",
+        "metrics.enabled" => "BERTH_METRICS_ENABLED",
+        "metrics.addr" => "BERTH_METRICS_ADDR",
         "audit.enabled" => "BERTH_AUDIT_ENABLED",
         "audit.jsonl" => "BERTH_AUDIT_JSONL",
         "audit.retention_days" => "BERTH_AUDIT_RETENTION_DAYS",
+        "quota.default_project_bytes" => "BERTH_QUOTA_DEFAULT_PROJECT_BYTES",
         "storage.backend" => "BERTH_STORAGE_BACKEND",
         "storage.s3.endpoint" => "BERTH_STORAGE_S3_ENDPOINT",
         "storage.s3.region" => "BERTH_STORAGE_S3_REGION",
@@ -515,6 +658,10 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "proxy.timeout" => "BERTH_PROXY_TIMEOUT",
         "proxy.spool_dir" => "BERTH_PROXY_SPOOL_DIR",
         "secrets.key" => "BERTH_SECRET_KEY",
+        "gc.schedule" => "BERTH_GC_SCHEDULE",
+        "gc.delete_untagged" => "BERTH_GC_DELETE_UNTAGGED",
+        "gc.untagged_grace" => "BERTH_GC_UNTAGGED_GRACE",
+        "gc.blob_grace" => "BERTH_GC_BLOB_GRACE",
         _ => return None,
     })
 }
@@ -664,6 +811,75 @@ impl Config {
                 reason: "1 to 3600 seconds".into(),
             });
         }
+        let seconds_within =
+            |name: &'static str, value: u64, range: std::ops::RangeInclusive<u64>| {
+                if range.contains(&value) {
+                    Ok(std::time::Duration::from_secs(value))
+                } else {
+                    Err(ConfigError::Invalid {
+                        name,
+                        value: value.to_string(),
+                        reason: format!("{} to {} seconds", range.start(), range.end()),
+                    })
+                }
+            };
+        let idle_timeout = pick!("http.idle_timeout", http.idle_timeout, Some(60u64)).unwrap_or(60);
+        let idle_timeout = seconds_within("http.idle_timeout", idle_timeout, 1..=86400)?;
+        let tls_handshake_timeout = pick!(
+            "http.tls_handshake_timeout",
+            http.tls_handshake_timeout,
+            Some(10u64)
+        )
+        .unwrap_or(10);
+        let tls_handshake_timeout =
+            seconds_within("http.tls_handshake_timeout", tls_handshake_timeout, 1..=300)?;
+        let body_idle_timeout = pick!(
+            "http.body_idle_timeout",
+            http.body_idle_timeout,
+            Some(60u64)
+        )
+        .unwrap_or(60);
+        let body_idle_timeout = match body_idle_timeout {
+            0 => None,
+            n => Some(seconds_within("http.body_idle_timeout", n, 1..=86400)?),
+        };
+        let max_connections =
+            pick!("http.max_connections", http.max_connections, Some(4096u64)).unwrap_or(4096);
+        let max_connections = match max_connections {
+            0 => None,
+            n => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let shutdown_timeout =
+            pick!("http.shutdown_timeout", http.shutdown_timeout, Some(25u64)).unwrap_or(25);
+        let shutdown_timeout = seconds_within("http.shutdown_timeout", shutdown_timeout, 0..=3600)?;
+        let min_free_bytes =
+            pick!("storage.min_free_bytes", storage.min_free_bytes, Some(0u64)).unwrap_or(0);
+        let log_format = match pick!("log.format", log.format, Some("text".to_string()))
+            .unwrap_or_default()
+            .trim()
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "log.format",
+                    value: other.into(),
+                    reason: "text or json".into(),
+                });
+            }
+        };
+        let metrics_enabled = pick!("metrics.enabled", metrics.enabled, Some(true)).unwrap_or(true);
+        let metrics_addr = pick!("metrics.addr", metrics.addr, None::<String>)
+            .map(|text| {
+                text.trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "metrics.addr",
+                        value: text.clone(),
+                        reason: "expected IP:PORT".into(),
+                    })
+            })
+            .transpose()?;
 
         let tag_ttl = pick!("proxy.tag_ttl", proxy.tag_ttl, Some(300u64)).unwrap_or(300);
         let proxy_timeout = pick!("proxy.timeout", proxy.timeout, Some(30u64)).unwrap_or(30);
@@ -694,6 +910,27 @@ impl Config {
             })
             .transpose()?;
 
+        let gc_schedule_text =
+            pick!("gc.schedule", gc.schedule, Some(String::new())).unwrap_or_default();
+        let gc_schedule = match gc_schedule_text.trim() {
+            "" | "none" | "off" => None,
+            cron => Some(cron.parse().map_err(|e| ConfigError::Invalid {
+                name: "gc.schedule",
+                value: cron.to_string(),
+                reason: format!("{e}"),
+            })?),
+        };
+        let gc = GcSetting {
+            schedule: gc_schedule,
+            delete_untagged: pick!("gc.delete_untagged", gc.delete_untagged, Some(false))
+                .unwrap_or(false),
+            untagged_grace: std::time::Duration::from_secs(
+                pick!("gc.untagged_grace", gc.untagged_grace, Some(3600u64)).unwrap_or(3600),
+            ),
+            blob_grace: std::time::Duration::from_secs(
+                pick!("gc.blob_grace", gc.blob_grace, Some(3600u64)).unwrap_or(3600),
+            ),
+        };
         let audit_enabled = pick!("audit.enabled", audit.enabled, Some(true)).unwrap_or(true);
         let audit_jsonl_text =
             pick!("audit.jsonl", audit.jsonl, Some("off".to_string())).unwrap_or_default();
@@ -713,6 +950,19 @@ impl Config {
         }
         let audit_retention = (audit_retention_days > 0)
             .then(|| std::time::Duration::from_secs(audit_retention_days * 86_400));
+        let quota_default_project_bytes = pick!(
+            "quota.default_project_bytes",
+            quota.default_project_bytes,
+            Some(-1i64)
+        )
+        .unwrap_or(-1);
+        if quota_default_project_bytes < -1 || quota_default_project_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                name: "quota.default_project_bytes",
+                value: quota_default_project_bytes.to_string(),
+                reason: "expected a positive number of bytes, or -1 for none".into(),
+            });
+        }
 
         let storage = {
             let backend = pick!(
@@ -1006,9 +1256,19 @@ impl Config {
             tls,
             trusted_proxies,
             header_read_timeout: std::time::Duration::from_secs(header_read_timeout),
+            idle_timeout,
+            tls_handshake_timeout,
+            body_idle_timeout,
+            max_connections,
+            shutdown_timeout,
+            min_free_bytes,
+            log_format,
+            metrics_enabled,
+            metrics_addr,
             audit_enabled,
             audit_jsonl,
             audit_retention,
+            quota_default_project_bytes,
             storage,
             database,
             proxy: ProxySetting {
@@ -1017,6 +1277,7 @@ impl Config {
                 spool_dir,
             },
             secret_key,
+            gc,
             origins,
             warnings: Vec::new(),
         })
@@ -1364,6 +1625,57 @@ mod tests {
         assert!(!err.to_string().contains(":pw@"), "{err}");
         let vars = |k: &str| (k == "BERTH_DATABASE_POOL_SIZE").then(|| "many".to_string());
         assert!(RawConfig::from_env(berth_env_name, &vars).is_err());
+    }
+
+    #[test]
+    fn connection_limits_logs_and_metrics_have_defaults_that_never_cut_a_moving_upload() {
+        let defaults = Config::resolve(&[]).expect("defaults");
+        assert_eq!(defaults.idle_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(
+            defaults.tls_handshake_timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert_eq!(
+            defaults.body_idle_timeout,
+            Some(std::time::Duration::from_secs(60)),
+            "an idle body is timed, a moving one never"
+        );
+        assert_eq!(defaults.max_connections, Some(4096));
+        assert_eq!(
+            defaults.shutdown_timeout,
+            std::time::Duration::from_secs(25)
+        );
+        assert_eq!(defaults.min_free_bytes, 0);
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        assert!(defaults.metrics_enabled && defaults.metrics_addr.is_none());
+
+        let raw: RawConfig = toml::from_str(
+            "[http]\nbody_idle_timeout = 0\nmax_connections = 0\n[log]\nformat = \"json\"\n\
+             [metrics]\naddr = \"127.0.0.1:9090\"\n[storage]\nmin_free_bytes = 1048576\n",
+        )
+        .expect("parses");
+        let config = Config::resolve(&[("file", raw)]).expect("valid");
+        assert_eq!(config.body_idle_timeout, None, "0 turns it off");
+        assert_eq!(config.max_connections, None, "0 is no limit");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.metrics_addr,
+            Some("127.0.0.1:9090".parse().expect("addr"))
+        );
+        assert_eq!(config.min_free_bytes, 1048576);
+
+        for (bad, name) in [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            ("[http]\nidle_timeout = 0\n", "http.idle_timeout"),
+            ("[metrics]\naddr = \"nowhere\"\n", "metrics.addr"),
+        ] {
+            let raw: RawConfig = toml::from_str(bad).expect("parses");
+            let err = Config::resolve(&[("file", raw)]).expect_err(bad);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let env = |name: &str| (name == "BERTH_HTTP_BODY_IDLE_TIMEOUT").then(|| "5".to_string());
+        let raw = RawConfig::from_env(berth_env_name, &env).expect("env");
+        assert_eq!(raw.http.body_idle_timeout, Some(5));
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_jobs::{JobError, JobHandler, Runner};
-use berth_registry::Registry;
+use berth_registry::{GcOptions, Registry};
 use serde_json::{Value, json};
+
+use crate::config::GcSetting;
 
 /// Sessions idle this long are abandoned (registry:2's default purge age).
 const UPLOAD_MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -37,19 +39,215 @@ impl JobHandler for PurgeUploads {
     }
 }
 
+/// The job kind of a garbage collection run (Harbor's `/system/gc` lists these).
+pub const GC_JOB: &str = "gc";
+
+/// Garbage collection (`berth_registry::gc`): params are Harbor's (`delete_untagged`,
+/// `dry_run`; `workers` is accepted and ignored), the result is the run's report with its log.
+pub struct CollectGarbage {
+    pub registry: Arc<Registry>,
+    pub settings: GcSetting,
+    tombstone_claim: Duration,
+    pause_before_bytes: Option<Duration>,
+}
+
+/// Crash tests only (tests/e2e/t-gc.sh): milliseconds a run waits between condemning
+/// blobs and deleting their bytes, and seconds it owns its tombstones.
+const TEST_PAUSE_ENV: &str = "BERTH_GC_TEST_PAUSE_MS";
+const TEST_CLAIM_ENV: &str = "BERTH_GC_TEST_CLAIM_SECS";
+
+impl CollectGarbage {
+    pub fn new(registry: Arc<Registry>, settings: GcSetting) -> CollectGarbage {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        CollectGarbage {
+            registry,
+            settings,
+            tombstone_claim: env(TEST_CLAIM_ENV)
+                .map_or(GcOptions::default().tombstone_claim, Duration::from_secs),
+            pause_before_bytes: env(TEST_PAUSE_ENV).map(Duration::from_millis),
+        }
+    }
+}
+
+impl CollectGarbage {
+    pub fn options(&self, params: &Value) -> GcOptions {
+        let flag = |name: &str| params.get(name).and_then(Value::as_bool).unwrap_or(false);
+        GcOptions {
+            delete_untagged: flag("delete_untagged"),
+            dry_run: flag("dry_run"),
+            untagged_grace: self.settings.untagged_grace,
+            blob_grace: self.settings.blob_grace,
+            upload_max_idle: Some(UPLOAD_MAX_IDLE),
+            tombstone_claim: self.tombstone_claim,
+            pause_before_bytes: self.pause_before_bytes,
+            ..GcOptions::default()
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for CollectGarbage {
+    fn kind(&self) -> &'static str {
+        GC_JOB
+    }
+
+    async fn run(&self, params: &Value) -> Result<Value, JobError> {
+        let began = std::time::Instant::now();
+        let outcome = self.registry.collect_garbage(&self.options(params)).await;
+        let gc = &berth_metrics::GC;
+        gc.runs.inc();
+        gc.duration.observe(began.elapsed());
+        let report = outcome.map_err(|e| {
+            gc.failures.inc();
+            JobError::transient(e.to_string())
+        })?;
+        if !report.dry_run {
+            gc.bytes_freed.add(report.bytes_freed);
+            gc.blobs_deleted
+                .add(report.blobs_deleted + report.blobs_finished);
+        }
+        serde_json::to_value(&report).map_err(|e| JobError::permanent(e.to_string()))
+    }
+}
+
+/// How often the retention scheduler looks for policies whose schedule came due.
+const RETENTION_SCHEDULER_SCHEDULE: &str = "* * * * *";
+/// A policy's run that came due longer ago than this (the nodes were down) is not made up.
+const RETENTION_CATCH_UP_SECS: i64 = 120;
+
+/// Queue a `retention` job for each policy whose cron (`trigger.settings.cron`) came due
+/// since the last look. A job is keyed by its policy and due time, so of several nodes
+/// looking at once, one queues it, once.
+pub struct RetentionScheduler {
+    pub registry: Arc<Registry>,
+    pub jobs: Arc<dyn berth_meta::JobStore>,
+}
+
+#[async_trait]
+impl JobHandler for RetentionScheduler {
+    fn kind(&self) -> &'static str {
+        "retention_schedule"
+    }
+
+    async fn run(&self, _params: &Value) -> Result<Value, JobError> {
+        let policies = self
+            .registry
+            .retention_policies()
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))?;
+        let now = berth_audit::now_ms() / 1000;
+        let mut queued = Vec::new();
+        for policy in policies {
+            let Some(cron) = policy.policy.cron() else {
+                continue;
+            };
+            let Ok(cron) = cron.parse::<berth_core::cron::Cron>() else {
+                tracing::warn!(
+                    policy = policy.id,
+                    cron,
+                    "retention policy has an invalid schedule"
+                );
+                continue;
+            };
+            // The latest time it came due in the window (at most one run per look).
+            let mut due = None;
+            let mut after = now - RETENTION_CATCH_UP_SECS;
+            while let Some(next) = cron.next_after(after).filter(|t| *t <= now) {
+                due = Some(next);
+                after = next;
+            }
+            let Some(due) = due else { continue };
+            let job = berth_meta::NewJob {
+                kind: "retention".into(),
+                key: format!("{}@{due}", policy.id),
+                params: json!({"policy_id": policy.id, "dry_run": false}),
+                run_after_ms: due * 1000,
+            };
+            if let Some(id) = self
+                .jobs
+                .enqueue_job(&job)
+                .await
+                .map_err(|e| JobError::transient(e.to_string()))?
+            {
+                queued.push(id);
+            }
+        }
+        Ok(json!({"queued": queued}))
+    }
+}
+
+/// Run one retention policy (`{"policy_id", "dry_run"}`) and record the run.
+pub struct RetentionRun {
+    pub registry: Arc<Registry>,
+}
+
+#[async_trait]
+impl JobHandler for RetentionRun {
+    fn kind(&self) -> &'static str {
+        "retention"
+    }
+
+    async fn run(&self, params: &Value) -> Result<Value, JobError> {
+        let id = params["policy_id"]
+            .as_i64()
+            .ok_or_else(|| JobError::permanent("policy_id is missing"))?;
+        let dry_run = params["dry_run"].as_bool().unwrap_or(false);
+        match self
+            .registry
+            .execute_retention(id, dry_run, "SCHEDULE")
+            .await
+        {
+            Ok(run) => Ok(json!({"policy_id": id, "run": run})),
+            Err(e @ berth_registry::Error::PolicyUnknown(_)) => {
+                Err(JobError::permanent(e.to_string()))
+            }
+            Err(e) => Err(JobError::transient(e.to_string())),
+        }
+    }
+}
+
 /// This node's runner with every job berth has, scheduled, and started; a purge is also
-/// queued for now, as a start-up always did.
+/// queued for now, as a start-up always did. GC's schedule is `[gc] schedule` when the
+/// configuration sets one; otherwise whatever Harbor's API last set stays.
 pub async fn start(
     store: Arc<dyn berth_meta::JobStore>,
     registry: Arc<Registry>,
+    gc: GcSetting,
 ) -> Result<Arc<Runner>, String> {
-    let runner = Runner::new(store, berth_jobs::RunnerOptions::default())
-        .handle(Arc::new(PurgeUploads { registry }));
+    let gc_schedule = gc.schedule.clone();
+    let gc_params = json!({"delete_untagged": gc.delete_untagged, "dry_run": false});
+    let runner = Runner::new(store.clone(), berth_jobs::RunnerOptions::default())
+        .handle(Arc::new(PurgeUploads {
+            registry: registry.clone(),
+        }))
+        .handle(Arc::new(CollectGarbage::new(registry.clone(), gc)))
+        .handle(Arc::new(RetentionScheduler {
+            registry: registry.clone(),
+            jobs: store,
+        }))
+        .handle(Arc::new(RetentionRun { registry }));
+    let retention = RETENTION_SCHEDULER_SCHEDULE
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    runner
+        .schedule("retention_schedule", Some(&retention), json!({}))
+        .await
+        .map_err(|e| format!("cannot schedule retention: {e}"))?;
     let schedule = PURGE_UPLOADS_SCHEDULE.parse().map_err(|e| format!("{e}"))?;
     runner
         .schedule("purge_uploads", Some(&schedule), json!({}))
         .await
         .map_err(|e| format!("cannot schedule the upload purge: {e}"))?;
+    if let Some(cron) = &gc_schedule {
+        runner
+            .schedule(GC_JOB, Some(cron), gc_params)
+            .await
+            .map_err(|e| format!("cannot schedule garbage collection: {e}"))?;
+    }
     let key = format!("start-{}", runner.owner());
     runner
         .enqueue_now("purge_uploads", &key, json!({}))
@@ -133,4 +331,79 @@ pub async fn command(command: JobsCommand, flags: &crate::Flags) -> Result<(), S
     .await;
     metadata.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use berth_jobs::JobHandler;
+    use berth_meta::{JobStore, ProjectStore, SqliteStore};
+    use berth_registry::retention::PolicyJson;
+    use berth_registry::{Registry, RegistryOptions};
+    use serde_json::json;
+
+    /// A policy whose schedule came due gets one `retention` job per due time, however many
+    /// times (or nodes) the scheduler looks; that job runs it and records the run.
+    #[tokio::test]
+    async fn a_due_policy_is_queued_once_and_its_run_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .expect("open"),
+        );
+        let blobs = Arc::new(berth_storage::FsBlobStore::open(dir.path()).expect("blobs"));
+        let registry = Arc::new(Registry::new(
+            store.clone(),
+            blobs,
+            RegistryOptions::default(),
+        ));
+        let project = store
+            .create_project("team", false, None)
+            .await
+            .expect("project");
+        let policy: PolicyJson = serde_json::from_value(json!({
+            "algorithm": "or",
+            "rules": [{"template": "always", "action": "retain",
+                "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+                "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}],
+            // Every minute: due within the scheduler's window whenever it looks.
+            "trigger": {"kind": "Schedule", "settings": {"cron": "0 * * * * *"}},
+            "scope": {"level": "project", "ref": project},
+        }))
+        .expect("policy");
+        let id = registry
+            .create_retention_policy(&policy)
+            .await
+            .expect("create");
+        let scheduler = super::RetentionScheduler {
+            registry: registry.clone(),
+            jobs: store.clone(),
+        };
+        let first = scheduler.run(&json!({})).await.expect("look");
+        assert_eq!(first["queued"].as_array().map(Vec::len), Some(1), "{first}");
+        let second = scheduler.run(&json!({})).await.expect("look again");
+        assert!(
+            second["queued"].as_array().is_some_and(|q| q.is_empty())
+                // A minute boundary passed between the two looks: a new due time.
+                || second["queued"].as_array().map(Vec::len) == Some(1),
+            "{second}"
+        );
+        let jobs = store.jobs(Some("retention"), 0, 10).await.expect("jobs");
+        assert!(jobs.total >= 1);
+        let ran = super::RetentionRun {
+            registry: registry.clone(),
+        }
+        .run(&jobs.items[0].params)
+        .await
+        .expect("run");
+        assert_eq!(ran["policy_id"], id);
+        let runs = registry.retention_runs(id).await.expect("runs");
+        assert_eq!(runs.len(), 1);
+        assert_eq!(
+            (runs[0].trigger.as_str(), runs[0].status.as_str()),
+            ("SCHEDULE", "Succeed")
+        );
+    }
 }

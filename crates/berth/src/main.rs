@@ -11,9 +11,13 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod config;
+mod df;
+mod gc;
 mod import;
 mod jobs;
+mod logging;
 mod migrate;
+mod ops;
 mod server;
 mod tls;
 
@@ -81,6 +85,23 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: jobs::JobsCommand,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Garbage collection now, in this process: what it frees (or, dry, would free).
+    Gc {
+        #[command(flatten)]
+        args: gc::GcArgs,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Storage usage: per project (or per repository of PROJECT) and the registry's total.
+    Df {
+        /// One project: its usage and each repository's.
+        project: Option<String>,
+        /// Exact byte counts instead of KiB/MiB/GiB.
+        #[arg(long)]
+        bytes: bool,
         #[command(flatten)]
         flags: Flags,
     },
@@ -174,6 +195,10 @@ impl Flags {
                 database: Default::default(),
                 proxy: Default::default(),
                 secrets: Default::default(),
+                log: Default::default(),
+                metrics: Default::default(),
+                gc: Default::default(),
+                quota: Default::default(),
             },
         ));
         let mut config = Config::resolve(&sources)?;
@@ -186,18 +211,14 @@ fn main() -> ExitCode {
     // ring is the only crypto provider built in; make it the process default before anything
     // could ask for one. (An error means one is installed already.)
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BERTH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: a log file or journald would get raw escape codes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // `serve` logs as its configuration says; the operator commands in text.
+    if !matches!(cli.command, Command::Serve(_)) {
+        logging::init(config::LogFormat::Text);
+    }
     let result = match cli.command {
         Command::Serve(flags) => flags.load().map_err(|e| e.to_string()).and_then(|config| {
+            logging::init(config.log_format);
             for warning in &config.warnings {
                 tracing::warn!("{warning}");
             }
@@ -233,6 +254,12 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))
             .and_then(|runtime| runtime.block_on(migrate::command(args))),
+        Command::Gc { args, flags } => block_on(gc::command(args, &flags)),
+        Command::Df {
+            project,
+            bytes,
+            flags,
+        } => block_on(df::command(project, bytes, &flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -414,7 +441,10 @@ async fn run(config: Config) -> Result<(), String> {
         },
     );
     let registry = Arc::new(registry);
-    jobs::start(meta.clone(), registry.clone()).await?;
+    meta.set_default_storage_limit(config.quota_default_project_bytes)
+        .await
+        .map_err(|e| format!("cannot set the default project quota: {e}"))?;
+    jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
@@ -442,27 +472,86 @@ async fn run(config: Config) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("proxy cache: {e}"))?;
+    let metrics = berth_metrics::Metrics::new();
+    let data_dir_probe = Arc::new(berth_storage::DataDir::new(
+        data_dir.clone(),
+        config.min_free_bytes,
+    ));
+    metrics.add_source(Arc::new(ops::DataDirSource(data_dir_probe.clone())));
+    metrics.add_source(Arc::new(ops::MetadataSource(metadata.clone())));
+    metrics.add_source(Arc::new(ops::UsageSource {
+        registry: registry.clone(),
+        per_project: config.metrics_addr.is_some(),
+    }));
     let mut state = berth_api::AppState::new(registry, Arc::new(Authorizer::new(auth)));
+    // `/metrics` on the registry's port, unless it is off or has a listener of its own.
+    state.metrics =
+        (config.metrics_enabled && config.metrics_addr.is_none()).then(|| metrics.clone());
+    state.body_idle_timeout = config.body_idle_timeout;
+    state.data_dir = Some(data_dir_probe);
     state.proxy = Some(Arc::new(proxy));
     state.upstreams = Some(upstreams);
+    let shutting_down = state.shutting_down.clone();
     state.token_realm = config.token_realm.clone();
     state.identity = identity;
     state.audit = audit.clone();
     state.audit_log = Some(audit_log);
+    state.jobs = Some(meta.clone());
     state.external = Arc::new(berth_api::ExternalUrlConfig {
         tls: tls.is_some(),
         trusted_proxies: config.trusted_proxies.clone(),
         listen_addr: config.addr,
     });
     let app = berth_api::app(state);
+    let limits = server::Limits {
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+        tls_handshake_timeout: config.tls_handshake_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+    };
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
+    // One signal, every listener: `/readyz` turns 503 first, then the listeners stop.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn({
+        let deadline = config.shutdown_timeout;
+        async move {
+            shutdown_signal().await;
+            shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                deadline_seconds = deadline.as_secs(),
+                "shutting down: no new connections; requests in flight may finish"
+            );
+            let _ = stop.send(true);
+        }
+    });
+    let stop_signal = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    if config.metrics_enabled
+        && let Some(metrics_addr) = config.metrics_addr
+    {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {metrics_addr} ([metrics] addr): {e}"))?;
+        tracing::info!(addr = %metrics_addr, "serving /metrics");
+        tokio::spawn(server::serve_plain(
+            metrics_listener,
+            berth_api::metrics_app(metrics.clone()),
+            limits,
+            stop_signal(),
+        ));
+    }
     match tls {
         None => {
             tracing::info!(addr = %config.addr, data_dir = %data_dir.display(), "berth is serving");
-            server::serve_plain(listener, app, config.header_read_timeout, shutdown_signal())
+            server::serve_plain(listener, app, limits, stop_signal())
                 .await
                 .map_err(|e| format!("server failed: {e}"))?;
         }
@@ -480,8 +569,8 @@ async fn run(config: Config) -> Result<(), String> {
                 files,
                 server_config,
                 tls::RELOAD_POLL,
-                config.header_read_timeout,
-                shutdown_signal(),
+                limits,
+                stop_signal(),
             )
             .await
             .map_err(|e| format!("server failed: {e}"))?;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -159,15 +158,17 @@ fn describe_pem_error(error: &pem::Error) -> String {
     }
 }
 
-/// Serve `app` over TLS on `listener` until `shutdown` resolves, then finish the requests
-/// in flight. The files are checked every `poll` and reloaded when they change.
+/// Serve `app` over TLS on `listener` until `shutdown` resolves, then let the requests in
+/// flight finish for up to `limits.shutdown_timeout`. The files are checked every `poll`
+/// and reloaded when they change. Connections live under `limits` (`server.rs`); a
+/// handshake must finish within `limits.tls_handshake_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     files: TlsFiles,
     initial: ServerConfig,
     poll: Duration,
-    header_read_timeout: Duration,
+    limits: crate::server::Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = RustlsConfig::from_config(Arc::new(initial));
@@ -177,18 +178,24 @@ pub async fn serve(
         let handle = handle.clone();
         async move {
             shutdown.await;
-            handle.graceful_shutdown(None);
+            handle.graceful_shutdown(Some(limits.shutdown_timeout));
         }
     });
-    let acceptor = RustlsAcceptor::new(config).acceptor(NoDelayAcceptor::new());
+    let acceptor = RustlsAcceptor::new(config)
+        .handshake_timeout(limits.tls_handshake_timeout)
+        .acceptor(crate::server::ConnectionAcceptor::new(&limits));
     let mut server = axum_server::Server::from_listener(listener)
         .acceptor(acceptor)
         .handle(handle);
-    crate::server::harden(server.http_builder(), header_read_timeout);
+    crate::server::harden(server.http_builder(), limits.header_read_timeout);
     let result = server
         .accept_error_handler(|peer: Option<&SocketAddr>, error| match peer {
             // A client that does not trust the certificate, has no client certificate, or
             // speaks plain HTTP to the TLS port: its problem, not the server's.
+            Some(peer) if error.kind() == std::io::ErrorKind::TimedOut => {
+                berth_metrics::CONNECTIONS.tls_handshake_timeouts.inc();
+                tracing::debug!(%peer, "TLS handshake timed out ([http] tls_handshake_timeout)");
+            }
             Some(peer) => tracing::debug!(%peer, %error, "TLS handshake failed"),
             None => tracing::warn!(%error, "cannot accept a connection"),
         })

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::{Challenge, Decision, Principal};
 use berth_core::{Endpoint, ErrorCode, RepositoryName};
+use berth_metrics::EndpointClass;
 
 use crate::audit::Audited;
 use crate::credentials::{Peer, authenticate, unauthorized};
@@ -35,11 +36,16 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> Respon
 async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let peer = Peer::of(&parts.extensions);
+    // Parsing is pure; it comes first only so that the request's metrics know its class.
+    let parsed = Endpoint::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
+    crate::observe::classify(match &parsed {
+        Ok(endpoint) => endpoint_class(endpoint),
+        Err(_) => EndpointClass::V2Invalid,
+    });
     let principal = match authenticate(state, &parts, peer).await {
         Ok(principal) => principal,
         Err(error) => return Err(refuse_after_reading(body, error).await),
     };
-    let parsed = Endpoint::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
     // Credentials come first, as in registry:2: a client without them learns nothing,
     // not even that its path was malformed.
     let required = match &parsed {
@@ -64,6 +70,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
             return Err(refuse_after_reading(body, error).await);
         }
         Decision::Deny(reason) => {
+            berth_metrics::AUTH.denied.inc();
             if let Some(audited) = parsed.as_ref().ok().and_then(|e| Audited::of(state, e)) {
                 audited.denied(state, &parts, peer, &principal, &reason);
             }
@@ -81,6 +88,28 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         audited.finish(state, &parts, peer, &principal, &result);
     }
     result
+}
+
+/// The metrics label of an endpoint.
+fn endpoint_class(endpoint: &Endpoint) -> EndpointClass {
+    match endpoint {
+        Endpoint::Base => EndpointClass::Base,
+        Endpoint::Catalog { .. } => EndpointClass::Catalog,
+        Endpoint::ListTags { .. } => EndpointClass::TagsList,
+        Endpoint::Referrers { .. } => EndpointClass::Referrers,
+        Endpoint::GetManifest { head: false, .. } => EndpointClass::ManifestGet,
+        Endpoint::GetManifest { head: true, .. } => EndpointClass::ManifestHead,
+        Endpoint::PutManifest { .. } => EndpointClass::ManifestPut,
+        Endpoint::DeleteManifest { .. } => EndpointClass::ManifestDelete,
+        Endpoint::GetBlob { head: false, .. } => EndpointClass::BlobGet,
+        Endpoint::GetBlob { head: true, .. } => EndpointClass::BlobHead,
+        Endpoint::DeleteBlob { .. } => EndpointClass::BlobDelete,
+        Endpoint::StartUpload { .. } => EndpointClass::UploadStart,
+        Endpoint::UploadStatus { .. } => EndpointClass::UploadStatus,
+        Endpoint::PatchUpload { .. } => EndpointClass::UploadPatch,
+        Endpoint::CompleteUpload { .. } => EndpointClass::UploadComplete,
+        Endpoint::CancelUpload { .. } => EndpointClass::UploadCancel,
+    }
 }
 
 /// Refused bodies at most this long are read before the refusal is sent.

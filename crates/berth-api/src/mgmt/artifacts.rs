@@ -19,6 +19,7 @@ use berth_core::mgmt::{
     TagKey, TextFilter,
 };
 use berth_meta::{AccessoryInfo, ArtifactQuery, TagInfo, TagQuery};
+use berth_registry::immutable::TagProtection;
 use berth_registry::{Artifact, ChildReference};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -120,7 +121,12 @@ struct TagReq {
     signed: Option<bool>,
 }
 
-fn tag_json(tag: &TagInfo, repository_id: i64, artifact_id: i64) -> TagJson {
+fn tag_json(
+    tag: &TagInfo,
+    repository_id: i64,
+    artifact_id: i64,
+    protection: &TagProtection,
+) -> TagJson {
     TagJson {
         id: tag.id,
         repository_id,
@@ -128,7 +134,7 @@ fn tag_json(tag: &TagInfo, repository_id: i64, artifact_id: i64) -> TagJson {
         name: tag.name.clone(),
         push_time: time(tag.pushed_at),
         pull_time: NEVER,
-        immutable: false,
+        immutable: protection.protects(&tag.name),
         signed: false,
     }
 }
@@ -183,6 +189,7 @@ fn artifact_json<'a>(
     project_id: i64,
     repository: &RepositoryPath,
     pull_time: String,
+    protection: &TagProtection,
 ) -> ArtifactJson<'a> {
     let info = &artifact.info;
     ArtifactJson {
@@ -208,7 +215,7 @@ fn artifact_json<'a>(
         // Harbor answers `null` for an artifact without tags, as for one not asked about.
         tags: info.tags.as_ref().filter(|t| !t.is_empty()).map(|tags| {
             tags.iter()
-                .map(|t| tag_json(t, info.repository_id, info.id))
+                .map(|t| tag_json(t, info.repository_id, info.id, protection))
                 .collect()
         }),
         accessories: info
@@ -261,10 +268,17 @@ pub async fn list(
         )
         .await?;
     let project_id = project_id(ctx, repository).await?;
+    let protection = ctx.state.registry.tag_protection(&repository.name).await?;
     let mut items: Vec<ArtifactJson<'_>> = Vec::with_capacity(found.items.len());
     for artifact in &found.items {
         let pulled = pull_time(artifact);
-        items.push(artifact_json(artifact, project_id, repository, pulled));
+        items.push(artifact_json(
+            artifact,
+            project_id,
+            repository,
+            pulled,
+            &protection,
+        ));
     }
     page(
         &items,
@@ -283,11 +297,17 @@ pub async fn get(ctx: &Ctx<'_>, path: &ArtifactPath, with: ArtifactWith) -> Mgmt
         .await?;
     let project_id = project_id(ctx, &path.repository).await?;
     let pulled = pull_time(&artifact);
+    let protection = ctx
+        .state
+        .registry
+        .tag_protection(&path.repository.name)
+        .await?;
     json(&artifact_json(
         &artifact,
         project_id,
         &path.repository,
         pulled,
+        &protection,
     ))
 }
 
@@ -320,10 +340,15 @@ pub async fn list_tags(
             },
         )
         .await?;
+    let protection = ctx
+        .state
+        .registry
+        .tag_protection(&path.repository.name)
+        .await?;
     let items: Vec<TagJson> = tags
         .items
         .iter()
-        .map(|t| tag_json(t, artifact.repository_id, artifact.id))
+        .map(|t| tag_json(t, artifact.repository_id, artifact.id, &protection))
         .collect();
     page(
         &items,

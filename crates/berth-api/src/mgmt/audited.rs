@@ -74,7 +74,7 @@ fn project_name(ctx: &Ctx<'_>) -> String {
 pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
     use MgmtEndpoint as E;
     use Operation::{Create, Delete, Update};
-    use ResourceType::{Artifact, Member, Project, Repository, Robot, Tag, User};
+    use ResourceType::{Artifact, Member, Project, Repository, Retention, Robot, Tag, User};
     if !ctx.state.audit.is_on() {
         return None;
     }
@@ -98,6 +98,15 @@ pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
         E::DeleteRobot(id) => (Delete, Robot, Target::Named(robot_name(ctx, *id).await)),
         E::DeleteRepository(path) => (Delete, Repository, Target::Named(path.name.to_string())),
         E::DeleteArtifact(a) => (Delete, Artifact, Target::Named(artifact_name(a))),
+        E::CreateRetention => (Create, Retention, Target::Named("retention".into())),
+        E::UpdateRetention(id) => (Update, Retention, Target::Named(format!("retention/{id}"))),
+        E::DeleteRetention(id) => (Delete, Retention, Target::Named(format!("retention/{id}"))),
+        // A run deletes artifacts: it is recorded as such (what it removed is in its record).
+        E::RunRetention(id) => (
+            Create,
+            Retention,
+            Target::Named(format!("retention/{id}/execution")),
+        ),
         E::CopyArtifact { to, .. } => (Create, Artifact, Target::CopiedInto(to.name.to_string())),
         E::DeleteTag { artifact, tag } => (
             Delete,

@@ -1,6 +1,6 @@
 //! Harbor's management API under `/api/v2.0`, as its swagger has it, for what berth manages
 //! so far: projects, members, users, robot accounts, repositories, artifacts and tags,
-//! audit logs, search and the system
+//! quotas, audit logs, search, garbage collection and the system
 //! endpoints.
 //!
 //! Every request goes through [`dispatch`]: authenticate with the same credentials as `/v2/`
@@ -13,8 +13,8 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use berth_auth::mgmt::MgmtDecision;
 use berth_auth::{IdentityService, Principal};
@@ -26,13 +26,17 @@ use crate::credentials::{Peer, authenticate};
 
 mod artifacts;
 mod audited;
+mod gc;
+mod immutable;
 mod logs;
 mod members;
 pub mod openapi;
 mod projects;
+mod quotas;
 mod registries;
 mod repositories;
 pub mod response;
+mod retentions;
 mod robots;
 mod system;
 mod users;
@@ -91,21 +95,12 @@ pub async fn openapi_document() -> Response {
 }
 
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let mut response = match route(&state, request).await {
+    // The request id (`X-Request-Id`, echoed in the answer) is `observe`'s, as everywhere.
+    crate::observe::classify(berth_metrics::EndpointClass::Management);
+    match route(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", v);
     }
-    response
 }
 
 async fn route(state: &AppState, request: Request) -> MgmtResult {
@@ -198,6 +193,23 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::DeleteProject(_) => projects::delete(ctx).await,
         E::ProjectDeletable(_) => projects::deletable(ctx).await,
         E::ProjectSummary(_) => projects::summary(ctx).await,
+        E::ListQuotas {
+            query,
+            reference,
+            reference_id,
+        } => quotas::list(ctx, &query, reference.as_deref(), reference_id.as_deref()).await,
+        E::GetQuota(id) => quotas::get(ctx, id).await,
+        E::ListImmutableRules { query, .. } => immutable::list(ctx, &query).await,
+        E::CreateRetention => retentions::create(ctx, body).await,
+        E::GetRetention(id) => retentions::get(ctx, id).await,
+        E::UpdateRetention(id) => retentions::update(ctx, id, body).await,
+        E::DeleteRetention(id) => retentions::delete(ctx, id).await,
+        E::RunRetention(id) => retentions::run(ctx, id, body).await,
+        E::ListRetentionRuns { id, query } => retentions::runs(ctx, id, &query).await,
+        E::CreateImmutableRule(_) => immutable::create(ctx, body).await,
+        E::UpdateImmutableRule { id, .. } => immutable::update(ctx, id, body).await,
+        E::DeleteImmutableRule { id, .. } => immutable::delete(ctx, id).await,
+        E::UpdateQuota(id) => quotas::update(ctx, id, body).await,
         E::ListMembers {
             query, entity_name, ..
         } => members::list(ctx, &query, entity_name.as_deref()).await,
@@ -227,6 +239,12 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::UpdateRobot(id) => robots::update(ctx, id, body).await,
         E::RefreshRobotSecret(id) => robots::refresh_secret(ctx, id, body).await,
         E::DeleteRobot(id) => robots::delete(ctx, id).await,
+        E::ListGcRuns { query } => gc::list(ctx, &query).await,
+        E::GetGcRun(id) => gc::get(ctx, id).await,
+        E::GetGcLog(id) => gc::log(ctx, id).await,
+        E::GetGcSchedule => gc::get_schedule(ctx).await,
+        E::CreateGcSchedule => gc::create_schedule(ctx, body).await,
+        E::UpdateGcSchedule => gc::update_schedule(ctx, body).await,
         E::ListAuditLogs { query } => logs::list(ctx, &query).await,
         E::ListProjectLogs { query, .. } => logs::project(ctx, &query).await,
         E::ListAllRepositories { query, name, order } => {

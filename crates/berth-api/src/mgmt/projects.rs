@@ -51,10 +51,7 @@ struct ProjectReq {
         reason = "Harbor's field, accepted and not used (no CVE allowlists yet)"
     )]
     cve_allowlist: Option<Value>,
-    #[expect(
-        dead_code,
-        reason = "Harbor's field, accepted; quotas are not enforced yet"
-    )]
+    /// Bytes, or -1 for none; absent: the configured default (`[quota]`).
     storage_limit: Option<i64>,
     registry_id: Option<i64>,
 }
@@ -225,6 +222,10 @@ pub async fn create(ctx: &Ctx<'_>, body: Body) -> MgmtResult {
         }
     };
     let public = request.public()?.unwrap_or(false);
+    let storage_limit = request
+        .storage_limit
+        .map(super::quotas::valid_limit)
+        .transpose()?;
     // The creator owns the project (a robot cannot get here: the decision refuses it).
     let owner = match ctx.account() {
         Some(name) if berth_core::access::RobotName::parse(name).is_none() => Some(name),
@@ -240,6 +241,12 @@ pub async fn create(ctx: &Ctx<'_>, body: Body) -> MgmtResult {
         if let Some(proxy) = &ctx.state.proxy {
             proxy.forget();
         }
+    }
+    if let Some(limit) = storage_limit {
+        ctx.state
+            .registry
+            .set_storage_limit(project.id, limit)
+            .await?;
     }
     let by_name = ctx
         .parts
@@ -307,6 +314,12 @@ pub async fn summary(ctx: &Ctx<'_>) -> MgmtResult {
     let identity = ctx.identity()?;
     let members = identity.members(&project.name).await?;
     let count = |role| members.iter().filter(|m| m.role == role).count();
+    let registry = &ctx.state.registry;
+    let limit = registry
+        .quota(project.id)
+        .await?
+        .map_or(berth_meta::usage::UNLIMITED, |q| q.storage_limit);
+    let usage = registry.project_usage(&project.name).await?;
     json(&serde_json::json!({
         "repo_count": identity.repository_count(&project.name).await?,
         "chart_count": 0,
@@ -315,5 +328,21 @@ pub async fn summary(ctx: &Ctx<'_>) -> MgmtResult {
         "developer_count": count(Role::Developer),
         "guest_count": count(Role::Guest),
         "limited_guest_count": count(Role::LimitedGuest),
+        // Harbor's: what the quota counts against its limit.
+        "quota": {
+            "hard": {"storage": limit},
+            "used": {"storage": usage.used()},
+        },
+        // berth's: of what is used, what only this project holds and what it shares.
+        "usage": usage_json(&usage),
     }))
+}
+
+/// A usage figure as berth's JSON shows it (repositories and project summaries).
+pub fn usage_json(usage: &berth_meta::Usage) -> Value {
+    serde_json::json!({
+        "used": usage.used(),
+        "unique": usage.unique(),
+        "shared": usage.shared(),
+    })
 }

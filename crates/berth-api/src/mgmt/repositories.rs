@@ -24,6 +24,8 @@ struct RepositoryJson {
     pull_count: u64,
     creation_time: String,
     update_time: String,
+    /// berth's: bytes it holds (`used`), only it holds (`unique`) and shares (`shared`).
+    usage: serde_json::Value,
 }
 
 fn to_json(repository: &RepositoryInfo, pull_count: u64) -> RepositoryJson {
@@ -36,6 +38,7 @@ fn to_json(repository: &RepositoryInfo, pull_count: u64) -> RepositoryJson {
         pull_count,
         creation_time: time(repository.created_at),
         update_time: time(repository.updated_at),
+        usage: super::projects::usage_json(&repository.usage),
     }
 }
 

@@ -99,8 +99,11 @@ impl From<berth_registry::Error> for MgmtApiError {
         use berth_registry::Error as E;
         match e {
             E::Internal(cause) => MgmtApiError::internal(cause),
+            e @ E::StorageFull(_) => MgmtApiError::new(507, "INSUFFICIENT_STORAGE", e.to_string()),
             e @ E::DeleteDisabled => MgmtApiError::new(405, "METHOD_NOT_ALLOWED", e.to_string()),
-            e @ E::TagExists(_) => MgmtApiError::conflict(e.to_string()),
+            e @ (E::TagExists(_) | E::PolicyExists(_)) => MgmtApiError::conflict(e.to_string()),
+            // Harbor's answer to deleting what an immutability rule protects.
+            e @ E::TagImmutable(_) => MgmtApiError::new(412, "PRECONDITION", e.to_string()),
             // Harbor's answer to deleting an index's child.
             e @ E::ArtifactReferenced { .. } => {
                 MgmtApiError::new(412, "VIOLATE_FOREIGN_KEY_CONSTRAINT", e.to_string())

@@ -36,6 +36,8 @@ pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzi
 pub struct TestApp {
     dir: Arc<TempDir>,
     meta: Arc<SqliteStore>,
+    /// The services the router calls (for what no HTTP endpoint drives yet).
+    registry: Arc<Registry>,
     router: Router,
     /// Headers every request from this handle carries (e.g. `Authorization`).
     default_headers: Vec<(String, String)>,
@@ -60,6 +62,8 @@ pub struct TestAppBuilder {
     blobs: Option<Arc<dyn BlobStore>>,
     /// Proxy-cache projects with this tag TTL.
     proxy_tag_ttl: Option<std::time::Duration>,
+    /// `/readyz` probes the data directory with this minimum of free bytes.
+    probe_data_dir: Option<u64>,
 }
 
 impl TestAppBuilder {
@@ -112,6 +116,13 @@ impl TestAppBuilder {
     }
 
     /// Open the stores on a directory another app used (a restart).
+    /// Let `/readyz` probe the data directory (as the binary does), failing below
+    /// `min_free_bytes`.
+    pub fn probe_data_dir(mut self, min_free_bytes: u64) -> Self {
+        self.probe_data_dir = Some(min_free_bytes);
+        self
+    }
+
     pub fn dir(mut self, dir: Arc<TempDir>) -> Self {
         self.dir = Some(dir);
         self
@@ -160,7 +171,7 @@ impl TestAppBuilder {
         if let Some(tag_ttl) = self.proxy_tag_ttl {
             let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
             let proxy = berth_proxy::ProxyCache::open(
-                registry,
+                registry.clone(),
                 upstreams.clone(),
                 None,
                 berth_proxy::ProxyOptions {
@@ -192,9 +203,17 @@ impl TestAppBuilder {
         };
         state.audit = audit.clone();
         state.audit_log = Some(meta.clone());
+        if let Some(min_free_bytes) = self.probe_data_dir {
+            state.data_dir = Some(Arc::new(berth_storage::DataDir::new(
+                dir.path(),
+                min_free_bytes,
+            )));
+        }
+        state.jobs = Some(meta.clone());
         TestApp {
             dir,
             meta,
+            registry,
             router: berth_api::app(state),
             default_headers: Vec::new(),
             peer: None,
@@ -216,6 +235,7 @@ impl TestApp {
             audit: true,
             blobs: None,
             proxy_tag_ttl: None,
+            probe_data_dir: None,
         }
     }
 
@@ -240,6 +260,10 @@ impl TestApp {
     }
 
     /// The metadata store underneath, for setting up states the API cannot reach.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn meta(&self) -> &SqliteStore {
         &self.meta
     }
@@ -318,6 +342,7 @@ impl TestApp {
             headers: self.default_headers.clone(),
             body: RequestBody::Empty,
             peer: self.peer,
+            server_error_expected: false,
         }
     }
 
@@ -437,11 +462,21 @@ pub struct TestRequest {
     headers: Vec<(String, String)>,
     body: RequestBody,
     peer: Option<SocketAddr>,
+    /// The test expects a 5xx (the server's own state, e.g. a full disk), so the harness
+    /// lets it through.
+    server_error_expected: bool,
 }
 
 impl TestRequest {
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Let this request answer a 5xx: the test is about a failure of the server's own (a
+    /// full disk), not a client's mistake.
+    pub fn server_error_expected(mut self) -> Self {
+        self.server_error_expected = true;
         self
     }
 
@@ -505,7 +540,7 @@ impl TestRequest {
         };
         // A client's request never earns a 5xx; readiness reports the server's own state.
         assert!(
-            !status.is_server_error() || self.uri == "/readyz",
+            !status.is_server_error() || self.uri == "/readyz" || self.server_error_expected,
             "{} answered {status}: {}",
             self.uri,
             String::from_utf8_lossy(&response.body)

@@ -626,6 +626,24 @@ async fn management_authorization_matrix() {
         ),
         (
             "GET",
+            "/api/v2.0/quotas".into(),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/v2.0/quotas/{id}"),
+            None,
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "PUT",
+            format!("/api/v2.0/quotas/{id}"),
+            Some(json!({"hard": {"storage": -1}})),
+            [401, 403, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
             format!("/api/v2.0/users/{dev_id}"),
             None,
             [401, 403, 200, 403, 403, 403, 200],

@@ -182,6 +182,11 @@ async fn cached(app: &TestApp, reference: &str) {
     panic!("{reference} was never cached");
 }
 
+/// A `/metrics` scrape.
+async fn scrape(app: &TestApp) -> String {
+    String::from_utf8_lossy(&app.get("/metrics").send().await.body).into_owned()
+}
+
 #[tokio::test]
 async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_upstream_gone() {
     let upstream = Upstream::start().await;
@@ -225,6 +230,9 @@ async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_ups
 
     upstream.server.abort();
     let _ = upstream.server.await;
+    // From here on only the proxy answers: its pulls go through the observe middleware and
+    // are counted under their endpoint class like any pull.
+    let before = scrape(&app).await;
     let again = app
         .get("/v2/cache/lib/app/manifests/v1")
         .header("accept", OCI_MANIFEST)
@@ -253,6 +261,38 @@ async fn a_pull_through_a_proxy_project_is_fetched_once_then_served_with_the_ups
             .as_str()
             .is_some_and(|m| m.contains(&upstream.url))
     );
+    let after = scrape(&app).await;
+    let count = |text: &str, series: &str| {
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    let blobs = blobs_of(&manifest).len() as f64;
+    for (series, pulls) in [
+        (
+            r#"berth_http_requests_total{endpoint="manifest_get",status="200"}"#,
+            2.0,
+        ),
+        (
+            r#"berth_http_requests_total{endpoint="blob_get",status="200"}"#,
+            blobs,
+        ),
+        (
+            r#"berth_http_requests_total{endpoint="manifest_get",status="404"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            count(&after, series) - count(&before, series),
+            pulls,
+            "{series}:\n{after}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -276,8 +276,227 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE uploads ADD COLUMN store_state BYTEA;
     "#,
-    // 12 (numbered by the merge order of parallel work; appended here after 7): upstream
-    // registries, proxy-cache projects, and the keys that seal upstream secrets.
+    // 8: garbage collection's blob tombstones (see the SQLite twin).
+    r#"
+    CREATE TABLE blob_deletions (
+        digest        TEXT COLLATE "C" PRIMARY KEY,
+        size          BIGINT NOT NULL,
+        owner         TEXT NOT NULL,
+        claimed_until BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL
+    );
+    ALTER TABLE blobs ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX manifest_references_by_child ON manifest_references(repository_id, child_digest);
+    "#,
+    // 9: storage usage, kept exact by triggers inside every writing transaction, and each
+    // project's storage quota. Two links of one blob change its counters one after the
+    // other: each trigger first updates the blob's row, which waits for the other's commit,
+    // and then reads the links committed meanwhile (each statement of a PL/pgSQL function
+    // takes a fresh snapshot at READ COMMITTED).
+    r#"
+    ALTER TABLE repositories ADD COLUMN namespace TEXT COLLATE "C" GENERATED ALWAYS AS
+        (CASE WHEN position('/' IN name) > 0 THEN split_part(name, '/', 1) ELSE '' END) STORED;
+    ALTER TABLE repositories ADD COLUMN blob_bytes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE repositories ADD COLUMN unique_blob_bytes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE repositories ADD COLUMN manifest_bytes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE blobs ADD COLUMN repository_links BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE blobs ADD COLUMN namespace_holders BIGINT NOT NULL DEFAULT 0;
+    CREATE TABLE namespace_blobs (
+        namespace TEXT COLLATE "C" NOT NULL,
+        digest    TEXT COLLATE "C" NOT NULL,
+        links     BIGINT NOT NULL,
+        PRIMARY KEY (namespace, digest)
+    );
+    CREATE INDEX namespace_blobs_digest ON namespace_blobs(digest);
+    CREATE TABLE namespace_usage (
+        namespace         TEXT COLLATE "C" PRIMARY KEY,
+        blob_bytes        BIGINT NOT NULL DEFAULT 0,
+        unique_blob_bytes BIGINT NOT NULL DEFAULT 0,
+        manifest_bytes    BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE registry_usage (
+        id                BIGINT PRIMARY KEY CHECK (id = 1),
+        linked_blob_bytes BIGINT NOT NULL,
+        stored_blob_bytes BIGINT NOT NULL
+    );
+    CREATE TABLE project_quotas (
+        project_id    BIGINT PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+        storage_limit BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL
+    );
+
+    CREATE TABLE quota_defaults (
+        id            BIGINT PRIMARY KEY CHECK (id = 1),
+        storage_limit BIGINT NOT NULL
+    );
+    INSERT INTO quota_defaults (id, storage_limit) VALUES (1, -1);
+    CREATE FUNCTION berth_default_quota() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO project_quotas (project_id, storage_limit, created_at, updated_at)
+            SELECT NEW.id, storage_limit, NEW.created_at, NEW.created_at FROM quota_defaults
+            WHERE storage_limit >= 0;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER projects_limited AFTER INSERT ON projects
+        FOR EACH ROW EXECUTE FUNCTION berth_default_quota();
+
+    UPDATE blobs SET repository_links = (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = blobs.digest);
+    INSERT INTO namespace_blobs (namespace, digest, links)
+        SELECT r.namespace, l.digest, COUNT(*) FROM repository_blobs l
+        JOIN repositories r ON r.id = l.repository_id GROUP BY r.namespace, l.digest;
+    UPDATE blobs SET namespace_holders = (SELECT COUNT(*) FROM namespace_blobs n WHERE n.digest = blobs.digest);
+    UPDATE repositories SET
+        blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs l
+            JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = repositories.id),
+        unique_blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs l
+            JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = repositories.id AND b.repository_links = 1),
+        manifest_bytes = (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = repositories.id);
+    INSERT INTO namespace_usage (namespace, manifest_bytes)
+        SELECT namespace, SUM(manifest_bytes) FROM repositories GROUP BY namespace;
+    UPDATE namespace_usage SET
+        blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM namespace_blobs n
+            JOIN blobs b ON b.digest = n.digest WHERE n.namespace = namespace_usage.namespace),
+        unique_blob_bytes = (SELECT COALESCE(SUM(b.size), 0) FROM namespace_blobs n
+            JOIN blobs b ON b.digest = n.digest WHERE n.namespace = namespace_usage.namespace AND b.namespace_holders = 1);
+    INSERT INTO registry_usage (id, linked_blob_bytes, stored_blob_bytes) VALUES (1,
+        (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE repository_links > 0),
+        (SELECT COALESCE(SUM(size), 0) FROM blobs));
+
+    CREATE FUNCTION berth_usage_blobs() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE registry_usage SET stored_blob_bytes = stored_blob_bytes + NEW.size;
+        ELSE
+            UPDATE registry_usage SET stored_blob_bytes = stored_blob_bytes - OLD.size;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER blobs_stored AFTER INSERT OR DELETE ON blobs
+        FOR EACH ROW EXECUTE FUNCTION berth_usage_blobs();
+
+    CREATE FUNCTION berth_usage_links() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        link_digest TEXT;
+        repo BIGINT;
+        delta BIGINT;
+        ns TEXT;
+        blob_size BIGINT;
+        repo_links BIGINT;
+        ns_links BIGINT;
+        holders BIGINT;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            link_digest := NEW.digest; repo := NEW.repository_id; delta := 1;
+        ELSE
+            link_digest := OLD.digest; repo := OLD.repository_id; delta := -1;
+        END IF;
+        SELECT namespace INTO ns FROM repositories WHERE id = repo;
+        UPDATE blobs SET repository_links = repository_links + delta WHERE digest = link_digest
+            RETURNING size, repository_links INTO blob_size, repo_links;
+        UPDATE repositories SET blob_bytes = blob_bytes + delta * blob_size,
+            unique_blob_bytes = unique_blob_bytes
+                + CASE WHEN repo_links = (1 + delta) / 2 THEN delta * blob_size ELSE 0 END
+            WHERE id = repo;
+        -- Linked by exactly one other repository (before an insert, after a delete): it held
+        -- the blob alone before the insert, or does after the delete.
+        IF (delta = 1 AND repo_links = 2) OR (delta = -1 AND repo_links = 1) THEN
+            UPDATE repositories SET unique_blob_bytes = unique_blob_bytes - delta * blob_size
+                WHERE id = (SELECT repository_id FROM repository_blobs
+                            WHERE digest = link_digest AND repository_id <> repo LIMIT 1);
+        END IF;
+        IF repo_links = (1 + delta) / 2 THEN
+            UPDATE registry_usage SET linked_blob_bytes = linked_blob_bytes + delta * blob_size;
+        END IF;
+        IF ns IS NULL THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO namespace_blobs AS n (namespace, digest, links) VALUES (ns, link_digest, delta)
+            ON CONFLICT (namespace, digest) DO UPDATE SET links = n.links + delta
+            RETURNING links INTO ns_links;
+        IF ns_links <> (1 + delta) / 2 THEN
+            RETURN NULL;
+        END IF;
+        IF ns_links = 0 THEN
+            DELETE FROM namespace_blobs WHERE namespace = ns AND digest = link_digest;
+        END IF;
+        UPDATE blobs SET namespace_holders = namespace_holders + delta WHERE digest = link_digest
+            RETURNING namespace_holders INTO holders;
+        INSERT INTO namespace_usage AS u (namespace, blob_bytes, unique_blob_bytes) VALUES (ns,
+            delta * blob_size, CASE WHEN holders = (1 + delta) / 2 THEN delta * blob_size ELSE 0 END)
+            ON CONFLICT (namespace) DO UPDATE SET blob_bytes = u.blob_bytes + EXCLUDED.blob_bytes,
+                unique_blob_bytes = u.unique_blob_bytes + EXCLUDED.unique_blob_bytes;
+        IF (delta = 1 AND holders = 2) OR (delta = -1 AND holders = 1) THEN
+            UPDATE namespace_usage SET unique_blob_bytes = unique_blob_bytes - delta * blob_size
+                WHERE namespace = (SELECT namespace FROM namespace_blobs
+                                   WHERE digest = link_digest AND namespace <> ns LIMIT 1);
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER repository_blobs_used AFTER INSERT OR DELETE ON repository_blobs
+        FOR EACH ROW EXECUTE FUNCTION berth_usage_links();
+
+    CREATE FUNCTION berth_usage_manifests() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        repo BIGINT;
+        bytes BIGINT;
+        ns TEXT;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            repo := NEW.repository_id; bytes := NEW.size;
+        ELSE
+            repo := OLD.repository_id; bytes := -OLD.size;
+        END IF;
+        UPDATE repositories SET manifest_bytes = manifest_bytes + bytes WHERE id = repo
+            RETURNING namespace INTO ns;
+        IF ns IS NOT NULL THEN
+            INSERT INTO namespace_usage AS u (namespace, manifest_bytes) VALUES (ns, bytes)
+                ON CONFLICT (namespace) DO UPDATE SET manifest_bytes = u.manifest_bytes + EXCLUDED.manifest_bytes;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER manifests_used AFTER INSERT OR DELETE ON manifests
+        FOR EACH ROW EXECUTE FUNCTION berth_usage_manifests();
+    "#,
+    // 10: tag immutability rules (Harbor's), per project.
+    r#"
+    CREATE TABLE immutable_rules (
+        id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        project_id BIGINT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        disabled   BOOLEAN NOT NULL DEFAULT FALSE,
+        priority   BIGINT NOT NULL DEFAULT 0,
+        selectors  TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE INDEX immutable_rules_project ON immutable_rules(project_id);
+    "#,
+    // 11: retention policies (Harbor's, one per project) and the record of their runs.
+    r#"
+    CREATE TABLE retention_policies (
+        id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        project_id BIGINT NOT NULL UNIQUE REFERENCES projects(id) ON DELETE CASCADE,
+        policy     TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+    );
+    CREATE TABLE retention_runs (
+        id          BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        policy_id   BIGINT NOT NULL REFERENCES retention_policies(id) ON DELETE CASCADE,
+        dry_run     BOOLEAN NOT NULL,
+        trigger     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        started_at  BIGINT NOT NULL,
+        finished_at BIGINT NOT NULL,
+        result      TEXT NOT NULL
+    );
+    CREATE INDEX retention_runs_policy ON retention_runs(policy_id, id);
+    "#,
+    // 12: upstream registries, proxy-cache projects, and the keys that seal upstream secrets.
     r#"
     CREATE TABLE registries (
         id              BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,

@@ -39,6 +39,7 @@ fn image(content: &str, layer: &Digest) -> NewManifest {
         manifests: Vec::new(),
         require_manifests: true,
         aliases: Vec::new(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -72,6 +73,35 @@ async fn postgres_passes_the_metadata_suite() {
     // Reconnecting applies no migration twice and keeps the data.
     let store = node(&db).await;
     crate::suite::reopened(&store).await;
+    store.close().await;
+}
+
+/// Measures (run with `--ignored --nocapture`), as `sqlite_usage_at_scale`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a check"]
+async fn postgres_usage_at_scale() {
+    let db = testing::database().await;
+    let store = node(&db).await;
+    for (what, took) in crate::suite::usage_at_scale(&store).await {
+        println!("{what}: {took:?}");
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_immutable_tags() {
+    let db = testing::database().await;
+    let store = node(&db).await;
+    crate::suite::immutable_tags(&store).await;
+    crate::suite::retention_policies(&store).await;
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_keeps_usage_and_quotas() {
+    let db = testing::database().await;
+    let store = node(&db).await;
+    crate::suite::usage_and_quotas(&store).await;
     store.close().await;
 }
 

@@ -31,7 +31,8 @@ impl TableAccess for PgStore {
              FROM information_schema.columns c
              JOIN information_schema.tables t
                ON t.table_schema = c.table_schema AND t.table_name = c.table_name
-             WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'",
+             WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+               AND c.is_generated = 'NEVER'",
         )
         .fetch_all(&self.pool)
         .await?;

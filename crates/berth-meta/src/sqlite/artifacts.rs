@@ -186,6 +186,7 @@ macro_rules! repository_columns {
     () => {
         concat!(
             "r.id, r.name, p.id AS project_id, r.description, r.created_at, r.updated_at,",
+            "r.blob_bytes, r.unique_blob_bytes, r.manifest_bytes,",
             " ",
             listed_count!("r.id"),
             " AS artifact_count"
@@ -336,10 +337,28 @@ impl SqliteStore {
     }
 
     pub(super) async fn remove_repository(&self, name: &RepositoryName) -> Result<bool> {
-        // Blob links, manifests, their references and tags go with it (ON DELETE CASCADE).
-        let statement =
-            sqlx::query("DELETE FROM repositories WHERE name = ?").bind(name.as_str().to_owned());
-        Ok(self.execute_durably(statement).await? > 0)
+        // Links and manifests first, while the row is there for the usage triggers to find
+        // the repository's namespace; references and tags go with the manifests (ON DELETE
+        // CASCADE).
+        let mut conn = self.write().await?;
+        let mut tx = conn.begin().await?;
+        for statement in [
+            "DELETE FROM repository_blobs WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)",
+            "DELETE FROM manifests WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)",
+        ] {
+            sqlx::query(statement)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query("DELETE FROM repositories WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        drop(conn);
+        self.wal.wait_durable().await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

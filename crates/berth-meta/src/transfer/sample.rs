@@ -34,6 +34,7 @@ fn manifest(media_type: &str, content: String, blobs: &[&Digest]) -> NewManifest
         manifests: Vec::new(),
         require_manifests: true,
         aliases: Vec::new(),
+        immutable_tags: Vec::new(),
     }
 }
 
@@ -88,6 +89,29 @@ pub async fn fill(store: &dyn MetaStore) -> Vec<(Digest, Vec<u8>)> {
         .await
         .expect("project");
     assert!(store.delete_project(gone).await.expect("delete project"));
+    // A quota, a tag immutability rule and a retention policy with a run (migrations 9–11).
+    assert!(store.set_storage_limit(team, 1 << 30).await.expect("quota"));
+    store
+        .create_immutable_rule(team, false, 0, r#"{"tag_selectors":[{"pattern":"v*"}]}"#)
+        .await
+        .expect("immutable rule");
+    let policy = store
+        .create_retention_policy(team, r#"{"rules":[]}"#)
+        .await
+        .expect("retention policy");
+    store
+        .record_retention_run(&crate::RetentionRunRow {
+            id: 0,
+            policy_id: policy,
+            dry_run: true,
+            trigger: "MANUAL".into(),
+            status: "Succeed".into(),
+            started_at: 1_700_000_000_000,
+            finished_at: 1_700_000_001_000,
+            result: "[]".into(),
+        })
+        .await
+        .expect("retention run");
     store
         .set_member(team, users[2], Role::Developer)
         .await

@@ -170,7 +170,7 @@ async fn start_router(
         files,
         initial,
         TEST_POLL,
-        Duration::from_secs(30),
+        crate::server::Limits::default(),
         async {
             let _ = stopped.await;
         },
