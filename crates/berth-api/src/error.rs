@@ -84,6 +84,12 @@ impl From<Error> for ApiError {
             err.0.internal = Some(inner.clone());
             return err;
         }
+        if let Error::StorageUnavailable(inner) = &e {
+            // As for a full disk: what happened for the client, the cause for the log.
+            let mut err = ApiError::new(503, ErrorCode::Unavailable, "");
+            err.0.internal = Some(inner.clone());
+            return err;
+        }
         if let Error::StorageFull(inner) = &e {
             // The message (what docker prints) says what happened; the cause (which file,
             // which errno) is for the log only.

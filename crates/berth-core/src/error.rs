@@ -26,6 +26,9 @@ pub enum ErrorCode {
     /// Not in the spec's table: berth's code for a write refused because the registry's
     /// storage is full (507). Clients print the message, which says so.
     StorageFull,
+    /// Distribution's code for a 503: a part the registry needs (its blob storage) cannot be
+    /// reached now; the request may be retried.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -48,6 +51,7 @@ impl ErrorCode {
             ErrorCode::Toomanyrequests => "TOOMANYREQUESTS",
             ErrorCode::RangeInvalid => "RANGE_INVALID",
             ErrorCode::StorageFull => "STORAGE_FULL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -66,6 +70,7 @@ impl ErrorCode {
             ErrorCode::Toomanyrequests => 429,
             ErrorCode::RangeInvalid => 416,
             ErrorCode::StorageFull => 507,
+            ErrorCode::Unavailable => 503,
             ErrorCode::BlobUploadInvalid
             | ErrorCode::DigestInvalid
             | ErrorCode::ManifestBlobUnknown
@@ -99,6 +104,9 @@ impl ErrorCode {
             ErrorCode::RangeInvalid => "invalid content range",
             ErrorCode::StorageFull => {
                 "the registry's storage is full: the push can be retried once space is freed"
+            }
+            ErrorCode::Unavailable => {
+                "the registry's blob storage cannot be reached now: try again later"
             }
         }
     }

@@ -45,6 +45,10 @@ pub enum Error {
     /// bug: the operator must free space; the write can be retried after that.
     #[error("the registry's storage is full: {0}")]
     StorageFull(String),
+    /// The blob store cannot be reached (S3 down, timing out, refusing the credentials).
+    /// Retriable; the cause is for the log.
+    #[error("the registry's blob storage is unavailable: {0}")]
+    StorageUnavailable(String),
     /// Garbage collection is deleting this digest's bytes; pushing it again succeeds once
     /// that is over (seconds).
     #[error("blob {0} is being deleted by garbage collection: push it again")]
@@ -89,6 +93,7 @@ impl Error {
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
             Error::StorageFull(_) => ErrorCode::StorageFull,
+            Error::StorageUnavailable(_) => ErrorCode::Unavailable,
             Error::BlobBeingDeleted(_) => ErrorCode::Toomanyrequests,
             Error::QuotaExceeded(_) | Error::TagImmutable(_) => ErrorCode::Denied,
             Error::RuleInvalid(_) | Error::PolicyExists(_) => ErrorCode::Unsupported,
@@ -137,6 +142,7 @@ impl From<StorageError> for Error {
             StorageError::Body(e) => Error::UploadInvalid(format!("request body ended early: {e}")),
             StorageError::UploadMissing(_) => Error::UploadUnknown,
             e if e.is_full() => Error::StorageFull(e.to_string()),
+            StorageError::Unavailable(cause) => Error::StorageUnavailable(cause),
             e @ StorageError::UploadTruncated { .. } => {
                 tracing::warn!(error = %e, "upload lost data it had acknowledged; the client must restart it");
                 Error::UploadInvalid(
@@ -145,5 +151,23 @@ impl From<StorageError> for Error {
             }
             other => Error::Internal(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_are_named_with_their_own_status() {
+        let unreachable: Error = StorageError::Unavailable("connection refused".into()).into();
+        assert_eq!(
+            (unreachable.status(), unreachable.code()),
+            (503, ErrorCode::Unavailable)
+        );
+        let full: Error = StorageError::Io(std::io::ErrorKind::StorageFull.into()).into();
+        assert_eq!((full.status(), full.code()), (507, ErrorCode::StorageFull));
+        let bug: Error = StorageError::Io(std::io::Error::other("a bug")).into();
+        assert_eq!(bug.status(), 500);
     }
 }

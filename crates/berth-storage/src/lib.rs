@@ -45,6 +45,11 @@ pub enum StorageError {
     BlobMissing(Digest),
     #[error("storage error: {0}")]
     Io(#[from] io::Error),
+    /// A remote store (S3) failed to answer: unreachable, timed out, refused our credentials
+    /// or failed on its side, after the client's retries. Not the caller's fault and not a
+    /// bug in berth: the operator must look at the store.
+    #[error("blob storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StorageError {

@@ -187,8 +187,11 @@ impl UploadState {
     }
 }
 
+/// Every object_store error that reaches here (a missing object is handled by the callers)
+/// is the store failing to answer as it should: unreachable, timed out, refusing the
+/// credentials, or a 5xx after the client's retries.
 fn storage_error(e: object_store::Error) -> StorageError {
-    StorageError::Io(io::Error::other(e))
+    StorageError::Unavailable(e.to_string())
 }
 
 fn is_not_found(e: &object_store::Error) -> bool {
@@ -774,6 +777,20 @@ pub mod testing;
 #[cfg(test)]
 mod tests {
     use super::{SentPart, Tail, UploadState};
+
+    #[test]
+    fn a_store_that_does_not_answer_is_unavailable_not_an_io_error() {
+        let failed = object_store::Error::Generic {
+            store: "S3",
+            source: "error sending request: connection refused".into(),
+        };
+        match super::storage_error(failed) {
+            crate::StorageError::Unavailable(cause) => {
+                assert!(cause.contains("connection refused"))
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
 
     fn part(start: u64, len: u64) -> SentPart {
         SentPart {

@@ -3,6 +3,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use berth_core::ErrorCode;
 use berth_core::mgmt::{ListQuery, MgmtError};
 
 /// An error as Harbor's API answers it. Boxed: it travels in every handler's `Result`.
@@ -100,6 +101,10 @@ impl From<berth_registry::Error> for MgmtApiError {
         match e {
             E::Internal(cause) => MgmtApiError::internal(cause),
             e @ E::StorageFull(_) => MgmtApiError::new(507, "INSUFFICIENT_STORAGE", e.to_string()),
+            E::StorageUnavailable(cause) => {
+                tracing::error!(%cause, "blob storage unavailable");
+                MgmtApiError::new(503, "SERVICE_UNAVAILABLE", ErrorCode::Unavailable.message())
+            }
             e @ E::DeleteDisabled => MgmtApiError::new(405, "METHOD_NOT_ALLOWED", e.to_string()),
             e @ (E::TagExists(_) | E::PolicyExists(_)) => MgmtApiError::conflict(e.to_string()),
             // Harbor's answer to deleting what an immutability rule protects.
