@@ -982,3 +982,84 @@ async fn repository_authorization_matrix() {
     assert_harbor_error(&missing, 404, "NOT_FOUND");
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
+
+/// Wave 2's endpoints (GC, quotas, immutability rules, retention, upstream registries): a
+/// malformed body, an unknown id or a bad page answers a 4xx with Harbor's error body, never
+/// a 500 (the test app fails the test on any 5xx).
+#[tokio::test]
+async fn wave_two_endpoints_answer_bad_input_with_a_4xx() {
+    let app = app().await;
+    let root = as_user(&app, "root");
+    create_project(&app, "root", "team", false).await;
+    let cases: Vec<(&str, &str, Value)> = vec![
+        (
+            "PUT",
+            "/api/v2.0/system/gc/schedule",
+            json!({"schedule": 7}),
+        ),
+        (
+            "POST",
+            "/api/v2.0/system/gc/schedule",
+            json!({"schedule": {"type": "Sometimes"}}),
+        ),
+        ("GET", "/api/v2.0/system/gc/99999", Value::Null),
+        ("GET", "/api/v2.0/system/gc/abc/log", Value::Null),
+        ("GET", "/api/v2.0/system/gc?page_size=101", Value::Null),
+        (
+            "PUT",
+            "/api/v2.0/quotas/99999",
+            json!({"hard": {"storage": 10}}),
+        ),
+        (
+            "PUT",
+            "/api/v2.0/quotas/abc",
+            json!({"hard": {"storage": 10}}),
+        ),
+        ("GET", "/api/v2.0/quotas?page=0", Value::Null),
+        (
+            "POST",
+            "/api/v2.0/projects/team/immutabletagrules",
+            json!({"tag_selectors": "v*"}),
+        ),
+        (
+            "PUT",
+            "/api/v2.0/projects/team/immutabletagrules/99999",
+            json!({"disabled": true}),
+        ),
+        (
+            "DELETE",
+            "/api/v2.0/projects/team/immutabletagrules/abc",
+            Value::Null,
+        ),
+        ("POST", "/api/v2.0/retentions", json!({"rules": "none"})),
+        ("GET", "/api/v2.0/retentions/99999", Value::Null),
+        (
+            "POST",
+            "/api/v2.0/retentions/99999/executions",
+            json!({"dry_run": true}),
+        ),
+        (
+            "POST",
+            "/api/v2.0/registries",
+            json!({"name": "up", "url": "not a url"}),
+        ),
+        ("POST", "/api/v2.0/registries", json!({"name": 3})),
+        ("GET", "/api/v2.0/registries/99999", Value::Null),
+        ("DELETE", "/api/v2.0/registries/abc", Value::Null),
+        ("POST", "/api/v2.0/registries/ping", json!({"id": 99999})),
+    ];
+    for (method, path, body) in cases {
+        let response = send_json(&root, method, path, body).await;
+        let status = response.status.as_u16();
+        assert!(
+            (400..500).contains(&status),
+            "{method} {path}: {status} {}",
+            String::from_utf8_lossy(&response.body)
+        );
+        assert!(
+            response.json()["errors"][0]["code"].is_string(),
+            "{method} {path}: Harbor's error body, got {}",
+            String::from_utf8_lossy(&response.body)
+        );
+    }
+}
