@@ -264,7 +264,34 @@ impl ProxyCache {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<Manifest, ProxyError> {
+        let asked_at = Instant::now();
+        match self
+            .lookup(route, repository, reference, asked_at, true)
+            .await?
+        {
+            Some(manifest) => Ok(manifest),
+            // Another caller's upstream answer came in while this one looked in the cache:
+            // it is as fresh as this caller needs, so look again rather than ask again.
+            None => self
+                .lookup(route, repository, reference, asked_at, false)
+                .await?
+                .ok_or_else(|| UpstreamError::Local("the manifest flight ended".into()).into()),
+        }
+    }
+
+    /// One look: pending, then cached, then the upstream. On the `first` look, `None`
+    /// when the upstream answered for this manifest after `asked_at` while this caller
+    /// looked in the cache (the caller then looks once more).
+    async fn lookup(
+        &self,
+        route: &Route,
+        repository: &RepositoryName,
+        reference: &Reference,
+        asked_at: Instant,
+        first: bool,
+    ) -> Result<Option<Manifest>, ProxyError> {
         let freshness_key = (repository.to_string(), reference.to_string());
+        // Within the TTL, or revalidated by another caller since this one asked.
         let fresh = || match reference {
             Reference::Digest(_) => true,
             Reference::Tag(_) => self
@@ -272,7 +299,7 @@ impl ProxyCache {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&freshness_key)
-                .is_some_and(|at| at.elapsed() < self.options.tag_ttl),
+                .is_some_and(|at| at.elapsed() < self.options.tag_ttl || *at >= asked_at),
         };
         // Fetched and being cached: answered from memory rather than fetched again.
         let pending = self
@@ -284,7 +311,7 @@ impl ProxyCache {
         if let Some(manifest) = pending
             && fresh()
         {
-            return Ok(manifest);
+            return Ok(Some(manifest));
         }
         let cached = match self.registry.get_manifest(repository, reference).await {
             Ok(manifest) => Some(manifest),
@@ -294,31 +321,35 @@ impl ProxyCache {
         if let Some(manifest) = &cached
             && fresh()
         {
-            return Ok(manifest.clone());
+            return Ok(Some(manifest.clone()));
         }
         let known = cached.as_ref().map(|m| m.digest.clone());
-        match self.ask_upstream(route, repository, reference, known).await {
-            Ok(fetched) => {
-                self.revalidated
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(freshness_key, Instant::now());
-                match (fetched, cached) {
-                    (Fetched::New(m), _) => Ok(Manifest {
-                        digest: m.digest,
-                        media_type: m.media_type,
-                        content: m.content,
-                    }),
-                    (Fetched::Unchanged, Some(manifest)) => Ok(manifest),
-                    (Fetched::Unchanged, None) => {
-                        Err(UpstreamError::Local("the cached manifest went away".into()).into())
-                    }
+        match self
+            .ask_upstream(
+                route,
+                repository,
+                reference,
+                known,
+                first.then_some(asked_at),
+            )
+            .await
+        {
+            Ok(None) => Ok(None),
+            Ok(Some(fetched)) => match (fetched, cached) {
+                (Fetched::New(m), _) => Ok(Some(Manifest {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                    content: m.content,
+                })),
+                (Fetched::Unchanged, Some(manifest)) => Ok(Some(manifest)),
+                (Fetched::Unchanged, None) => {
+                    Err(UpstreamError::Local("the cached manifest went away".into()).into())
                 }
-            }
+            },
             Err(e) => match cached {
                 Some(manifest) if e.is_outage() => {
                     tracing::warn!(%repository, %reference, error = %e, "upstream failed: serving the cached manifest");
-                    Ok(manifest)
+                    Ok(Some(manifest))
                 }
                 _ => Err(e.into()),
             },
@@ -327,44 +358,71 @@ impl ProxyCache {
 
     /// Ask the upstream once for all concurrent callers: a `HEAD` when a digest is cached
     /// (is the tag still there?), else a `GET`. A new manifest is cached in the background.
+    /// `None`, asking nothing, when no flight is running but one answered after
+    /// `asked_at`: the caller missed it by looking in the cache meanwhile.
     async fn ask_upstream(
         &self,
         route: &Route,
         repository: &RepositoryName,
         reference: &Reference,
         known: Option<Digest>,
-    ) -> Result<Fetched, UpstreamError> {
+        asked_at: Option<Instant>,
+    ) -> Result<Option<Fetched>, UpstreamError> {
         let key = (
             route.upstream_id,
             route.repository.clone(),
             reference.to_string(),
         );
-        let cell = self
-            .manifest_flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key.clone())
-            .or_default()
-            .clone();
+        let freshness_key = (repository.to_string(), reference.to_string());
+        let cell = {
+            let mut flights = self
+                .manifest_flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !flights.contains_key(&key)
+                && let Some(asked_at) = asked_at
+                && self
+                    .revalidated
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&freshness_key)
+                    .is_some_and(|at| *at >= asked_at)
+            {
+                return Ok(None);
+            }
+            flights.entry(key.clone()).or_default().clone()
+        };
         let result = cell
             .get_or_init(|| async {
                 self.manifest_requests
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(known) = &known {
-                    let (digest, _) = route
-                        .client
-                        .head_manifest(&route.repository, &reference.to_string())
-                        .await?;
-                    if &digest == known {
-                        return Ok(Fetched::Unchanged);
+                let fetched = async {
+                    if let Some(known) = &known {
+                        let (digest, _) = route
+                            .client
+                            .head_manifest(&route.repository, &reference.to_string())
+                            .await?;
+                        if &digest == known {
+                            return Ok(Fetched::Unchanged);
+                        }
                     }
+                    let fetched = route
+                        .client
+                        .get_manifest(&route.repository, reference)
+                        .await?;
+                    self.cache_manifest(route, repository, reference, &fetched);
+                    Ok(Fetched::New(fetched))
                 }
-                let fetched = route
-                    .client
-                    .get_manifest(&route.repository, reference)
-                    .await?;
-                self.cache_manifest(route, repository, reference, &fetched);
-                Ok(Fetched::New(fetched))
+                .await;
+                // Recorded before the flight leaves the map, so that a caller arriving
+                // after it left sees that it answered (and finds the manifest pending).
+                if fetched.is_ok() {
+                    self.revalidated
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(freshness_key.clone(), Instant::now());
+                }
+                fetched
             })
             .await
             .clone();
@@ -376,7 +434,7 @@ impl ProxyCache {
         if flights.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             flights.remove(&key);
         }
-        result
+        result.map(Some)
     }
 
     /// In the background: fetch the manifest's blobs (joining clients' fetches), then
