@@ -3,7 +3,7 @@
 # (CNCF Distribution 2.8, "registry:2") on 127.0.0.1, same client, same data disk, alternating
 # berth / registry:2 for every figure, medians over BENCH_REPEATS runs. Prints one table.
 #
-#   bench/run.sh            full run (~20 min on 2 cores)
+#   bench/run.sh            full run (~35 min on 2 cores)
 #   bench/run.sh --quick    tiny sizes, one repeat: a smoke run of a minute or so
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_TMPDIR (parent of the data dirs, default
@@ -141,7 +141,7 @@ start() {
   local reg=$1 dir=$WORK/data-$1
   rm -rf "$dir" && mkdir -p "$dir"
   case $reg in
-    berth) BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
+    berth) env "${BERTH_ENV[@]}" BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
       "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
       PIDS[berth]=$! ;;
     berth0) BERTH_ADDR=127.0.0.1:$PORT_berth0 BERTH_DATA_DIR=$dir BERTH_LOG=error BERTH_AUDIT_ENABLED=false \
@@ -179,6 +179,7 @@ bench() { # reg subcommand args...: run berth-bench against REG, keep its JSON l
   echo "$out"
 }
 REGS=(berth reg2)
+BERTH_ENV=() # extra environment for berth's starts (the (j) section's token mode)
 
 # --- the machine and its limits ------------------------------------------------------------
 MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -451,6 +452,85 @@ for ((r = 1; r <= REPEATS; r++)); do
   record artifacts-max berth "$(j .page.max_ms "$out")"
 done
 for reg in "${REGS[@]}"; do stop "$reg"; done
+
+# --- (j) operations: GC, usage and quota answers at 10 000 manifests / 50 000 blobs ---------
+# berth in token mode (GC and usage answer on /api/v2.0 to a system administrator), no blob
+# grace window (the seeded garbage is seconds old), projects made by the admin's first push.
+# Seeded: 100 repositories × 100 manifests of 5 blobs (1 KiB), every 5th manifest deleted:
+# 10 000 of 50 000 blobs are garbage. registry:2 gets the same and runs its offline GC.
+if ((QUICK)); then GC_REPOS=10 GC_MANIFESTS=20 GC_MORE=4; else GC_REPOS=100 GC_MANIFESTS=100 GC_MORE=20; fi
+GC_GARBAGE=$((GC_REPOS * GC_MANIFESTS)) # every 5th manifest, 5 blobs each
+export BENCH_AUTHORIZATION="Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
+BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW" BERTH_AUTH_CREATE_PROJECT_ON_PUSH=admins BERTH_GC_BLOB_GRACE=0)
+gc_check() { # out expected-blobs: the run freed exactly the garbage
+  [[ $(j .blobs_deleted "$1") == "$2" ]] || { echo "gc freed $(j .blobs_deleted "$1") blobs, expected $2: $1" >&2; exit 1; }
+}
+for reg in berth pg; do
+  sfx=""; [[ $reg == pg ]] && sfx=-pg
+  start "$reg"
+  log "(j) seeding $((GC_REPOS * GC_MANIFESTS)) manifests, a fifth deleted, into $reg"
+  out=$(bench "$reg" seed-garbage --prefix big/r --repos "$GC_REPOS" --manifests "$GC_MANIFESTS")
+  record gc-seed$sfx berth "$(j .secs "$out")"
+  log "(j) one GC run, $reg"
+  out=$(bench "$reg" gc)
+  gc_check "$out" "$GC_GARBAGE"
+  record gc-mark$sfx berth "$(j .mark_ms "$out")"
+  record gc-sweep$sfx berth "$(j .sweep_blobs_per_s "$out")"
+  record gc-total$sfx berth "$(j .total_ms "$out")"
+  log "(j) usage and quota answers, $reg"
+  out=$(bench "$reg" api-latency --rounds 500 --path /api/v2.0/projects/big/summary \
+    --path "/api/v2.0/quotas?page_size=100" --path "/api/v2.0/projects/big/repositories?page_size=100")
+  record usage-summary$sfx berth "$(j '.paths["/api/v2.0/projects/big/summary"].p99_ms' "$out")"
+  record usage-quotas$sfx berth "$(j '.paths["/api/v2.0/quotas?page_size=100"].p99_ms' "$out")"
+  record usage-repos$sfx berth "$(j '.paths["/api/v2.0/projects/big/repositories?page_size=100"].p99_ms' "$out")"
+  if [[ $reg == berth ]]; then
+    for ((r = 1; r <= REPEATS; r++)); do
+      # A repeat's GC: fresh garbage (GC_MORE repositories, every manifest deleted) over
+      # everything seeded so far.
+      bench berth seed-garbage --prefix "more$r/r" --repos "$GC_MORE" --manifests 100 --garbage-every 1 >/dev/null
+      log "(j) GC run ($r/$REPEATS)"
+      out=$(bench berth gc)
+      gc_check "$out" $((GC_MORE * 500))
+      record gc-mark berth "$(j .mark_ms "$out")"
+      record gc-sweep berth "$(j .sweep_blobs_per_s "$out")"
+      # Quota cost: the same small pushes into a project with a limit and into one without.
+      curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+        -d "{\"project_name\": \"quota$r\", \"storage_limit\": 1099511627776}" "$(url berth)/api/v2.0/projects" >/dev/null
+      log "(j) small pushes into a project with a quota and one without ($r/$REPEATS)"
+      out=$(bench berth seed-garbage --prefix "quota$r/r" --repos "$GC_MORE" --manifests 100 --garbage-every 0)
+      record push-quota berth "$(j .secs "$out")"
+      out=$(bench berth seed-garbage --prefix "free$r/r" --repos "$GC_MORE" --manifests 100 --garbage-every 0)
+      record push-noquota berth "$(j .secs "$out")"
+      # (f) alone, then (f) while GC runs back to back (the first run sweeps fresh garbage).
+      log "(f) in token mode, no GC ($r/$REPEATS)"
+      out=$(bench berth images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
+      record images-nogc berth "$(j .images_per_s "$out")"
+      record images-p99-nogc berth "$(j .image.p99_ms "$out")"
+      bench berth seed-garbage --prefix "during$r/r" --repos "$GC_MORE" --manifests 100 --garbage-every 1 >/dev/null
+      log "(f) in token mode while GC runs back to back ($r/$REPEATS)"
+      "$BB" --url "$(url berth)" gc --for-secs 3600 >"$WORK/gc-loop.jsonl" 2>>"$WORK/gc-loop.err" &
+      gc_loop=$!
+      out=$(bench berth images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
+      kill "$gc_loop" 2>/dev/null; wait "$gc_loop" 2>/dev/null || true
+      record images-gc berth "$(j .images_per_s "$out")"
+      record images-p99-gc berth "$(j .image.p99_ms "$out")"
+      record gc-runs-during berth "$(wc -l <"$WORK/gc-loop.jsonl")"
+    done
+  fi
+  stop "$reg"
+done
+unset BENCH_AUTHORIZATION
+BERTH_ENV=()
+# registry:2: the same registry, then its offline GC (it must not serve while it collects).
+start reg2
+log "(j) seeding $((GC_REPOS * GC_MANIFESTS)) manifests, a fifth deleted, into registry:2"
+bench reg2 seed-garbage --prefix big/r --repos "$GC_REPOS" --manifests "$GC_MANIFESTS" >/dev/null
+stop_pid "${PIDS[reg2]}" && unset "PIDS[reg2]"
+log "(j) registry:2 garbage-collect (offline)"
+gc_began=$(date +%s%N)
+"$REG2" garbage-collect "$(reg2_config "$WORK/data-reg2")" >"$WORK/reg2-gc.log" 2>&1
+record gc-total reg2 $((($(date +%s%N) - gc_began) / 1000000))
+stop reg2
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the table -----------------------------------------------------------------------------
@@ -521,6 +601,23 @@ row "(g) tag list page, slowest of $LIST_ROUNDS walks (first: cold caches), ms" 
 row "(g) tag list page asking n=$CATALOG_N (registry:2 ignores n), ms" lower tags-n "" ""
 ROWS+=("| (g) Harbor artifact list page (/api/v2.0, page_size=100, $TAGS artifacts), ms | $(fmt "$(median artifacts berth)") | | | < 10 ms | $(met_share 10 "$(median artifacts berth)" 1) |")
 ROWS+=("| (g) Harbor artifact list page, slowest of $LIST_ROUNDS walks, ms | $(fmt "$(median artifacts-max berth)") | | | | |")
+GC_BLOBS=$((GC_REPOS * GC_MANIFESTS * 5))
+for sfx in "" -pg; do
+  case $sfx in "") what="SQLite + filesystem" sweep_goal=5000 ;; *) what="PostgreSQL + S3" sweep_goal=1000 ;; esac
+  ROWS+=("| (j) GC mark, $what ($((GC_REPOS * GC_MANIFESTS)) manifests, $GC_BLOBS blobs), ms | $(fmt "$(median gc-mark$sfx berth)") | | | < 2000 ms | $(met_share 2000 "$(median gc-mark$sfx berth)" 1) |")
+  ROWS+=("| (j) GC sweep, $what (20% garbage), blobs/s | $(fmt "$(median gc-sweep$sfx berth)") | | | ≥ $sweep_goal/s | $(met_share "$(median gc-sweep$sfx berth)" $sweep_goal 1) |")
+  for answer in summary quotas repos; do
+    case $answer in summary) path="/projects/big/summary" ;; quotas) path="/quotas?page_size=100" ;; repos) path="/projects/big/repositories?page_size=100" ;; esac
+    ROWS+=("| (j) usage answer p99, $what: GET /api/v2.0$path, ms | $(fmt "$(median usage-$answer$sfx berth)") | | | < 5 ms | $(met_share 5 "$(median usage-$answer$sfx berth)" 1) |")
+  done
+done
+row "(j) first GC run: berth online (SQLite + fs) vs registry:2 garbage-collect offline, ms" lower gc-total "" ""
+F_NOGC=$(median images-nogc berth) F_GC=$(median images-gc berth)
+P_NOGC=$(median images-p99-nogc berth) P_GC=$(median images-p99-gc berth)
+ROWS+=("| (j) (f) images/s in token mode while GC runs back to back ($(fmt "$(median gc-runs-during berth)") runs) | $(fmt "$F_GC") | | $(share "$F_GC" "$F_NOGC") of no GC ($(fmt "$F_NOGC")) | ≥ 90% of no GC | $(met_share "$F_GC" "$F_NOGC" 0.9) |")
+ROWS+=("| (j) (f) p99 per image while GC runs, ms | $(fmt "$P_GC") | | $(share "$P_GC" "$P_NOGC") of no GC ($(fmt "$P_NOGC") ms) | ≤ 150% of no GC | $(met_share "$P_NOGC" "$P_GC" 0.6667) |")
+Q_ON=$(median push-quota berth) Q_OFF=$(median push-noquota berth)
+ROWS+=("| (j) small pushes into a project with a quota, s ($((GC_MORE * 100)) manifests, $((GC_MORE * 500)) blobs) | $(fmt "$Q_ON") | | $(share "$Q_ON" "$Q_OFF") of no quota ($(fmt "$Q_OFF") s) | ≤ 105% of no quota | $(met_share "$Q_OFF" "$Q_ON" 0.9524) |")
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'

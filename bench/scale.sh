@@ -39,7 +39,7 @@ scale_start() {
     [[ $reg != pg ]] && port=$(free_port)
     ports+=("$port")
     mkdir -p "$dir/node-$i"
-    BERTH_ADDR=127.0.0.1:$port BERTH_DATA_DIR=$dir/node-$i BERTH_LOG=error \
+    env "${BERTH_ENV[@]}" BERTH_ADDR=127.0.0.1:$port BERTH_DATA_DIR=$dir/node-$i BERTH_LOG=error \
       BERTH_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bench" \
       BERTH_STORAGE_BACKEND=s3 BERTH_STORAGE_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
       BERTH_STORAGE_S3_BUCKET=bench BERTH_STORAGE_S3_ALLOW_HTTP=true \

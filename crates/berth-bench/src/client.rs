@@ -27,6 +27,8 @@ pub struct Http {
     client: Client<HttpConnector, ReqBody>,
     /// `http://host:port`, no trailing slash.
     pub base: String,
+    /// Sent as `Authorization` with every request.
+    authorization: Option<String>,
 }
 
 pub fn empty() -> ReqBody {
@@ -38,7 +40,7 @@ pub fn full(bytes: impl Into<Bytes>) -> ReqBody {
 }
 
 impl Http {
-    pub fn new(base: &str) -> Http {
+    pub fn new(base: &str, authorization: Option<&str>) -> Http {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -48,6 +50,7 @@ impl Http {
         Http {
             client,
             base: base.trim_end_matches('/').to_owned(),
+            authorization: authorization.map(str::to_owned),
         }
     }
 
@@ -69,6 +72,15 @@ impl Http {
     ) -> Result<Response<Incoming>> {
         let url = self.url(location);
         let mut builder = Request::builder().method(method.clone()).uri(&url);
+        // Only to the registry itself: never to a redirect's storage URL.
+        if let Some(authorization) = &self.authorization
+            && url.starts_with(&self.base)
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            builder = builder.header("authorization", authorization);
+        }
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
@@ -249,7 +261,7 @@ mod tests {
             Some("/a?page=3")
         );
         assert_eq!(next_of("</a?page=1>; rel=\"prev\""), None);
-        let http = Http::new("http://127.0.0.1:1/");
+        let http = Http::new("http://127.0.0.1:1/", None);
         assert_eq!(http.url("/v2/"), "http://127.0.0.1:1/v2/");
         assert_eq!(http.url("http://h/v2/x"), "http://h/v2/x");
     }

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod data;
+mod housekeeping;
 mod ops;
 mod stats;
 mod workloads;
@@ -22,6 +23,9 @@ struct Cli {
     /// Registry base URL.
     #[arg(long, env = "BENCH_URL", default_value = "http://127.0.0.1:5000")]
     url: String,
+    /// An `Authorization` header value sent with every request (e.g. `Basic …`).
+    #[arg(long, env = "BENCH_AUTHORIZATION", hide_env_values = true)]
+    authorization: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +126,38 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// berth: push `--repos` × `--manifests` small images of `--blobs` blobs each, then
+    /// delete every `--garbage-every`-th manifest (its blobs become garbage).
+    SeedGarbage {
+        #[arg(long, default_value = "gc/r")]
+        prefix: String,
+        #[arg(long, default_value_t = 100)]
+        repos: usize,
+        #[arg(long, default_value_t = 100)]
+        manifests: usize,
+        #[arg(long, default_value_t = 5)]
+        blobs: usize,
+        #[arg(long, value_parser = size, default_value = "1KiB")]
+        blob_size: u64,
+        #[arg(long, default_value_t = 5)]
+        garbage_every: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// berth: run garbage collection through `/api/v2.0/system/gc` (a system
+    /// administrator's `--authorization`) and report the run's mark and sweep times; with
+    /// `--for-secs`, run it back to back that long.
+    Gc {
+        #[arg(long, default_value_t = 0)]
+        for_secs: u64,
+    },
+    /// Time sequential `GET`s of JSON answers (`--path`, repeatable).
+    ApiLatency {
+        #[arg(long = "path", required = true)]
+        paths: Vec<String>,
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// Start a registry command, time until `/v2/` answers 200, read its idle RSS, stop it.
     Coldstart {
         #[arg(long, default_value_t = 10)]
@@ -167,7 +203,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let http = client::Http::new(&cli.url);
+    let http = client::Http::new(&cli.url, cli.authorization.as_deref());
     match cli.command {
         Command::Ping { timeout_secs } => {
             workloads::wait_ready(&http, Duration::from_secs(timeout_secs)).await?;
@@ -251,6 +287,30 @@ async fn run(cli: Cli) -> Result<()> {
                 _ => return Err("give --catalog, --tags REPO or --artifacts PROJECT/REPO".into()),
             };
             workloads::list(&http, &path, paging, n, rounds).await
+        }
+        Command::SeedGarbage {
+            prefix,
+            repos,
+            manifests,
+            blobs,
+            blob_size,
+            garbage_every,
+            concurrency,
+        } => {
+            let spec = housekeeping::GarbageSpec {
+                prefix,
+                repos,
+                manifests,
+                blobs,
+                blob_size: blob_size as usize,
+                garbage_every,
+                concurrency,
+            };
+            housekeeping::seed_garbage(&http, spec).await
+        }
+        Command::Gc { for_secs } => housekeeping::gc(&http, for_secs).await,
+        Command::ApiLatency { paths, rounds } => {
+            housekeeping::api_latency(&http, &paths, rounds).await
         }
         Command::Coldstart {
             timeout_secs,

@@ -209,7 +209,7 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
 }
 
 /// Run `jobs` futures `concurrency` at a time, failing on the first error.
-async fn run_concurrently<F>(jobs: Vec<F>, concurrency: usize) -> Result<()>
+pub(crate) async fn run_concurrently<F>(jobs: Vec<F>, concurrency: usize) -> Result<()>
 where
     F: Future<Output = Result<()>>,
 {

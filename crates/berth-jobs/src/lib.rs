@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_core::cron::Cron;
-use berth_meta::{Job, JobOutcome, JobStore, MetaError, NewJob, Schedule};
+use berth_meta::{Job, JobOutcome, JobStore, MetaError, NewJob, Paged, Schedule};
 use serde_json::Value;
+use tokio::sync::Notify;
 
 #[cfg(test)]
 mod tests;
@@ -89,6 +90,9 @@ pub struct Runner {
     /// This node's name on the leases it takes.
     owner: String,
     options: RunnerOptions,
+    /// Rung when a job is enqueued through [`Runner::waking_store`]: it runs at once, not
+    /// at the next poll.
+    wake: Arc<Notify>,
 }
 
 fn now_ms() -> i64 {
@@ -113,6 +117,7 @@ impl Runner {
             handlers: HashMap::new(),
             owner: format!("{host}-{}-{}", std::process::id(), &unique[..8]),
             options,
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -183,13 +188,26 @@ impl Runner {
             .await
     }
 
-    /// Run forever: every `poll`, enqueue due schedules and run every claimable job.
+    /// The runner's store, for those who enqueue jobs on this node (the API): a job
+    /// enqueued through it wakes this runner. Other nodes' runners find it at their next poll.
+    pub fn waking_store(&self) -> Arc<dyn JobStore> {
+        Arc::new(WakingStore {
+            inner: self.store.clone(),
+            wake: self.wake.clone(),
+        })
+    }
+
+    /// Run forever: every `poll` or when woken, enqueue due schedules and run every
+    /// claimable job.
     pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(self.options.poll);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticks.tick().await;
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = self.wake.notified() => {}
+                }
                 if let Err(e) = self.tick().await {
                     tracing::warn!(error = %e, "job runner: the job store failed; trying again");
                 }
@@ -312,5 +330,84 @@ impl Runner {
             );
         }
         Ok(())
+    }
+}
+
+/// A [`JobStore`] that wakes a runner after each job enqueued through it.
+struct WakingStore {
+    inner: Arc<dyn JobStore>,
+    wake: Arc<Notify>,
+}
+
+#[async_trait]
+impl JobStore for WakingStore {
+    async fn enqueue_job(&self, job: &NewJob) -> Result<Option<i64>, MetaError> {
+        let id = self.inner.enqueue_job(job).await?;
+        if id.is_some() {
+            // A permit is kept if the runner is busy: it looks again when it is done.
+            self.wake.notify_one();
+        }
+        Ok(id)
+    }
+
+    async fn claim_job(
+        &self,
+        kinds: &[&str],
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Option<Job>, MetaError> {
+        self.inner
+            .claim_job(kinds, owner, now_ms, lease_until_ms)
+            .await
+    }
+
+    async fn renew_job(
+        &self,
+        id: i64,
+        owner: &str,
+        lease_until_ms: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.renew_job(id, owner, lease_until_ms).await
+    }
+
+    async fn finish_job(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &JobOutcome,
+        now_ms: i64,
+    ) -> Result<bool, MetaError> {
+        self.inner.finish_job(id, owner, outcome, now_ms).await
+    }
+
+    async fn job(&self, id: i64) -> Result<Option<Job>, MetaError> {
+        self.inner.job(id).await
+    }
+
+    async fn jobs(
+        &self,
+        kind: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Paged<Job>, MetaError> {
+        self.inner.jobs(kind, offset, limit).await
+    }
+
+    async fn set_schedule(&self, kind: &str, schedule: Option<&Schedule>) -> Result<(), MetaError> {
+        self.inner.set_schedule(kind, schedule).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>, MetaError> {
+        self.inner.schedules().await
+    }
+
+    async fn advance_schedule(
+        &self,
+        due_ms: i64,
+        next_run_ms: i64,
+        job: &NewJob,
+    ) -> Result<bool, MetaError> {
+        self.inner.advance_schedule(due_ms, next_run_ms, job).await
     }
 }

@@ -271,3 +271,48 @@ async fn queued_jobs_survive_a_restart() {
         JobState::Succeeded
     );
 }
+
+/// A job enqueued through the runner's waking store (as the API enqueues an operator's
+/// "run now") runs at once, long before the next poll; one enqueued behind its back waits.
+#[tokio::test]
+async fn a_job_enqueued_through_the_waking_store_runs_before_the_next_poll() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(&dir).await;
+    let handler = Counting::new(0, Duration::ZERO);
+    let runner = Arc::new(
+        Runner::new(
+            store.clone(),
+            RunnerOptions {
+                poll: Duration::from_secs(3600),
+                ..options()
+            },
+        )
+        .handle(handler.clone()),
+    );
+    let waking = runner.waking_store();
+    let task = runner.clone().spawn();
+    // The first tick is immediate; let it pass with nothing to do.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let job = |key: &str| NewJob {
+        kind: "count".into(),
+        key: key.into(),
+        params: json!({}),
+        run_after_ms: now_ms(),
+    };
+    let quiet = store.enqueue_job(&job("quiet")).await.expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(handler.runs.load(Ordering::SeqCst), 0, "no wake, no poll: not run yet");
+    let woken = waking.enqueue_job(&job("woken")).await.expect("enqueue");
+    let mut waited = Duration::ZERO;
+    while handler.runs.load(Ordering::SeqCst) < 2 && waited < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    task.abort();
+    assert_eq!(handler.runs.load(Ordering::SeqCst), 2, "both ran once woken");
+    for id in [quiet, woken] {
+        let id = id.expect("a new job");
+        let job = store.job(id).await.expect("job").expect("exists");
+        assert_eq!(job.state, JobState::Succeeded);
+    }
+}

@@ -444,7 +444,7 @@ async fn run(config: Config) -> Result<(), String> {
     meta.set_default_storage_limit(config.quota_default_project_bytes)
         .await
         .map_err(|e| format!("cannot set the default project quota: {e}"))?;
-    jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
+    let runner = jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
@@ -496,7 +496,8 @@ async fn run(config: Config) -> Result<(), String> {
     state.identity = identity;
     state.audit = audit.clone();
     state.audit_log = Some(audit_log);
-    state.jobs = Some(meta.clone());
+    // Jobs queued through the API (a GC or retention run now) start at once on this node.
+    state.jobs = Some(runner.waking_store());
     state.external = Arc::new(berth_api::ExternalUrlConfig {
         tls: tls.is_some(),
         trusted_proxies: config.trusted_proxies.clone(),
