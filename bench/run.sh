@@ -94,10 +94,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { # a loopback port nothing listens on
-  local p i
+free_port() { # a loopback port nothing listens on, below Linux's ephemeral range (32768+),
+  local p i     # where an outgoing connection (a database pool's) may hold it later
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
   done
   echo "no free port found" >&2

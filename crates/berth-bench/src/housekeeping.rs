@@ -95,6 +95,30 @@ async fn push_small_image(
     Ok(digest)
 }
 
+/// `DELETE` a manifest, trying again on a 5xx: registry:2 answers 500 "invalid checksum
+/// digest format" now and then when a tag of the same repository is being written.
+async fn delete_manifest(http: &Http, repo: &str, digest: &str) -> Result<()> {
+    let path = format!("/v2/{repo}/manifests/{digest}");
+    for attempt in 1.. {
+        let response = http
+            .send(Method::DELETE, &path, &[], client::empty())
+            .await?;
+        let status = response.status();
+        let body = client::collect(response).await?;
+        match status {
+            StatusCode::ACCEPTED => return Ok(()),
+            s if s.is_server_error() && attempt < 5 => {
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+            s => {
+                let body = String::from_utf8_lossy(&body);
+                return Err(format!("DELETE {path}: {s}: {body}").into());
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 pub async fn seed_garbage(http: &Http, spec: GarbageSpec) -> Result<()> {
     let began = Instant::now();
     let spec = &spec;
@@ -104,16 +128,7 @@ pub async fn seed_garbage(http: &Http, spec: GarbageSpec) -> Result<()> {
             let repo = format!("{}{r:03}", spec.prefix);
             let digest = push_small_image(http, &repo, r, m, spec).await?;
             if spec.garbage_every > 0 && m % spec.garbage_every == 0 {
-                let response = http
-                    .expect(
-                        Method::DELETE,
-                        &format!("/v2/{repo}/manifests/{digest}"),
-                        &[],
-                        client::empty(),
-                        StatusCode::ACCEPTED,
-                    )
-                    .await?;
-                client::collect(response).await?;
+                delete_manifest(http, &repo, &digest).await?;
             }
             Ok(())
         })

@@ -301,7 +301,11 @@ async fn a_job_enqueued_through_the_waking_store_runs_before_the_next_poll() {
     };
     let quiet = store.enqueue_job(&job("quiet")).await.expect("enqueue");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(handler.runs.load(Ordering::SeqCst), 0, "no wake, no poll: not run yet");
+    assert_eq!(
+        handler.runs.load(Ordering::SeqCst),
+        0,
+        "no wake, no poll: not run yet"
+    );
     let woken = waking.enqueue_job(&job("woken")).await.expect("enqueue");
     let mut waited = Duration::ZERO;
     while handler.runs.load(Ordering::SeqCst) < 2 && waited < Duration::from_secs(10) {
@@ -309,7 +313,11 @@ async fn a_job_enqueued_through_the_waking_store_runs_before_the_next_poll() {
         waited += Duration::from_millis(10);
     }
     task.abort();
-    assert_eq!(handler.runs.load(Ordering::SeqCst), 2, "both ran once woken");
+    assert_eq!(
+        handler.runs.load(Ordering::SeqCst),
+        2,
+        "both ran once woken"
+    );
     for id in [quiet, woken] {
         let id = id.expect("a new job");
         let job = store.job(id).await.expect("job").expect("exists");
