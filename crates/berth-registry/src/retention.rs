@@ -29,6 +29,13 @@ pub struct Removal {
     pub tags: Vec<String>,
 }
 
+/// A recorded run: its id, and the artifacts it removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionExecution {
+    pub run_id: i64,
+    pub removed: Vec<Removal>,
+}
+
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RetentionOutcome {
@@ -391,8 +398,14 @@ impl Registry {
         Ok(self.meta.delete_retention_policy(id).await?)
     }
 
-    /// Run a policy now, dry or not, and record the run (also when it fails); the run's id.
-    pub async fn execute_retention(&self, id: i64, dry_run: bool, trigger: &str) -> Result<i64> {
+    /// Run a policy now, dry or not, and record the run (also when it fails); the run's id
+    /// and what it removed (nothing when dry).
+    pub async fn execute_retention(
+        &self,
+        id: i64,
+        dry_run: bool,
+        trigger: &str,
+    ) -> Result<RetentionExecution> {
         let stored = self
             .retention_policy(id)
             .await?
@@ -424,7 +437,10 @@ impl Registry {
             result: result.to_string(),
         };
         let run_id = self.meta.record_retention_run(&run).await?;
-        outcome.map(|_| run_id)
+        outcome.map(|outcome| RetentionExecution {
+            run_id,
+            removed: if dry_run { Vec::new() } else { outcome.removed },
+        })
     }
 
     pub async fn retention_runs(&self, id: i64) -> Result<Vec<berth_meta::RetentionRunRow>> {

@@ -180,10 +180,16 @@ impl JobHandler for RetentionScheduler {
     }
 }
 
-/// Run one retention policy (`{"policy_id", "dry_run"}`) and record the run.
+/// Run one retention policy (`{"policy_id", "dry_run"}`) and record the run, in the
+/// policy's history and in the audit log (the run, and each artifact it removed, by
+/// [`RETENTION_ACTOR`]).
 pub struct RetentionRun {
     pub registry: Arc<Registry>,
+    pub audit: berth_audit::Audit,
 }
+
+/// The name the audit log gives scheduled retention runs.
+pub const RETENTION_ACTOR: &str = "retention";
 
 #[async_trait]
 impl JobHandler for RetentionRun {
@@ -201,7 +207,27 @@ impl JobHandler for RetentionRun {
             .execute_retention(id, dry_run, "SCHEDULE")
             .await
         {
-            Ok(run) => Ok(json!({"policy_id": id, "run": run})),
+            Ok(run) => {
+                use berth_audit::{AuditEvent, Client, Operation, ResourceType};
+                let event = |operation, resource_type, resource: String| {
+                    AuditEvent::new(
+                        RETENTION_ACTOR,
+                        Client::Unknown,
+                        operation,
+                        resource_type,
+                        resource,
+                    )
+                };
+                for removed in &run.removed {
+                    let artifact = format!("{}@{}", removed.repository, removed.digest);
+                    self.audit
+                        .record(event(Operation::Delete, ResourceType::Artifact, artifact));
+                }
+                let execution = format!("retention/{id}/execution/{}", run.run_id);
+                self.audit
+                    .record(event(Operation::Create, ResourceType::Retention, execution));
+                Ok(json!({"policy_id": id, "run": run.run_id}))
+            }
             Err(e @ berth_registry::Error::PolicyUnknown(_)) => {
                 Err(JobError::permanent(e.to_string()))
             }
@@ -217,6 +243,7 @@ pub async fn start(
     store: Arc<dyn berth_meta::JobStore>,
     registry: Arc<Registry>,
     gc: GcSetting,
+    audit: berth_audit::Audit,
 ) -> Result<Arc<Runner>, String> {
     let gc_schedule = gc.schedule.clone();
     let gc_params = json!({"delete_untagged": gc.delete_untagged, "dry_run": false});
@@ -229,7 +256,7 @@ pub async fn start(
             registry: registry.clone(),
             jobs: store,
         }))
-        .handle(Arc::new(RetentionRun { registry }));
+        .handle(Arc::new(RetentionRun { registry, audit }));
     let retention = RETENTION_SCHEDULER_SCHEDULE
         .parse()
         .map_err(|e| format!("{e}"))?;
@@ -338,13 +365,14 @@ mod tests {
     use std::sync::Arc;
 
     use berth_jobs::JobHandler;
-    use berth_meta::{JobStore, ProjectStore, SqliteStore};
+    use berth_meta::{AuditStore, JobStore, ProjectStore, SqliteStore};
     use berth_registry::retention::PolicyJson;
     use berth_registry::{Registry, RegistryOptions};
     use serde_json::json;
 
     /// A policy whose schedule came due gets one `retention` job per due time, however many
-    /// times (or nodes) the scheduler looks; that job runs it and records the run.
+    /// times (or nodes) the scheduler looks; that job runs it and records the run, in its
+    /// history and in the audit log (the run, and the artifact it removed).
     #[tokio::test]
     async fn a_due_policy_is_queued_once_and_its_run_recorded() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -363,10 +391,39 @@ mod tests {
             .create_project("team", false, None)
             .await
             .expect("project");
+        // One image, tagged v1: the policy keeps only tags matching keep*, so it goes.
+        let repository: berth_core::RepositoryName = "team/app".parse().expect("name");
+        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
+        let config_digest = berth_core::Digest::of(berth_core::Algorithm::Sha256, &config);
+        let body: berth_storage::ByteStream =
+            Box::pin(futures_util::stream::iter([Ok::<_, std::io::Error>(
+                bytes::Bytes::from(config.clone()),
+            )]));
+        registry
+            .put_blob(&repository, &config_digest, body)
+            .await
+            .expect("config");
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+            "layers": [],
+        }))
+        .expect("json");
+        let pushed = registry
+            .put_manifest(
+                &repository,
+                &"v1".parse().expect("tag"),
+                &[],
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                &manifest,
+            )
+            .await
+            .expect("manifest");
         let policy: PolicyJson = serde_json::from_value(json!({
             "algorithm": "or",
             "rules": [{"template": "always", "action": "retain",
-                "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+                "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "keep*"}],
                 "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}],
             // Every minute: due within the scheduler's window whenever it looks.
             "trigger": {"kind": "Schedule", "settings": {"cron": "0 * * * * *"}},
@@ -392,8 +449,12 @@ mod tests {
         );
         let jobs = store.jobs(Some("retention"), 0, 10).await.expect("jobs");
         assert!(jobs.total >= 1);
+        let audit = berth_audit::Audit::start(store.clone(), Default::default())
+            .await
+            .expect("audit");
         let ran = super::RetentionRun {
             registry: registry.clone(),
+            audit: audit.clone(),
         }
         .run(&jobs.items[0].params)
         .await
@@ -405,5 +466,38 @@ mod tests {
             (runs[0].trigger.as_str(), runs[0].status.as_str()),
             ("SCHEDULE", "Succeed")
         );
+        assert!(
+            registry
+                .get_manifest(&repository, &"v1".parse().expect("tag"))
+                .await
+                .is_err(),
+            "the run removed team/app:v1"
+        );
+        audit.flush().await;
+        let (entries, _) = store
+            .audit_entries(&berth_meta::AuditQuery::default())
+            .await
+            .expect("audit log");
+        let logged: Vec<(String, String, String, String)> = entries
+            .into_iter()
+            .map(|e| {
+                let r = e.record;
+                (r.username, r.operation, r.resource_type, r.resource)
+            })
+            .collect();
+        let removed = format!("team/app@{}", pushed.digest);
+        let execution = format!("retention/{id}/execution/{}", runs[0].id);
+        for (operation, kind, resource) in [
+            ("delete", "artifact", removed),
+            ("create", "retention", execution),
+        ] {
+            assert!(
+                logged.iter().any(|(u, o, k, r)| u == super::RETENTION_ACTOR
+                    && o == operation
+                    && k == kind
+                    && *r == resource),
+                "{operation} {kind} {resource} by retention in {logged:?}"
+            );
+        }
     }
 }

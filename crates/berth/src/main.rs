@@ -444,7 +444,6 @@ async fn run(config: Config) -> Result<(), String> {
     meta.set_default_storage_limit(config.quota_default_project_bytes)
         .await
         .map_err(|e| format!("cannot set the default project quota: {e}"))?;
-    let runner = jobs::start(meta.clone(), registry.clone(), config.gc.clone()).await?;
     let audit_log: Arc<dyn berth_meta::AuditStore> = meta.clone();
     let audit = if config.audit_enabled {
         berth_audit::Audit::start(
@@ -459,6 +458,13 @@ async fn run(config: Config) -> Result<(), String> {
     } else {
         berth_audit::Audit::off()
     };
+    let runner = jobs::start(
+        meta.clone(),
+        registry.clone(),
+        config.gc.clone(),
+        audit.clone(),
+    )
+    .await?;
     let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
     let proxy = berth_proxy::ProxyCache::open(
         registry.clone(),

@@ -26,6 +26,9 @@ enum Target {
     NewRobot,
     /// An artifact copied into this repository, by the `Location` answered (its digest).
     CopiedInto(String),
+    /// A retention run of this policy, by the `Location` answered (the run's id); each
+    /// artifact it removed is recorded as deleted too.
+    RetentionRun(i64),
 }
 
 /// A change to record if the handler succeeds.
@@ -102,11 +105,7 @@ pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
         E::UpdateRetention(id) => (Update, Retention, Target::Named(format!("retention/{id}"))),
         E::DeleteRetention(id) => (Delete, Retention, Target::Named(format!("retention/{id}"))),
         // A run deletes artifacts: it is recorded as such (what it removed is in its record).
-        E::RunRetention(id) => (
-            Create,
-            Retention,
-            Target::Named(format!("retention/{id}/execution")),
-        ),
+        E::RunRetention(id) => (Create, Retention, Target::RetentionRun(*id)),
         E::CopyArtifact { to, .. } => (Create, Artifact, Target::CopiedInto(to.name.to_string())),
         E::DeleteTag { artifact, tag } => (
             Delete,
@@ -144,6 +143,32 @@ impl Answered {
     }
 }
 
+/// What a recorded retention run removed, as `repository@digest` (nothing for a dry run).
+async fn removed_by_run(ctx: &Ctx<'_>, policy: i64, run: i64) -> Vec<String> {
+    let Ok(runs) = ctx.state.registry.retention_runs(policy).await else {
+        return Vec::new();
+    };
+    let Some(run) = runs.into_iter().find(|r| r.id == run && !r.dry_run) else {
+        return Vec::new();
+    };
+    let result: serde_json::Value = serde_json::from_str(&run.result).unwrap_or_default();
+    result["removed"]
+        .as_array()
+        .map(|removed| {
+            removed
+                .iter()
+                .filter_map(|r| {
+                    Some(format!(
+                        "{}@{}",
+                        r["repository"].as_str()?,
+                        r["digest"].as_str()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Pending {
     /// Record the change if the answer says it happened.
     pub async fn finish(self, ctx: &Ctx<'_>, peer: Peer, answered: Answered) {
@@ -176,6 +201,24 @@ impl Pending {
                 None => location.to_owned(),
             },
             Target::CopiedInto(repository) => format!("{repository}@{location}"),
+            Target::RetentionRun(policy) => {
+                let removed = match id {
+                    Some(run) => removed_by_run(ctx, policy, run).await,
+                    None => Vec::new(),
+                };
+                let username = ctx.account().unwrap_or(ANONYMOUS).to_owned();
+                let client = client(ctx.state, ctx.parts, peer);
+                for artifact in removed {
+                    ctx.state.audit.record(AuditEvent::new(
+                        username.clone(),
+                        client,
+                        Operation::Delete,
+                        ResourceType::Artifact,
+                        artifact,
+                    ));
+                }
+                format!("retention/{policy}/execution/{location}")
+            }
         };
         let username = ctx.account().unwrap_or(ANONYMOUS).to_owned();
         ctx.state.audit.record(AuditEvent::new(

@@ -75,7 +75,10 @@ pub async fn run(ctx: &Ctx<'_>, id: i64, body: Body) -> MgmtResult {
         .registry
         .execute_retention(id, request.dry_run, "MANUAL")
         .await?;
-    created(&format!("/api/v2.0/retentions/{id}/executions/{run}"))
+    created(&format!(
+        "/api/v2.0/retentions/{id}/executions/{}",
+        run.run_id
+    ))
 }
 
 pub async fn runs(ctx: &Ctx<'_>, id: i64, query: &ListQuery) -> MgmtResult {

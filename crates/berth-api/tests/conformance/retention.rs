@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use berth_core::immutable::Selector;
 use berth_core::retention::{RetentionRule, Template};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::OCI_MANIFEST;
 use crate::mgmt::{app, as_user, create_project, send_json};
@@ -217,7 +217,7 @@ async fn retention_through_harbors_api_records_each_run() {
                 .filter(|e| {
                     e["resource"]
                         .as_str()
-                        .is_some_and(|r| r.ends_with("/execution"))
+                        .is_some_and(|r| r.contains("/execution/"))
                 })
                 // Identical events of a batch are folded into one entry with a count.
                 .map(|e| e["count"].as_u64().unwrap_or(1))
@@ -225,6 +225,16 @@ async fn retention_through_harbors_api_records_each_run() {
         })
         .unwrap_or_default();
     assert_eq!(runs_logged, 2, "each run is in the audit log: {logs}");
+    // What the real run removed is in it too, as deleted by who ran it; the dry run's not.
+    let deleted: Vec<&Value> = logs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["operation"] == "delete" && e["resource_type"] == "artifact")
+        .collect();
+    assert_eq!(deleted.len(), 1, "{logs}");
+    assert_eq!(deleted[0]["resource"], format!("team/app@{dev}"));
+    assert_eq!(deleted[0]["username"], "root");
     assert_eq!(root.delete(&path).send().await.status, StatusCode::OK);
     assert_eq!(root.get(&path).send().await.status, StatusCode::NOT_FOUND);
 }
