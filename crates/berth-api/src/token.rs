@@ -35,13 +35,42 @@ fn token_auth(state: &AppState) -> Result<&TokenAuth, ApiError> {
     })
 }
 
-/// Every `scope` parameter; each may hold several scopes separated by spaces.
-fn scopes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<ResourceActions> {
-    values
+/// Every `scope` parameter; each may hold several scopes separated by spaces. A pull of
+/// a repository that a mirror may serve (`[proxy] mirror`, `mirrors`) also asks to pull
+/// it in each mirror project: the client names `library/nginx`, the registry reads
+/// `<mirror>/library/nginx`, and the token must cover what is read. What the account may
+/// not pull there is not granted, as always.
+fn scopes<'a>(state: &AppState, values: impl Iterator<Item = &'a str>) -> Vec<ResourceActions> {
+    let mut asked: Vec<ResourceActions> = values
         .flat_map(|v| v.split(' '))
         .filter(|s| !s.is_empty())
         .filter_map(ResourceActions::parse_scope)
-        .collect()
+        .collect();
+    let Some(proxy) = &state.proxy else {
+        return asked;
+    };
+    let mut mirrored = Vec::new();
+    for scope in &asked {
+        if scope.kind != "repository" || !scope.actions.iter().any(|a| a == "pull" || a == "*") {
+            continue;
+        }
+        for project in proxy.mirrors().projects() {
+            let in_mirror = scope
+                .name
+                .strip_prefix(project)
+                .is_some_and(|rest| rest.starts_with('/'));
+            let name = format!("{project}/{}", scope.name);
+            if !in_mirror && name.parse::<berth_core::RepositoryName>().is_ok() {
+                mirrored.push(ResourceActions {
+                    kind: "repository".into(),
+                    name,
+                    actions: vec!["pull".into()],
+                });
+            }
+        }
+    }
+    asked.extend(mirrored);
+    asked
 }
 
 fn check_service(auth: &TokenAuth, service: Option<&str>) -> Result<(), ApiError> {
@@ -153,6 +182,7 @@ async fn get_token(state: &AppState, request: Request) -> Result<Response, ApiEr
         _ => None,
     };
     let requested = scopes(
+        state,
         query
             .iter()
             .filter(|(k, _)| k == "scope")
@@ -228,6 +258,7 @@ async fn post_token(state: &AppState, request: Request) -> Result<Response, ApiE
         None => return Err(bad_form("grant_type is required")),
     };
     let requested = scopes(
+        state,
         form.iter()
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str()),

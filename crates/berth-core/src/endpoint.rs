@@ -470,6 +470,18 @@ impl Endpoint {
             | Endpoint::Referrers { name, .. } => Some(name),
         }
     }
+
+    /// The repository of a read a mirror may serve (manifest, blob, tag list, referrers),
+    /// to rewrite into the mirror's project; `None` for writes and the rest.
+    pub fn pulled_repository_mut(&mut self) -> Option<&mut RepositoryName> {
+        match self {
+            Endpoint::ListTags { name, .. }
+            | Endpoint::GetManifest { name, .. }
+            | Endpoint::GetBlob { name, .. }
+            | Endpoint::Referrers { name, .. } => Some(name),
+            _ => None,
+        }
+    }
 }
 
 fn only(method: &str, allowed: &[&str], endpoint: Endpoint) -> Result<Endpoint, EndpointError> {

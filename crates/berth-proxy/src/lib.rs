@@ -36,6 +36,32 @@ pub struct ProxyOptions {
     /// Where blobs being fetched are spooled (on local disk: as large as the largest
     /// blobs fetched at once).
     pub spool_dir: PathBuf,
+    /// Transparent mirroring: where pulls without a proxy project's prefix go.
+    pub mirrors: Mirrors,
+}
+
+/// Transparent mirroring (what Docker's `registry-mirrors` and containerd's `hosts.toml`
+/// need): pulls that name no project of this registry, or that carry containerd's
+/// `?ns=<upstream host>`, are served by a proxy-cache project.
+#[derive(Clone, Debug, Default)]
+pub struct Mirrors {
+    /// The project for pulls whose first path component names no project here.
+    pub default: Option<String>,
+    /// Upstream host (lower case, as in `ns`) → project.
+    pub by_namespace: Vec<(String, String)>,
+}
+
+impl Mirrors {
+    /// Every project pulls may be sent to (for a token to cover them all).
+    pub fn projects(&self) -> impl Iterator<Item = &str> {
+        let mut all: Vec<&str> = self.default.iter().map(String::as_str).collect();
+        for (_, project) in &self.by_namespace {
+            if !all.contains(&project.as_str()) {
+                all.push(project);
+            }
+        }
+        all.into_iter()
+    }
 }
 
 /// How long which upstream a project proxies is remembered (another node may bind one).
@@ -84,6 +110,8 @@ pub struct ProxyCache {
     clients: Mutex<HashMap<i64, KnownClient>>,
     /// Project name → the upstream it proxies (`None`: an ordinary project).
     routes: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// Repositories found held here, and when: the default mirror leaves their pulls alone.
+    held: Mutex<HashMap<String, Instant>>,
     /// When each (repository, tag) was last found current upstream.
     revalidated: Mutex<HashMap<(String, String), Instant>>,
     manifest_flights: Mutex<HashMap<(i64, String, String), ManifestFlight>>,
@@ -135,6 +163,7 @@ impl ProxyCache {
             options,
             clients: Default::default(),
             routes: Default::default(),
+            held: Default::default(),
             revalidated: Default::default(),
             manifest_flights: Default::default(),
             pending: Default::default(),
@@ -180,6 +209,78 @@ impl ProxyCache {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+
+    pub fn mirrors(&self) -> &Mirrors {
+        &self.options.mirrors
+    }
+
+    /// The repository a pull of `repository` is served from when a mirror takes it: with
+    /// containerd's `ns` naming a mapped upstream host, that host's project; else the
+    /// default mirror project when this registry holds no repository of that name (its own
+    /// repositories win, in any project, `library` too). `None`: served as named.
+    pub async fn mirror_target(
+        &self,
+        repository: &RepositoryName,
+        namespace: Option<&str>,
+    ) -> Result<Option<RepositoryName>, ProxyError> {
+        let mirrors = &self.options.mirrors;
+        let name = repository.as_str();
+        let by_namespace = namespace.and_then(|ns| {
+            let ns = ns.to_ascii_lowercase();
+            mirrors
+                .by_namespace
+                .iter()
+                .find(|(host, _)| *host == ns)
+                .map(|(_, project)| project.as_str())
+        });
+        let project = match (by_namespace, &mirrors.default) {
+            (Some(project), _) => project,
+            (None, Some(default)) => {
+                if self.held_here(repository).await? {
+                    return Ok(None);
+                }
+                default.as_str()
+            }
+            (None, None) => return Ok(None),
+        };
+        if name
+            .strip_prefix(project)
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return Ok(None);
+        }
+        let rewritten = format!("{project}/{name}");
+        // Too long a name for the mirror: served as named (and not found).
+        Ok(rewritten.parse().ok())
+    }
+
+    /// Whether this registry holds `repository`. Only a yes is remembered (briefly): a
+    /// repository pushed a moment ago is served here at once.
+    async fn held_here(&self, repository: &RepositoryName) -> Result<bool, ProxyError> {
+        let name = repository.as_str();
+        let fresh = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .is_some_and(|at| at.elapsed() < ROUTE_TTL);
+        if fresh {
+            return Ok(true);
+        }
+        let held = match self.registry.repository(repository).await {
+            Ok(_) => true,
+            Err(berth_registry::Error::NameUnknown(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if held {
+            let mut known = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if known.len() > 10_000 {
+                known.retain(|_, at| at.elapsed() < ROUTE_TTL);
+            }
+            known.insert(name.to_owned(), Instant::now());
+        }
+        Ok(held)
     }
 
     /// Where pulls of `repository` go, if its project is a proxy cache.

@@ -81,6 +81,12 @@ pub struct RawProxy {
     pub timeout: Option<u64>,
     /// Where blobs being fetched from upstreams are spooled (default: `<data_dir>/proxy-spool`).
     pub spool_dir: Option<PathBuf>,
+    /// The proxy-cache project that pulls without a project prefix go to when their first
+    /// path component names no project (Docker's `registry-mirrors`).
+    pub mirror: Option<String>,
+    /// `"<upstream host>=<proxy project>"` entries: pulls carrying containerd's
+    /// `?ns=<upstream host>` go to that project.
+    pub mirrors: Option<Vec<String>>,
 }
 
 /// The `[secrets]` table.
@@ -374,6 +380,10 @@ pub struct ProxySetting {
     pub tag_ttl: std::time::Duration,
     pub timeout: std::time::Duration,
     pub spool_dir: PathBuf,
+    /// The default mirror project (`[proxy] mirror`).
+    pub mirror: Option<String>,
+    /// Upstream host → proxy project (`[proxy] mirrors`).
+    pub mirrors: Vec<(String, String)>,
 }
 
 /// `[gc]` resolved.
@@ -597,6 +607,14 @@ impl RawConfig {
                 tag_ttl: number("proxy.tag_ttl", "seconds")?,
                 timeout: number("proxy.timeout", "seconds")?,
                 spool_dir: get("proxy.spool_dir").map(PathBuf::from),
+                mirror: get("proxy.mirror"),
+                mirrors: get("proxy.mirrors").map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(String::from)
+                        .collect()
+                }),
             },
             secrets: RawSecrets {
                 key: get("secrets.key"),
@@ -657,6 +675,8 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "proxy.tag_ttl" => "BERTH_PROXY_TAG_TTL",
         "proxy.timeout" => "BERTH_PROXY_TIMEOUT",
         "proxy.spool_dir" => "BERTH_PROXY_SPOOL_DIR",
+        "proxy.mirror" => "BERTH_PROXY_MIRROR",
+        "proxy.mirrors" => "BERTH_PROXY_MIRRORS",
         "secrets.key" => "BERTH_SECRET_KEY",
         "gc.schedule" => "BERTH_GC_SCHEDULE",
         "gc.delete_untagged" => "BERTH_GC_DELETE_UNTAGGED",
@@ -892,6 +912,44 @@ impl Config {
         }
         let spool_dir = pick!("proxy.spool_dir", proxy.spool_dir, None::<PathBuf>)
             .unwrap_or_else(|| data_dir.join("proxy-spool"));
+        let project_name = |name: &'static str, value: &str| {
+            if berth_core::access::valid_project_name(value) {
+                Ok(value.to_owned())
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    value: value.to_owned(),
+                    reason: "a project name (lower-case letters, digits, . _ -)".into(),
+                })
+            }
+        };
+        let mirror = pick!("proxy.mirror", proxy.mirror, None::<String>)
+            .filter(|m| !m.is_empty())
+            .map(|m| project_name("proxy.mirror", &m))
+            .transpose()?;
+        let mirrors = pick!("proxy.mirrors", proxy.mirrors, Some(Vec::<String>::new()))
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                let Some((host, project)) = entry.split_once('=') else {
+                    return Err(ConfigError::Invalid {
+                        name: "proxy.mirrors",
+                        value: entry.clone(),
+                        reason: "\"<upstream host>=<proxy project>\", e.g. \"docker.io=dockerhub\""
+                            .into(),
+                    });
+                };
+                let host = host.trim().to_ascii_lowercase();
+                if host.is_empty() || host.contains('/') {
+                    return Err(ConfigError::Invalid {
+                        name: "proxy.mirrors",
+                        value: entry.clone(),
+                        reason: "a registry host (and port), e.g. docker.io or quay.io".into(),
+                    });
+                }
+                Ok((host, project_name("proxy.mirrors", project.trim())?))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let secret_key_text = pick!("secrets.key", secrets.key, None::<String>);
         if secret_key_text.is_some()
             && let Some(shown) = origins.last_mut()
@@ -1275,6 +1333,8 @@ impl Config {
                 tag_ttl: std::time::Duration::from_secs(tag_ttl),
                 timeout: std::time::Duration::from_secs(proxy_timeout),
                 spool_dir,
+                mirror,
+                mirrors,
             },
             secret_key,
             gc,

@@ -474,6 +474,10 @@ async fn run(config: Config) -> Result<(), String> {
             tag_ttl: config.proxy.tag_ttl,
             timeout: config.proxy.timeout,
             spool_dir: config.proxy.spool_dir.clone(),
+            mirrors: berth_proxy::Mirrors {
+                default: config.proxy.mirror.clone(),
+                by_namespace: config.proxy.mirrors.clone(),
+            },
         },
     )
     .await

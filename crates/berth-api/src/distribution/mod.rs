@@ -37,7 +37,11 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
     let (parts, body) = request.into_parts();
     let peer = Peer::of(&parts.extensions);
     // Parsing is pure; it comes first only so that the request's metrics know its class.
-    let parsed = Endpoint::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
+    let mut parsed = Endpoint::parse(parts.method.as_str(), parts.uri.path(), parts.uri.query());
+    if let Ok(endpoint) = &mut parsed {
+        // Before authorization: a mirrored pull is decided on the repository it reads.
+        mirror(state, endpoint, parts.uri.query()).await?;
+    }
     crate::observe::classify(match &parsed {
         Ok(endpoint) => endpoint_class(endpoint),
         Err(_) => EndpointClass::V2Invalid,
@@ -133,6 +137,34 @@ async fn refuse_after_reading(body: Body, error: ApiError) -> ApiError {
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), draining).await;
     error
+}
+
+/// Transparent mirroring: a pull that a mirror takes (see [`berth_proxy::Mirrors`]) reads
+/// the mirror project's repository instead, with containerd's `?ns=` naming the upstream.
+async fn mirror(
+    state: &AppState,
+    endpoint: &mut Endpoint,
+    query: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(proxy) = &state.proxy else {
+        return Ok(());
+    };
+    let Some(name) = endpoint.pulled_repository_mut() else {
+        return Ok(());
+    };
+    let namespace = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "ns")
+            .map(|(_, v)| v.into_owned())
+    });
+    if let Some(target) = proxy
+        .mirror_target(name, namespace.as_deref())
+        .await
+        .map_err(|e| proxy_error(e, ErrorCode::NameUnknown))?
+    {
+        *name = target;
+    }
+    Ok(())
 }
 
 /// A proxy-cache project holds only what its upstream has: pushes into it are refused

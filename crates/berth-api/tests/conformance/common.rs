@@ -62,6 +62,7 @@ pub struct TestAppBuilder {
     blobs: Option<Arc<dyn BlobStore>>,
     /// Proxy-cache projects with this tag TTL.
     proxy_tag_ttl: Option<std::time::Duration>,
+    proxy_mirrors: berth_proxy::Mirrors,
     /// `/readyz` probes the data directory with this minimum of free bytes.
     probe_data_dir: Option<u64>,
 }
@@ -112,6 +113,12 @@ impl TestAppBuilder {
     /// Serve proxy-cache projects, revalidating tags after `tag_ttl`.
     pub fn proxy(mut self, tag_ttl: std::time::Duration) -> Self {
         self.proxy_tag_ttl = Some(tag_ttl);
+        self
+    }
+
+    /// With the proxy cache: transparent mirroring into these projects.
+    pub fn proxy_mirrors(mut self, mirrors: berth_proxy::Mirrors) -> Self {
+        self.proxy_mirrors = mirrors;
         self
     }
 
@@ -178,6 +185,7 @@ impl TestAppBuilder {
                     tag_ttl,
                     timeout: std::time::Duration::from_secs(5),
                     spool_dir: dir.path().join("proxy-spool"),
+                    mirrors: self.proxy_mirrors.clone(),
                 },
             )
             .await
@@ -235,6 +243,7 @@ impl TestApp {
             audit: true,
             blobs: None,
             proxy_tag_ttl: None,
+            proxy_mirrors: Default::default(),
             probe_data_dir: None,
         }
     }

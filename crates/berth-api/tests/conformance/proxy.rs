@@ -501,3 +501,139 @@ async fn a_private_upstream_in_token_mode_is_pulled_with_a_token_from_its_realm(
         refused.body
     );
 }
+
+/// Transparent mirroring: with a default mirror project, `library/app` and `user/tool`
+/// (names Docker sends a `registry-mirrors` target) are pulled through the proxy project
+/// with no prefix — `library` is a project here too, but holds no `library/app` — while
+/// this registry's own `team/own` is served as always; with containerd's `?ns=docker.io`
+/// mapped to the project, the upstream's `team/own` is. An anonymous client's token for
+/// `library/app` covers the mirror's repository.
+#[tokio::test]
+async fn a_default_mirror_serves_unprefixed_pulls_and_ns_routes_to_its_upstream() {
+    let upstream = Upstream::start().await;
+    let (library, _) = upstream.app.push_image("library/app", "v1", "lib").await;
+    let (user, _) = upstream.app.push_image("user/tool", "v1", "user").await;
+    let (remote_team, _) = upstream.app.push_image("team/own", "v1", "remote").await;
+    let base = TestApp::builder()
+        .token_mode()
+        .proxy(Duration::from_secs(3600))
+        .proxy_mirrors(berth_proxy::Mirrors {
+            default: Some("cache".into()),
+            by_namespace: vec![("docker.io".into(), "cache".into())],
+        })
+        .build()
+        .await;
+    base.identity()
+        .add_user(NewAccount {
+            name: "root".into(),
+            password: PASSWORD.into(),
+            email: "root@example.com".into(),
+            sysadmin: true,
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    let app = base.with_basic("root", PASSWORD);
+    bind(&app, &upstream).await;
+    let created = send_json(
+        &app,
+        "POST",
+        "/api/v2.0/projects",
+        json!({"project_name": "team", "metadata": {"public": "false"}}),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let (own, _) = app.push_image("team/own", "v1", "local").await;
+
+    for (path, digest) in [
+        ("/v2/library/app/manifests/v1", &library),
+        ("/v2/user/tool/manifests/v1", &user),
+        ("/v2/team/own/manifests/v1", &own),
+        ("/v2/team/own/manifests/v1?ns=docker.io", &remote_team),
+        ("/v2/library/app/manifests/v1?ns=docker.io", &library),
+        ("/v2/cache/library/app/manifests/v1", &library),
+    ] {
+        let got = app.get(path).header("accept", OCI_MANIFEST).send().await;
+        assert_eq!(got.status, StatusCode::OK, "{path}: {:?}", got.body);
+        assert_eq!(
+            got.header("docker-content-digest"),
+            digest.as_str(),
+            "{path}"
+        );
+    }
+    assert_ne!(own, remote_team);
+    assert_eq!(
+        upstream.count("GET /v2/team/own/manifests/v1"),
+        1,
+        "asked upstream only with ns"
+    );
+    // The layer of a mirrored image, by the name the client knows.
+    let manifest: Value = serde_json::from_slice(
+        &app.get("/v2/library/app/manifests/v1")
+            .header("accept", OCI_MANIFEST)
+            .send()
+            .await
+            .body,
+    )
+    .expect("manifest json");
+    let layer = manifest["layers"][0]["digest"].as_str().expect("layer");
+    let blob = app
+        .get(format!("/v2/library/app/blobs/{layer}"))
+        .send()
+        .await;
+    assert_eq!(blob.status, StatusCode::OK);
+    // Pushes are never mirrored: into library (a project here) it is an ordinary push,
+    // into user (none) it is refused as any push into a missing project.
+    let push = app.post("/v2/library/app/blobs/uploads/").send().await;
+    assert_eq!(push.status, StatusCode::ACCEPTED);
+    let push = app.post("/v2/user/tool/blobs/uploads/").send().await;
+    assert!(push.status.is_client_error(), "{:?}", push.status);
+    assert!(
+        !String::from_utf8_lossy(&push.body).contains("proxy cache"),
+        "{:?}",
+        push.body
+    );
+
+    // The mirror project is public: an anonymous pull needs no token; Docker, which asks
+    // one anyway, gets one for library/app that reads the mirror's repository.
+    let anonymous = base
+        .get("/v2/library/app/manifests/v1")
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await;
+    assert_eq!(anonymous.status, StatusCode::OK);
+    let token = base
+        .get("/service/token?service=berth&scope=repository:library/app:pull")
+        .send()
+        .await;
+    assert_eq!(token.status, StatusCode::OK, "{:?}", token.body);
+    let token = token.json()["token"].as_str().expect("token").to_owned();
+    let claims: Value = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).expect("a JWT");
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url");
+        serde_json::from_slice(&bytes).expect("claims")
+    };
+    assert!(
+        claims["access"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|e| e["name"] == "cache/library/app" && e["actions"] == json!(["pull"]))),
+        "the token covers the mirror's repository: {claims}"
+    );
+    let pulled = base
+        .with_bearer(&token)
+        .get("/v2/library/app/manifests/v1")
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await;
+    assert_eq!(pulled.status, StatusCode::OK, "{:?}", pulled.body);
+    // The same token reads nothing of the private team project.
+    let private = base
+        .with_bearer(&token)
+        .get("/v2/team/own/manifests/v1")
+        .send()
+        .await;
+    assert!(private.status.is_client_error());
+}
