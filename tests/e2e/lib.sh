@@ -364,8 +364,8 @@ stop_registry() {
 }
 
 # ---------------------------------------------------------------- private Docker Engine
-# start_dockerd: a dockerd of our own (vfs, no iptables, no bridge) on a socket in $T.
-# Exports DOCKER_HOST and DOCKER_CONFIG (no credentials land in ~/.docker).
+# start_dockerd [ARGS...]: a dockerd of our own (vfs, no iptables, no bridge) on a socket in
+# $T, with ARGS added. Exports DOCKER_HOST and DOCKER_CONFIG (no credentials land in ~/.docker).
 start_dockerd() {
   local d="$T/docker"
   mkdir -p "$d/data" "$d/config"
@@ -374,7 +374,7 @@ start_dockerd() {
   export DOCKER_HOST="unix://$d/docker.sock"
   /usr/sbin/dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=vfs \
     --data-root "$d/data" --exec-root "$DOCKER_EXEC_ROOT" --pidfile "$d/dockerd.pid" \
-    -H "$DOCKER_HOST" >"$d/dockerd.log" 2>&1 &
+    -H "$DOCKER_HOST" "$@" >"$d/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
   local i
   for i in $(seq 300); do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proxy-cache projects: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical (podman and docker too, from the cache); 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
+# Proxy-cache projects and mirror mode: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical (podman and docker too, from the cache); 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=proxy
 
@@ -8,7 +8,7 @@ if [[ "$E2E_TARGET" != berth ]]; then
   exit 0
 fi
 
-require_tools docker-registry skopeo podman docker dockerd jq curl python3 sha256sum || exit "$E2E_ABORTED"
+require_tools docker-registry skopeo podman docker dockerd containerd ctr jq curl python3 sha256sum || exit "$E2E_ABORTED"
 ensure_test_images
 
 SK=(--tls-verify=false)
@@ -40,9 +40,12 @@ start_upstream >"$T/up-start.msg" 2>&1 || abort "start registry:2 as the upstrea
 upstream_gets() { grep -c "\"GET $1 HTTP" "$T/up/access.log"; }
 
 push() { skopeo copy -q --dest-tls-verify=false "$@"; }
-check "upstream: push library/app:v1 and :v2" \
+check "upstream: push library/app:v1 and :v2, user/tool:v1, library/mirrored:v1, someone/else:v1" \
   bash -c "skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1 docker://$UP/library/app:v1 &&
-           skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1-arm64 docker://$UP/library/app:v2"
+           skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1-arm64 docker://$UP/library/app:v2 &&
+           skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1 docker://$UP/user/tool:v1 &&
+           skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1 docker://$UP/library/mirrored:v1 &&
+           skopeo copy -q --dest-tls-verify=false oci:$IMG/oci:v1 docker://$UP/someone/else:v1"
 
 # A fresh image with a 32 MiB layer that nothing has pulled yet, pushed with curl.
 push_blob() {  # REPO FILE: monolithic upload
@@ -72,9 +75,11 @@ check "upstream: push library/big:v1 (a 32 MiB layer)" \
 # ---------------------------------------------------------------- berth, a proxy-cache project
 ADMIN_PASS=$(new_password)
 # Every pull by tag asks the upstream whether the tag moved, so the stale path is exercised.
-export BERTH_PROXY_TAG_TTL=0
+# Mirror mode: project hub is the default mirror and docker.io's (containerd's ?ns=), quay
+# is quay.io's.
+export BERTH_PROXY_TAG_TTL=0 BERTH_PROXY_MIRROR=hub BERTH_PROXY_MIRRORS=docker.io=hub,quay.io=quay
 REG_AUTH_MODE=token REG_ADMIN_PASSWORD=$ADMIN_PASS start_registry_or_abort "$T/berth"
-unset BERTH_PROXY_TAG_TTL
+unset BERTH_PROXY_TAG_TTL BERTH_PROXY_MIRROR BERTH_PROXY_MIRRORS
 API="$REG_URL/api/v2.0"
 api() {  # METHOD PATH [JSON]: prints the status; body in $T/api.body, headers in $T/api.headers
   local args=(-X "$1" -D "$T/api.headers" -o "$T/api.body" -w '%{http_code}' "$API$2")
@@ -117,6 +122,90 @@ cached() {
 }
 check "hub/app:v1 is cached (an artifact of the proxy project)" cached app v1
 
+# ---------------------------------------------------------------- mirror mode (no prefix)
+# The same registry:2 as a second upstream, of the plain type (no library/ mapping), for
+# project quay: containerd's quay.io.
+register_quay() {
+  expect_api 201 POST /registries "{\"name\":\"quay\",\"type\":\"docker-registry\",\"url\":\"http://$UP\"}" || return 1
+  local id
+  id=$(header_of "$T/api.headers" location | awk -F/ '{print $NF}')
+  expect_api 201 POST /projects "{\"project_name\":\"quay\",\"registry_id\":$id,\"metadata\":{\"public\":\"true\"}}"
+}
+check "POST /registries and /projects: quay, a second proxy-cache project" register_quay
+anon_digest() {  # PATH: the digest an anonymous GET of a manifest answers
+  curl -fsS -D - -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$REG_URL$1" |
+    tr -d '\r' | awk 'tolower($1) == "docker-content-digest:" {print $2}'
+}
+check_eq "anonymous GET /v2/library/app/manifests/v1 (no prefix) is the upstream's library/app:v1" \
+  "$(layout_digest v1)" "$(anon_digest /v2/library/app/manifests/v1)"
+check_eq "?ns=quay.io routes user/tool to project quay (plain upstream user/tool)" \
+  "$(layout_digest v1)" "$(anon_digest '/v2/user/tool/manifests/v1?ns=quay.io')"
+
+if start_dockerd --registry-mirror "$REG_URL" >"$T/dockerd-start.msg" 2>&1; then
+  docker_mirror_pull() {  # docker knows nothing of berth: docker.io names only
+    docker pull -q "$1" >/dev/null && docker image inspect "$1" >/dev/null
+  }
+  check "docker with registry-mirrors pulls mirrored:v1 (library/mirrored upstream)" docker_mirror_pull mirrored:v1
+  check "docker with registry-mirrors pulls someone/else:v1" docker_mirror_pull someone/else:v1
+  check "berth served it: hub/library/mirrored:v1 is cached" cached library%252Fmirrored v1
+  check "berth served it: hub/someone/else:v1 is cached" cached someone%252Felse v1
+  stop_dockerd
+else
+  fail "start a private dockerd with --registry-mirror" "$(cat "$T/dockerd-start.msg")"
+fi
+
+# containerd of our own, two upstreams in its hosts dir: docker.io and quay.io, both berth.
+start_containerd() {
+  mkdir -p "$T/ctd"
+  cat >"$T/ctd/config.toml" <<TOML
+version = 2
+root = "$T/ctd/root"
+state = "$T/ctd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "$T/ctd/containerd.sock"
+TOML
+  containerd --config "$T/ctd/config.toml" >"$T/ctd/containerd.log" 2>&1 &
+  CTD_PID=$!
+  REG_PIDS+=("$CTD_PID")
+  for _ in $(seq 100); do ctr --address "$T/ctd/containerd.sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "containerd did not start"; tail -n 20 "$T/ctd/containerd.log"; return 1
+}
+for host in docker.io quay.io; do
+  mkdir -p "$T/certs.d/$host"
+  printf 'server = "https://%s"\n[host."%s"]\n  capabilities = ["pull", "resolve"]\n' \
+    "$host" "$REG_URL" >"$T/certs.d/$host/hosts.toml"
+done
+if start_containerd >"$T/ctd-start.msg" 2>&1; then
+  ctr_pull() {
+    ctr --address "$T/ctd/containerd.sock" images pull --snapshotter native \
+      --hosts-dir "$T/certs.d" "$1" >"$T/ctr.out" 2>&1 || { tail -n 5 "$T/ctr.out"; return 1; }
+  }
+  check "containerd (hosts.toml for docker.io) pulls docker.io/library/app:v1 through berth" ctr_pull docker.io/library/app:v1
+  check "containerd (hosts.toml for quay.io) pulls quay.io/user/tool:v1 through berth" ctr_pull quay.io/user/tool:v1
+  in_quay() {
+    curl -s -u "admin:$ADMIN_PASS" "$API/projects/quay/repositories" |
+      jq -e 'any(.[]; .name == "quay/user/tool")' >/dev/null
+  }
+  check "containerd's ?ns=quay.io pulls went to project quay" in_quay
+else
+  fail "start containerd" "$(cat "$T/ctd-start.msg")"
+fi
+
+# podman: a registries.conf mirror for docker.io, no prefix.
+setup_containers_env
+cat >"$T/registries.conf" <<CONF
+[[registry]]
+location = "docker.io"
+[[registry.mirror]]
+location = "$REG"
+insecure = true
+CONF
+pm_mirror_pull() { CONTAINERS_REGISTRIES_CONF="$T/registries.conf" pm pull -q docker.io/library/app:v1 >/dev/null; }
+check "podman with a registries.conf mirror pulls docker.io/library/app:v1 through berth" pm_mirror_pull
+
 # ---------------------------------------------------------------- 50 concurrent cold pulls
 one_pull() {  # a client: the manifest, then its config and layer
   curl_as admin "$ADMIN_PASS" -f -o /dev/null -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
@@ -157,6 +246,11 @@ if start_dockerd >"$T/dockerd-start.msg" 2>&1; then
 else
   fail "start a private dockerd" "$(cat "$T/dockerd-start.msg")"
 fi
+if [[ -n "${CTD_PID:-}" ]]; then
+  check "upstream killed: containerd (docker.io mirror) still pulls docker.io/library/app:v1" ctr_pull docker.io/library/app:v1
+fi
+pm_mirror_pull_again() { pm rmi -f docker.io/library/app:v1 >/dev/null 2>&1; pm_mirror_pull; }
+check "upstream killed: podman (registries.conf mirror) pulls docker.io/library/app:v1 again" pm_mirror_pull_again
 check "upstream killed: an uncached tag fails naming the upstream" \
   expect_error "cannot be reached|$UP" skopeo copy -q "${SRC[@]}" "docker://$REG/hub/app:v2" "oci:$T/pulled-v2:v2"
 

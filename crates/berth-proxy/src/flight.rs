@@ -24,12 +24,15 @@ use crate::upstream::{BlobBody, UpstreamClient, UpstreamError};
 /// Bytes written to the spool before readers are told (and the read size).
 const PIECE: usize = 256 * 1024;
 
-/// Who a flight is for: one upstream's blob, fetched through one repository.
+/// Who a flight is for: one upstream's blob, fetched through one repository, cached into
+/// one local repository (its fill links the blob there only: two local names of one
+/// upstream repository, `hub/app` and `hub/library/app`, fly separately).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FlightKey {
     pub upstream: i64,
     pub repository: String,
     pub digest: Digest,
+    pub local: String,
 }
 
 /// How far a fetch has got.
@@ -402,6 +405,7 @@ mod tests {
             upstream: 1,
             repository: "lib/app".into(),
             digest: expected,
+            local: "cache/lib/app".into(),
         };
         let flight = flights
             .join(key, client, spool.path().to_owned(), no_fill())
@@ -429,6 +433,7 @@ mod tests {
                 upstream: 1,
                 repository: "lib/app".into(),
                 digest: digest.clone(),
+                local: "cache/lib/app".into(),
             };
             let dir = spool.path().to_owned();
             tokio::spawn(async move {

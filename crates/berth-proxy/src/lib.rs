@@ -585,6 +585,7 @@ impl ProxyCache {
                     upstream: route.upstream_id,
                     repository: route.repository.clone(),
                     digest: digest.clone(),
+                    local: repository.to_string(),
                 };
                 let fill = filler(registry.clone(), repository.clone(), digest.clone());
                 let cached = match flights
@@ -642,6 +643,7 @@ impl ProxyCache {
             upstream: route.upstream_id,
             repository: route.repository.clone(),
             digest: digest.clone(),
+            local: repository.to_string(),
         };
         let fill = filler(self.registry.clone(), repository.clone(), digest.clone());
         let flight = self
