@@ -171,6 +171,7 @@ median() {                            # figure registry -> median, or "n/a"
     printf "%.6f", m }'
 }
 j() { jq -r "$1" <<<"$2"; }
+calc() { bc -l <<<"$1"; }
 bench() { # reg subcommand args...: run berth-bench against REG, keep its JSON line
   local reg=$1 out
   shift
@@ -531,10 +532,67 @@ gc_began=$(date +%s%N)
 "$REG2" garbage-collect "$(reg2_config "$WORK/data-reg2")" >"$WORK/reg2-gc.log" 2>&1
 record gc-total reg2 $((($(date +%s%N) - gc_began) / 1000000))
 stop reg2
+# --- (k) proxy cache: cold, warm and 50-client pulls through berth of a registry:2 upstream ---
+# registry:2 holds the blobs; berth (token mode) proxies it in project hub. Cold: the first
+# pull through berth (fetched, streamed, cached in one pass); warm: the same again, from the
+# cache; direct: from registry:2 itself. 50 clients: a fresh blob of $SHARED_BLOB pulled by
+# 50 at once through berth, against one client's cold pull of a blob of the same size.
+if ((QUICK)); then SHARED_BLOB=4MiB; else SHARED_BLOB=128MiB; fi
+BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW")
+export BENCH_AUTHORIZATION="Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
+proxy_setup() { # berth's registry entry for registry:2 and its project hub
+  local api=$(url berth)/api/v2.0 id
+  id=$(curl -sf -D - -o /dev/null -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+    -d "{\"name\": \"up\", \"type\": \"docker-registry\", \"url\": \"$(url reg2)\"}" "$api/registries" |
+    tr -d '\r' | awk 'tolower($1) == "location:" { n = split($2, p, "/"); print p[n] }')
+  curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+    -d "{\"project_name\": \"hub\", \"registry_id\": $id, \"metadata\": {\"public\": \"true\"}}" "$api/projects" >/dev/null
+}
+for ((r = 1; r <= REPEATS; r++)); do
+  start reg2
+  start berth
+  proxy_setup
+  out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/big --size "$BLOB")
+  digest=$(j .digest "$out")
+  log "(k) pull $BLOB directly from registry:2 ($r/$REPEATS)"
+  out=$(BENCH_AUTHORIZATION="" bench reg2 pull-blob --repo up/big --digest "$digest")
+  record proxy-direct berth "$(j .secs "$out")"
+  log "(k) cold pull $BLOB through berth's proxy cache ($r/$REPEATS)"
+  out=$(bench berth pull-blob --repo hub/up/big --digest "$digest")
+  [[ $(j .bytes "$out") == "$BLOB_BYTES" ]] || { echo "short proxied pull: $out" >&2; exit 1; }
+  record proxy-cold berth "$(j .secs "$out")"
+  for _ in $(seq 300); do # the cache fill commits right after the last byte
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -I -H "Authorization: $BENCH_AUTHORIZATION" \
+      "$(url berth)/v2/hub/up/big/blobs/$digest") == 200 ]] && break
+    sleep 0.1
+  done
+  log "(k) warm pull $BLOB through berth's proxy cache ($r/$REPEATS)"
+  out=$(bench berth pull-blob --repo hub/up/big --digest "$digest")
+  record proxy-warm berth "$(j .secs "$out")"
+  # One client's cold pull of a $SHARED_BLOB blob, then 50 clients' of another.
+  out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/one --size "$SHARED_BLOB")
+  out=$(bench berth pull-blob --repo hub/up/one --digest "$(j .digest "$out")")
+  record proxy-one berth "$(j .secs "$out")"
+  out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/shared --size "$SHARED_BLOB")
+  digest=$(j .digest "$out")
+  log "(k) 50 clients pull one cold $SHARED_BLOB blob through berth ($r/$REPEATS)"
+  began=$(date +%s%N)
+  pids=()
+  for i in $(seq 50); do
+    "$BB" --url "$(url berth)" pull-blob --repo hub/up/shared --digest "$digest" >"$WORK/shared.$i" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { echo "a shared pull failed" >&2; exit 1; }; done
+  record proxy-fifty berth "$(calc "($(date +%s%N) - $began) / 1000000000")"
+  stop berth
+  stop reg2
+done
+unset BENCH_AUTHORIZATION
+BERTH_ENV=()
+
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- the table -----------------------------------------------------------------------------
-calc() { bc -l <<<"$1"; }
 fmt() { # 3 significant digits, no exponents
   [[ $1 == n/a ]] && { echo n/a; return; }
   awk -v v="$1" 'BEGIN { a = v < 0 ? -v : v
@@ -618,6 +676,11 @@ ROWS+=("| (j) (f) images/s in token mode while GC runs back to back ($(fmt "$(me
 ROWS+=("| (j) (f) p99 per image while GC runs, ms | $(fmt "$P_GC") | | $(share "$P_GC" "$P_NOGC") of no GC ($(fmt "$P_NOGC") ms) | ≤ 150% of no GC | $(met_share "$P_NOGC" "$P_GC" 0.6667) |")
 Q_ON=$(median push-quota berth) Q_OFF=$(median push-noquota berth)
 ROWS+=("| (j) small pushes into a project with a quota, s ($((GC_MORE * 100)) manifests, $((GC_MORE * 500)) blobs) | $(fmt "$Q_ON") | | $(share "$Q_ON" "$Q_OFF") of no quota ($(fmt "$Q_OFF") s) | ≤ 105% of no quota | $(met_share "$Q_OFF" "$Q_ON" 0.9524) |")
+P_DIRECT=$(median proxy-direct berth) P_COLD=$(median proxy-cold berth) P_WARM=$(median proxy-warm berth)
+ROWS+=("| (k) cold pull of $BLOB through the proxy cache (registry:2 upstream), s | $(fmt "$P_COLD") | $(fmt "$P_DIRECT") (direct) | $(share "$P_COLD" "$P_DIRECT") of direct | ≤ 115% of direct | $(met_share "$(calc "1.15 * $P_DIRECT")" "$P_COLD" 1) |")
+ROWS+=("| (k) warm pull of $BLOB through the proxy cache, s | $(fmt "$P_WARM") | | $(share "$P_WARM" "$P_DIRECT") of direct | | |")
+P_ONE=$(median proxy-one berth) P_FIFTY=$(median proxy-fifty berth)
+ROWS+=("| (k) 50 clients pulling one cold $SHARED_BLOB blob through the proxy, all done, s | $(fmt "$P_FIFTY") | | $(share "$P_FIFTY" "$P_ONE") of one client's cold pull ($(fmt "$P_ONE") s) | ≤ 130% | $(met_share "$(calc "1.3 * $P_ONE")" "$P_FIFTY" 1) |")
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'

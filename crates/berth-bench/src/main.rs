@@ -203,7 +203,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let http = client::Http::new(&cli.url, cli.authorization.as_deref());
+    let http = client::Http::new(
+        &cli.url,
+        cli.authorization.as_deref().filter(|a| !a.is_empty()),
+    );
     match cli.command {
         Command::Ping { timeout_secs } => {
             workloads::wait_ready(&http, Duration::from_secs(timeout_secs)).await?;

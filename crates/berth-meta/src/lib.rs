@@ -224,6 +224,8 @@ pub struct RepositoryInfo {
     pub updated_at: i64,
     /// What it holds (kept by the usage triggers, read with the row).
     pub usage: Usage,
+    /// Pulls of its manifests counted from the audit log (0 while the audit log is off).
+    pub pulls: u64,
 }
 
 /// Which repositories to list, in which order.

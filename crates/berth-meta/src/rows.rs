@@ -153,6 +153,7 @@ where
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         usage: crate::usage::usage_row(row)?,
+        pulls: count(row.try_get("pull_count")?),
     })
 }
 

@@ -833,20 +833,6 @@ mod tests {
         crate::suite::reopened(&store).await;
     }
 
-    /// Measures (run with `--ignored --nocapture`): usage answers at 10 000 manifests and
-    /// 50 000 blobs, and what a quota check adds to a blob link.
-    #[tokio::test]
-    #[ignore = "a measurement (about a minute), not a check"]
-    async fn sqlite_usage_at_scale() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = super::SqliteStore::open(&dir.path().join("meta.db"))
-            .await
-            .expect("opens");
-        for (what, took) in crate::suite::usage_at_scale(&store).await {
-            println!("{what}: {took:?}");
-        }
-    }
-
     #[tokio::test]
     async fn sqlite_keeps_immutable_tags() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -75,10 +75,11 @@ async fn list(
             limit: query.page_size,
         })
         .await?;
-    let mut items: Vec<RepositoryJson> = Vec::with_capacity(found.items.len());
-    for repository in &found.items {
-        items.push(to_json(repository, pulls(ctx, repository).await));
-    }
+    let items: Vec<RepositoryJson> = found
+        .items
+        .iter()
+        .map(|repository| to_json(repository, pulls(ctx, repository)))
+        .collect();
     page(
         &items,
         found.total,
@@ -88,16 +89,13 @@ async fn list(
     )
 }
 
-/// How often the repository was pulled (0 when pulls are not recorded: audit off).
-async fn pulls(ctx: &Ctx<'_>, repository: &RepositoryInfo) -> u64 {
-    match &ctx.state.audit_log {
-        Some(store) => store
-            .repository_pulls(&repository.name)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(0),
-        None => 0,
+/// How often the repository was pulled (read with its row; 0 when pulls are not
+/// recorded: audit off).
+fn pulls(ctx: &Ctx<'_>, repository: &RepositoryInfo) -> u64 {
+    if ctx.state.audit_log.is_some() {
+        repository.pulls
+    } else {
+        0
     }
 }
 
@@ -136,7 +134,7 @@ pub async fn list_in(
 
 pub async fn get(ctx: &Ctx<'_>, path: &RepositoryPath) -> MgmtResult {
     let repository = ctx.state.registry.repository(&path.name).await?;
-    json(&to_json(&repository, pulls(ctx, &repository).await))
+    json(&to_json(&repository, pulls(ctx, &repository)))
 }
 
 pub async fn update(ctx: &Ctx<'_>, path: &RepositoryPath, body: Body) -> MgmtResult {

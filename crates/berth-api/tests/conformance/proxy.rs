@@ -87,6 +87,11 @@ impl Upstream {
 /// A token-mode berth serving proxy-cache projects, and its administrator.
 async fn proxy(tag_ttl: Duration) -> TestApp {
     let app = TestApp::builder().token_mode().proxy(tag_ttl).build().await;
+    as_root(&app).await
+}
+
+/// A handle of `app` with the credentials of a new system administrator, root.
+async fn as_root(app: &TestApp) -> TestApp {
     app.identity()
         .add_user(NewAccount {
             name: "root".into(),
@@ -523,17 +528,7 @@ async fn a_default_mirror_serves_unprefixed_pulls_and_ns_routes_to_its_upstream(
         })
         .build()
         .await;
-    base.identity()
-        .add_user(NewAccount {
-            name: "root".into(),
-            password: PASSWORD.into(),
-            email: "root@example.com".into(),
-            sysadmin: true,
-            ..Default::default()
-        })
-        .await
-        .expect("user");
-    let app = base.with_basic("root", PASSWORD);
+    let app = as_root(&base).await;
     bind(&app, &upstream).await;
     let created = send_json(
         &app,

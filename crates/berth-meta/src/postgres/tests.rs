@@ -76,18 +76,6 @@ async fn postgres_passes_the_metadata_suite() {
     store.close().await;
 }
 
-/// Measures (run with `--ignored --nocapture`), as `sqlite_usage_at_scale`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "a measurement, not a check"]
-async fn postgres_usage_at_scale() {
-    let db = testing::database().await;
-    let store = node(&db).await;
-    for (what, took) in crate::suite::usage_at_scale(&store).await {
-        println!("{what}: {took:?}");
-    }
-    store.close().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_keeps_immutable_tags() {
     let db = testing::database().await;

@@ -186,7 +186,7 @@ macro_rules! repository_columns {
     () => {
         concat!(
             "r.id, r.name, p.id AS project_id, r.description, r.created_at, r.updated_at,",
-            "r.blob_bytes, r.unique_blob_bytes, r.manifest_bytes,",
+            "r.blob_bytes, r.unique_blob_bytes, r.manifest_bytes, r.pull_count,",
             " ",
             listed_count!("r.id"),
             " AS artifact_count"
