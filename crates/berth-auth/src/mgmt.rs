@@ -240,6 +240,32 @@ impl TokenAuth {
                     refused => refused,
                 }
             }
+            MgmtPermission::Retention { id, verb } => {
+                let policy = self
+                    .store()
+                    .retention_policy(*id)
+                    .await
+                    .map_err(|e| AuthFailure::Store(e.to_string()))?;
+                match policy {
+                    None if sysadmin => {
+                        MgmtDecision::NotFound(format!("retention policy {id} not found"))
+                    }
+                    // Others cannot tell a missing policy from one they may not see.
+                    None => refuse(format!(
+                        "tag-retention {} on policy {id} is not allowed",
+                        verb.as_str()
+                    )),
+                    Some(policy) => {
+                        self.decide_in_project(
+                            grants.as_deref(),
+                            &ProjectRef::Id(policy.project_id),
+                            Resource::TagRetention,
+                            *verb,
+                        )
+                        .await?
+                    }
+                }
+            }
             MgmtPermission::Robot { id, verb } => {
                 let robot = self
                     .store()

@@ -290,6 +290,9 @@ pub enum Resource {
     Robot,
     /// Tag immutability rules (Harbor's `immutable-tag`).
     ImmutableTag,
+    /// The project's retention policy and its runs (Harbor's `tag-retention`; running it
+    /// is Harbor's `operate`, here `update`).
+    TagRetention,
 }
 
 /// A Harbor RBAC action.
@@ -313,10 +316,11 @@ impl Resource {
             Resource::Tag => "tag",
             Resource::Robot => "robot",
             Resource::ImmutableTag => "immutable-tag",
+            Resource::TagRetention => "tag-retention",
         }
     }
 
-    pub const ALL: [Resource; 8] = [
+    pub const ALL: [Resource; 9] = [
         Resource::Project,
         Resource::Member,
         Resource::Log,
@@ -325,6 +329,7 @@ impl Resource {
         Resource::Tag,
         Resource::Robot,
         Resource::ImmutableTag,
+        Resource::TagRetention,
     ];
 }
 
@@ -377,6 +382,8 @@ pub fn role_allows(role: Role, resource: Resource, verb: Verb) -> bool {
         (R::Robot, _) => admin,
         (R::ImmutableTag, V::Read | V::List) => guest,
         (R::ImmutableTag, _) => maintainer,
+        (R::TagRetention, V::Read | V::List) => guest,
+        (R::TagRetention, _) => maintainer,
     }
 }
 
@@ -420,6 +427,9 @@ pub enum MgmtPermission {
     /// scope needs: Harbor's `robot` permission in its project for a project-level robot,
     /// a system administrator for a system-level one.
     Robot { id: i64, verb: Verb },
+    /// An action on the stored retention policy `id`: `tag-retention` in the project the
+    /// decision reads from the policy's row.
+    Retention { id: i64, verb: Verb },
     /// Every one of these robot permissions held by the caller itself, if it is a robot: a
     /// robot that may create robots cannot give one more than it has (users are bounded by
     /// their roles through the permission this accompanies).
@@ -470,7 +480,11 @@ pub enum MgmtEndpoint {
     GetQuota(i64),
     UpdateQuota(i64),
     /// `/retentions`: a project's retention policy (Harbor's), and its runs.
-    CreateRetention,
+    /// `POST /retentions`: `project` is the body's `scope.ref` when it has one (the policy's
+    /// project, which the permission is asked in).
+    CreateRetention {
+        project: Option<i64>,
+    },
     GetRetention(i64),
     UpdateRetention(i64),
     DeleteRetention(i64),
@@ -727,7 +741,9 @@ impl MgmtEndpoint {
                 project: project(p),
                 id: int(id, "immutable rule id")?,
             },
-            ("POST", ["retentions"]) => E::CreateRetention,
+            ("POST", ["retentions"]) => E::CreateRetention {
+                project: retention_scope(body),
+            },
             ("GET", ["retentions", id]) => E::GetRetention(int(id, "retention id")?),
             ("PUT", ["retentions", id]) => E::UpdateRetention(int(id, "retention id")?),
             ("DELETE", ["retentions", id]) => E::DeleteRetention(int(id, "retention id")?),
@@ -910,6 +926,7 @@ impl MgmtEndpoint {
             RobotScope::Project(project) => on(project, Resource::Robot, verb),
         };
         let robot = |id: &i64, verb| P::Robot { id: *id, verb };
+        let retention = |id: &i64, verb| P::Retention { id: *id, verb };
         match self {
             E::Ping | E::Health | E::SystemInfo | E::Search { .. } => P::Anyone,
             E::ListProjects { .. } => P::Anyone,
@@ -945,14 +962,18 @@ impl MgmtEndpoint {
             // Harbor's quota resource is system-level: members see their project's quota in
             // its summary.
             E::ListQuotas { .. } | E::GetQuota(_) | E::UpdateQuota(_) => P::SystemAdmin,
-            // A policy names its project in its body or its stored row: until the decision
-            // resolves those, retention is for system administrators.
-            E::CreateRetention
-            | E::GetRetention(_)
-            | E::UpdateRetention(_)
-            | E::DeleteRetention(_)
-            | E::RunRetention(_)
-            | E::ListRetentionRuns { .. } => P::SystemAdmin,
+            // A policy's project: named in the body to create it, read from its row after.
+            E::CreateRetention { project: Some(id) } => P::Project {
+                project: ProjectRef::Id(*id),
+                resource: Resource::TagRetention,
+                verb: Verb::Create,
+            },
+            // No project named: only an administrator learns what is wrong with the body.
+            E::CreateRetention { project: None } => P::SystemAdmin,
+            E::GetRetention(id) => retention(id, Verb::Read),
+            E::UpdateRetention(id) | E::RunRetention(id) => retention(id, Verb::Update),
+            E::DeleteRetention(id) => retention(id, Verb::Delete),
+            E::ListRetentionRuns { id, .. } => retention(id, Verb::List),
             E::ListImmutableRules { project, .. } => {
                 on(project, Resource::ImmutableTag, Verb::List)
             }
@@ -1122,6 +1143,15 @@ fn copy_source(from: Option<&str>) -> Result<ArtifactPath, MgmtError> {
 
 /// Whether a project create request names an upstream (`registry_id` set, not null).
 /// A body that is not JSON is left to the handler's own parse.
+/// The project a retention policy's body names (`scope.ref`), if it names one.
+fn retention_scope(body: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()?
+        .get("scope")?
+        .get("ref")?
+        .as_i64()
+}
+
 fn names_registry(body: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()

@@ -175,6 +175,13 @@ pub trait KeyStore: Send + Sync {
     async fn delete_signing_keys_retired_before(&self, before: i64) -> Result<u64>;
 }
 
-/// Everything identity needs from the metadata database.
-pub trait IdentityStore: UserStore + ProjectStore + RobotStore + KeyStore {}
-impl<T: UserStore + ProjectStore + RobotStore + KeyStore> IdentityStore for T {}
+/// Everything identity needs from the metadata database (retention policies too: a
+/// policy's project decides who may change it).
+pub trait IdentityStore:
+    UserStore + ProjectStore + RobotStore + KeyStore + crate::retention::RetentionStore
+{
+}
+impl<T: UserStore + ProjectStore + RobotStore + KeyStore + crate::retention::RetentionStore>
+    IdentityStore for T
+{
+}

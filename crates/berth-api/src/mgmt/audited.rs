@@ -101,7 +101,7 @@ pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
         E::DeleteRobot(id) => (Delete, Robot, Target::Named(robot_name(ctx, *id).await)),
         E::DeleteRepository(path) => (Delete, Repository, Target::Named(path.name.to_string())),
         E::DeleteArtifact(a) => (Delete, Artifact, Target::Named(artifact_name(a))),
-        E::CreateRetention => (Create, Retention, Target::Named("retention".into())),
+        E::CreateRetention { .. } => (Create, Retention, Target::Named("retention".into())),
         E::UpdateRetention(id) => (Update, Retention, Target::Named(format!("retention/{id}"))),
         E::DeleteRetention(id) => (Delete, Retention, Target::Named(format!("retention/{id}"))),
         // A run deletes artifacts: it is recorded as such (what it removed is in its record).

@@ -200,7 +200,7 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         } => quotas::list(ctx, &query, reference.as_deref(), reference_id.as_deref()).await,
         E::GetQuota(id) => quotas::get(ctx, id).await,
         E::ListImmutableRules { query, .. } => immutable::list(ctx, &query).await,
-        E::CreateRetention => retentions::create(ctx, body).await,
+        E::CreateRetention { .. } => retentions::create(ctx, body).await,
         E::GetRetention(id) => retentions::get(ctx, id).await,
         E::UpdateRetention(id) => retentions::update(ctx, id, body).await,
         E::DeleteRetention(id) => retentions::delete(ctx, id).await,

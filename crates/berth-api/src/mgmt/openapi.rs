@@ -256,7 +256,7 @@ pub fn operation_id(endpoint: &MgmtEndpoint) -> &'static str {
         E::ProjectDeletable(_) => "getProjectDeletableStatus",
         E::ProjectSummary(_) => "getProjectSummary",
         E::ListQuotas { .. } => "listQuotas",
-        E::CreateRetention => "createRetention",
+        E::CreateRetention { .. } => "createRetention",
         E::GetRetention(_) => "getRetention",
         E::UpdateRetention(_) => "updateRetention",
         E::DeleteRetention(_) => "deleteRetention",

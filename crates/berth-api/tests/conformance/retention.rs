@@ -238,3 +238,113 @@ async fn retention_through_harbors_api_records_each_run() {
     assert_eq!(root.delete(&path).send().await.status, StatusCode::OK);
     assert_eq!(root.get(&path).send().await.status, StatusCode::NOT_FOUND);
 }
+
+/// Retention is a project's business, as in Harbor (`tag-retention`): its maintainers and
+/// administrators create, change, run and delete its policy; every member reads it and its
+/// runs; a maintainer of another project can do nothing with it, and cannot tell it exists.
+#[tokio::test]
+async fn a_projects_maintainers_manage_its_retention_and_nobody_else() {
+    let app = app().await;
+    let team = create_project(&app, "root", "team", false).await;
+    let elsewhere = create_project(&app, "root", "elsewhere", false).await;
+    let root = as_user(&app, "root");
+    // role ids: 1 project admin, 2 developer, 3 guest, 4 maintainer.
+    for (project, user, role) in [
+        (team, "maint", 4),
+        (team, "dev", 2),
+        (team, "guest", 3),
+        (elsewhere, "other", 4),
+    ] {
+        let added = send_json(
+            &root,
+            "POST",
+            &format!("/api/v2.0/projects/{project}/members"),
+            json!({"role_id": role, "member_user": {"username": user}}),
+        )
+        .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{user}");
+    }
+    root.push_image("team/app", "v1", "one").await;
+    let policy = |project: i64| {
+        json!({
+            "algorithm": "or",
+            "rules": [{"disabled": false, "action": "retain", "template": "always", "params": {},
+                "tag_selectors": [{"kind": "doublestar", "decoration": "matches", "pattern": "**"}],
+                "scope_selectors": {"repository": [{"kind": "doublestar", "decoration": "repoMatches", "pattern": "**"}]}}],
+            "trigger": {"kind": "Schedule", "settings": {"cron": ""}},
+            "scope": {"level": "project", "ref": project},
+        })
+    };
+    let (maint, dev, guest, other) = (
+        as_user(&app, "maint"),
+        as_user(&app, "dev"),
+        as_user(&app, "guest"),
+        as_user(&app, "other"),
+    );
+    for refused in [&dev, &guest, &other] {
+        let created = send_json(refused, "POST", "/api/v2.0/retentions", policy(team)).await;
+        assert_eq!(created.status, StatusCode::FORBIDDEN, "{:?}", created.body);
+    }
+    let created = send_json(&maint, "POST", "/api/v2.0/retentions", policy(team)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let path = created.location();
+
+    for reader in [&maint, &dev, &guest] {
+        assert_eq!(reader.get(&path).send().await.status, StatusCode::OK);
+    }
+    assert_eq!(other.get(&path).send().await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        other.get("/api/v2.0/retentions/999999").send().await.status,
+        StatusCode::FORBIDDEN,
+        "a missing policy looks like one it may not see"
+    );
+    assert_eq!(
+        root.get("/api/v2.0/retentions/999999").send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    let run = |who: &crate::common::TestApp| {
+        let (who, path) = (who.clone(), path.clone());
+        async move {
+            send_json(
+                &who,
+                "POST",
+                &format!("{path}/executions"),
+                json!({"dry_run": true}),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(run(&dev).await, StatusCode::FORBIDDEN);
+    assert_eq!(run(&other).await, StatusCode::FORBIDDEN);
+    assert_eq!(run(&maint).await, StatusCode::CREATED);
+    let runs = guest.get(format!("{path}/executions")).send().await;
+    assert_eq!(runs.status, StatusCode::OK);
+    assert_eq!(runs.header("x-total-count"), "1");
+    assert_eq!(
+        send_json(&other, "PUT", &path, policy(elsewhere))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send_json(&maint, "PUT", &path, policy(team)).await.status,
+        StatusCode::OK
+    );
+    // What a member may do is listed as Harbor lists it.
+    let permissions = maint
+        .get(format!(
+            "/api/v2.0/users/current/permissions?scope=/project/{team}&relative=true"
+        ))
+        .send()
+        .await
+        .json();
+    assert!(
+        permissions
+            .as_array()
+            .is_some_and(|p| p.contains(&json!({"resource": "tag-retention", "action": "update"}))),
+        "{permissions}"
+    );
+    assert_eq!(dev.delete(&path).send().await.status, StatusCode::FORBIDDEN);
+    assert_eq!(maint.delete(&path).send().await.status, StatusCode::OK);
+}
