@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proxy-cache projects and mirror mode: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical (podman and docker too, from the cache); 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
+# Proxy-cache projects and mirror mode, berth on HTTPS with a private CA: a registry:2 upstream (Docker Hub's type, so `hub/app` is `library/app` upstream) registered through /api/v2.0/registries; skopeo pulls through berth byte-identical (podman and docker too, from the cache); 50 concurrent cold pulls make one upstream request per blob (counted in registry:2's access log); pushes are refused; with the upstream killed, and then answering 429, cached tags still pull and an uncached one fails naming the upstream's problem.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=proxy
 
@@ -8,7 +8,7 @@ if [[ "$E2E_TARGET" != berth ]]; then
   exit 0
 fi
 
-require_tools docker-registry skopeo podman docker dockerd containerd ctr jq curl python3 sha256sum || exit "$E2E_ABORTED"
+require_tools docker-registry skopeo podman docker dockerd containerd ctr openssl ip jq curl python3 sha256sum || exit "$E2E_ABORTED"
 ensure_test_images
 
 SK=(--tls-verify=false)
@@ -74,6 +74,16 @@ check "upstream: push library/big:v1 (a 32 MiB layer)" \
 
 # ---------------------------------------------------------------- berth, a proxy-cache project
 ADMIN_PASS=$(new_password)
+# berth serves HTTPS with a private CA on this machine's own address (docker verifies
+# certificates only outside 127.0.0.0/8): Docker's registry-mirrors and containerd's hosts.toml
+# trust the CA as they would in production. curl trusts it through CURL_CA_BUNDLE.
+HOST_IP=$(host_ipv4)
+[[ -n "$HOST_IP" ]] || abort "find a non-loopback IPv4 address" "berth serves TLS on it"
+msg=$({ pki_ca ca && pki_issue ca server serverAuth && cert_dir "$T/certs" ca; } 2>&1) ||
+  abort "make a private CA and berth's certificate" "$msg"
+export CURL_CA_BUNDLE="$PKI/ca.crt"
+REG_HOST=$HOST_IP REG_TLS_CERT="$PKI/server.crt" REG_TLS_KEY="$PKI/server.key"
+REG_CURL_ARGS=(--cacert "$PKI/ca.crt")
 # Every pull by tag asks the upstream whether the tag moved, so the stale path is exercised.
 # Mirror mode: project hub is the default mirror and docker.io's (containerd's ?ns=), quay
 # is quay.io's.
@@ -81,6 +91,8 @@ export BERTH_PROXY_TAG_TTL=0 BERTH_PROXY_MIRROR=hub BERTH_PROXY_MIRRORS=docker.i
 REG_AUTH_MODE=token REG_ADMIN_PASSWORD=$ADMIN_PASS start_registry_or_abort "$T/berth"
 unset BERTH_PROXY_TAG_TTL BERTH_PROXY_MIRROR BERTH_PROXY_MIRRORS
 API="$REG_URL/api/v2.0"
+check_eq "berth serves HTTPS on $HOST_IP (a verified certificate for every client below)" \
+  "https://$HOST_IP" "${REG_URL%:*}"
 api() {  # METHOD PATH [JSON]: prints the status; body in $T/api.body, headers in $T/api.headers
   local args=(-X "$1" -D "$T/api.headers" -o "$T/api.body" -w '%{http_code}' "$API$2")
   [[ -n "${3:-}" ]] && args+=(-H 'Content-Type: application/json' -d "$3")
@@ -141,6 +153,7 @@ check_eq "anonymous GET /v2/library/app/manifests/v1 (no prefix) is the upstream
 check_eq "?ns=quay.io routes user/tool to project quay (plain upstream user/tool)" \
   "$(layout_digest v1)" "$(anon_digest '/v2/user/tool/manifests/v1?ns=quay.io')"
 
+docker_certs_dir "$REG" "$T/certs"
 if start_dockerd --registry-mirror "$REG_URL" >"$T/dockerd-start.msg" 2>&1; then
   docker_mirror_pull() {  # docker knows nothing of berth: docker.io names only
     docker pull -q "$1" >/dev/null && docker image inspect "$1" >/dev/null
@@ -175,8 +188,8 @@ TOML
 }
 for host in docker.io quay.io; do
   mkdir -p "$T/certs.d/$host"
-  printf 'server = "https://%s"\n[host."%s"]\n  capabilities = ["pull", "resolve"]\n' \
-    "$host" "$REG_URL" >"$T/certs.d/$host/hosts.toml"
+  printf 'server = "https://%s"\n[host."%s"]\n  capabilities = ["pull", "resolve"]\n  ca = "%s"\n' \
+    "$host" "$REG_URL" "$PKI/ca.crt" >"$T/certs.d/$host/hosts.toml"
 done
 if start_containerd >"$T/ctd-start.msg" 2>&1; then
   ctr_pull() {
@@ -201,9 +214,11 @@ cat >"$T/registries.conf" <<CONF
 location = "docker.io"
 [[registry.mirror]]
 location = "$REG"
-insecure = true
 CONF
-pm_mirror_pull() { CONTAINERS_REGISTRIES_CONF="$T/registries.conf" pm pull -q docker.io/library/app:v1 >/dev/null; }
+pm_mirror_pull() {
+  CONTAINERS_REGISTRIES_CONF="$T/registries.conf" \
+    pm pull -q --cert-dir "$T/certs" docker.io/library/app:v1 >/dev/null
+}
 check "podman with a registries.conf mirror pulls docker.io/library/app:v1 through berth" pm_mirror_pull
 
 # ---------------------------------------------------------------- 50 concurrent cold pulls
