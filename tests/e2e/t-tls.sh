@@ -3,7 +3,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=tls
 
-require_tools openssl ip curl jq docker dockerd skopeo podman || exit "$E2E_ABORTED"
+require_tools openssl ip curl jq docker dockerd skopeo podman python3 || exit "$E2E_ABORTED"
 ensure_test_images
 
 # On the first non-loopback IPv4 address: docker does not verify certificates on 127.0.0.0/8 (lib.sh).
@@ -55,6 +55,8 @@ expect_log_quiet() {
 
 # The registry's own debug lines for refused handshakes (ignored by the reference).
 export BERTH_LOG=info,berth::tls=debug
+# A handshake that does not finish within 2 s is dropped (berth's [http] tls_handshake_timeout).
+export BERTH_HTTP_TLS_HANDSHAKE_TIMEOUT=2
 V1=$(layout_digest v1)
 
 # ================================================================ one-way TLS
@@ -75,6 +77,39 @@ check "curl without the CA fails certificate verification" \
 check "plain HTTP to the TLS port is not served" \
   bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 'http://$REG/v2/') != 200 ]]"
 check "the served certificate is the configured one (openssl s_client)" expect_served "$PKI/server.crt"
+
+# 40 connections that never start or never finish their TLS handshake (silent, or half a
+# ClientHello): closed after the 2 s handshake timeout, not kept for ever.
+stalled_handshakes_are_closed() {
+  python3 - "$HOST_IP" "$REG_PORT" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+stalled = []
+for i in range(40):
+    s = socket.create_connection((host, port))
+    if i % 2:
+        s.sendall(bytes.fromhex("160301020001"))  # a ClientHello's first bytes, never the rest
+    stalled.append(s)
+time.sleep(4)
+still_open = 0
+for s in stalled:
+    s.settimeout(3)
+    try:
+        data = s.recv(1024)
+        if data and data[0] != 0x15:  # an alert, then the close, counts as closed
+            still_open += 1
+    except (socket.timeout, TimeoutError):
+        still_open += 1
+    except ConnectionResetError:
+        pass
+print(f"{still_open} of {len(stalled)} stalled handshakes still open after 4 s")
+sys.exit(1 if still_open else 0)
+PY
+}
+if [[ "$E2E_TARGET" == berth ]]; then
+  check "40 stalled TLS handshakes are closed after the 2 s handshake timeout" stalled_handshakes_are_closed
+  check "the registry still answers over TLS" expect_code 200 --cacert "$PKI/ca.crt" "$REG_URL/v2/"
+fi
 
 # --- skopeo and podman (--cert-dir). Before docker: containers/image also reads
 # /etc/docker/certs.d, so once docker's CA is there these clients trust it as well.
