@@ -455,14 +455,16 @@ done
 for reg in "${REGS[@]}"; do stop "$reg"; done
 
 # --- (j) operations: GC, usage and quota answers at 10 000 manifests / 50 000 blobs ---------
-# berth in token mode (GC and usage answer on /api/v2.0 to a system administrator), no blob
-# grace window (the seeded garbage is seconds old), projects made by the admin's first push.
+# berth in token mode (GC and usage answer on /api/v2.0 to a system administrator), projects
+# made by the admin's first push.
 # Seeded: 100 repositories × 100 manifests of 5 blobs (1 KiB), every 5th manifest deleted:
 # 10 000 of 50 000 blobs are garbage. registry:2 gets the same and runs its offline GC.
 if ((QUICK)); then GC_REPOS=10 GC_MANIFESTS=20 GC_MORE=4; else GC_REPOS=100 GC_MANIFESTS=100 GC_MORE=20; fi
 GC_GARBAGE=$((GC_REPOS * GC_MANIFESTS)) # every 5th manifest, 5 blobs each
 export BENCH_AUTHORIZATION="Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
-BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW" BERTH_AUTH_CREATE_PROJECT_ON_PUSH=admins BERTH_GC_BLOB_GRACE=0)
+# A 5 s blob grace window: the seeded garbage is collectable 6 s after it was made, and
+# (f)'s pushes, which link each blob seconds before their manifest, keep their links.
+BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW" BERTH_AUTH_CREATE_PROJECT_ON_PUSH=admins BERTH_GC_BLOB_GRACE=5)
 gc_check() { # out expected-blobs: the run freed exactly the garbage
   [[ $(j .blobs_deleted "$1") == "$2" ]] || { echo "gc freed $(j .blobs_deleted "$1") blobs, expected $2: $1" >&2; exit 1; }
 }
@@ -472,6 +474,7 @@ for reg in berth pg; do
   log "(j) seeding $((GC_REPOS * GC_MANIFESTS)) manifests, a fifth deleted, into $reg"
   out=$(bench "$reg" seed-garbage --prefix big/r --repos "$GC_REPOS" --manifests "$GC_MANIFESTS")
   record gc-seed$sfx berth "$(j .secs "$out")"
+  sleep 6 # past the blob grace window
   log "(j) one GC run, $reg"
   out=$(bench "$reg" gc)
   gc_check "$out" "$GC_GARBAGE"
@@ -489,6 +492,7 @@ for reg in berth pg; do
       # A repeat's GC: fresh garbage (GC_MORE repositories, every manifest deleted) over
       # everything seeded so far.
       bench berth seed-garbage --prefix "more$r/r" --repos "$GC_MORE" --manifests 100 --garbage-every 1 >/dev/null
+      sleep 6
       log "(j) GC run ($r/$REPEATS)"
       out=$(bench berth gc)
       gc_check "$out" $((GC_MORE * 500))
@@ -508,6 +512,7 @@ for reg in berth pg; do
       record images-nogc berth "$(j .images_per_s "$out")"
       record images-p99-nogc berth "$(j .image.p99_ms "$out")"
       bench berth seed-garbage --prefix "during$r/r" --repos "$GC_MORE" --manifests 100 --garbage-every 1 >/dev/null
+      sleep 6
       log "(f) in token mode while GC runs back to back ($r/$REPEATS)"
       "$BB" --url "$(url berth)" gc --for-secs 3600 >"$WORK/gc-loop.jsonl" 2>>"$WORK/gc-loop.err" &
       gc_loop=$!

@@ -54,7 +54,9 @@ check "it shows the mapped values and their source" \
   grep -Eq "^addr +\"127.0.0.1:$PORT\" +\(file\)" "$T/config-check.txt"
 check "htpasswd mode with the file's realm" grep -Eq '^realm +"basic-realm" +\(file\)' "$T/config-check.txt"
 
-berth serve --config "$T/etc/config.yml" >"$T/serve.log" 2>&1 &
+# Not through the berth function: `$!` of a backgrounded function is its subshell, and
+# killing that left the server running after the test.
+env -u BERTH_CONFIG -u BERTH_ADDR -u BERTH_DATA_DIR "$BERTH_BIN" serve --config "$T/etc/config.yml" >"$T/serve.log" 2>&1 &
 PID=$!
 REG_PIDS+=("$PID")
 REG="127.0.0.1:$PORT"

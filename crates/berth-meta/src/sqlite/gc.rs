@@ -65,6 +65,31 @@ const DELETE_UNREFERENCED_LINKS: &str = "
         ORDER BY l.digest LIMIT ?3)
     RETURNING digest";
 
+/// Whether [`DELETE_UNREFERENCED_LINKS`] would delete anything: read first on a reader, so
+/// that a repository with nothing to remove (most of them) never takes the one writer a
+/// push needs.
+const ANY_UNREFERENCED_LINK: &str = "
+    SELECT 1 FROM repository_blobs l
+      WHERE l.repository_id = ?1 AND l.created_at < ?2
+        AND NOT EXISTS (SELECT 1 FROM manifest_references r INDEXED BY manifest_references_by_child
+                        WHERE r.repository_id = ?1 AND r.child_digest = l.digest)
+      LIMIT 1";
+
+/// Whether [`DELETE_UNKEPT_MANIFESTS`] would delete anything (the same `kept` set).
+const ANY_UNKEPT_MANIFEST: &str = "
+    WITH RECURSIVE
+      edges(parent, child) AS (
+        SELECT manifest_digest, child_digest FROM manifest_references
+          WHERE repository_id = ?1 AND child_is_manifest = 1
+        UNION ALL
+        SELECT subject, digest FROM manifests WHERE repository_id = ?1 AND subject IS NOT NULL),
+      kept(digest) AS (
+        SELECT manifest_digest FROM tags WHERE repository_id = ?1
+        UNION SELECT digest FROM manifests WHERE repository_id = ?1 AND created_at >= ?2
+        UNION SELECT edges.child FROM edges JOIN kept ON edges.parent = kept.digest)
+    SELECT 1 FROM manifests WHERE repository_id = ?1
+      AND digest NOT IN (SELECT digest FROM kept) LIMIT 1";
+
 #[async_trait]
 impl GcStore for SqliteStore {
     async fn gc_repositories(&self, after: i64, limit: usize) -> Result<Vec<GcRepository>> {
@@ -92,6 +117,26 @@ impl GcStore for SqliteStore {
         repository: &GcRepository,
         sweep: &RepositorySweep,
     ) -> Result<RepositorySwept> {
+        // Nothing to remove (seen on a snapshot): done without the writer. Something: the
+        // deletes below decide again, inside the write transaction.
+        let manifests_to_remove = match sweep.untagged_before {
+            Some(before) => sqlx::query(ANY_UNKEPT_MANIFEST)
+                .bind(repository.id)
+                .bind(before)
+                .fetch_optional(&self.reader)
+                .await?
+                .is_some(),
+            None => false,
+        };
+        let links_to_remove = sqlx::query(ANY_UNREFERENCED_LINK)
+            .bind(repository.id)
+            .bind(sweep.links_before)
+            .fetch_optional(&self.reader)
+            .await?
+            .is_some();
+        if !manifests_to_remove && !links_to_remove {
+            return Ok(RepositorySwept::default());
+        }
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
         let mut swept = RepositorySwept::default();
