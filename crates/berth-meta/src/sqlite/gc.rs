@@ -34,12 +34,11 @@ fn tombstones(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<Tombstone>> {
         .collect()
 }
 
-/// The untagged manifests of repository `?1` created before `?2` that nothing kept needs,
-/// at most `?3`, deleted. Kept: tagged manifests and those younger than the grace window,
-/// then (transitively) the children of a kept index and the referrers of a kept subject.
-/// Tags and references go with the manifests (`ON DELETE CASCADE`).
-const DELETE_UNKEPT_MANIFESTS: &str = "
-    WITH RECURSIVE
+/// The manifests of repository `?1` that are kept: tagged, pushed at or after `?2`, or
+/// reachable from a kept one (an index's children, a subject's referrers).
+macro_rules! kept_manifests {
+    () => {
+        "    WITH RECURSIVE
       edges(parent, child) AS (
         SELECT manifest_digest, child_digest FROM manifest_references
           WHERE repository_id = ?1 AND child_is_manifest = 1
@@ -48,11 +47,21 @@ const DELETE_UNKEPT_MANIFESTS: &str = "
       kept(digest) AS (
         SELECT manifest_digest FROM tags WHERE repository_id = ?1
         UNION SELECT digest FROM manifests WHERE repository_id = ?1 AND created_at >= ?2
-        UNION SELECT edges.child FROM edges JOIN kept ON edges.parent = kept.digest)
-    DELETE FROM manifests WHERE repository_id = ?1 AND digest IN
+        UNION SELECT edges.child FROM edges JOIN kept ON edges.parent = kept.digest)"
+    };
+}
+
+/// The untagged manifests of repository `?1` created before `?2` that nothing kept needs,
+/// at most `?3`, deleted. Kept: tagged manifests and those younger than the grace window,
+/// then (transitively) the children of a kept index and the referrers of a kept subject.
+/// Tags and references go with the manifests (`ON DELETE CASCADE`).
+const DELETE_UNKEPT_MANIFESTS: &str = concat!(
+    kept_manifests!(),
+    "    DELETE FROM manifests WHERE repository_id = ?1 AND digest IN
       (SELECT digest FROM manifests WHERE repository_id = ?1
          AND digest NOT IN (SELECT digest FROM kept) ORDER BY digest LIMIT ?3)
-    RETURNING digest";
+    RETURNING digest"
+);
 
 /// Links of repository `?1` created before `?2` that no manifest of it references, at most
 /// `?3`, deleted.
@@ -76,19 +85,12 @@ const ANY_UNREFERENCED_LINK: &str = "
       LIMIT 1";
 
 /// Whether [`DELETE_UNKEPT_MANIFESTS`] would delete anything (the same `kept` set).
-const ANY_UNKEPT_MANIFEST: &str = "
-    WITH RECURSIVE
-      edges(parent, child) AS (
-        SELECT manifest_digest, child_digest FROM manifest_references
-          WHERE repository_id = ?1 AND child_is_manifest = 1
-        UNION ALL
-        SELECT subject, digest FROM manifests WHERE repository_id = ?1 AND subject IS NOT NULL),
-      kept(digest) AS (
-        SELECT manifest_digest FROM tags WHERE repository_id = ?1
-        UNION SELECT digest FROM manifests WHERE repository_id = ?1 AND created_at >= ?2
-        UNION SELECT edges.child FROM edges JOIN kept ON edges.parent = kept.digest)
+const ANY_UNKEPT_MANIFEST: &str = concat!(
+    kept_manifests!(),
+    "
     SELECT 1 FROM manifests WHERE repository_id = ?1
-      AND digest NOT IN (SELECT digest FROM kept) LIMIT 1";
+      AND digest NOT IN (SELECT digest FROM kept) LIMIT 1"
+);
 
 #[async_trait]
 impl GcStore for SqliteStore {
