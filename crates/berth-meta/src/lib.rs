@@ -23,6 +23,7 @@ pub mod immutable;
 pub mod jobs;
 mod migrations;
 pub mod postgres;
+pub mod replication;
 pub mod retention;
 mod rows;
 pub mod sqlite;
@@ -45,6 +46,11 @@ pub use identity::{
 pub use immutable::{ImmutableRuleRow, ImmutableRuleStore};
 pub use jobs::{Job, JobOutcome, JobState, JobStore, NewJob, Schedule};
 pub use postgres::{PgOptions, PgStore};
+pub use replication::{
+    ExecutionFilter, NewReplicationPolicy, NewReplicationTask, PolicyDeletion,
+    ReplicationExecutionRow, ReplicationPolicyRow, ReplicationStore, ReplicationTaskRow,
+    TaskCounts,
+};
 pub use retention::{RetentionPolicyRow, RetentionRunRow, RetentionStore};
 pub use sqlite::SqliteStore;
 pub use usage::{NamespaceUsage, Quota, RegistryUsage, Usage, UsageStore};
@@ -535,6 +541,7 @@ pub trait MetaStore:
     + UsageStore
     + ImmutableRuleStore
     + RetentionStore
+    + ReplicationStore
     + UpstreamStore
 {
 }
@@ -551,6 +558,7 @@ impl<
         + UsageStore
         + ImmutableRuleStore
         + RetentionStore
+        + ReplicationStore
         + UpstreamStore,
 > MetaStore for T
 {

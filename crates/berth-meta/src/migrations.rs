@@ -496,6 +496,54 @@ pub const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 13: replication policies (Harbor's), their executions and each execution's tasks.
+    r#"
+    CREATE TABLE replication_policies (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        name             TEXT NOT NULL UNIQUE,
+        enabled          INTEGER NOT NULL,
+        -- NULL: this registry (the source of a push policy, the destination of a pull one).
+        src_registry_id  INTEGER REFERENCES registries(id),
+        dest_registry_id INTEGER REFERENCES registries(id),
+        -- The rest of Harbor's policy (filters, trigger, namespace, deletion, speed), JSON.
+        definition       TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE TABLE replication_executions (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        policy_id      INTEGER NOT NULL REFERENCES replication_policies(id) ON DELETE CASCADE,
+        -- 'manual', 'scheduled' or 'event_based'.
+        trigger        TEXT NOT NULL,
+        -- 'InProgress', 'Succeed', 'Failed' or 'Stopped'.
+        status         TEXT NOT NULL,
+        status_text    TEXT NOT NULL,
+        stop_requested INTEGER NOT NULL,
+        -- What an event-based execution replicates (JSON).
+        event          TEXT,
+        -- Unix milliseconds.
+        started_at     INTEGER NOT NULL,
+        ended_at       INTEGER
+    );
+    CREATE INDEX replication_executions_policy ON replication_executions(policy_id, id);
+    CREATE TABLE replication_tasks (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution_id  INTEGER NOT NULL REFERENCES replication_executions(id) ON DELETE CASCADE,
+        resource_type TEXT NOT NULL,
+        src_resource  TEXT NOT NULL,
+        dst_resource  TEXT NOT NULL,
+        -- 'copy' or 'deletion'.
+        operation     TEXT NOT NULL,
+        -- What the task copies (JSON), for a run taken over after a crash.
+        plan          TEXT NOT NULL,
+        -- 'Pending', 'InProgress', 'Succeed', 'Failed' or 'Stopped'.
+        status        TEXT NOT NULL,
+        started_at    INTEGER,
+        ended_at      INTEGER,
+        log           TEXT NOT NULL
+    );
+    CREATE INDEX replication_tasks_execution ON replication_tasks(execution_id, id);
+    "#,
 ];
 
 #[cfg(test)]

@@ -50,6 +50,7 @@ mod identity;
 mod immutable;
 mod jobs;
 pub(crate) mod migrations;
+mod replication;
 mod retention;
 #[cfg(any(test, feature = "test-postgres"))]
 pub mod testing;

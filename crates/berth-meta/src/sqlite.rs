@@ -28,6 +28,7 @@ mod gc;
 mod identity;
 mod immutable;
 mod jobs;
+mod replication;
 mod retention;
 mod transfer;
 mod upstreams;
@@ -841,6 +842,7 @@ mod tests {
             .expect("opens");
         crate::suite::immutable_tags(&store).await;
         crate::suite::retention_policies(&store).await;
+        crate::suite::replication(&store).await;
     }
 
     #[tokio::test]

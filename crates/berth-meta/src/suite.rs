@@ -3046,3 +3046,221 @@ pub async fn retention_policies(store: &dyn MetaStore) {
     );
     assert!(store.retention_policy(id).await.expect("get").is_none());
 }
+
+/// Replication policies, executions and tasks: names unique, a registry in use stays, a
+/// plan is recorded once however often it is planned, counters follow the tasks, a final
+/// status is never changed, and a policy with a running execution is not deleted.
+pub async fn replication(store: &dyn MetaStore) {
+    use crate::{
+        ExecutionFilter, NewReplicationPolicy, NewReplicationTask, NewUpstream, PolicyDeletion,
+        TaskCounts, UpstreamDeletion,
+    };
+    let remote = store
+        .create_upstream(&NewUpstream {
+            name: "remote".into(),
+            kind: "docker-registry".into(),
+            url: "http://127.0.0.1:5000".into(),
+            description: String::new(),
+            insecure: false,
+            ca_cert: None,
+            credential: None,
+        })
+        .await
+        .expect("upstream");
+    let policy = NewReplicationPolicy {
+        name: "push-all".into(),
+        enabled: true,
+        src_registry: None,
+        dest_registry: Some(remote),
+        definition: r#"{"filters":[]}"#.into(),
+    };
+    let id = store
+        .create_replication_policy(&policy)
+        .await
+        .expect("create");
+    let again = store
+        .create_replication_policy(&policy)
+        .await
+        .expect_err("names are unique");
+    assert!(matches!(again, MetaError::Conflict(_)), "{again:?}");
+    assert_eq!(
+        store.delete_upstream(remote).await.expect("delete"),
+        UpstreamDeletion::InUse,
+        "a policy's registry stays"
+    );
+    let mut changed = policy.clone();
+    changed.enabled = false;
+    assert!(
+        store
+            .update_replication_policy(id, &changed)
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_replication_policy(id + 1000, &changed)
+            .await
+            .expect("update missing")
+    );
+    let row = store
+        .replication_policy(id)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!(row.fields, changed);
+    assert_eq!(store.replication_policies().await.expect("list").len(), 1);
+
+    let execution = store
+        .create_replication_execution(id, "manual", None)
+        .await
+        .expect("execution");
+    assert_eq!(
+        store.delete_replication_policy(id).await.expect("delete"),
+        PolicyDeletion::Running
+    );
+    let task = |name: &str| NewReplicationTask {
+        resource_type: "artifact".into(),
+        src_resource: format!("{name}:[v1]"),
+        dst_resource: format!("{name}:[v1]"),
+        operation: "copy".into(),
+        plan: "{}".into(),
+    };
+    let planned = store
+        .plan_replication_tasks(execution, &[task("a/one"), task("a/two")])
+        .await
+        .expect("plan");
+    assert_eq!(planned.len(), 2);
+    assert!(planned.iter().all(|t| t.status == "Pending"));
+    let replanned = store
+        .plan_replication_tasks(execution, &[task("a/three")])
+        .await
+        .expect("plan again");
+    assert_eq!(replanned, planned, "a plan is recorded once");
+    store
+        .update_replication_task(planned[0].id, "InProgress", "copying\n")
+        .await
+        .expect("start");
+    store
+        .update_replication_task(planned[0].id, "Succeed", "done\n")
+        .await
+        .expect("finish");
+    store
+        .update_replication_task(planned[1].id, "Failed", "refused\n")
+        .await
+        .expect("fail");
+    assert_eq!(
+        store
+            .replication_task_log(execution, planned[0].id)
+            .await
+            .expect("log")
+            .as_deref(),
+        Some("copying\ndone\n")
+    );
+    assert_eq!(
+        store
+            .replication_task_log(execution + 1, planned[0].id)
+            .await
+            .expect("log elsewhere"),
+        None
+    );
+    let failed = store
+        .replication_tasks(execution, Some("Failed"), 0, 10)
+        .await
+        .expect("tasks");
+    assert_eq!((failed.total, failed.items[0].id), (1, planned[1].id));
+    let done = &store
+        .replication_tasks(execution, None, 0, 10)
+        .await
+        .expect("tasks")
+        .items[0];
+    assert!(done.started_ms.is_some() && done.ended_ms.is_some());
+
+    assert!(
+        store
+            .stop_replication_execution(execution)
+            .await
+            .expect("stop")
+    );
+    store
+        .finish_replication_execution(execution, "Failed", "1 of 2 failed")
+        .await
+        .expect("finish");
+    store
+        .finish_replication_execution(execution, "Succeed", "")
+        .await
+        .expect("finish again");
+    let row = store
+        .replication_execution(execution)
+        .await
+        .expect("get")
+        .expect("there");
+    assert_eq!((row.status.as_str(), row.stop_requested), ("Failed", true));
+    assert!(row.ended_ms.is_some());
+    assert_eq!(
+        row.counts,
+        TaskCounts {
+            total: 2,
+            failed: 1,
+            succeed: 1,
+            in_progress: 0,
+            stopped: 0
+        }
+    );
+    assert!(
+        !store
+            .stop_replication_execution(execution)
+            .await
+            .expect("stop a finished one")
+    );
+    let second = store
+        .create_replication_execution(id, "event_based", Some(r#"{"repository":"a/one"}"#))
+        .await
+        .expect("second");
+    let listed = store
+        .replication_executions(&ExecutionFilter::default(), 0, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.total, 2);
+    assert_eq!(listed.items[0].id, second, "newest first");
+    let by_trigger = store
+        .replication_executions(
+            &ExecutionFilter {
+                policy_id: Some(id),
+                status: Some("InProgress".into()),
+                trigger: Some("event_based".into()),
+            },
+            0,
+            10,
+        )
+        .await
+        .expect("filtered");
+    assert_eq!(by_trigger.total, 1);
+    assert_eq!(
+        by_trigger.items[0].event.as_deref(),
+        Some(r#"{"repository":"a/one"}"#)
+    );
+    store
+        .finish_replication_execution(second, "Stopped", "")
+        .await
+        .expect("finish second");
+    assert_eq!(
+        store.delete_replication_policy(id).await.expect("delete"),
+        PolicyDeletion::Deleted
+    );
+    assert!(
+        store
+            .replication_execution(execution)
+            .await
+            .expect("get")
+            .is_none(),
+        "a policy's history goes with it"
+    );
+    assert_eq!(
+        store.delete_replication_policy(id).await.expect("delete"),
+        PolicyDeletion::Missing
+    );
+    assert_eq!(
+        store.delete_upstream(remote).await.expect("delete"),
+        UpstreamDeletion::Deleted
+    );
+}

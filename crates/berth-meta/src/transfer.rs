@@ -438,6 +438,58 @@ pub const TABLES: &[Table] = &[
         page_rows: 500,
         seeded: None,
     },
+    Table {
+        name: "replication_policies",
+        columns: &[
+            column("id", Integer),
+            column("name", Text),
+            column("enabled", Boolean),
+            column("src_registry_id", Integer),
+            column("dest_registry_id", Integer),
+            column("definition", Text),
+            column("created_at", Integer),
+            column("updated_at", Integer),
+        ],
+        key: &["id"],
+        page_rows: 500,
+        seeded: None,
+    },
+    Table {
+        name: "replication_executions",
+        columns: &[
+            column("id", Integer),
+            column("policy_id", Integer),
+            column("trigger", Text),
+            column("status", Text),
+            column("status_text", Text),
+            column("stop_requested", Boolean),
+            column("event", Text),
+            column("started_at", Integer),
+            column("ended_at", Integer),
+        ],
+        key: &["id"],
+        page_rows: 500,
+        seeded: None,
+    },
+    Table {
+        name: "replication_tasks",
+        columns: &[
+            column("id", Integer),
+            column("execution_id", Integer),
+            column("resource_type", Text),
+            column("src_resource", Text),
+            column("dst_resource", Text),
+            column("operation", Text),
+            column("plan", Text),
+            column("status", Text),
+            column("started_at", Integer),
+            column("ended_at", Integer),
+            column("log", Text),
+        ],
+        key: &["id"],
+        page_rows: 100,
+        seeded: None,
+    },
 ];
 
 /// The tables that hold no registry data to copy, and why. The copy must still know them:
@@ -530,6 +582,18 @@ pub const COUNTERS: &[Counter] = &[
     },
     Counter {
         table: "retention_runs",
+        column: "id",
+    },
+    Counter {
+        table: "replication_policies",
+        column: "id",
+    },
+    Counter {
+        table: "replication_executions",
+        column: "id",
+    },
+    Counter {
+        table: "replication_tasks",
         column: "id",
     },
 ];

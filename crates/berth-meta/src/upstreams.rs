@@ -56,7 +56,7 @@ pub struct Upstream {
 pub enum UpstreamDeletion {
     Deleted,
     Missing,
-    /// A proxy-cache project uses it: it stays.
+    /// A proxy-cache project or a replication policy uses it: it stays.
     InUse,
 }
 
@@ -86,7 +86,7 @@ pub trait UpstreamStore: Send + Sync {
     /// Store an upstream's fields; false if it does not exist. A name taken by another is
     /// [`crate::MetaError::Conflict`].
     async fn update_upstream(&self, id: i64, upstream: &NewUpstream) -> Result<bool>;
-    /// Delete an upstream unless a proxy-cache project uses it.
+    /// Delete an upstream unless a proxy-cache project or a replication policy uses it.
     async fn delete_upstream(&self, id: i64) -> Result<UpstreamDeletion>;
     /// Make `project_id` a proxy cache of `upstream_id` (a project proxies at most one).
     async fn set_project_upstream(&self, project_id: i64, upstream_id: i64) -> Result<()>;

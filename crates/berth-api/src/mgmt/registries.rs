@@ -328,7 +328,7 @@ pub async fn delete(ctx: &Ctx<'_>, id: i64) -> MgmtResult {
             412,
             "PRECONDITION",
             format!(
-                "registry {id} is the upstream of a proxy-cache project: delete the project first"
+                "registry {id} is used by a proxy-cache project or a replication policy: delete those first"
             ),
         )),
     }

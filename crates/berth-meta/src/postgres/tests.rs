@@ -82,6 +82,7 @@ async fn postgres_keeps_immutable_tags() {
     let store = node(&db).await;
     crate::suite::immutable_tags(&store).await;
     crate::suite::retention_policies(&store).await;
+    crate::suite::replication(&store).await;
     store.close().await;
 }
 

@@ -89,7 +89,9 @@ impl UpstreamStore for PgStore {
     async fn delete_upstream(&self, id: i64) -> Result<UpstreamDeletion> {
         let done = sqlx::query(
             "DELETE FROM registries WHERE id = $1
-             AND NOT EXISTS (SELECT 1 FROM proxy_projects WHERE registry_id = $1)",
+             AND NOT EXISTS (SELECT 1 FROM proxy_projects WHERE registry_id = $1)
+             AND NOT EXISTS (SELECT 1 FROM replication_policies
+                             WHERE src_registry_id = $1 OR dest_registry_id = $1)",
         )
         .bind(id)
         .execute(&self.pool)

@@ -89,7 +89,9 @@ impl UpstreamStore for SqliteStore {
         // One writer: the check and the delete see the same rows.
         let mut writer = self.write().await?;
         let used: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM proxy_projects WHERE registry_id = ?)",
+            "SELECT EXISTS (SELECT 1 FROM proxy_projects WHERE registry_id = ?1)
+                 OR EXISTS (SELECT 1 FROM replication_policies
+                            WHERE src_registry_id = ?1 OR dest_registry_id = ?1)",
         )
         .bind(id)
         .fetch_one(&mut *writer)

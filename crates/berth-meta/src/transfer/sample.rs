@@ -181,6 +181,49 @@ pub async fn fill(store: &dyn MetaStore) -> Vec<(Digest, Vec<u8>)> {
         .set_project_upstream(cache, hub)
         .await
         .expect("proxy binding");
+    // A replication policy (one deleted before it), an execution and its tasks (migration 13).
+    let policy = |name: &str| crate::NewReplicationPolicy {
+        name: name.into(),
+        enabled: true,
+        src_registry: None,
+        dest_registry: Some(hub),
+        definition: r#"{"filters":[],"trigger":{"type":"manual"}}"#.into(),
+    };
+    let dropped = store
+        .create_replication_policy(&policy("dropped"))
+        .await
+        .expect("policy");
+    store
+        .delete_replication_policy(dropped)
+        .await
+        .expect("delete policy");
+    let push = store
+        .create_replication_policy(&policy("to-hub"))
+        .await
+        .expect("policy");
+    let execution = store
+        .create_replication_execution(push, "manual", Some(r#"{"repository":"team/app"}"#))
+        .await
+        .expect("execution");
+    let task = |name: &str| crate::NewReplicationTask {
+        resource_type: "artifact".into(),
+        src_resource: format!("{name}:[v1]"),
+        dst_resource: format!("{name}:[v1]"),
+        operation: "copy".into(),
+        plan: format!(r#"{{"repository":"{name}"}}"#),
+    };
+    let tasks = store
+        .plan_replication_tasks(execution, &[task("team/app"), task("library/busybox")])
+        .await
+        .expect("tasks");
+    store
+        .update_replication_task(tasks[0].id, "Succeed", "copied team/app:v1\n")
+        .await
+        .expect("task");
+    store
+        .finish_replication_execution(execution, "Failed", "1 of 2 tasks failed")
+        .await
+        .expect("finish");
     store
         .add_secret_key(&SecretKey {
             kid: "k1".into(),
