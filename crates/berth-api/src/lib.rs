@@ -76,6 +76,8 @@ pub struct AppState {
     pub proxy: Option<Arc<berth_proxy::ProxyCache>>,
     /// The upstream registries as stored, for `/registries`.
     pub upstreams: Option<Arc<dyn berth_meta::UpstreamStore>>,
+    /// Replication policies and executions (`/replication/*`; `None`: those answer 403).
+    pub replication: Option<Arc<berth_replication::Replicator>>,
 }
 
 impl AppState {
@@ -96,6 +98,7 @@ impl AppState {
             jobs: None,
             proxy: None,
             upstreams: None,
+            replication: None,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,

@@ -591,6 +591,42 @@ pub enum MgmtEndpoint {
     DeleteRegistry(i64),
     /// `POST /registries/ping`: a stored registry by `id`, or the one the body describes.
     PingRegistry,
+    /// `GET /registries/{id}/info`: what replication can do with it.
+    RegistryInfo(i64),
+    /// `GET /replication/adapters`: the registry types replication supports.
+    ListReplicationAdapters,
+    /// `GET /replication/adapterinfos`.
+    ReplicationAdapterInfos,
+    ListReplicationPolicies {
+        query: ListQuery,
+        name: Option<String>,
+    },
+    CreateReplicationPolicy,
+    GetReplicationPolicy(i64),
+    UpdateReplicationPolicy(i64),
+    DeleteReplicationPolicy(i64),
+    /// `GET /replication/executions?policy_id=&status=&trigger=`.
+    ListReplicationExecutions {
+        query: ListQuery,
+        policy_id: Option<i64>,
+        status: Option<String>,
+        trigger: Option<String>,
+    },
+    /// `POST /replication/executions` with `{"policy_id"}`: run a policy now.
+    StartReplication,
+    GetReplicationExecution(i64),
+    /// `PUT /replication/executions/{id}`: stop it.
+    StopReplication(i64),
+    ListReplicationTasks {
+        execution: i64,
+        query: ListQuery,
+        status: Option<String>,
+    },
+    /// `GET /replication/executions/{id}/tasks/{task_id}/log`: the task's log as text.
+    GetReplicationLog {
+        execution: i64,
+        task: i64,
+    },
     /// Every repository the caller may see.
     ListAllRepositories {
         query: ListQuery,
@@ -723,6 +759,50 @@ impl MgmtEndpoint {
             ("GET", ["registries", r]) => E::GetRegistry(int(r, "registry id")?),
             ("PUT", ["registries", r]) => E::UpdateRegistry(int(r, "registry id")?),
             ("DELETE", ["registries", r]) => E::DeleteRegistry(int(r, "registry id")?),
+            ("GET", ["registries", r, "info"]) => E::RegistryInfo(int(r, "registry id")?),
+            ("GET", ["replication", "adapters"]) => E::ListReplicationAdapters,
+            ("GET", ["replication", "adapterinfos"]) => E::ReplicationAdapterInfos,
+            ("GET", ["replication", "policies"]) => E::ListReplicationPolicies {
+                query: params.list()?,
+                name: params.get("name").map(str::to_owned),
+            },
+            ("POST", ["replication", "policies"]) => E::CreateReplicationPolicy,
+            ("GET", ["replication", "policies", id]) => {
+                E::GetReplicationPolicy(int(id, "policy id")?)
+            }
+            ("PUT", ["replication", "policies", id]) => {
+                E::UpdateReplicationPolicy(int(id, "policy id")?)
+            }
+            ("DELETE", ["replication", "policies", id]) => {
+                E::DeleteReplicationPolicy(int(id, "policy id")?)
+            }
+            ("GET", ["replication", "executions"]) => E::ListReplicationExecutions {
+                query: params.list()?,
+                policy_id: params
+                    .get("policy_id")
+                    .map(|id| int(id, "policy_id"))
+                    .transpose()?,
+                status: params.get("status").map(str::to_owned),
+                trigger: params.get("trigger").map(str::to_owned),
+            },
+            ("POST", ["replication", "executions"]) => E::StartReplication,
+            ("GET", ["replication", "executions", id]) => {
+                E::GetReplicationExecution(int(id, "execution id")?)
+            }
+            ("PUT", ["replication", "executions", id]) => {
+                E::StopReplication(int(id, "execution id")?)
+            }
+            ("GET", ["replication", "executions", id, "tasks"]) => E::ListReplicationTasks {
+                execution: int(id, "execution id")?,
+                query: params.list()?,
+                status: params.get("status").map(str::to_owned),
+            },
+            ("GET", ["replication", "executions", id, "tasks", task, "log"]) => {
+                E::GetReplicationLog {
+                    execution: int(id, "execution id")?,
+                    task: int(task, "task id")?,
+                }
+            }
             ("GET", ["projects", p]) => E::GetProject(project(p)),
             ("PUT", ["projects", p]) => E::UpdateProject(project(p)),
             ("DELETE", ["projects", p]) => E::DeleteProject(project(p)),
@@ -938,7 +1018,22 @@ impl MgmtEndpoint {
             | E::GetRegistry(_)
             | E::UpdateRegistry(_)
             | E::DeleteRegistry(_)
-            | E::PingRegistry => P::SystemAdmin,
+            | E::PingRegistry
+            | E::RegistryInfo(_) => P::SystemAdmin,
+            // Replication reads and writes whole registries: administrators only (Harbor's).
+            E::ListReplicationAdapters
+            | E::ReplicationAdapterInfos
+            | E::ListReplicationPolicies { .. }
+            | E::CreateReplicationPolicy
+            | E::GetReplicationPolicy(_)
+            | E::UpdateReplicationPolicy(_)
+            | E::DeleteReplicationPolicy(_)
+            | E::ListReplicationExecutions { .. }
+            | E::StartReplication
+            | E::GetReplicationExecution(_)
+            | E::StopReplication(_)
+            | E::ListReplicationTasks { .. }
+            | E::GetReplicationLog { .. } => P::SystemAdmin,
             E::CurrentUser => P::User,
             E::CurrentPermissions { .. } => P::Authenticated,
             E::GetProject(p) | E::ProjectSummary(p) => on(p, Resource::Project, Verb::Read),
@@ -1175,6 +1270,11 @@ fn is_known(segments: &[&str]) -> bool {
             | "quotas"
             | "retentions"]
             | ["registries", _]
+            | ["registries", _, "info"]
+            | ["replication", "adapters" | "adapterinfos" | "policies" | "executions"]
+            | ["replication", "policies" | "executions", _]
+            | ["replication", "executions", _, "tasks"]
+            | ["replication", "executions", _, "tasks", _, "log"]
             | ["projects", _]
             | ["quotas", _]
             | ["retentions", _]

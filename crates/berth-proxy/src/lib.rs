@@ -15,10 +15,12 @@ use berth_registry::{Manifest, Registry};
 use bytes::Bytes;
 
 pub mod flight;
+pub mod remote;
 pub mod secrets;
 pub mod upstream;
 
 pub use flight::{Flight, FlightKey, Flights};
+pub use remote::{Mount, RemoteReferrer};
 pub use secrets::{Keyring, SecretError};
 pub use upstream::{UpstreamClient, UpstreamConfig, UpstreamError};
 

@@ -187,7 +187,7 @@ impl UpstreamClient {
         &self.base
     }
 
-    fn error(&self, e: reqwest::Error) -> UpstreamError {
+    pub(crate) fn error(&self, e: reqwest::Error) -> UpstreamError {
         if e.is_timeout() {
             UpstreamError::Timeout {
                 url: self.base.clone(),
@@ -356,7 +356,7 @@ impl UpstreamClient {
         })
     }
 
-    fn invalid(&self, what: &str) -> UpstreamError {
+    pub(crate) fn invalid(&self, what: &str) -> UpstreamError {
         UpstreamError::Invalid {
             url: self.base.clone(),
             what: what.into(),
@@ -373,18 +373,40 @@ impl UpstreamClient {
         accept: Option<&str>,
     ) -> Result<reqwest::Response, UpstreamError> {
         let scope = repository.map(|r| format!("repository:{r}:pull"));
-        let url = format!("{}{path}", self.base);
+        let headers: Vec<(header::HeaderName, String)> = accept
+            .map(|a| (header::ACCEPT, a.to_owned()))
+            .into_iter()
+            .collect();
+        self.send_with(method, path, scope.as_deref(), &headers, None)
+            .await
+    }
+
+    /// Send a request for `scope` (a token scope, or several separated by spaces) with
+    /// `headers` and a `body` that can be sent twice; on a 401 challenge, authenticate as it
+    /// says and send it once more.
+    pub(crate) async fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scope: Option<&str>,
+        headers: &[(header::HeaderName, String)],
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = self.url(path);
         let request = |authorization: Option<String>| {
             let mut request = self.http.request(method.clone(), &url);
-            if let Some(accept) = accept {
-                request = request.header(header::ACCEPT, accept);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            if let Some(body) = &body {
+                request = request.body(body.clone());
             }
             if let Some(value) = authorization {
                 request = request.header(header::AUTHORIZATION, value);
             }
             request
         };
-        let known = self.known_authorization(scope.as_deref());
+        let known = self.known_authorization(scope);
         let response = request(known.clone())
             .send()
             .await
@@ -397,7 +419,7 @@ impl UpstreamClient {
         let Some(challenge) = challenge else {
             return Ok(response);
         };
-        let Some(authorization) = self.authenticate(&challenge, scope.as_deref()).await? else {
+        let Some(authorization) = self.authenticate(&challenge, scope).await? else {
             return Ok(response);
         };
         if Some(&authorization) == known.as_ref() {
@@ -409,7 +431,35 @@ impl UpstreamClient {
             .map_err(|e| self.error(e))
     }
 
-    fn basic_header(&self) -> Option<String> {
+    /// Send a request whose body can be sent once only (a stream), with the authorization
+    /// already known for `scope`: an earlier request of the same scope authenticated.
+    pub(crate) async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        scope: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let request = match self.known_authorization(Some(scope)) {
+            Some(value) => request.header(header::AUTHORIZATION, value),
+            None => request,
+        };
+        request.send().await.map_err(|e| self.error(e))
+    }
+
+    /// The HTTP client, for requests built by [`UpstreamClient::send_once`]'s callers.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// An absolute URL for `path`, or `path` itself if it is one (an upload's `Location`).
+    pub(crate) fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    pub(crate) fn basic_header(&self) -> Option<String> {
         let (user, secret) = self.config.credential.as_ref()?;
         let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
         Some(format!("Basic {encoded}"))
@@ -446,9 +496,12 @@ impl UpstreamClient {
         if let Some(service) = params.get("service") {
             query.push(("service", service));
         }
-        // The scope the challenge names wins (a registry may want more than pull).
+        // The scope the challenge names wins (a registry may want more than pull); the
+        // token is kept under the scope asked for, where the next request looks.
+        let asked = scope;
         let scope = params.get("scope").map(String::as_str).or(scope);
-        if let Some(scope) = scope {
+        // Several scopes (a mount's source and destination) are several parameters.
+        for scope in scope.into_iter().flat_map(|s| s.split(' ')) {
             query.push(("scope", scope));
         }
         let mut url = realm.clone();
@@ -486,14 +539,18 @@ impl UpstreamClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(
-                scope.unwrap_or("").to_owned(),
+                asked.unwrap_or("").to_owned(),
                 (token.clone(), Instant::now() + lifetime - TOKEN_MARGIN),
             );
         Ok(Some(format!("Bearer {token}")))
     }
 
     /// The error a non-success answer stands for, with the upstream's own message.
-    async fn status_error(&self, response: reqwest::Response, what: &str) -> UpstreamError {
+    pub(crate) async fn status_error(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> UpstreamError {
         let status = response.status();
         let retry_after =
             header_text(response.headers(), header::RETRY_AFTER.as_str()).map(str::to_owned);
@@ -529,7 +586,7 @@ impl UpstreamClient {
     }
 }
 
-fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -187,7 +187,12 @@ impl Registry {
         let added = self.meta.add_tag(repository, &info.digest, tag).await;
         self.cache.invalidate(repository);
         match added? {
-            TagAddition::Added => Ok(()),
+            TagAddition::Added => {
+                if let Some(events) = self.events.get() {
+                    events.pushed(repository, &info.digest, std::slice::from_ref(tag), None);
+                }
+                Ok(())
+            }
             TagAddition::Exists => Err(Error::TagExists(tag.to_string())),
             TagAddition::NoArtifact => Err(Error::ManifestUnknown(reference.to_string())),
         }
@@ -209,6 +214,7 @@ impl Registry {
             .await;
         self.cache.invalidate(repository);
         if removed? {
+            self.deleted(repository, &Reference::Tag(tag.clone()));
             Ok(())
         } else {
             Err(Error::TagUnknown {
@@ -232,7 +238,10 @@ impl Registry {
         let deleted = self.meta.delete_artifact(repository, &info.digest).await;
         self.cache.invalidate(repository);
         match deleted? {
-            ArtifactDeletion::Deleted(digests) => Ok(digests),
+            ArtifactDeletion::Deleted(digests) => {
+                self.deleted(repository, &Reference::Digest(info.digest));
+                Ok(digests)
+            }
             ArtifactDeletion::NotFound => Err(Error::ManifestUnknown(reference.to_string())),
             ArtifactDeletion::Referenced(parent) => Err(Error::ArtifactReferenced {
                 digest: info.digest,

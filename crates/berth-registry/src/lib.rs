@@ -65,6 +65,24 @@ impl Default for RegistryOptions {
     }
 }
 
+/// Told of every change clients make to what the registry holds (pushes and deletes, from
+/// `/v2/`, the management API, the CLI or retention; not proxy-cache fills), after it
+/// committed. Must return at once: whatever it starts runs elsewhere (event-based
+/// replication queues a job).
+pub trait RegistryEvents: Send + Sync {
+    /// A manifest stored, with the tags the push pointed at it and the manifest it refers
+    /// to (its `subject`), if any.
+    fn pushed(
+        &self,
+        repository: &berth_core::RepositoryName,
+        digest: &berth_core::Digest,
+        tags: &[berth_core::Tag],
+        subject: Option<&berth_core::Digest>,
+    );
+    /// A manifest deleted (by digest, with its tags), or only a tag removed.
+    fn deleted(&self, repository: &berth_core::RepositoryName, reference: &berth_core::Reference);
+}
+
 /// The registry: its stores and options. Cheap to share behind an `Arc`.
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
@@ -74,6 +92,8 @@ pub struct Registry {
     cache: Arc<cache::ReadCache>,
     /// Image attributes by config digest (exact: content-addressed).
     configs: artifacts::ConfigAttributes,
+    /// Who hears of pushes and deletes (set once, at start-up).
+    events: std::sync::OnceLock<Arc<dyn RegistryEvents>>,
 }
 
 impl Registry {
@@ -95,6 +115,29 @@ impl Registry {
             upload_locks: Default::default(),
             cache,
             configs: Default::default(),
+            events: Default::default(),
+        }
+    }
+
+    /// Tell `events` of every push and delete from now on (once; a second call is ignored).
+    pub fn observe(&self, events: Arc<dyn RegistryEvents>) {
+        let _ = self.events.set(events);
+    }
+
+    fn pushed(&self, repository: &berth_core::RepositoryName, pushed: &PushedManifest) {
+        if let Some(events) = self.events.get() {
+            events.pushed(
+                repository,
+                &pushed.digest,
+                &pushed.tags,
+                pushed.subject.as_ref(),
+            );
+        }
+    }
+
+    fn deleted(&self, repository: &berth_core::RepositoryName, reference: &berth_core::Reference) {
+        if let Some(events) = self.events.get() {
+            events.deleted(repository, reference);
         }
     }
 

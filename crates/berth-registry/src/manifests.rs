@@ -111,11 +111,15 @@ impl Registry {
         };
         let stored = self.meta.put_manifest(repository, &record, &tags).await;
         self.cache.invalidate(repository);
-        Ok(PushedManifest {
+        let pushed = PushedManifest {
             digest: stored?,
             subject: parsed.subject,
             tags,
-        })
+        };
+        if !fetched {
+            self.pushed(repository, &pushed);
+        }
+        Ok(pushed)
     }
 
     pub async fn get_manifest(
@@ -161,6 +165,7 @@ impl Registry {
         // Even on an error: the delete may have committed before its durability wait failed.
         self.cache.invalidate(repository);
         if deleted? {
+            self.deleted(repository, reference);
             Ok(())
         } else {
             Err(Error::ManifestUnknown(reference.to_string()))

@@ -114,7 +114,8 @@ impl JobHandler for CollectGarbage {
     }
 }
 
-/// How often the retention scheduler looks for policies whose schedule came due.
+/// How often the retention and replication schedulers look for policies whose schedule
+/// came due.
 const RETENTION_SCHEDULER_SCHEDULE: &str = "* * * * *";
 /// A policy's run that came due longer ago than this (the nodes were down) is not made up.
 const RETENTION_CATCH_UP_SECS: i64 = 120;
@@ -153,14 +154,9 @@ impl JobHandler for RetentionScheduler {
                 );
                 continue;
             };
-            // The latest time it came due in the window (at most one run per look).
-            let mut due = None;
-            let mut after = now - RETENTION_CATCH_UP_SECS;
-            while let Some(next) = cron.next_after(after).filter(|t| *t <= now) {
-                due = Some(next);
-                after = next;
-            }
-            let Some(due) = due else { continue };
+            let Some(due) = latest_due(&cron, now) else {
+                continue;
+            };
             let job = berth_meta::NewJob {
                 kind: "retention".into(),
                 key: format!("{}@{due}", policy.id),
@@ -236,27 +232,151 @@ impl JobHandler for RetentionRun {
     }
 }
 
+/// Run a replication execution (`{"execution_id"}`), or a scheduled run of a policy
+/// (`{"policy_id", "due"}`, queued by [`ReplicationScheduler`]): its execution is found or
+/// made, then run. Resumable: a run taken over continues at its first unfinished task.
+pub struct ReplicationRun {
+    pub replicator: Arc<berth_replication::Replicator>,
+}
+
+#[async_trait]
+impl JobHandler for ReplicationRun {
+    fn kind(&self) -> &'static str {
+        berth_replication::REPLICATION_JOB
+    }
+
+    async fn run(&self, params: &Value) -> Result<Value, JobError> {
+        let step = |e: berth_replication::sides::StepError| JobError {
+            message: e.message,
+            retry: e.transient,
+        };
+        let execution = match (params["execution_id"].as_i64(), params["policy_id"].as_i64()) {
+            (Some(id), _) => id,
+            (None, Some(policy)) => {
+                let due = params["due"].as_i64().unwrap_or(0);
+                match self
+                    .replicator
+                    .scheduled_execution(policy, due)
+                    .await
+                    .map_err(step)?
+                {
+                    Some(id) => id,
+                    None => return Ok(json!({"policy_id": policy, "skipped": true})),
+                }
+            }
+            _ => return Err(JobError::permanent("execution_id or policy_id is missing")),
+        };
+        self.replicator.run(execution).await.map_err(step)
+    }
+}
+
+/// Queue a `replication` job for each enabled policy whose cron came due since the last
+/// look, keyed by policy and due time (several nodes looking at once queue it once).
+pub struct ReplicationScheduler {
+    pub store: Arc<dyn berth_meta::MetaStore>,
+}
+
+#[async_trait]
+impl JobHandler for ReplicationScheduler {
+    fn kind(&self) -> &'static str {
+        "replication_schedule"
+    }
+
+    async fn run(&self, _params: &Value) -> Result<Value, JobError> {
+        let policies = self
+            .store
+            .replication_policies()
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))?;
+        let now = berth_audit::now_ms() / 1000;
+        let mut queued = Vec::new();
+        for policy in policies.iter().filter(|p| p.fields.enabled) {
+            let Ok(definition) = berth_replication::Replicator::definition(policy) else {
+                continue;
+            };
+            if definition.trigger.kind != "scheduled" {
+                continue;
+            }
+            let cron = &definition.trigger.trigger_settings.cron;
+            let Ok(cron) = cron.parse::<berth_core::cron::Cron>() else {
+                tracing::warn!(policy = policy.id, %cron, "replication policy has an invalid schedule");
+                continue;
+            };
+            let Some(due) = latest_due(&cron, now) else {
+                continue;
+            };
+            let job = berth_meta::NewJob {
+                kind: berth_replication::REPLICATION_JOB.into(),
+                key: format!("policy-{}@{due}", policy.id),
+                params: json!({"policy_id": policy.id, "due": due}),
+                run_after_ms: due * 1000,
+            };
+            if let Some(id) = self
+                .store
+                .enqueue_job(&job)
+                .await
+                .map_err(|e| JobError::transient(e.to_string()))?
+            {
+                queued.push(id);
+            }
+        }
+        Ok(json!({"queued": queued}))
+    }
+}
+
+/// The latest time `cron` came due in the catch-up window before `now` (at most one run per
+/// look: runs missed while every node was down are not made up).
+fn latest_due(cron: &berth_core::cron::Cron, now: i64) -> Option<i64> {
+    let mut due = None;
+    let mut after = now - RETENTION_CATCH_UP_SECS;
+    while let Some(next) = cron.next_after(after).filter(|t| *t <= now) {
+        due = Some(next);
+        after = next;
+    }
+    due
+}
+
 /// This node's runner with every job berth has, scheduled, and started; a purge is also
 /// queued for now, as a start-up always did. GC's schedule is `[gc] schedule` when the
 /// configuration sets one; otherwise whatever Harbor's API last set stays.
 pub async fn start(
-    store: Arc<dyn berth_meta::JobStore>,
+    store: Arc<dyn berth_meta::MetaStore>,
     registry: Arc<Registry>,
     gc: GcSetting,
     audit: berth_audit::Audit,
-) -> Result<Arc<Runner>, String> {
+    replication: ReplicationSetup,
+) -> Result<(Arc<Runner>, Arc<berth_replication::Replicator>), String> {
     let gc_schedule = gc.schedule.clone();
     let gc_params = json!({"delete_untagged": gc.delete_untagged, "dry_run": false});
-    let runner = Runner::new(store.clone(), berth_jobs::RunnerOptions::default())
+    let jobs: Arc<dyn berth_meta::JobStore> = store.clone();
+    let runner = Runner::new(jobs.clone(), berth_jobs::RunnerOptions::default())
         .handle(Arc::new(PurgeUploads {
             registry: registry.clone(),
         }))
         .handle(Arc::new(CollectGarbage::new(registry.clone(), gc)))
         .handle(Arc::new(RetentionScheduler {
             registry: registry.clone(),
-            jobs: store,
+            jobs,
         }))
-        .handle(Arc::new(RetentionRun { registry, audit }));
+        .handle(Arc::new(RetentionRun {
+            registry: registry.clone(),
+            audit,
+        }))
+        .handle(Arc::new(ReplicationScheduler {
+            store: store.clone(),
+        }));
+    // Executions queued through the replicator (the API, events) wake this runner.
+    let replicator = Arc::new(berth_replication::Replicator::new(
+        registry.clone(),
+        store,
+        runner.waking_store(),
+        replication.proxy,
+        replication.projects,
+    ));
+    registry.observe(replicator.events());
+    let runner = runner.handle(Arc::new(ReplicationRun {
+        replicator: replicator.clone(),
+    }));
     let retention = RETENTION_SCHEDULER_SCHEDULE
         .parse()
         .map_err(|e| format!("{e}"))?;
@@ -264,6 +384,10 @@ pub async fn start(
         .schedule("retention_schedule", Some(&retention), json!({}))
         .await
         .map_err(|e| format!("cannot schedule retention: {e}"))?;
+    runner
+        .schedule("replication_schedule", Some(&retention), json!({}))
+        .await
+        .map_err(|e| format!("cannot schedule replication: {e}"))?;
     let schedule = PURGE_UPLOADS_SCHEDULE.parse().map_err(|e| format!("{e}"))?;
     runner
         .schedule("purge_uploads", Some(&schedule), json!({}))
@@ -282,7 +406,15 @@ pub async fn start(
         .map_err(|e| format!("cannot queue the start-up upload purge: {e}"))?;
     let runner = Arc::new(runner);
     runner.clone().spawn();
-    Ok(runner)
+    Ok((runner, replicator))
+}
+
+/// What replication needs from the rest of the binary.
+pub struct ReplicationSetup {
+    /// Clients of stored registries (their secrets opened with its keyring).
+    pub proxy: Arc<berth_proxy::ProxyCache>,
+    /// Token mode: repositories live in projects, which a pull creates.
+    pub projects: bool,
 }
 
 /// `berth jobs …`: what ran, when, and how it ended (read from the database, so on any node).

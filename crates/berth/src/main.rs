@@ -458,13 +458,6 @@ async fn run(config: Config) -> Result<(), String> {
     } else {
         berth_audit::Audit::off()
     };
-    let runner = jobs::start(
-        meta.clone(),
-        registry.clone(),
-        config.gc.clone(),
-        audit.clone(),
-    )
-    .await?;
     let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
     let proxy = berth_proxy::ProxyCache::open(
         registry.clone(),
@@ -482,6 +475,18 @@ async fn run(config: Config) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("proxy cache: {e}"))?;
+    let proxy = Arc::new(proxy);
+    let (runner, replicator) = jobs::start(
+        meta.clone(),
+        registry.clone(),
+        config.gc.clone(),
+        audit.clone(),
+        jobs::ReplicationSetup {
+            proxy: proxy.clone(),
+            projects: identity.is_some(),
+        },
+    )
+    .await?;
     let metrics = berth_metrics::Metrics::new();
     let data_dir_probe = Arc::new(berth_storage::DataDir::new(
         data_dir.clone(),
@@ -499,7 +504,8 @@ async fn run(config: Config) -> Result<(), String> {
         (config.metrics_enabled && config.metrics_addr.is_none()).then(|| metrics.clone());
     state.body_idle_timeout = config.body_idle_timeout;
     state.data_dir = Some(data_dir_probe);
-    state.proxy = Some(Arc::new(proxy));
+    state.proxy = Some(proxy);
+    state.replication = Some(replicator);
     state.upstreams = Some(upstreams);
     let shutting_down = state.shutting_down.clone();
     state.token_realm = config.token_realm.clone();

@@ -34,6 +34,7 @@ pub mod openapi;
 mod projects;
 mod quotas;
 mod registries;
+mod replication;
 mod repositories;
 pub mod response;
 mod retentions;
@@ -188,6 +189,40 @@ async fn handle(ctx: &Ctx<'_>, endpoint: MgmtEndpoint, body: Body) -> MgmtResult
         E::UpdateRegistry(id) => registries::update(ctx, id, body).await,
         E::DeleteRegistry(id) => registries::delete(ctx, id).await,
         E::PingRegistry => registries::ping(ctx, body).await,
+        E::RegistryInfo(id) => replication::registry_info(ctx, id).await,
+        E::ListReplicationAdapters => replication::adapters(ctx).await,
+        E::ReplicationAdapterInfos => replication::adapter_infos(ctx).await,
+        E::ListReplicationPolicies { query, name } => {
+            replication::list_policies(ctx, &query, name.as_deref()).await
+        }
+        E::CreateReplicationPolicy => replication::create_policy(ctx, body).await,
+        E::GetReplicationPolicy(id) => replication::get_policy(ctx, id).await,
+        E::UpdateReplicationPolicy(id) => replication::update_policy(ctx, id, body).await,
+        E::DeleteReplicationPolicy(id) => replication::delete_policy(ctx, id).await,
+        E::ListReplicationExecutions {
+            query,
+            policy_id,
+            status,
+            trigger,
+        } => {
+            let filter = berth_meta::ExecutionFilter {
+                policy_id,
+                status,
+                trigger,
+            };
+            replication::list_executions(ctx, &query, filter).await
+        }
+        E::StartReplication => replication::start(ctx, body).await,
+        E::GetReplicationExecution(id) => replication::get_execution(ctx, id).await,
+        E::StopReplication(id) => replication::stop(ctx, id).await,
+        E::ListReplicationTasks {
+            execution,
+            query,
+            status,
+        } => replication::list_tasks(ctx, execution, &query, status.as_deref()).await,
+        E::GetReplicationLog { execution, task } => {
+            replication::task_log(ctx, execution, task).await
+        }
         E::GetProject(_) => projects::get(ctx).await,
         E::UpdateProject(_) => projects::update(ctx, body).await,
         E::DeleteProject(_) => projects::delete(ctx).await,

@@ -29,7 +29,7 @@ const TYPES: &[&str] = &[
 
 /// Harbor's Registry model (what berth fills). `access_secret` is never answered.
 #[derive(Serialize)]
-struct RegistryJson {
+pub(super) struct RegistryJson {
     id: i64,
     name: String,
     url: String,
@@ -44,7 +44,7 @@ struct RegistryJson {
 }
 
 #[derive(Serialize)]
-struct CredentialJson {
+pub(super) struct CredentialJson {
     #[serde(rename = "type")]
     kind: String,
     access_key: String,
@@ -213,7 +213,7 @@ fn proxy<'a>(ctx: &'a Ctx<'_>) -> Result<&'a Arc<berth_proxy::ProxyCache>, MgmtA
         .ok_or_else(|| MgmtApiError::forbidden("upstream registries are not enabled"))
 }
 
-fn to_json(upstream: &Upstream) -> RegistryJson {
+pub(super) fn to_json(upstream: &Upstream) -> RegistryJson {
     let fields = &upstream.fields;
     RegistryJson {
         id: upstream.id,
