@@ -48,6 +48,9 @@ pub struct TestApp {
     /// The audit log (on unless the builder said otherwise), with JSON lines in the
     /// directory's `audit.jsonl`.
     audit: Audit,
+    /// Replication (with proxy-cache projects, whose registry endpoints it uses); its
+    /// executions are queued in the jobs table, which tests run by hand.
+    replicator: Option<Arc<berth_replication::Replicator>>,
 }
 
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
@@ -175,6 +178,7 @@ impl TestAppBuilder {
         };
         let registry = Arc::new(registry);
         let mut state = AppState::new(registry.clone(), Arc::new(Authorizer::new(mode)));
+        let mut replicator_handle = None;
         if let Some(tag_ttl) = self.proxy_tag_ttl {
             let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
             let proxy = berth_proxy::ProxyCache::open(
@@ -190,7 +194,18 @@ impl TestAppBuilder {
             )
             .await
             .expect("open the proxy cache");
-            state.proxy = Some(Arc::new(proxy));
+            let proxy = Arc::new(proxy);
+            let replicator = Arc::new(berth_replication::Replicator::new(
+                registry.clone(),
+                meta.clone(),
+                meta.clone(),
+                proxy.clone(),
+                self.token_mode,
+            ));
+            registry.observe(replicator.events());
+            state.replication = Some(replicator.clone());
+            replicator_handle = Some(replicator);
+            state.proxy = Some(proxy);
             state.upstreams = Some(upstreams);
         }
         if let Some(auth) = &token_auth {
@@ -227,6 +242,7 @@ impl TestAppBuilder {
             peer: None,
             token_auth,
             audit,
+            replicator: replicator_handle,
         }
     }
 }
@@ -275,6 +291,11 @@ impl TestApp {
 
     pub fn meta(&self) -> &SqliteStore {
         &self.meta
+    }
+
+    /// The replication service (an app built with proxy-cache projects).
+    pub fn replicator(&self) -> &Arc<berth_replication::Replicator> {
+        self.replicator.as_ref().expect("built with .proxy()")
     }
 
     /// A handle whose requests carry HTTP basic credentials.
@@ -326,6 +347,13 @@ impl TestApp {
         self.meta.close().await;
         drop(self);
         TestApp::builder().dir(dir).blobs(blobs).build().await
+    }
+
+    /// A handle on the same registry whose requests carry no default header (anonymous).
+    pub fn without_credentials(&self) -> TestApp {
+        let mut app = self.clone();
+        app.default_headers.clear();
+        app
     }
 
     /// A handle on the same registry whose requests all carry this header.

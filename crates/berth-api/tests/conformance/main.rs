@@ -26,6 +26,7 @@ mod pull;
 mod push;
 mod quotas;
 mod referrers;
+mod replication;
 mod restart;
 mod retention;
 mod robots;

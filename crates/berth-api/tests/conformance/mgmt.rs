@@ -1047,6 +1047,10 @@ async fn wave_two_endpoints_answer_bad_input_with_a_4xx() {
         ("GET", "/api/v2.0/registries/99999", Value::Null),
         ("DELETE", "/api/v2.0/registries/abc", Value::Null),
         ("POST", "/api/v2.0/registries/ping", json!({"id": 99999})),
+        ("POST", "/api/v2.0/replication/policies", json!({"name": 3})),
+        ("GET", "/api/v2.0/replication/executions/abc", Value::Null),
+        ("PUT", "/api/v2.0/replication/executions/99999", Value::Null),
+        ("GET", "/api/v2.0/replication/executions?policy_id=x", Value::Null),
     ];
     for (method, path, body) in cases {
         let response = send_json(&root, method, path, body).await;

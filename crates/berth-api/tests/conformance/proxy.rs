@@ -23,9 +23,9 @@ const PASSWORD: &str = "Passw0rd-proxy";
 const RATE_LIMITED: u8 = 1;
 
 /// A registry on a socket, recording every request it is sent.
-struct Upstream {
-    app: TestApp,
-    url: String,
+pub(crate) struct Upstream {
+    pub(crate) app: TestApp,
+    pub(crate) url: String,
     requests: Arc<Mutex<Vec<String>>>,
     mode: Arc<AtomicU8>,
     server: tokio::task::JoinHandle<()>,
@@ -36,7 +36,7 @@ impl Upstream {
         Upstream::start_with(TestApp::new().await).await
     }
 
-    async fn start_with(app: TestApp) -> Upstream {
+    pub(crate) async fn start_with(app: TestApp) -> Upstream {
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let mode: Arc<AtomicU8> = Arc::default();
         let (seen, how) = (requests.clone(), mode.clone());
@@ -74,7 +74,7 @@ impl Upstream {
     }
 
     /// How many requests were `METHOD path`.
-    fn count(&self, line: &str) -> usize {
+    pub(crate) fn count(&self, line: &str) -> usize {
         self.requests
             .lock()
             .expect("lock")
@@ -91,7 +91,7 @@ async fn proxy(tag_ttl: Duration) -> TestApp {
 }
 
 /// A handle of `app` with the credentials of a new system administrator, root.
-async fn as_root(app: &TestApp) -> TestApp {
+pub(crate) async fn as_root(app: &TestApp) -> TestApp {
     app.identity()
         .add_user(NewAccount {
             name: "root".into(),
@@ -105,7 +105,7 @@ async fn as_root(app: &TestApp) -> TestApp {
     app.with_basic("root", PASSWORD)
 }
 
-async fn send_json(
+pub(crate) async fn send_json(
     app: &TestApp,
     method: &str,
     path: &str,
