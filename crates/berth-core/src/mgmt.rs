@@ -1271,7 +1271,10 @@ fn is_known(segments: &[&str]) -> bool {
             | "retentions"]
             | ["registries", _]
             | ["registries", _, "info"]
-            | ["replication", "adapters" | "adapterinfos" | "policies" | "executions"]
+            | [
+                "replication",
+                "adapters" | "adapterinfos" | "policies" | "executions"
+            ]
             | ["replication", "policies" | "executions", _]
             | ["replication", "executions", _, "tasks"]
             | ["replication", "executions", _, "tasks", _, "log"]

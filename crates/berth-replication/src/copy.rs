@@ -145,14 +145,18 @@ impl<'a> Copier<'a> {
         report: &mut TaskReport,
     ) -> StepResult<()> {
         let Some(manifest) = self.src.manifest(&plan.src, reference).await? else {
-            report.line(format!("{}:{reference} is gone at the source: skipped", plan.src));
+            report.line(format!(
+                "{}:{reference} is gone at the source: skipped",
+                plan.src
+            ));
             return Ok(());
         };
         if let Reference::Tag(tag) = reference {
             match self.dst.manifest(&plan.dst, reference).await? {
                 Some(there) if there.digest == manifest.digest => {
                     report.line(format!("{}:{tag} is up to date", plan.dst));
-                    self.copy_referrers(plan, &manifest.digest, 0, report).await?;
+                    self.copy_referrers(plan, &manifest.digest, 0, report)
+                        .await?;
                     return Ok(());
                 }
                 Some(there) if !self.overwrite => {
@@ -200,7 +204,9 @@ impl<'a> Copier<'a> {
             self.stopped()?;
             let child_ref = Reference::Digest(child.clone());
             match self.src.manifest(&plan.src, &child_ref).await? {
-                Some(child) => Box::pin(self.copy_manifest(plan, &child, depth + 1, report)).await?,
+                Some(child) => {
+                    Box::pin(self.copy_manifest(plan, &child, depth + 1, report)).await?
+                }
                 None => report.line(format!(
                     "{}@{child}, listed by {}, is not at the source: skipped",
                     plan.src, manifest.digest
@@ -281,7 +287,10 @@ impl<'a> Copier<'a> {
                 continue;
             };
             self.copy_manifest(plan, &manifest, 0, report).await?;
-            report.line(format!("{}@{referrer} refers to {subject}: copied", plan.dst));
+            report.line(format!(
+                "{}@{referrer} refers to {subject}: copied",
+                plan.dst
+            ));
             Box::pin(self.copy_referrers(plan, &referrer, depth + 1, report)).await?;
         }
         Ok(())
@@ -299,8 +308,9 @@ impl<'a> Copier<'a> {
         let tag = subject.to_string().replacen(':', "-", 1);
         let reference = parse_reference(&tag)?;
         let mut index = match self.dst.manifest(&plan.dst, &reference).await? {
-            Some(existing) => serde_json::from_slice::<Value>(&existing.content)
-                .unwrap_or_else(|_| empty_index()),
+            Some(existing) => {
+                serde_json::from_slice::<Value>(&existing.content).unwrap_or_else(|_| empty_index())
+            }
             None => empty_index(),
         };
         let digest = manifest.digest.to_string();
@@ -345,7 +355,10 @@ impl<'a> Copier<'a> {
                 Reference::Tag(_) => match self.dst.manifest(&plan.dst, &reference).await? {
                     Some(there) => there.digest,
                     None => {
-                        report.line(format!("{}:{reference} is not at the destination", plan.dst));
+                        report.line(format!(
+                            "{}:{reference} is not at the destination",
+                            plan.dst
+                        ));
                         continue;
                     }
                 },
@@ -387,8 +400,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_stream_keeps_to_its_rate() {
-        let chunks: Vec<std::io::Result<Bytes>> =
-            (0..10).map(|_| Ok(Bytes::from(vec![0u8; 10_240]))).collect();
+        let chunks: Vec<std::io::Result<Bytes>> = (0..10)
+            .map(|_| Ok(Bytes::from(vec![0u8; 10_240])))
+            .collect();
         let body: ByteStream = Box::pin(futures_util::stream::iter(chunks));
         let began = Instant::now();
         let total: usize = throttle(body, 512 * 1024)
@@ -397,6 +411,10 @@ mod tests {
             .await;
         assert_eq!(total, 102_400);
         // 100 KiB at 512 KiB/s: about 0.2 s.
-        assert!(began.elapsed() >= Duration::from_millis(180), "{:?}", began.elapsed());
+        assert!(
+            began.elapsed() >= Duration::from_millis(180),
+            "{:?}",
+            began.elapsed()
+        );
     }
 }

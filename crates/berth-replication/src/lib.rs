@@ -27,7 +27,6 @@ pub mod copy;
 pub mod policy;
 pub mod sides;
 
-
 use copy::{Copier, TaskPlan};
 use policy::Definition;
 use sides::{Local, Remote, Side, StepError, StepResult};
@@ -80,8 +79,11 @@ pub struct Replicator {
     /// Whether this registry keeps repositories in projects (token mode): a pull creates
     /// the project it copies into.
     projects: bool,
-    event_policies: Mutex<Option<(Instant, Arc<Vec<(i64, Definition)>>)>>,
+    event_policies: Mutex<Option<(Instant, EventPolicies)>>,
 }
+
+/// The enabled event-based push policies: id and definition.
+type EventPolicies = Arc<Vec<(i64, Definition)>>;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -130,7 +132,10 @@ impl Replicator {
 
     /// Policies changed: look again before the next event.
     pub fn forget(&self) {
-        *self.event_policies.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .event_policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Record an execution of `policy_id` and queue the job that runs it; its id.
@@ -167,7 +172,12 @@ impl Replicator {
             status: Some("InProgress".into()),
             trigger: None,
         };
-        Ok(self.store.replication_executions(&filter, 0, 1).await?.total > 0)
+        Ok(self
+            .store
+            .replication_executions(&filter, 0, 1)
+            .await?
+            .total
+            > 0)
     }
 
     async fn enqueue(&self, execution_id: i64) -> Result<(), MetaError> {
@@ -206,7 +216,8 @@ impl Replicator {
             Ok(_) => return Ok(None),
             Err(e) => return Err(meta_error(e)),
         };
-        let definition = Self::definition(&policy).map_err(|e| StepError::permanent(e.to_string()))?;
+        let definition =
+            Self::definition(&policy).map_err(|e| StepError::permanent(e.to_string()))?;
         if definition.single_active_replication
             && self.running(policy_id).await.map_err(meta_error)?
         {
@@ -279,7 +290,10 @@ impl Replicator {
         Ok(json!({"execution": execution_id, "status": status, "status_text": text}))
     }
 
-    async fn execute(&self, execution: &ReplicationExecutionRow) -> StepResult<(&'static str, String)> {
+    async fn execute(
+        &self,
+        execution: &ReplicationExecutionRow,
+    ) -> StepResult<(&'static str, String)> {
         let Some(policy) = self
             .store
             .replication_policy(execution.policy_id)
@@ -362,7 +376,10 @@ impl Replicator {
         Ok(if stop.load(Ordering::Relaxed) {
             ("Stopped", "stopped by request".into())
         } else if failed > 0 {
-            ("Failed", format!("{failed} of {} tasks failed", tasks.len()))
+            (
+                "Failed",
+                format!("{failed} of {} tasks failed", tasks.len()),
+            )
         } else {
             ("Succeed", String::new())
         })
@@ -436,8 +453,11 @@ impl Replicator {
     }
 
     /// The enabled event-based push policies, as recently read.
-    async fn event_policies(&self) -> Result<Arc<Vec<(i64, Definition)>>, MetaError> {
-        if let Some((at, policies)) = &*self.event_policies.lock().unwrap_or_else(|e| e.into_inner())
+    async fn event_policies(&self) -> Result<EventPolicies, MetaError> {
+        if let Some((at, policies)) = &*self
+            .event_policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
             && at.elapsed() < EVENT_POLICY_TTL
         {
             return Ok(policies.clone());
@@ -447,13 +467,20 @@ impl Replicator {
             .replication_policies()
             .await?
             .into_iter()
-            .filter(|p| p.fields.enabled && p.fields.src_registry.is_none_or(|id| id == LOCAL_REGISTRY_ID))
+            .filter(|p| {
+                p.fields.enabled
+                    && p.fields
+                        .src_registry
+                        .is_none_or(|id| id == LOCAL_REGISTRY_ID)
+            })
             .filter_map(|p| Some((p.id, Self::definition(&p).ok()?)))
             .filter(|(_, d)| d.trigger.kind == "event_based")
             .collect();
         let policies = Arc::new(policies);
-        *self.event_policies.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((Instant::now(), policies.clone()));
+        *self
+            .event_policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), policies.clone()));
         Ok(policies)
     }
 
@@ -488,7 +515,9 @@ impl Replicator {
                 operation: operation.to_owned(),
             };
             match self.start(*id, "event_based", Some(&event)).await {
-                Ok(execution) => tracing::info!(policy = id, execution, %repository, operation, "replication event queued"),
+                Ok(execution) => {
+                    tracing::info!(policy = id, execution, %repository, operation, "replication event queued")
+                }
                 Err(e) => tracing::warn!(policy = id, error = %e, "replication event not queued"),
             }
         }
@@ -573,6 +602,10 @@ impl RegistryEvents for Events {
         let replicator = self.replicator.clone();
         let repository = repository.to_string();
         let references = vec![reference.to_string()];
-        tokio::spawn(async move { replicator.on_event(repository, references, "deletion").await });
+        tokio::spawn(async move {
+            replicator
+                .on_event(repository, references, "deletion")
+                .await
+        });
     }
 }

@@ -120,14 +120,18 @@ impl Definition {
             "scheduled" => {
                 let cron = self.trigger.trigger_settings.cron.trim();
                 if cron.is_empty() {
-                    return fail("trigger.trigger_settings.cron is required for a scheduled trigger");
+                    return fail(
+                        "trigger.trigger_settings.cron is required for a scheduled trigger",
+                    );
                 }
                 cron.parse::<berth_core::cron::Cron>()
                     .map_err(|e| PolicyError(format!("trigger.trigger_settings.cron: {e}")))?;
             }
             "event_based" if push => {}
             "event_based" => {
-                return fail("an event_based trigger needs this registry as the source (a push policy)");
+                return fail(
+                    "an event_based trigger needs this registry as the source (a push policy)",
+                );
             }
             other => {
                 return fail(format!(
@@ -139,7 +143,10 @@ impl Definition {
             match filter.kind.as_str() {
                 "name" | "tag" => {
                     if !filter.value.is_string() {
-                        return fail(format!("the {} filter's value must be a pattern", filter.kind));
+                        return fail(format!(
+                            "the {} filter's value must be a pattern",
+                            filter.kind
+                        ));
                     }
                 }
                 "label" | "resource" => {}
@@ -152,7 +159,9 @@ impl Definition {
             if let Some(d) = &filter.decoration
                 && !matches!(d.as_str(), "matches" | "excludes" | "")
             {
-                return fail(format!("filter decoration {d:?} is not matches or excludes"));
+                return fail(format!(
+                    "filter decoration {d:?} is not matches or excludes"
+                ));
             }
         }
         if self.dest_namespace_replace_count < -1 {
@@ -181,15 +190,16 @@ impl Definition {
 
     /// Whether the policy selects repository `name` (every name filter agrees).
     pub fn selects_repository(&self, name: &str) -> bool {
-        self.patterns("name")
-            .all(|(pattern, excludes)| pattern.is_empty() || doublestar_match(pattern, name) != excludes)
-            && self.selects_resources()
+        self.patterns("name").all(|(pattern, excludes)| {
+            pattern.is_empty() || doublestar_match(pattern, name) != excludes
+        }) && self.selects_resources()
     }
 
     /// Whether the policy selects tag `tag` (every tag filter agrees).
     pub fn selects_tag(&self, tag: &str) -> bool {
-        self.patterns("tag")
-            .all(|(pattern, excludes)| pattern.is_empty() || doublestar_match(pattern, tag) != excludes)
+        self.patterns("tag").all(|(pattern, excludes)| {
+            pattern.is_empty() || doublestar_match(pattern, tag) != excludes
+        })
     }
 
     /// Artifacts carry no labels here: a label filter that wants some selects nothing, one
@@ -215,9 +225,8 @@ impl Definition {
     pub fn literal_repository(&self) -> Option<&str> {
         let mut names = self.patterns("name");
         let (pattern, excludes) = names.next()?;
-        let plain = !pattern.is_empty()
-            && !pattern.contains(['*', '?', '[', '{', '\\'])
-            && !excludes;
+        let plain =
+            !pattern.is_empty() && !pattern.contains(['*', '?', '[', '{', '\\']) && !excludes;
         (plain && names.next().is_none()).then_some(pattern)
     }
 
@@ -322,7 +331,10 @@ mod tests {
         }))
         .expect("parses");
         assert!(event.validate(true).is_ok());
-        assert!(event.validate(false).is_err(), "pull policies have no events");
+        assert!(
+            event.validate(false).is_err(),
+            "pull policies have no events"
+        );
         let filter = with_filters(serde_json::json!([{"type": "size", "value": "1"}]));
         assert!(filter.validate(true).is_err());
         assert_eq!(Definition::default().bytes_per_second(), None);

@@ -98,8 +98,12 @@ pub trait Side: Send + Sync {
     async fn has_blob(&self, repository: &str, digest: &Digest) -> StepResult<bool>;
     /// Link a blob this side has in `from` into `repository`; whether it did. `from`
     /// `None`: any repository of this side that has it.
-    async fn mount(&self, repository: &str, digest: &Digest, from: Option<&str>)
-    -> StepResult<bool>;
+    async fn mount(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        from: Option<&str>,
+    ) -> StepResult<bool>;
     /// Store a blob (checked against its digest on the way).
     async fn put_blob(
         &self,
@@ -388,7 +392,11 @@ impl Side for Remote {
         let Some(from) = from else {
             return Ok(false);
         };
-        match self.client.start_upload(repository, Some((digest, from))).await? {
+        match self
+            .client
+            .start_upload(repository, Some((digest, from)))
+            .await?
+        {
             Mount::Mounted => Ok(true),
             // An upload opened instead: left to expire (the blob is pushed by a new one).
             Mount::Upload(_) => Ok(false),

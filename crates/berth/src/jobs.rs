@@ -250,7 +250,10 @@ impl JobHandler for ReplicationRun {
             message: e.message,
             retry: e.transient,
         };
-        let execution = match (params["execution_id"].as_i64(), params["policy_id"].as_i64()) {
+        let execution = match (
+            params["execution_id"].as_i64(),
+            params["policy_id"].as_i64(),
+        ) {
             (Some(id), _) => id,
             (None, Some(policy)) => {
                 let due = params["due"].as_i64().unwrap_or(0);

@@ -183,11 +183,16 @@ async fn registry_of(ctx: &Ctx<'_>, id: Option<i64>) -> Result<RegistryJson, Mgm
     let store = replicator(ctx)?.store();
     match store.upstream_by_id(id).await? {
         Some(upstream) => Ok(registry_json(&upstream)),
-        None => Err(MgmtApiError::bad_request(format!("registry {id} not found"))),
+        None => Err(MgmtApiError::bad_request(format!(
+            "registry {id} not found"
+        ))),
     }
 }
 
-async fn policy_json(ctx: &Ctx<'_>, row: &ReplicationPolicyRow) -> Result<PolicyJson, MgmtApiError> {
+async fn policy_json(
+    ctx: &Ctx<'_>,
+    row: &ReplicationPolicyRow,
+) -> Result<PolicyJson, MgmtApiError> {
     let definition = Replicator::definition(row).map_err(MgmtApiError::internal)?;
     Ok(PolicyJson {
         id: row.id,
@@ -220,8 +225,14 @@ async fn stored(ctx: &Ctx<'_>, id: i64) -> Result<ReplicationPolicyRow, MgmtApiE
 }
 
 /// A policy's remote registry must exist when it is stored.
-async fn check_registries(ctx: &Ctx<'_>, fields: &NewReplicationPolicy) -> Result<(), MgmtApiError> {
-    for id in [fields.src_registry, fields.dest_registry].into_iter().flatten() {
+async fn check_registries(
+    ctx: &Ctx<'_>,
+    fields: &NewReplicationPolicy,
+) -> Result<(), MgmtApiError> {
+    for id in [fields.src_registry, fields.dest_registry]
+        .into_iter()
+        .flatten()
+    {
         registry_of(ctx, Some(id)).await?;
     }
     Ok(())
@@ -263,7 +274,10 @@ pub async fn create_policy(ctx: &Ctx<'_>, body: Body) -> MgmtResult {
     check_registries(ctx, &fields).await?;
     fields.definition = serde_json::to_string(&definition).map_err(MgmtApiError::internal)?;
     let replicator = replicator(ctx)?;
-    let id = replicator.store().create_replication_policy(&fields).await?;
+    let id = replicator
+        .store()
+        .create_replication_policy(&fields)
+        .await?;
     replicator.forget();
     created(&format!("/api/v2.0/replication/policies/{id}"))
 }
@@ -484,7 +498,9 @@ pub async fn task_log(ctx: &Ctx<'_>, id: i64, task: i64) -> MgmtResult {
         .replication_task_log(id, task)
         .await?
         .ok_or_else(|| {
-            MgmtApiError::not_found(format!("task {task} of replication execution {id} not found"))
+            MgmtApiError::not_found(format!(
+                "task {task} of replication execution {id} not found"
+            ))
         })?;
     Ok((
         [(

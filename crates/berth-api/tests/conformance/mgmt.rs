@@ -1050,7 +1050,11 @@ async fn wave_two_endpoints_answer_bad_input_with_a_4xx() {
         ("POST", "/api/v2.0/replication/policies", json!({"name": 3})),
         ("GET", "/api/v2.0/replication/executions/abc", Value::Null),
         ("PUT", "/api/v2.0/replication/executions/99999", Value::Null),
-        ("GET", "/api/v2.0/replication/executions?policy_id=x", Value::Null),
+        (
+            "GET",
+            "/api/v2.0/replication/executions?policy_id=x",
+            Value::Null,
+        ),
     ];
     for (method, path, body) in cases {
         let response = send_json(&root, method, path, body).await;

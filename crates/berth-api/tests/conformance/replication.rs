@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use berth_auth::identity::NewAccount;
 use berth_auth::AuthMode;
+use berth_auth::identity::NewAccount;
 use serde_json::{Value, json};
 
 use crate::common::{OCI_INDEX, OCI_MANIFEST, TestApp, descriptor, sha256, to_bytes};
@@ -86,11 +86,19 @@ async fn run_execution(app: &TestApp, id: i64) -> Value {
 
 /// A two-platform index tagged `tag`, an SBOM that refers to it, and a signature of the
 /// SBOM; (index digest, sbom digest, signature digest).
-async fn push_index_with_referrers(app: &TestApp, repo: &str, tag: &str) -> (String, String, String) {
+async fn push_index_with_referrers(
+    app: &TestApp,
+    repo: &str,
+    tag: &str,
+) -> (String, String, String) {
     let amd = app.image_manifest(repo, "amd64").await;
     let arm = app.image_manifest(repo, "arm64").await;
-    let amd_digest = app.push_manifest(repo, &sha256(&amd), OCI_MANIFEST, amd.clone()).await;
-    let arm_digest = app.push_manifest(repo, &sha256(&arm), OCI_MANIFEST, arm.clone()).await;
+    let amd_digest = app
+        .push_manifest(repo, &sha256(&amd), OCI_MANIFEST, amd.clone())
+        .await;
+    let arm_digest = app
+        .push_manifest(repo, &sha256(&arm), OCI_MANIFEST, arm.clone())
+        .await;
     let index = to_bytes(&json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -159,7 +167,10 @@ async fn a_push_policy_copies_an_index_its_platforms_and_referrers_then_only_wha
 
     let execution = run_policy(&app, policy).await;
     assert_eq!(execution["status"], "Succeed", "{execution}");
-    assert_eq!((execution["total"].as_i64(), execution["succeed"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (execution["total"].as_i64(), execution["succeed"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(execution["trigger"], "manual");
     let there = remote.app.get("/v2/team/app/manifests/v1").send().await;
     assert_eq!(there.header("docker-content-digest"), index);
@@ -185,18 +196,31 @@ async fn a_push_policy_copies_an_index_its_platforms_and_referrers_then_only_wha
         .await;
     assert_eq!(referrer_digests(&signatures.json()), vec![signature]);
     assert_eq!(
-        remote.app.get("/v2/team/app/manifests/v2").send().await.status,
+        remote
+            .app
+            .get("/v2/team/app/manifests/v2")
+            .send()
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(
-        remote.app.get("/v2/team/other/manifests/latest").send().await.status,
+        remote
+            .app
+            .get("/v2/team/other/manifests/latest")
+            .send()
+            .await
+            .status,
         StatusCode::NOT_FOUND,
         "the name filter leaves team/other"
     );
 
     // The task, its log, and a second run that finds everything there.
     let tasks = app
-        .get(format!("/api/v2.0/replication/executions/{}/tasks", execution["id"]))
+        .get(format!(
+            "/api/v2.0/replication/executions/{}/tasks",
+            execution["id"]
+        ))
         .send()
         .await;
     assert_eq!(tasks.header("x-total-count"), "1");
@@ -223,7 +247,9 @@ async fn a_push_policy_copies_an_index_its_platforms_and_referrers_then_only_wha
         "nothing uploaded twice"
     );
     let listed = app
-        .get(format!("/api/v2.0/replication/executions?policy_id={policy}"))
+        .get(format!(
+            "/api/v2.0/replication/executions?policy_id={policy}"
+        ))
         .send()
         .await;
     assert_eq!(listed.header("x-total-count"), "2");
@@ -249,7 +275,10 @@ async fn a_pull_policy_copies_into_a_namespace_it_creates() {
         .await
         .json();
     assert_eq!(shown["src_registry"]["id"], registry);
-    assert_eq!(shown["dest_registry"]["id"], 0, "this registry is Harbor's id 0");
+    assert_eq!(
+        shown["dest_registry"]["id"], 0,
+        "this registry is Harbor's id 0"
+    );
     assert_eq!(shown["override"], true);
     let execution = run_policy(&app, policy).await;
     assert_eq!(execution["status"], "Succeed", "{execution}");
@@ -304,13 +333,19 @@ async fn event_based_policies_follow_pushes_and_deletes() {
     let (digest, _) = app.push_image("team/app", "release-1", "one").await;
     let execution = next_event_execution(&app, policy, 0).await;
     assert_eq!(execution["status"], "Succeed", "{execution}");
-    let there = remote.app.get("/v2/team/app/manifests/release-1").send().await;
+    let there = remote
+        .app
+        .get("/v2/team/app/manifests/release-1")
+        .send()
+        .await;
     assert_eq!(there.header("docker-content-digest"), digest);
     // A tag the filter leaves does not start an execution.
     app.push_image("team/app", "dev", "dev").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let listed = app
-        .get(format!("/api/v2.0/replication/executions?policy_id={policy}"))
+        .get(format!(
+            "/api/v2.0/replication/executions?policy_id={policy}"
+        ))
         .send()
         .await;
     assert_eq!(listed.header("x-total-count"), "1");
@@ -343,7 +378,11 @@ async fn a_stopped_execution_copies_nothing_more() {
         .expect("project");
     app.push_image("team/app", "v1", "one").await;
     let registry = add_registry(&app, &remote.url).await;
-    let policy = add_policy(&app, json!({"name": "p", "dest_registry": {"id": registry}})).await;
+    let policy = add_policy(
+        &app,
+        json!({"name": "p", "dest_registry": {"id": registry}}),
+    )
+    .await;
     let started = send_json(
         &app,
         "POST",
@@ -361,7 +400,12 @@ async fn a_stopped_execution_copies_nothing_more() {
     assert_eq!(execution["status"], "Stopped", "{execution}");
     assert_eq!(execution["stopped"], 1);
     assert_eq!(
-        remote.app.get("/v2/team/app/manifests/v1").send().await.status,
+        remote
+            .app
+            .get("/v2/team/app/manifests/v1")
+            .send()
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
     // Deleting a policy with a run in progress is refused; its registry stays meanwhile.
@@ -410,7 +454,10 @@ async fn bad_policies_and_requests_are_refused_with_harbor_errors() {
             json!({"name": "x", "src_registry": {"id": registry}, "dest_registry": {"id": registry}}),
             "two remote registries",
         ),
-        (json!({"name": "x", "dest_registry": {"id": 999}}), "an unknown registry"),
+        (
+            json!({"name": "x", "dest_registry": {"id": 999}}),
+            "an unknown registry",
+        ),
         (
             json!({"name": "x", "dest_registry": {"id": registry},
                    "trigger": {"type": "scheduled", "trigger_settings": {"cron": "every day"}}}),
@@ -430,13 +477,22 @@ async fn bad_policies_and_requests_are_refused_with_harbor_errors() {
         ),
     ] {
         let refused = post(body).await;
-        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{why}: {:?}", refused.json());
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{why}: {:?}",
+            refused.json()
+        );
         assert!(
             refused.json()["errors"][0]["message"].is_string(),
             "{why}: Harbor's error body"
         );
     }
-    let policy = add_policy(&app, json!({"name": "ok", "dest_registry": {"id": registry}})).await;
+    let policy = add_policy(
+        &app,
+        json!({"name": "ok", "dest_registry": {"id": registry}}),
+    )
+    .await;
     post(json!({"name": "ok", "dest_registry": {"id": registry}}))
         .await
         .assert_error(409, "CONFLICT");
@@ -444,9 +500,14 @@ async fn bad_policies_and_requests_are_refused_with_harbor_errors() {
         .send()
         .await
         .assert_error(404, "NOT_FOUND");
-    send_json(&app, "POST", "/api/v2.0/replication/executions", json!({"policy_id": 999}))
-        .await
-        .assert_error(404, "NOT_FOUND");
+    send_json(
+        &app,
+        "POST",
+        "/api/v2.0/replication/executions",
+        json!({"policy_id": 999}),
+    )
+    .await
+    .assert_error(404, "NOT_FOUND");
     send_json(&app, "POST", "/api/v2.0/replication/executions", json!({}))
         .await
         .assert_error(400, "BAD_REQUEST");
@@ -470,17 +531,36 @@ async fn bad_policies_and_requests_are_refused_with_harbor_errors() {
     )
     .await;
     assert_eq!(disabled.status, StatusCode::OK);
-    send_json(&app, "POST", "/api/v2.0/replication/executions", json!({"policy_id": policy}))
+    send_json(
+        &app,
+        "POST",
+        "/api/v2.0/replication/executions",
+        json!({"policy_id": policy}),
+    )
+    .await
+    .assert_error(400, "BAD_REQUEST");
+    let adapters = app
+        .get("/api/v2.0/replication/adapters")
+        .send()
         .await
-        .assert_error(400, "BAD_REQUEST");
-    let adapters = app.get("/api/v2.0/replication/adapters").send().await.json();
-    assert!(adapters.as_array().expect("list").contains(&json!("docker-registry")));
+        .json();
+    assert!(
+        adapters
+            .as_array()
+            .expect("list")
+            .contains(&json!("docker-registry"))
+    );
     let info = app
         .get(format!("/api/v2.0/registries/{registry}/info"))
         .send()
         .await
         .json();
-    assert!(info["supported_triggers"].as_array().expect("triggers").contains(&json!("event_based")));
+    assert!(
+        info["supported_triggers"]
+            .as_array()
+            .expect("triggers")
+            .contains(&json!("event_based"))
+    );
 
     // Only system administrators: a user is forbidden, an anonymous caller unauthorized.
     app.identity()
@@ -502,9 +582,18 @@ async fn bad_policies_and_requests_are_refused_with_harbor_errors() {
         format!("/api/v2.0/registries/{registry}/info"),
     ] {
         user.get(&path).send().await.assert_error(403, "FORBIDDEN");
-        anonymous.get(&path).send().await.assert_error(401, "UNAUTHORIZED");
+        anonymous
+            .get(&path)
+            .send()
+            .await
+            .assert_error(401, "UNAUTHORIZED");
     }
-    send_json(&user, "POST", "/api/v2.0/replication/executions", json!({"policy_id": policy}))
-        .await
-        .assert_error(403, "FORBIDDEN");
+    send_json(
+        &user,
+        "POST",
+        "/api/v2.0/replication/executions",
+        json!({"policy_id": policy}),
+    )
+    .await
+    .assert_error(403, "FORBIDDEN");
 }
