@@ -93,6 +93,24 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Push `--repos` × `--tags` images sharing `--base-layers` base layers, each with one
+    /// layer of its own (setup for the replication figure).
+    SharedImages {
+        #[arg(long, default_value = "rep/r")]
+        prefix: String,
+        #[arg(long, default_value_t = 20)]
+        repos: usize,
+        #[arg(long, default_value_t = 5)]
+        tags: usize,
+        #[arg(long, default_value_t = 3)]
+        base_layers: usize,
+        #[arg(long, value_parser = size, default_value = "8MiB")]
+        base_size: u64,
+        #[arg(long, value_parser = size, default_value = "512KiB")]
+        own_size: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
     /// Create many repositories (`--repos`), many tags in one repository on one manifest
     /// (`--tags`), or many artifacts (tagged manifests) in one repository (`--artifacts`).
     Seed {
@@ -250,6 +268,27 @@ async fn run(cli: Cli) -> Result<()> {
                 seed: seed.unwrap_or_else(clock_seed),
             };
             workloads::images(&http, spec).await
+        }
+        Command::SharedImages {
+            prefix,
+            repos,
+            tags,
+            base_layers,
+            base_size,
+            own_size,
+            concurrency,
+        } => {
+            let spec = workloads::SharedImagesSpec {
+                seed: clock_seed(),
+                prefix,
+                repos,
+                tags,
+                base_layers,
+                base_size,
+                own_size,
+                concurrency,
+            };
+            workloads::shared_images(&http, spec).await
         }
         Command::Seed {
             repos,

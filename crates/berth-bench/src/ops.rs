@@ -227,6 +227,20 @@ impl Image {
                 (blob, digest)
             })
             .collect();
+        Image::of_layers(seed, layers)
+    }
+
+    /// An image of the `base` layers (shared with other images) and one layer of its own
+    /// of `own_size` bytes from `seed`.
+    pub fn on_base(seed: u64, base: &[(Blob, String)], own_size: u64) -> Image {
+        let own = Blob::new(seed, own_size);
+        let digest = own.digest();
+        let mut layers = base.to_vec();
+        layers.push((own, digest));
+        Image::of_layers(seed, layers)
+    }
+
+    fn of_layers(seed: u64, layers: Vec<(Blob, String)>) -> Image {
         let diff_ids: Vec<&str> = layers.iter().map(|(_, d)| d.as_str()).collect();
         let config = json!({
             "architecture": "amd64",

@@ -458,3 +458,69 @@ pub async fn coldstart(
     );
     Ok(())
 }
+
+/// `repos` × `tags` images that share `base_layers` layers of `base_size` bytes, each with
+/// one layer of its own of `own_size` bytes (setup for the replication figure): repository
+/// `<prefix><r>`, tag `t<t>`, pushed by `concurrency` clients.
+pub struct SharedImagesSpec {
+    pub seed: u64,
+    pub prefix: String,
+    pub repos: usize,
+    pub tags: usize,
+    pub base_layers: usize,
+    pub base_size: u64,
+    pub own_size: u64,
+    pub concurrency: usize,
+}
+
+pub async fn shared_images(http: &Http, spec: SharedImagesSpec) -> Result<()> {
+    let SharedImagesSpec {
+        seed,
+        ref prefix,
+        repos,
+        tags,
+        base_layers,
+        base_size,
+        own_size,
+        concurrency,
+    } = spec;
+    let base: Arc<Vec<(Blob, String)>> = Arc::new(
+        (0..base_layers as u64)
+            .map(|i| {
+                let blob = Blob::new(seed.wrapping_add(i), base_size);
+                let digest = blob.digest();
+                (blob, digest)
+            })
+            .collect(),
+    );
+    let began = Instant::now();
+    let jobs: Vec<(String, String, u64)> = (0..repos)
+        .flat_map(|r| {
+            (0..tags).map(move |t| {
+                let own = seed.wrapping_add(1000 + (r * tags + t) as u64);
+                (format!("{prefix}{r}"), format!("t{t}"), own)
+            })
+        })
+        .collect();
+    let pushed = futures_util::stream::iter(jobs)
+        .map(|(repo, tag, own)| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let image =
+                    tokio::task::spawn_blocking(move || Image::on_base(own, &base, own_size))
+                        .await?;
+                ops::push_image(&http, &repo, &tag, &image).await
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    for result in pushed {
+        result?;
+    }
+    emit(
+        json!({"op": "shared-images", "images": repos * tags}),
+        json!({"secs": began.elapsed().as_secs_f64()}),
+    );
+    Ok(())
+}

@@ -4,8 +4,8 @@
 //! theirs. Blobs stream through, throttled to the policy's speed; nothing is buffered whole.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_core::{Digest, Reference, manifest, media_type};
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 use crate::sides::{ManifestBytes, Side, StepError, StepResult};
 
@@ -31,6 +32,17 @@ pub struct TaskPlan {
 
 /// How deep referrers of referrers, and indexes of indexes, are followed.
 const MAX_DEPTH: usize = 8;
+/// Blobs of one manifest copied at once.
+const BLOBS_AT_ONCE: usize = 4;
+
+/// What copying one blob took.
+enum BlobOutcome {
+    /// The destination repository had it.
+    Skipped,
+    Mounted,
+    /// Streamed across: its size.
+    Copied(u64),
+}
 
 /// One execution's copying state, shared by its tasks.
 pub struct Copier<'a> {
@@ -41,7 +53,8 @@ pub struct Copier<'a> {
     /// Set when the execution is asked to stop: the copy ends before the next artifact.
     pub stop: &'a AtomicBool,
     /// Blobs this run put at the destination, by the repository they went to.
-    placed: Mutex<HashMap<Digest, String>>,
+    /// One task uploads a blob; the others wait for it and mount it from there.
+    placed: Mutex<HashMap<Digest, Arc<OnceCell<String>>>>,
 }
 
 /// What a task did, for its log and the execution's totals.
@@ -169,22 +182,25 @@ impl<'a> Copier<'a> {
                 _ => {}
             }
         }
-        self.copy_manifest(plan, &manifest, 0, report).await?;
-        if let Reference::Tag(tag) = reference {
-            self.dst
-                .put_manifest(&plan.dst, tag.as_str(), &manifest)
-                .await?;
-            report.manifests_pushed += 1;
+        // A tagged manifest is pushed once, by its tag (the digest follows from its bytes).
+        let tag = match reference {
+            Reference::Tag(tag) => Some(tag.as_str()),
+            Reference::Digest(_) => None,
+        };
+        self.copy_manifest(plan, &manifest, tag, 0, report).await?;
+        if let Some(tag) = tag {
             report.line(format!("{}:{tag} → {}", plan.dst, manifest.digest));
         }
         self.copy_referrers(plan, &manifest.digest, 0, report).await
     }
 
-    /// A manifest by digest with everything it needs, unless the destination has it.
+    /// A manifest with everything it needs, pushed under `tag` (or its digest), unless the
+    /// destination has it by digest (then only the tag is pushed).
     async fn copy_manifest(
         &self,
         plan: &TaskPlan,
         manifest: &ManifestBytes,
+        tag: Option<&str>,
         depth: usize,
         report: &mut TaskReport,
     ) -> StepResult<()> {
@@ -195,7 +211,15 @@ impl<'a> Copier<'a> {
             )));
         }
         let by_digest = Reference::Digest(manifest.digest.clone());
+        let digest = manifest.digest.to_string();
+        let reference = tag.unwrap_or(&digest);
         if self.dst.manifest(&plan.dst, &by_digest).await?.is_some() {
+            if tag.is_some() {
+                self.dst
+                    .put_manifest(&plan.dst, reference, manifest)
+                    .await?;
+                report.manifests_pushed += 1;
+            }
             return Ok(());
         }
         let parsed = manifest::parse(Some(&manifest.media_type), &manifest.content)
@@ -205,7 +229,7 @@ impl<'a> Copier<'a> {
             let child_ref = Reference::Digest(child.clone());
             match self.src.manifest(&plan.src, &child_ref).await? {
                 Some(child) => {
-                    Box::pin(self.copy_manifest(plan, &child, depth + 1, report)).await?
+                    Box::pin(self.copy_manifest(plan, &child, None, depth + 1, report)).await?
                 }
                 None => report.line(format!(
                     "{}@{child}, listed by {}, is not at the source: skipped",
@@ -213,13 +237,26 @@ impl<'a> Copier<'a> {
                 )),
             }
         }
-        for blob in &parsed.blobs {
-            self.stopped()?;
-            self.copy_blob(plan, blob, report).await?;
+        self.stopped()?;
+        let outcomes: Vec<StepResult<BlobOutcome>> =
+            futures_util::stream::iter(parsed.blobs.clone())
+                .map(move |blob| async move { self.copy_blob(plan, &blob).await })
+                .buffer_unordered(BLOBS_AT_ONCE)
+                .collect()
+                .await;
+        for outcome in outcomes {
+            match outcome? {
+                BlobOutcome::Skipped => report.blobs_skipped += 1,
+                BlobOutcome::Mounted => report.blobs_mounted += 1,
+                BlobOutcome::Copied(size) => {
+                    report.blobs_copied += 1;
+                    report.bytes_copied += size;
+                }
+            }
         }
         let indexed = self
             .dst
-            .put_manifest(&plan.dst, &manifest.digest.to_string(), manifest)
+            .put_manifest(&plan.dst, reference, manifest)
             .await?;
         report.manifests_pushed += 1;
         if let Some(subject) = &parsed.subject
@@ -231,39 +268,46 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    async fn copy_blob(
-        &self,
-        plan: &TaskPlan,
-        digest: &Digest,
-        report: &mut TaskReport,
-    ) -> StepResult<()> {
+    async fn copy_blob(&self, plan: &TaskPlan, digest: &Digest) -> StepResult<BlobOutcome> {
         if self.dst.has_blob(&plan.dst, digest).await? {
-            report.blobs_skipped += 1;
-            return Ok(());
+            return Ok(BlobOutcome::Skipped);
         }
-        let placed = self
+        // This registry as the destination mounts from any repository that has it.
+        if self.dst.mount(&plan.dst, digest, None).await? {
+            return Ok(BlobOutcome::Mounted);
+        }
+        let flight = self
             .placed
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(digest)
-            .cloned();
-        if self.dst.mount(&plan.dst, digest, placed.as_deref()).await? {
-            report.blobs_mounted += 1;
-            return Ok(());
+            .entry(digest.clone())
+            .or_default()
+            .clone();
+        let mut uploaded = None;
+        let placed = flight
+            .get_or_try_init(|| async {
+                uploaded = Some(self.upload_blob(plan, digest).await?);
+                Ok::<_, StepError>(plan.dst.clone())
+            })
+            .await?;
+        if let Some(size) = uploaded {
+            return Ok(BlobOutcome::Copied(size));
         }
+        if placed == &plan.dst || self.dst.mount(&plan.dst, digest, Some(placed)).await? {
+            return Ok(BlobOutcome::Mounted);
+        }
+        Ok(BlobOutcome::Copied(self.upload_blob(plan, digest).await?))
+    }
+
+    /// Stream a blob from the source to the destination; its size.
+    async fn upload_blob(&self, plan: &TaskPlan, digest: &Digest) -> StepResult<u64> {
         let (size, body) = self.src.blob(&plan.src, digest).await?;
         let body = match self.bytes_per_second {
             Some(rate) => throttle(body, rate),
             None => body,
         };
         self.dst.put_blob(&plan.dst, digest, size, body).await?;
-        report.blobs_copied += 1;
-        report.bytes_copied += size;
-        self.placed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(digest.clone(), plan.dst.clone());
-        Ok(())
+        Ok(size)
     }
 
     /// The manifests that refer to `subject` (signatures, SBOMs, attestations), and theirs.
@@ -286,7 +330,7 @@ impl<'a> Copier<'a> {
             else {
                 continue;
             };
-            self.copy_manifest(plan, &manifest, 0, report).await?;
+            self.copy_manifest(plan, &manifest, None, 0, report).await?;
             report.line(format!(
                 "{}@{referrer} refers to {subject}: copied",
                 plan.dst

@@ -9,7 +9,7 @@
 //! in `berth-auth`), and never writes this registry's metadata except through the registry
 //! service (`berth_registry::Registry`, so copies pass a push's checks) and its own rows.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use berth_meta::{
 };
 use berth_proxy::ProxyCache;
 use berth_registry::{Registry, RegistryEvents};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -43,6 +44,8 @@ const EVENT_POLICY_TTL: Duration = Duration::from_secs(5);
 const ATTEMPTS: u32 = 3;
 /// The first retry's delay, quadrupled for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Tasks (repositories) of one execution copied at once.
+const TASKS_AT_ONCE: usize = 4;
 /// How often a running execution looks whether it was asked to stop.
 const STOP_POLL: Duration = Duration::from_secs(2);
 
@@ -323,42 +326,16 @@ impl Replicator {
             definition.r#override,
             &stop,
         );
-        let work = async {
-            let mut failed = 0;
-            for task in &tasks {
-                if berth_meta::replication::is_final(&task.status) {
-                    failed += usize::from(task.status == "Failed");
-                    continue;
-                }
-                if stop.load(Ordering::Relaxed) {
-                    self.store
-                        .update_replication_task(task.id, "Stopped", "stopped before it began\n")
-                        .await
-                        .map_err(meta_error)?;
-                    continue;
-                }
-                let plan: TaskPlan = serde_json::from_str(&task.task.plan)
-                    .map_err(|e| StepError::permanent(format!("task {}: {e}", task.id)))?;
-                self.store
-                    .update_replication_task(task.id, "InProgress", "")
-                    .await
-                    .map_err(meta_error)?;
-                let (log, result) = self.run_task(&copier, &plan).await;
-                let status = match &result {
-                    Ok(()) => "Succeed",
-                    Err(_) if stop.load(Ordering::Relaxed) => "Stopped",
-                    Err(_) => {
-                        failed += 1;
-                        "Failed"
-                    }
-                };
-                self.store
-                    .update_replication_task(task.id, status, &log)
-                    .await
-                    .map_err(meta_error)?;
-            }
-            Ok::<_, StepError>(failed)
-        };
+        let failed = AtomicUsize::new(0);
+        let (copier, stop_flag, counter) = (&copier, &stop, &failed);
+        // Owned items and `move` futures: the stream must be `Send` for any lifetime.
+        let work =
+            futures_util::stream::iter(tasks.clone())
+                .map(move |task| async move {
+                    self.run_planned(copier, &task, stop_flag, counter).await
+                })
+                .buffer_unordered(TASKS_AT_ONCE)
+                .collect::<Vec<StepResult<()>>>();
         let watch = async {
             loop {
                 tokio::time::sleep(STOP_POLL).await;
@@ -369,10 +346,12 @@ impl Replicator {
                 }
             }
         };
-        let failed = tokio::select! {
-            failed = work => failed?,
+        let results = tokio::select! {
+            results = work => results,
             () = watch => unreachable!("the watch never ends"),
         };
+        results.into_iter().collect::<StepResult<Vec<()>>>()?;
+        let failed = failed.load(Ordering::Relaxed);
         Ok(if stop.load(Ordering::Relaxed) {
             ("Stopped", "stopped by request".into())
         } else if failed > 0 {
@@ -383,6 +362,49 @@ impl Replicator {
         } else {
             ("Succeed", String::new())
         })
+    }
+
+    /// Run one planned task unless it finished before (a run taken over) or the execution
+    /// is stopping, and record how it went.
+    async fn run_planned(
+        &self,
+        copier: &Copier<'_>,
+        task: &berth_meta::ReplicationTaskRow,
+        stop: &AtomicBool,
+        failed: &AtomicUsize,
+    ) -> StepResult<()> {
+        if berth_meta::replication::is_final(&task.status) {
+            if task.status == "Failed" {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        if stop.load(Ordering::Relaxed) {
+            return self
+                .store
+                .update_replication_task(task.id, "Stopped", "stopped before it began\n")
+                .await
+                .map_err(meta_error);
+        }
+        let plan: TaskPlan = serde_json::from_str(&task.task.plan)
+            .map_err(|e| StepError::permanent(format!("task {}: {e}", task.id)))?;
+        self.store
+            .update_replication_task(task.id, "InProgress", "")
+            .await
+            .map_err(meta_error)?;
+        let (log, result) = self.run_task(copier, &plan).await;
+        let status = match &result {
+            Ok(()) => "Succeed",
+            Err(_) if stop.load(Ordering::Relaxed) => "Stopped",
+            Err(_) => {
+                failed.fetch_add(1, Ordering::Relaxed);
+                "Failed"
+            }
+        };
+        self.store
+            .update_replication_task(task.id, status, &log)
+            .await
+            .map_err(meta_error)
     }
 
     /// A task, tried again with backoff while it fails for a passing reason; its log.
