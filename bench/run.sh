@@ -37,7 +37,7 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # --- what it needs -------------------------------------------------------------------------
 missing=()
-for pair in wrk:wrk docker-registry:docker-registry jq:jq bc:bc openssl:openssl lscpu:util-linux; do
+for pair in wrk:wrk docker-registry:docker-registry jq:jq bc:bc openssl:openssl lscpu:util-linux skopeo:skopeo; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then
@@ -592,6 +592,55 @@ for ((r = 1; r <= REPEATS; r++)); do
   stop berth
   stop reg2
 done
+
+# --- (l) replication of 100 images (shared base layers) to a registry:2 ---------------------
+# berth (token mode) holds REP_REPOS × REP_TAGS images on REP_BASE shared base layers, each
+# with a layer of its own. berth: a push policy to an empty registry:2, from the execution's
+# start until it is no longer InProgress. skopeo sync: the same repositories (a YAML source,
+# every tag) into another empty registry:2, with a fresh blob-info cache.
+if ((QUICK)); then REP=(--repos 4 --tags 2 --base-size 256KiB --own-size 64KiB); else REP=(--repos 20 --tags 5); fi
+REP_REPOS=${REP[1]}
+for ((r = 1; r <= REPEATS; r++)); do
+  start berth
+  api=$(url berth)/api/v2.0
+  curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+    -d '{"project_name": "rep"}' "$api/projects" >/dev/null
+  bench berth shared-images --prefix rep/r "${REP[@]}" >/dev/null
+  start reg2
+  curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+    -d "{\"name\": \"r2\", \"type\": \"docker-registry\", \"url\": \"$(url reg2)\"}" "$api/registries" >/dev/null
+  curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+    -d '{"name": "to-r2", "dest_registry": {"id": 1}, "filters": [{"type": "name", "value": "rep/**"}]}' \
+    "$api/replication/policies" >/dev/null
+  log "(l) berth replicates $((REP_REPOS * ${REP[3]})) images to registry:2 ($r/$REPEATS)"
+  began=$(date +%s%N)
+  execution=$(curl -sf -D - -o /dev/null -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+    -d '{"policy_id": 1}' "$api/replication/executions" | tr -d '\r' | awk 'tolower($1) == "location:" { print $2 }')
+  while :; do
+    status=$(curl -sf -H "Authorization: $BENCH_AUTHORIZATION" "$(url berth)$execution" | jq -r .status)
+    [[ $status != InProgress ]] && break
+    sleep 0.02
+  done
+  [[ $status == Succeed ]] || { echo "replication ended $status" >&2; exit 1; }
+  record replicate berth "$(calc "($(date +%s%N) - $began) / 1000000000")"
+  stop reg2
+  start reg2
+  {
+    echo "127.0.0.1:$PORT_berth:"
+    echo "  tls-verify: false"
+    echo "  credentials: {username: admin, password: $ADMIN_PW}"
+    echo "  images:"
+    for ((i = 0; i < REP_REPOS; i++)); do echo "    rep/r$i: []"; done
+  } >"$WORK/sync.yml"
+  rm -rf "$WORK/skopeo-home" && mkdir -p "$WORK/skopeo-home"
+  log "(l) skopeo sync of the same images to registry:2 ($r/$REPEATS)"
+  began=$(date +%s%N)
+  HOME=$WORK/skopeo-home skopeo sync --src yaml --dest docker --dest-tls-verify=false \
+    "$WORK/sync.yml" "127.0.0.1:$PORT_reg2/rep" >>"$WORK/skopeo.log" 2>&1
+  record replicate reg2 "$(calc "($(date +%s%N) - $began) / 1000000000")"
+  stop reg2
+  stop berth
+done
 unset BENCH_AUTHORIZATION
 BERTH_ENV=()
 
@@ -686,6 +735,7 @@ ROWS+=("| (k) cold pull of $BLOB through the proxy cache (registry:2 upstream), 
 ROWS+=("| (k) warm pull of $BLOB through the proxy cache, s | $(fmt "$P_WARM") | | $(share "$P_WARM" "$P_DIRECT") of direct | | |")
 P_ONE=$(median proxy-one berth) P_FIFTY=$(median proxy-fifty berth)
 ROWS+=("| (k) 50 clients pulling one cold $SHARED_BLOB blob through the proxy, all done, s | $(fmt "$P_FIFTY") | | $(share "$P_FIFTY" "$P_ONE") of one client's cold pull ($(fmt "$P_ONE") s) | ≤ 130% | $(met_share "$(calc "1.3 * $P_ONE")" "$P_FIFTY" 1) |")
+row "(l) replicate $((REP_REPOS * ${REP[3]})) images (shared base layers) to an empty registry:2, s: berth's push policy vs skopeo sync" lower replicate "≥ 2× faster than skopeo sync" '$X >= 2'
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'
