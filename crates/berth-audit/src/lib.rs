@@ -75,6 +75,8 @@ pub enum ResourceType {
     Token,
     /// A retention policy, or a run of it: `retention/1`, `retention/1/execution`.
     Retention,
+    /// A replication policy or execution: `replication/policy/1`, `replication/execution/7`.
+    Replication,
 }
 
 impl ResourceType {
@@ -91,6 +93,7 @@ impl ResourceType {
             ResourceType::Login => "login",
             ResourceType::Token => "token",
             ResourceType::Retention => "retention",
+            ResourceType::Replication => "replication",
         }
     }
 }
@@ -199,7 +202,8 @@ pub fn project_of(resource_type: ResourceType, resource: &str) -> Option<&str> {
         ResourceType::User
         | ResourceType::Login
         | ResourceType::Token
-        | ResourceType::Retention => None,
+        | ResourceType::Retention
+        | ResourceType::Replication => None,
     }
 }
 

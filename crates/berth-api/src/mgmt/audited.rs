@@ -29,6 +29,8 @@ enum Target {
     /// A retention run of this policy, by the `Location` answered (the run's id); each
     /// artifact it removed is recorded as deleted too.
     RetentionRun(i64),
+    /// Something new named by this prefix and the `Location` answered (its id).
+    Prefixed(&'static str),
 }
 
 /// A change to record if the handler succeeds.
@@ -77,7 +79,9 @@ fn project_name(ctx: &Ctx<'_>) -> String {
 pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
     use MgmtEndpoint as E;
     use Operation::{Create, Delete, Update};
-    use ResourceType::{Artifact, Member, Project, Repository, Retention, Robot, Tag, User};
+    use ResourceType::{
+        Artifact, Member, Project, Replication, Repository, Retention, Robot, Tag, User,
+    };
     if !ctx.state.audit.is_on() {
         return None;
     }
@@ -111,6 +115,29 @@ pub async fn before(ctx: &Ctx<'_>, endpoint: &MgmtEndpoint) -> Option<Pending> {
             Delete,
             Tag,
             Target::Named(format!("{}:{tag}", artifact.repository.name)),
+        ),
+        E::CreateReplicationPolicy => {
+            (Create, Replication, Target::Prefixed("replication/policy/"))
+        }
+        E::UpdateReplicationPolicy(id) => (
+            Update,
+            Replication,
+            Target::Named(format!("replication/policy/{id}")),
+        ),
+        E::DeleteReplicationPolicy(id) => (
+            Delete,
+            Replication,
+            Target::Named(format!("replication/policy/{id}")),
+        ),
+        E::StartReplication => (
+            Create,
+            Replication,
+            Target::Prefixed("replication/execution/"),
+        ),
+        E::StopReplication(id) => (
+            Update,
+            Replication,
+            Target::Named(format!("replication/execution/{id}")),
         ),
         _ => return None,
     };
@@ -179,6 +206,7 @@ impl Pending {
         let id = location.parse::<i64>().ok();
         let resource = match self.target {
             Target::Named(name) => name,
+            Target::Prefixed(prefix) => format!("{prefix}{location}"),
             Target::NewProject => match (id, &ctx.state.identity) {
                 (Some(id), Some(identity)) => identity
                     .projects()

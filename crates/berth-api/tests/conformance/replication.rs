@@ -254,6 +254,28 @@ async fn a_push_policy_copies_an_index_its_platforms_and_referrers_then_only_wha
         .await;
     assert_eq!(listed.header("x-total-count"), "2");
     assert_eq!(listed.json()[0]["id"], again["id"], "newest first");
+    // The policy and each run are in the audit log, by the administrator.
+    app.flush_audit().await;
+    let logged: Vec<(String, String, String)> = app
+        .audit_lines()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_owned();
+            (s("username"), s("operation"), s("resource"))
+        })
+        .collect();
+    for resource in [
+        format!("replication/policy/{policy}"),
+        format!("replication/execution/{}", execution["id"]),
+        format!("replication/execution/{}", again["id"]),
+    ] {
+        assert!(
+            logged
+                .iter()
+                .any(|(u, o, r)| u == "root" && o == "create" && *r == resource),
+            "{resource} in {logged:?}"
+        );
+    }
 }
 
 #[tokio::test]
