@@ -63,6 +63,11 @@ impl ApiError {
         }
     }
 
+    /// Whether this is the spec's `BLOB_UNKNOWN` (a blob the repository does not hold).
+    pub fn is_blob_unknown(&self) -> bool {
+        self.0.code == ErrorCode::BlobUnknown
+    }
+
     pub fn with_message(mut self, message: impl Into<String>) -> ApiError {
         self.0.message = message.into();
         self

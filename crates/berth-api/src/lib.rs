@@ -78,6 +78,9 @@ pub struct AppState {
     pub upstreams: Option<Arc<dyn berth_meta::UpstreamStore>>,
     /// Replication policies and executions (`/replication/*`; `None`: those answer 403).
     pub replication: Option<Arc<berth_replication::Replicator>>,
+    /// A pusher's `HEAD` of a blob another repository it may pull holds links it here
+    /// (`cross_repository_links`).
+    pub cross_repository_links: bool,
 }
 
 impl AppState {
@@ -99,6 +102,7 @@ impl AppState {
             proxy: None,
             upstreams: None,
             replication: None,
+            cross_repository_links: true,
             external: Arc::new(ExternalUrlConfig::new(std::net::SocketAddr::from((
                 [127, 0, 0, 1],
                 5000,

@@ -79,10 +79,14 @@ pub static AUTH: AuthMetrics = AuthMetrics {
 pub struct StorageMetrics {
     /// Writes refused because the storage was full (each answered 507).
     pub full_errors: Counter,
+    /// Blobs linked into a repository by a pusher's `HEAD` (cross-repository links): each
+    /// an upload the client did not make.
+    pub blob_links: Counter,
 }
 
 pub static STORAGE: StorageMetrics = StorageMetrics {
     full_errors: Counter::new(),
+    blob_links: Counter::new(),
 };
 
 /// Garbage collection runs (recorded by the collector).
@@ -150,6 +154,11 @@ impl Metrics {
             "berth_storage_full_errors_total",
             "Writes refused (507) because the registry's storage was full.",
             STORAGE.full_errors.get(),
+        );
+        out.counter(
+            "berth_blob_links_total",
+            "Blobs a pusher's HEAD linked from another repository it may pull (uploads saved).",
+            STORAGE.blob_links.get(),
         );
         render_gc(&mut out);
         let sources: Vec<Arc<dyn MetricsSource>> = match self.sources.read() {

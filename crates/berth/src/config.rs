@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub delete_enabled: Option<bool>,
     /// Accept anonymous pushes from non-loopback clients when no auth is configured.
     pub anonymous_write: Option<bool>,
+    /// A pusher's `HEAD` of a blob another repository it may pull holds links it here.
+    pub cross_repository_links: Option<bool>,
     /// htpasswd file (bcrypt entries) enabling HTTP basic auth.
     pub htpasswd: Option<PathBuf>,
     /// Realm named in basic-auth challenges.
@@ -319,6 +321,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub delete_enabled: bool,
     pub anonymous_write: bool,
+    pub cross_repository_links: bool,
     pub htpasswd: Option<PathBuf>,
     pub realm: String,
     pub sparse_index: bool,
@@ -501,6 +504,7 @@ impl RawConfig {
             data_dir: get("data_dir").map(PathBuf::from),
             delete_enabled: flag("delete_enabled")?,
             anonymous_write: flag("anonymous_write")?,
+            cross_repository_links: flag("cross_repository_links")?,
             htpasswd: get("htpasswd").map(PathBuf::from),
             realm: get("realm"),
             validation: RawValidation {
@@ -630,6 +634,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "data_dir" => "BERTH_DATA_DIR",
         "delete_enabled" => "BERTH_DELETE_ENABLED",
         "anonymous_write" => "BERTH_ANONYMOUS_WRITE",
+        "cross_repository_links" => "BERTH_CROSS_REPOSITORY_LINKS",
         "htpasswd" => "BERTH_HTPASSWD",
         "realm" => "BERTH_REALM",
         "validation.sparse_index" => "BERTH_VALIDATION_SPARSE_INDEX",
@@ -801,6 +806,7 @@ impl Config {
         let data_dir = pick!(data_dir, Some(PathBuf::from("berth-data"))).unwrap_or_default();
         let delete_enabled = pick!(delete_enabled, Some(true)).unwrap_or(true);
         let anonymous_write = pick!(anonymous_write, Some(false)).unwrap_or(false);
+        let cross_repository_links = pick!(cross_repository_links, Some(true)).unwrap_or(true);
         let htpasswd = pick!(htpasswd, None::<PathBuf>);
         let realm = pick!(realm, Some("berth".to_string())).unwrap_or_default();
         let sparse_index = pick!(
@@ -1301,6 +1307,7 @@ impl Config {
             data_dir,
             delete_enabled,
             anonymous_write,
+            cross_repository_links,
             htpasswd,
             realm,
             sparse_index,

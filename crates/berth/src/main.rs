@@ -181,6 +181,7 @@ impl Flags {
                 data_dir: self.data_dir.clone(),
                 delete_enabled: self.delete_enabled,
                 anonymous_write: self.anonymous_write,
+                cross_repository_links: None,
                 htpasswd: self.htpasswd.clone(),
                 realm: None,
                 validation: Default::default(),
@@ -506,6 +507,7 @@ async fn run(config: Config) -> Result<(), String> {
     state.data_dir = Some(data_dir_probe);
     state.proxy = Some(proxy);
     state.replication = Some(replicator);
+    state.cross_repository_links = config.cross_repository_links;
     state.upstreams = Some(upstreams);
     let shutting_down = state.shutting_down.clone();
     state.token_realm = config.token_realm.clone();

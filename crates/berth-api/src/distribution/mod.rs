@@ -87,7 +87,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         return Err(refuse_after_reading(body, refusal).await);
     }
     let audited = Audited::of(state, &endpoint);
-    let result = handle(state, &principal, &parts.headers, endpoint, body).await;
+    let result = handle(state, &principal, peer, &parts.headers, endpoint, body).await;
     if let Some(audited) = audited {
         audited.finish(state, &parts, peer, &principal, &result);
     }
@@ -236,6 +236,7 @@ fn proxy_error(error: berth_proxy::ProxyError, not_found: ErrorCode) -> ApiError
 async fn handle(
     state: &AppState,
     principal: &Principal,
+    peer: Peer,
     headers: &HeaderMap,
     endpoint: Endpoint,
     body: Body,
@@ -303,7 +304,13 @@ async fn handle(
                     Err(e) => return Err(e.into()),
                 }
             }
-            blobs::get(registry, &name, &digest, headers, head).await
+            match blobs::get(registry, &name, &digest, headers, head).await {
+                Err(e) if head && e.is_blob_unknown() && state.cross_repository_links => {
+                    link_known_blob(state, principal, peer, &name, &digest).await?;
+                    blobs::get(registry, &name, &digest, headers, head).await
+                }
+                answer => answer,
+            }
         }
         Endpoint::DeleteBlob { name, digest } => blobs::delete(registry, &name, &digest).await,
         Endpoint::StartUpload {
@@ -334,6 +341,52 @@ async fn handle(
         }
         Endpoint::CancelUpload { name, id } => uploads::cancel(registry, &name, &id).await,
     }
+}
+
+/// A pusher's `HEAD` of a blob this repository does not hold: link it from another
+/// repository, so the client skips the upload — only if the caller may push here and may
+/// pull a repository that holds it (the authorizer says both). Otherwise the blob stays
+/// unknown, and the answer is the same 404 whether it exists elsewhere or not.
+async fn link_known_blob(
+    state: &AppState,
+    principal: &Principal,
+    peer: Peer,
+    name: &RepositoryName,
+    digest: &berth_core::Digest,
+) -> Result<(), ApiError> {
+    let unknown = || ApiError::from(berth_registry::Error::BlobUnknown(digest.clone()));
+    let push = [berth_core::Access {
+        repository: Some(name.clone()),
+        action: berth_core::Action::Push,
+    }];
+    if !matches!(
+        state.auth.decide(principal, peer.is_loopback, &push).await,
+        Decision::Allow
+    ) {
+        return Err(unknown());
+    }
+    let visible = state.auth.visibility(principal).await;
+    let may_pull = |repository: &RepositoryName| visible.may_pull(repository);
+    if state
+        .registry
+        .mount_blob_from_any(name, digest, &may_pull)
+        .await?
+        .is_none()
+    {
+        return Err(unknown());
+    }
+    berth_metrics::STORAGE.blob_links.inc();
+    if state.audit.is_on() {
+        let event = berth_audit::AuditEvent::new(
+            crate::audit::username(principal).into_owned(),
+            berth_audit::Client::Unknown,
+            berth_audit::Operation::Create,
+            berth_audit::ResourceType::Blob,
+            format!("{name}@{digest}"),
+        );
+        state.audit.record(event);
+    }
+    Ok(())
 }
 
 /// Turn a request body into the byte stream the stores take.

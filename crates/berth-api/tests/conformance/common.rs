@@ -68,6 +68,7 @@ pub struct TestAppBuilder {
     proxy_mirrors: berth_proxy::Mirrors,
     /// `/readyz` probes the data directory with this minimum of free bytes.
     probe_data_dir: Option<u64>,
+    cross_repository_links: bool,
 }
 
 impl TestAppBuilder {
@@ -126,6 +127,12 @@ impl TestAppBuilder {
     }
 
     /// Open the stores on a directory another app used (a restart).
+    /// Whether a pusher's `HEAD` links a blob from another repository (on by default).
+    pub fn cross_repository_links(mut self, on: bool) -> Self {
+        self.cross_repository_links = on;
+        self
+    }
+
     /// Let `/readyz` probe the data directory (as the binary does), failing below
     /// `min_free_bytes`.
     pub fn probe_data_dir(mut self, min_free_bytes: u64) -> Self {
@@ -233,6 +240,7 @@ impl TestAppBuilder {
             )));
         }
         state.jobs = Some(meta.clone());
+        state.cross_repository_links = self.cross_repository_links;
         TestApp {
             dir,
             meta,
@@ -261,6 +269,7 @@ impl TestApp {
             proxy_tag_ttl: None,
             proxy_mirrors: Default::default(),
             probe_data_dir: None,
+            cross_repository_links: true,
         }
     }
 

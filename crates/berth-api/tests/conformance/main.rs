@@ -11,6 +11,7 @@ mod audit;
 mod auth;
 mod authz;
 mod base;
+mod blob_links;
 mod concurrency;
 mod deletes;
 mod discovery;
