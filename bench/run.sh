@@ -641,6 +641,38 @@ for ((r = 1; r <= REPEATS; r++)); do
   stop reg2
   stop berth
 done
+
+# --- (m) 16 clients push then pull 32 fresh images; (n) the same images into new repositories --
+# berth in token mode with its defaults (audit log, usage accounting, cross-repository links);
+# registry:2 without auth. (m): 16 `berth-bench images` clients, 32 images of 3 × 4 MiB (HEAD,
+# POST, PATCH, PUT per blob, then the manifest; then a pull of each). (n): the same images
+# (same seed) pushed again into a new project's repositories: berth links the layers its
+# HEADs find elsewhere; registry:2 answers 404 and takes every upload again.
+if ((QUICK)); then M_LAYER=256KiB; else M_LAYER=4MiB; fi
+for ((r = 1; r <= REPEATS; r++)); do
+  for reg in "${REGS[@]}"; do
+    start "$reg"
+    seed=$((1000000 * r + RANDOM))
+    if [[ $reg == berth ]]; then
+      for project in m n; do
+        curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
+          -d "{\"project_name\": \"$project-$((seed % 1000000))\"}" "$(url berth)/api/v2.0/projects" >/dev/null
+      done
+    fi
+    auth=$([[ $reg == berth ]] && echo "$BENCH_AUTHORIZATION" || echo "")
+    log "(m) 16 clients, 32 fresh images of 3 x $M_LAYER, $reg ($r/$REPEATS)"
+    out=$(BENCH_AUTHORIZATION=$auth bench "$reg" images --clients 16 --count 32 --layers 3 --layer-size "$M_LAYER" \
+      --repo-prefix m --seed "$seed")
+    record fresh-images "$reg" "$(j .secs "$out")"
+    record fresh-images-p99 "$reg" "$(j .image.p99_ms "$out")"
+    record rss-fresh "$reg" "$(hwm_mib "$reg")"
+    log "(n) the same 32 images into new repositories, $reg ($r/$REPEATS)"
+    out=$(BENCH_AUTHORIZATION=$auth bench "$reg" images --clients 16 --count 32 --layers 3 --layer-size "$M_LAYER" \
+      --repo-prefix n --seed "$seed")
+    record reused-images "$reg" "$(j .secs "$out")"
+    stop "$reg"
+  done
+done
 unset BENCH_AUTHORIZATION
 BERTH_ENV=()
 
@@ -736,6 +768,10 @@ ROWS+=("| (k) warm pull of $BLOB through the proxy cache, s | $(fmt "$P_WARM") |
 P_ONE=$(median proxy-one berth) P_FIFTY=$(median proxy-fifty berth)
 ROWS+=("| (k) 50 clients pulling one cold $SHARED_BLOB blob through the proxy, all done, s | $(fmt "$P_FIFTY") | | $(share "$P_FIFTY" "$P_ONE") of one client's cold pull ($(fmt "$P_ONE") s) | ≤ 130% | $(met_share "$(calc "1.3 * $P_ONE")" "$P_FIFTY" 1) |")
 row "(l) replicate $((REP_REPOS * ${REP[3]})) images (shared base layers) to an empty registry:2, s: berth's push policy vs skopeo sync" lower replicate "≥ 2× faster than skopeo sync" '$X >= 2'
+row "(m) 16 clients push + pull 32 fresh images of 3 × $M_LAYER (berth: token mode, audit, usage), s" lower fresh-images "≥ 3×" '$X >= 3'
+row "(m) p99 per image, ms" lower fresh-images-p99 "no worse than registry:2" '$X >= 1'
+row "(m) peak RSS, MiB" lower rss-fresh "≤ 150 MiB" '$B <= 150'
+row "(n) the same 32 images pushed + pulled into new repositories (base-layer reuse), s" lower reused-images "≥ 10×" '$X >= 10'
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'
