@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
+use crate::local::{EarlyFlush, blocking, read_range};
 use crate::{Appended, BlobStore, ByteStream, Result, StorageError};
 
 /// Read and write buffer size: large enough that syscalls are not the cost.
@@ -50,183 +51,6 @@ impl FsBlobStore {
             .join(hex)
     }
 }
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(io::Error::other)?
-}
-
-/// Flush written data to disk while the upload is still arriving. Without it, the fsync
-/// that must precede a blob's commit would write the whole blob out only after the last
-/// byte came in, so network and disk would take turns instead of working at once. Each time
-/// the upload's length crosses a multiple of [`EARLY_FLUSH_EVERY`] — counted in the file, so
-/// it carries across PATCH requests — a helper thread calls `fdatasync`; the writer never
-/// waits for it. Durability still rests on the final `sync_data` in `commit`.
-struct EarlyFlush {
-    file: File,
-    runtime: tokio::runtime::Handle,
-    /// The file's length at the last flush request, in units of `EARLY_FLUSH_EVERY`.
-    flushed_units: u64,
-    position: u64,
-    /// Set while a flush is running; a flush requested meanwhile is folded into the next.
-    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-const EARLY_FLUSH_EVERY: u64 = 4 * 1024 * 1024;
-
-impl EarlyFlush {
-    fn new(file: &File, position: u64, runtime: tokio::runtime::Handle) -> io::Result<EarlyFlush> {
-        Ok(EarlyFlush {
-            file: file.try_clone()?,
-            runtime,
-            flushed_units: position / EARLY_FLUSH_EVERY,
-            position,
-            busy: Default::default(),
-        })
-    }
-
-    fn wrote(&mut self, len: usize) {
-        use std::sync::atomic::Ordering;
-        self.position += len as u64;
-        let units = self.position / EARLY_FLUSH_EVERY;
-        if units == self.flushed_units || self.busy.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.flushed_units = units;
-        let Ok(file) = self.file.try_clone() else {
-            self.busy.store(false, Ordering::Release);
-            return;
-        };
-        let busy = self.busy.clone();
-        self.runtime.spawn_blocking(move || {
-            // Best effort: an error here resurfaces at the commit's sync_data.
-            let _ = file.sync_data();
-            busy.store(false, Ordering::Release);
-        });
-    }
-}
-
-/// Bytes `start..start + len` of `file` as a stream of [`READ_CHUNK`]-sized pieces.
-///
-/// Each piece is read straight into the buffer that is sent, with the next piece read while
-/// this one is sent. What the page cache holds is read right on the async task
-/// (`preadv2(RWF_NOWAIT)` copies what is cached and never waits for the disk), which spares
-/// a hand-off to the blocking pool and back for every piece; whatever would wait for the disk
-/// is read on the blocking pool. No thread is held between pieces, so a slow client costs a
-/// little memory, not a thread.
-fn read_range(file: File, start: u64, len: u64) -> ByteStream {
-    let file = std::sync::Arc::new(file);
-    let end = start + len;
-    let offsets = (start..end).step_by(READ_CHUNK);
-    futures_util::stream::iter(offsets)
-        .map(move |offset| {
-            let file = file.clone();
-            let n = (end - offset).min(READ_CHUNK as u64) as usize;
-            async move {
-                let mut buf = ReadBuffer::take(n);
-                let cached = read_cached(&file, &mut buf, offset);
-                if cached < n {
-                    buf = blocking(move || {
-                        read_rest(&file, &mut buf, offset, cached)?;
-                        Ok(buf)
-                    })
-                    .await?;
-                }
-                Ok(Bytes::from_owner(ReadBuffer(buf)))
-            }
-        })
-        .buffered(2)
-        .boxed()
-}
-
-/// Fill `buf` from `offset` with what the page cache holds, without waiting for the disk;
-/// how many bytes were read. Stops at the first byte that is not cached, at the end of the
-/// file, or on any error (the blocking read that follows reports real ones).
-fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> usize {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let mut slices = [io::IoSliceMut::new(&mut buf[filled..])];
-        match rustix::io::preadv2(
-            file,
-            &mut slices,
-            offset + filled as u64,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => filled += read,
-        }
-    }
-    filled
-}
-
-/// Fill `buf[filled..]` from `offset + filled`, waiting for the disk as needed.
-fn read_rest(file: &File, buf: &mut [u8], offset: u64, mut filled: usize) -> io::Result<()> {
-    while filled < buf.len() {
-        let read = rustix::io::pread(file, &mut buf[filled..], offset + filled as u64)?;
-        if read == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob file is shorter than recorded",
-            ));
-        }
-        filled += read;
-    }
-    Ok(())
-}
-
-/// A blob read piece that goes back to a small free list once sent. A fresh 512 KiB
-/// allocation is new memory that the kernel must fault in and zero page by page on the
-/// first read into it (3 % of the server's CPU in `perf` during a push+pull workload);
-/// a recycled one is already mapped and initialised.
-struct ReadBuffer(Vec<u8>);
-
-/// Free read buffers kept for reuse, at most [`READ_BUFFERS_KEPT`].
-static FREE_READ_BUFFERS: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
-
-/// Enough for 16 concurrent pulls (each reads one piece ahead); 8 MiB when all are idle.
-const READ_BUFFERS_KEPT: usize = 16;
-
-impl ReadBuffer {
-    /// A buffer of exactly `n` bytes (stale contents, all overwritten by the read). Only
-    /// whole pieces are recycled; the last, shorter piece of a range is allocated.
-    fn take(n: usize) -> Vec<u8> {
-        if n == READ_CHUNK
-            && let Some(buf) = FREE_READ_BUFFERS
-                .lock()
-                .ok()
-                .and_then(|mut free| free.pop())
-        {
-            return buf;
-        }
-        vec![0; n]
-    }
-}
-
-impl AsRef<[u8]> for ReadBuffer {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for ReadBuffer {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.0);
-        if buf.len() != READ_CHUNK {
-            return;
-        }
-        if let Ok(mut free) = FREE_READ_BUFFERS.lock()
-            && free.len() < READ_BUFFERS_KEPT
-        {
-            free.push(buf);
-        }
-    }
-}
-
-/// Piece size for blob reads.
-const READ_CHUNK: usize = 512 * 1024;
 
 fn missing_upload(id: &str) -> impl Fn(io::Error) -> StorageError + '_ {
     move |e| {
@@ -327,6 +151,19 @@ impl BlobStore for FsBlobStore {
         Ok(ReaderStream::with_capacity(file.take(len), CHUNK).boxed())
     }
 
+    async fn create_upload_file(&self, id: &str) -> Result<Option<File>> {
+        let path = self.upload_path(id);
+        let file = blocking(move || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
+        .await?;
+        Ok(Some(file))
+    }
+
     async fn commit(&self, id: &str, _state: Option<&[u8]>, digest: &Digest) -> Result<()> {
         let upload = self.upload_path(id);
         let blob = self.blob_path(digest);
@@ -402,7 +239,7 @@ impl BlobStore for FsBlobStore {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(read_range(file, start, len))
+        Ok(read_range(std::sync::Arc::new(file), start, len))
     }
 
     async fn delete(&self, digest: &Digest) -> Result<()> {
@@ -470,61 +307,5 @@ mod tests {
         let store = super::FsBlobStore::open(dir.path()).expect("opens");
         let other_node = super::FsBlobStore::open(dir.path()).expect("opens");
         crate::suite::run(&store, &other_node).await;
-    }
-
-    /// 2.5 pieces of distinct bytes, written and synced.
-    fn blob_file(dir: &std::path::Path) -> (std::fs::File, Vec<u8>) {
-        let bytes: Vec<u8> = (0..super::READ_CHUNK * 5 / 2)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        let path = dir.join("blob");
-        std::fs::write(&path, &bytes).expect("write");
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_all().map(|()| f))
-            .expect("sync");
-        (std::fs::File::open(&path).expect("open"), bytes)
-    }
-
-    async fn collect(stream: crate::ByteStream) -> std::io::Result<Vec<u8>> {
-        use futures_util::TryStreamExt;
-        let pieces: Vec<bytes::Bytes> = stream.try_collect().await?;
-        Ok(pieces.concat())
-    }
-
-    #[tokio::test]
-    async fn ranges_read_the_same_from_the_page_cache_and_from_disk() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (file, bytes) = blob_file(dir.path());
-        for (start, len) in [
-            (0, bytes.len()),
-            (100, bytes.len() - 100),
-            (super::READ_CHUNK + 7, 10),
-        ] {
-            let end = start + len;
-            // Cached: the file was just written.
-            let file = file.try_clone().expect("clone");
-            let cached = collect(super::read_range(
-                file.try_clone().expect("clone"),
-                start as u64,
-                len as u64,
-            ))
-            .await;
-            assert_eq!(cached.expect("reads"), bytes[start..end]);
-            // Evicted (clean pages are dropped): the reads fall back to the blocking pool.
-            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
-            let evicted = collect(super::read_range(file, start as u64, len as u64)).await;
-            assert_eq!(evicted.expect("reads"), bytes[start..end]);
-        }
-    }
-
-    #[tokio::test]
-    async fn a_range_past_the_end_of_the_file_is_an_error_not_short_data() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (file, bytes) = blob_file(dir.path());
-        let read = collect(super::read_range(file, 0, bytes.len() as u64 + 1)).await;
-        assert_eq!(
-            read.expect_err("too long").kind(),
-            std::io::ErrorKind::UnexpectedEof
-        );
     }
 }

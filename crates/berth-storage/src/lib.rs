@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub mod fs;
+pub mod local;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod space;
@@ -93,6 +94,15 @@ pub trait BlobStore: Send + Sync {
 
     /// The first `len` bytes of an upload area (to hash them again with another algorithm).
     async fn read_upload(&self, id: &str, len: u64, state: Option<&[u8]>) -> Result<ByteStream>;
+
+    /// Create an empty upload area `id` as a local file, open for reading and writing, when
+    /// this backend keeps upload areas as files on this machine: a caller that writes it
+    /// itself, in order from its start, commits it with `state` `None` as if it had
+    /// appended, and others may read it while it grows. `None`, creating nothing, when the
+    /// areas are elsewhere (S3): use `create_upload` and `append` instead.
+    async fn create_upload_file(&self, _id: &str) -> Result<Option<std::fs::File>> {
+        Ok(None)
+    }
 
     /// Durably turn the upload area (at the end described by `state`) into the blob `digest`.
     /// The caller has verified the digest. If the blob is already stored, the upload area is

@@ -349,4 +349,25 @@ pub async fn run(store: &dyn BlobStore, other_node: &dyn BlobStore) {
         store.open(&digest, 0, 1).await,
         Err(StorageError::BlobMissing(_))
     ));
+
+    // An upload area written by the caller as a local file, where the backend has them,
+    // commits like an appended one; a backend without them creates nothing.
+    let bytes = pattern(300_000, 7);
+    let digest = Digest::of(Algorithm::Sha256, &bytes);
+    if let Some(mut file) = store.create_upload_file("local-1").await.expect("create") {
+        use std::io::Write;
+        file.write_all(&bytes).expect("write");
+        store
+            .commit("local-1", None, &digest)
+            .await
+            .expect("commit");
+        let read = other_node
+            .open(&digest, 0, bytes.len() as u64)
+            .await
+            .expect("open");
+        assert!(collect(read).await == bytes);
+        store.delete(&digest).await.expect("delete");
+    }
+    let areas = store.list_uploads().await.expect("list uploads");
+    assert!(areas.iter().all(|(id, _)| id != "local-1"), "{areas:?}");
 }
