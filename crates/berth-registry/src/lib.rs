@@ -2,6 +2,8 @@
 //! (which only translates requests and responses) and the stores (which only keep data).
 //!
 //! - [`uploads`]: the blob upload state machine — sessions, chunk order, digest checks.
+//! - [`staged`]: blobs written piece by piece by the caller (the proxy's fetches), read while
+//!   they arrive, committed once their digest matched.
 //! - [`blobs`]: reading, mounting and deleting blobs.
 //! - [`manifests`]: manifest validation, reference checks, tags, deletes, referrers.
 //! - [`listing`]: catalog and tag-list pagination.
@@ -26,6 +28,7 @@ pub mod immutable;
 pub mod listing;
 pub mod manifests;
 pub mod retention;
+pub mod staged;
 pub mod uploads;
 pub mod usage;
 
@@ -35,6 +38,7 @@ pub use error::Error;
 pub use gc::{GcOptions, GcReport, OrphanReport};
 pub use listing::Listing;
 pub use manifests::PushedManifest;
+pub use staged::{StagedBlob, VerifiedBlob};
 pub use uploads::ContentRange;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -78,7 +78,7 @@ impl Drop for UploadGuard<'_> {
     }
 }
 
-fn new_upload_id() -> String {
+pub(crate) fn new_upload_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
@@ -320,55 +320,6 @@ impl Registry {
             self.discard(id).await;
         }
         Ok(idle.len())
-    }
-
-    /// A whole blob in one request (`POST ...?digest=`). Returns its size.
-    pub async fn put_blob(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-        body: ByteStream,
-    ) -> Result<u64> {
-        // A transient area with no session row: nothing to resume, nothing to leak in the DB.
-        let id = new_upload_id();
-        self.blobs.create_upload(&id).await?;
-        let mut hasher = DigestHasher::new(digest.algorithm());
-        let appended = match self
-            .blobs
-            .append(&id, 0, None, body, &mut |chunk| hasher.update(chunk))
-            .await
-        {
-            Ok(appended) => appended,
-            Err(e) => {
-                let _ = self.blobs.delete_upload(&id).await;
-                return Err(e.into());
-            }
-        };
-        let actual = hasher.finish();
-        if &actual != digest {
-            let _ = self.blobs.delete_upload(&id).await;
-            return Err(Error::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        if let Err(e) = self
-            .meta
-            .check_quota(repository, digest, appended.len)
-            .await
-        {
-            let _ = self.blobs.delete_upload(&id).await;
-            return Err(e.into());
-        }
-        let reservation = self.reserve_blob(digest, appended.len).await?;
-        self.blobs
-            .commit(&id, appended.state.as_deref(), digest)
-            .await?;
-        self.link_committed(digest, appended.len, reservation, |epoch| {
-            self.meta.link_reserved_blob(repository, digest, epoch)
-        })
-        .await?;
-        Ok(appended.len)
     }
 }
 
