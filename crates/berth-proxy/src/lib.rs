@@ -35,8 +35,9 @@ pub struct ProxyOptions {
     pub tag_ttl: Duration,
     /// Connecting to an upstream, and each wait for its answer or the next piece of a body.
     pub timeout: Duration,
-    /// Where blobs being fetched are spooled (on local disk: as large as the largest
-    /// blobs fetched at once).
+    /// Where blobs being fetched are spooled when the blob store keeps its upload areas
+    /// elsewhere (S3; on local disk: as large as the largest blobs fetched at once). On the
+    /// filesystem store a fetch writes the store's upload area itself.
     pub spool_dir: PathBuf,
     /// Transparent mirroring: where pulls without a proxy project's prefix go.
     pub mirrors: Mirrors,
@@ -158,6 +159,7 @@ impl ProxyCache {
             Keyring::new(configured_key.as_deref(), &stored).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&options.spool_dir)
             .map_err(|e| format!("{}: {e}", options.spool_dir.display()))?;
+        let blob_flights = Arc::new(Flights::new(registry.clone(), options.spool_dir.clone()));
         Ok(ProxyCache {
             registry,
             store,
@@ -169,7 +171,7 @@ impl ProxyCache {
             revalidated: Default::default(),
             manifest_flights: Default::default(),
             pending: Default::default(),
-            blob_flights: Default::default(),
+            blob_flights,
             manifest_requests: Default::default(),
         })
     }
@@ -552,7 +554,6 @@ impl ProxyCache {
     ) {
         let registry = self.registry.clone();
         let flights = self.blob_flights.clone();
-        let spool_dir = self.options.spool_dir.clone();
         let route = route.clone();
         let repository = repository.clone();
         let reference = reference.clone();
@@ -587,13 +588,9 @@ impl ProxyCache {
                     upstream: route.upstream_id,
                     repository: route.repository.clone(),
                     digest: digest.clone(),
-                    local: repository.to_string(),
+                    local: repository.clone(),
                 };
-                let fill = filler(registry.clone(), repository.clone(), digest.clone());
-                let cached = match flights
-                    .join(key, route.client.clone(), spool_dir.clone(), fill)
-                    .await
-                {
+                let cached = match flights.join(key, route.client.clone()).await {
                     Ok(flight) => flight.cached().await,
                     Err(e) => {
                         tracing::warn!(%repository, %digest, error = %e, "blob not cached");
@@ -645,18 +642,9 @@ impl ProxyCache {
             upstream: route.upstream_id,
             repository: route.repository.clone(),
             digest: digest.clone(),
-            local: repository.to_string(),
+            local: repository.clone(),
         };
-        let fill = filler(self.registry.clone(), repository.clone(), digest.clone());
-        let flight = self
-            .blob_flights
-            .join(
-                key,
-                route.client.clone(),
-                self.options.spool_dir.clone(),
-                fill,
-            )
-            .await?;
+        let flight = self.blob_flights.join(key, route.client.clone()).await?;
         Ok((flight.size, flight.reader()))
     }
 }
@@ -687,22 +675,4 @@ impl Drop for PendingEntry {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.key);
     }
-}
-
-/// The cache fill of a blob flight: the registry's one-pass verified `put_blob`.
-fn filler(registry: Arc<Registry>, repository: RepositoryName, digest: Digest) -> flight::Fill {
-    Box::new(move |flight: Arc<Flight>| {
-        Box::pin(async move {
-            match registry
-                .put_blob(&repository, &digest, flight.reader())
-                .await
-            {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(%repository, %digest, error = %e, "blob not cached");
-                    false
-                }
-            }
-        })
-    })
 }
