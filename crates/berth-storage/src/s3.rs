@@ -16,6 +16,12 @@
 //! complete into `_uploads/<id>/data`, which is then copied (server side) to the blob's key.
 //! Nothing here relies on conditional writes: a digest's bytes are the same whoever writes
 //! them, and the database decides who wins.
+//!
+//! The state names every object a recorded upload has (its multipart marker, its tail, and
+//! the tail its last append replaced, which the next append deletes), so a commit deletes
+//! them by name in one DeleteObjects request: no LIST per pushed blob. What an append whose
+//! outcome was never recorded wrote is named by no state; the upload purge, which lists the
+//! upload areas, deletes it.
 
 use std::io;
 use std::path::PathBuf;
@@ -129,10 +135,19 @@ struct UploadState {
     /// The S3 multipart upload id, once the first part was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     multipart: Option<String>,
+    /// The name of the object that records `multipart` in the bucket (`multipart-<nonce>`),
+    /// so a commit deletes it without listing. States written before it was kept lack it:
+    /// their marker is left to the upload purge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    marker: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     parts: Vec<SentPart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tail: Option<Tail>,
+    /// The staging tail the append that wrote this state replaced: garbage once this state
+    /// is recorded, so the next append (or the commit) deletes it by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    superseded: Option<String>,
 }
 
 impl UploadState {
@@ -281,24 +296,28 @@ impl S3BlobStore {
     }
 
     /// Start the multipart upload, recording its id in the bucket first, so that deleting the
-    /// upload can abort it even if no session ever recorded it.
-    async fn start_multipart(&self, id: &str) -> Result<String> {
+    /// upload can abort it even if no session ever recorded it. Returns the multipart id and
+    /// the name of the object recording it.
+    async fn start_multipart(&self, id: &str) -> Result<(String, String)> {
         let data = self.upload_key(id, "data");
         let multipart = self
             .s3
             .create_multipart(&data)
             .await
             .map_err(storage_error)?;
-        let marker = self.upload_key(id, &format!("multipart-{}", nonce()));
+        let marker = format!("multipart-{}", nonce());
         if let Err(e) = self
             .s3
-            .put(&marker, PutPayload::from(multipart.clone()))
+            .put(
+                &self.upload_key(id, &marker),
+                PutPayload::from(multipart.clone()),
+            )
             .await
         {
             let _ = self.s3.abort_multipart(&data, &multipart).await;
             return Err(storage_error(e));
         }
-        Ok(multipart)
+        Ok((multipart, marker))
     }
 
     /// A presigned PUT for `key` (with `query` signed in, for `UploadPart`).
@@ -367,6 +386,39 @@ impl S3BlobStore {
                 expected: tail.start + tail.len,
                 actual: tail.start + spool.len,
             });
+        }
+        Ok(())
+    }
+
+    /// The objects of upload `id` that its recorded `state` names: its marker, the
+    /// multipart upload's completed `data`, the recorded tail and the one it replaced, and
+    /// `created`. Not the tails and multipart uploads of appends the session never recorded
+    /// (a PATCH whose outcome was lost, then retried): those are left to the upload purge,
+    /// which lists.
+    fn recorded_objects(&self, id: &str, state: &UploadState) -> Vec<Path> {
+        let mut names: Vec<&str> = Vec::new();
+        if state.multipart.is_some() {
+            names.push("data");
+        }
+        names.extend(state.marker.as_deref());
+        names.extend(state.tail.as_ref().map(|t| t.name.as_str()));
+        names.extend(state.superseded.as_deref());
+        names.push("created");
+        names
+            .into_iter()
+            .map(|name| self.upload_key(id, name))
+            .collect()
+    }
+
+    /// Delete `keys` in one request (S3's DeleteObjects); missing ones are not an error.
+    async fn delete_objects(&self, keys: Vec<Path>) -> Result<()> {
+        let keys = futures_util::stream::iter(keys.into_iter().map(Ok)).boxed();
+        let mut deleted = self.s3.delete_stream(keys);
+        while let Some(outcome) = deleted.next().await {
+            match outcome {
+                Err(e) if !is_not_found(&e) => return Err(storage_error(e)),
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -493,11 +545,31 @@ impl BlobStore for S3BlobStore {
                 actual: recorded,
             });
         }
+        // Whatever this append leaves, the recorded tail is replaced by it.
+        let replaced = state.tail.as_ref().map(|t| t.name.clone());
         state.rewind(offset)?;
 
         let mut spool = Spool::new(&self.spool_dir).await?;
-        if let Some(tail) = &state.tail {
-            self.fetch_tail(id, tail, &mut spool).await?;
+        // The tail the recorded append replaced is nobody's (the state naming its successor
+        // is recorded): delete it while this append fetches the current one.
+        let stale: Vec<Path> = state
+            .superseded
+            .take()
+            .map(|name| self.upload_key(id, &name))
+            .into_iter()
+            .collect();
+        let fetch = async {
+            match &state.tail {
+                Some(tail) => self.fetch_tail(id, tail, &mut spool).await,
+                None => Ok(()),
+            }
+        };
+        let (fetched, dropped) =
+            futures_util::future::join(fetch, self.delete_objects(stale)).await;
+        fetched?;
+        if let Err(e) = dropped {
+            // Left to the upload purge, which lists.
+            tracing::debug!(upload = id, error = %e, "delete a superseded staging tail");
         }
         let mut written = 0u64;
         // Parts reuse numbers past the recorded state: S3 keeps the last one sent, and the
@@ -526,6 +598,7 @@ impl BlobStore for S3BlobStore {
         } else {
             state.tail = None;
         }
+        state.superseded = replaced;
         Ok(Appended {
             len: written,
             state: Some(state.encode()),
@@ -561,10 +634,20 @@ impl BlobStore for S3BlobStore {
     async fn commit(&self, id: &str, state: Option<&[u8]>, digest: &Digest) -> Result<()> {
         let mut state = UploadState::decode(state)?;
         self.require_upload(id).await?;
+        // What the recorded state names, before completing it changes the state.
+        let recorded = self.recorded_objects(id, &state);
         let blob = self.blob_key(digest);
         if self.stat(digest).await?.is_some() {
-            // Same digest, same bytes: the stored copy stands.
-            return self.delete_upload(id).await;
+            // Same digest, same bytes: the stored copy stands; the parts sent are dropped.
+            if let Some(multipart) = &state.multipart
+                && let Err(e) = self
+                    .s3
+                    .abort_multipart(&self.upload_key(id, "data"), multipart)
+                    .await
+            {
+                tracing::debug!(upload = id, error = %e, "abort multipart upload");
+            }
+            return self.delete_objects(recorded).await;
         }
         match (state.multipart.clone(), state.tail.clone()) {
             (None, None) => {
@@ -610,7 +693,7 @@ impl BlobStore for S3BlobStore {
                 self.s3.copy(&data, &blob).await.map_err(storage_error)?;
             }
         }
-        self.delete_upload(id).await
+        self.delete_objects(recorded).await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {
@@ -755,8 +838,9 @@ impl S3BlobStore {
         let multipart = match &state.multipart {
             Some(m) => m.clone(),
             None => {
-                let m = self.start_multipart(id).await?;
+                let (m, marker) = self.start_multipart(id).await?;
                 state.multipart = Some(m.clone());
+                state.marker = Some(marker);
                 m
             }
         };
@@ -804,12 +888,14 @@ mod tests {
     fn state_rewinds_within_the_tail_or_to_a_part_boundary() {
         let state = UploadState {
             multipart: Some("m".into()),
+            marker: Some("multipart-n".into()),
             parts: vec![part(0, 10), part(10, 10)],
             tail: Some(Tail {
                 name: "t".into(),
                 start: 20,
                 len: 5,
             }),
+            superseded: Some("t0".into()),
         };
         assert_eq!(state.len(), 25);
         let decoded = UploadState::decode(Some(&state.encode())).expect("decodes");
