@@ -81,7 +81,8 @@ pub struct RawProxy {
     pub tag_ttl: Option<u64>,
     /// Seconds to wait for an upstream to connect, answer, or send the next piece of a body.
     pub timeout: Option<u64>,
-    /// Where blobs being fetched from upstreams are spooled (default: `<data_dir>/proxy-spool`).
+    /// Where blobs being fetched from upstreams are spooled when the blob store is S3 (on the
+    /// filesystem store they go straight into its upload area; default: `<data_dir>/proxy-spool`).
     pub spool_dir: Option<PathBuf>,
     /// The proxy-cache project that pulls without a project prefix go to when their first
     /// path component names no project (Docker's `registry-mirrors`).
