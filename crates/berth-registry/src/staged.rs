@@ -45,9 +45,9 @@ pub struct VerifiedBlob {
 struct Area {
     blobs: Arc<dyn BlobStore>,
     id: String,
-    /// Whether the file is the area itself (else a spool, and the area exists only once the
-    /// commit created it).
-    local: bool,
+    /// Whether the bytes are in a local spool, not in the area (which then exists only once
+    /// the commit created it and sent them there).
+    spooled: bool,
     /// Whether the area exists and is still this value's to delete.
     owned: bool,
 }
@@ -155,22 +155,22 @@ impl Registry {
         spool_dir: &Path,
     ) -> Result<StagedBlob> {
         let id = new_upload_id();
-        let (file, local) = match self.blobs.create_upload_file(&id).await? {
-            Some(file) => (file, true),
+        let (file, spooled) = match self.blobs.create_upload_file(&id).await? {
+            Some(file) => (file, false),
             None => {
                 let dir = spool_dir.to_owned();
                 let spool = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))?
                     .map_err(berth_storage::StorageError::Io)?;
-                (spool, false)
+                (spool, true)
             }
         };
         let area = Area {
             blobs: self.blobs.clone(),
             id,
-            local,
-            owned: local,
+            spooled,
+            owned: !spooled,
         };
         let reader = file.try_clone().map_err(berth_storage::StorageError::Io)?;
         Ok(StagedBlob {
@@ -192,7 +192,7 @@ impl Registry {
             mut area,
             file,
         } = blob;
-        let state = if area.local {
+        let state = if !area.spooled {
             None
         } else {
             // The store's areas are remote: send it the verified bytes (hashed once already).
@@ -271,7 +271,7 @@ impl Registry {
         let mut area = Area {
             blobs: self.blobs.clone(),
             id,
-            local: true,
+            spooled: false,
             owned: true,
         };
         let mut hasher = DigestHasher::new(digest.algorithm());
