@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use berth_core::Digest;
 use berth_meta::{GcRepository, RepositorySweep, Tombstone};
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
@@ -150,6 +151,16 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What sweeping one repository removed (a dry run: would remove).
+#[derive(Default)]
+struct RepositoryOutcome {
+    name: String,
+    manifests: u64,
+    links: u64,
+    /// A dry run's links, which it leaves.
+    unlinked: Vec<Digest>,
+}
+
 impl Registry {
     /// Before an upload commits a blob's bytes: make its row young (GC leaves it alone for
     /// the grace window), waiting while GC is deleting that digest's bytes, which must not
@@ -245,15 +256,36 @@ impl Registry {
         // A dry run removes no link: what it would remove, per digest.
         let mut unlinked: HashMap<Digest, u64> = HashMap::new();
         let mut after = 0;
+        let parallel = self.meta.gc_parallelism().max(1);
         loop {
             let repositories = self.meta.gc_repositories(after, 500).await?;
             let Some(last) = repositories.last() else {
                 break;
             };
             after = last.id;
-            for repository in &repositories {
-                self.sweep_repository(repository, &sweep, &mut unlinked, &mut report)
-                    .await?;
+            let sweep = &sweep;
+            // Owned items and `move` futures: the stream must be `Send` for any lifetime.
+            let swept: Vec<Result<RepositoryOutcome>> =
+                futures_util::stream::iter(repositories.clone())
+                    .map(move |repository| async move {
+                        self.sweep_repository(&repository, sweep).await
+                    })
+                    .buffered(parallel)
+                    .collect()
+                    .await;
+            for outcome in swept {
+                let outcome = outcome?;
+                if outcome.manifests > 0 || outcome.links > 0 {
+                    report.note(format!(
+                        "{}: {} manifests, {} links",
+                        outcome.name, outcome.manifests, outcome.links
+                    ));
+                }
+                report.manifests_deleted += outcome.manifests;
+                report.links_removed += outcome.links;
+                for digest in outcome.unlinked {
+                    *unlinked.entry(digest).or_default() += 1;
+                }
             }
         }
         report.mark_ms = millis(started.elapsed());
@@ -297,40 +329,34 @@ impl Registry {
         Ok(report)
     }
 
+    /// Sweep one repository until a batch comes back short; what it removed (or, dry,
+    /// would remove).
     async fn sweep_repository(
         &self,
         repository: &GcRepository,
         sweep: &RepositorySweep,
-        unlinked: &mut HashMap<Digest, u64>,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        let (mut manifests, mut links) = (0u64, 0u64);
+    ) -> Result<RepositoryOutcome> {
+        let mut outcome = RepositoryOutcome {
+            name: repository.name.to_string(),
+            ..RepositoryOutcome::default()
+        };
         loop {
             let swept = self.meta.gc_sweep_repository(repository, sweep).await?;
             if !sweep.dry_run && (!swept.manifests.is_empty() || !swept.links.is_empty()) {
                 self.cache.invalidate(&repository.name);
             }
-            manifests += swept.manifests.len() as u64;
-            links += swept.links.len() as u64;
-            if sweep.dry_run {
-                for digest in &swept.links {
-                    *unlinked.entry(digest.clone()).or_default() += 1;
-                }
-            }
+            outcome.manifests += swept.manifests.len() as u64;
+            outcome.links += swept.links.len() as u64;
             let full = swept.manifests.len() >= sweep.limit || swept.links.len() >= sweep.limit;
-            if sweep.dry_run || !full {
+            if sweep.dry_run {
+                outcome.unlinked.extend(swept.links);
+                break;
+            }
+            if !full {
                 break;
             }
         }
-        if manifests > 0 || links > 0 {
-            report.note(format!(
-                "{}: {manifests} manifests, {links} links",
-                repository.name
-            ));
-        }
-        report.manifests_deleted += manifests;
-        report.links_removed += links;
-        Ok(())
+        Ok(outcome)
     }
 
     /// A dry run: blobs already linked nowhere, and those whose every link it would remove.
