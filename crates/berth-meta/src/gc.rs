@@ -48,13 +48,6 @@ pub struct Tombstone {
 /// shared suite.
 #[async_trait]
 pub trait GcStore: Send + Sync {
-    /// How many repositories a run may sweep at once: their transactions touch disjoint
-    /// rows, so a store with concurrent writers commits them side by side; one with a
-    /// single writer (SQLite) would only queue them ahead of the pushes it serves.
-    fn gc_parallelism(&self) -> usize {
-        1
-    }
-
     /// Repositories with an id above `after`, in id order, at most `limit`.
     async fn gc_repositories(&self, after: i64, limit: usize) -> Result<Vec<GcRepository>>;
 

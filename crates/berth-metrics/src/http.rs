@@ -198,6 +198,24 @@ impl HttpMetrics {
         self.requests[class.index()][status_index(status)].get()
     }
 
+    /// Registry requests (`/v2/`, tokens) in flight now: clients being served, which
+    /// background work should make way for.
+    pub fn registry_in_flight(&self) -> i64 {
+        EndpointClass::ALL
+            .iter()
+            .filter(|class| {
+                !matches!(
+                    class,
+                    EndpointClass::Management
+                        | EndpointClass::Health
+                        | EndpointClass::Metrics
+                        | EndpointClass::Other
+                )
+            })
+            .map(|class| self.in_flight[class.index()].get())
+            .sum()
+    }
+
     /// Requests of upload classes in flight now: blob bytes being received.
     pub fn uploads_in_flight(&self) -> i64 {
         EndpointClass::ALL

@@ -35,7 +35,7 @@ pub mod usage;
 pub use artifacts::{Artifact, ChildReference};
 pub use cache::Manifest;
 pub use error::Error;
-pub use gc::{GcOptions, GcReport, OrphanReport};
+pub use gc::{GcOptions, GcReport, OrphanReport, Yielding};
 pub use listing::Listing;
 pub use manifests::PushedManifest;
 pub use staged::{StagedBlob, VerifiedBlob};

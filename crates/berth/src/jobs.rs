@@ -84,6 +84,10 @@ impl CollectGarbage {
             upload_max_idle: Some(UPLOAD_MAX_IDLE),
             tombstone_claim: self.tombstone_claim,
             pause_before_bytes: self.pause_before_bytes,
+            // A scheduled or API run makes way for the registry's clients.
+            yielding: berth_registry::Yielding::when(|| {
+                berth_metrics::HTTP.registry_in_flight() > 0
+            }),
             ..GcOptions::default()
         }
     }

@@ -81,11 +81,6 @@ const DIGEST_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))
 
 #[async_trait]
 impl GcStore for PgStore {
-    /// A quarter of the default pool (16): the rest stays free for pushes and pulls.
-    fn gc_parallelism(&self) -> usize {
-        4
-    }
-
     async fn gc_repositories(&self, after: i64, limit: usize) -> Result<Vec<GcRepository>> {
         let rows =
             sqlx::query("SELECT id, name FROM repositories WHERE id > $1 ORDER BY id LIMIT $2")
