@@ -3,7 +3,8 @@
 //!
 //! Appends are pipelined: the async side reads the body and calls the observer (hashing),
 //! while a blocking thread writes the previous chunks, so hashing and disk writes overlap.
-//! A blob becomes visible only by `rename` of a fully written, fsynced upload file.
+//! A blob becomes visible only by `rename` of a fully written, fsynced upload file; commits
+//! made at the same moment share their flushes (`group_commit.rs`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
@@ -16,6 +17,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
+use crate::group_commit::{FlushStats, GroupCommit};
 use crate::local::{EarlyFlush, blocking, read_range};
 use crate::{Appended, BlobStore, ByteStream, Result, StorageError};
 
@@ -24,6 +26,8 @@ const CHUNK: usize = 256 * 1024;
 
 pub struct FsBlobStore {
     root: PathBuf,
+    /// Commits share flushes (see `group_commit.rs`).
+    group_commit: GroupCommit,
 }
 
 impl FsBlobStore {
@@ -33,6 +37,7 @@ impl FsBlobStore {
         std::fs::create_dir_all(root.join("uploads"))?;
         Ok(FsBlobStore {
             root: root.to_owned(),
+            group_commit: GroupCommit::new(&root.join("uploads"), &root.join("blobs"))?,
         })
     }
 
@@ -164,37 +169,15 @@ impl BlobStore for FsBlobStore {
         Ok(Some(file))
     }
 
+    fn flush_stats(&self) -> Option<FlushStats> {
+        Some(self.group_commit.stats())
+    }
+
     async fn commit(&self, id: &str, _state: Option<&[u8]>, digest: &Digest) -> Result<()> {
-        let upload = self.upload_path(id);
-        let blob = self.blob_path(digest);
-        let result = blocking(move || -> io::Result<()> {
-            // fdatasync: the data and the size, which is all a reader needs. Before the
-            // rename, so a blob's name always means complete, durable bytes — a concurrent
-            // commit of the same digest may rely on the name alone.
-            File::open(&upload)?.sync_data()?;
-            let dir = blob
-                .parent()
-                .ok_or_else(|| io::Error::other("blob path has no parent"))?;
-            if !dir.exists() {
-                std::fs::create_dir_all(dir)?;
-                // A new fan-out directory's own entry must survive a power cut too.
-                if let Some(parent) = dir.parent() {
-                    File::open(parent)?.sync_all()?;
-                }
-            }
-            if blob.exists() {
-                // Same digest, same bytes: the stored copy stands. Its committer may still
-                // be syncing the directory entry; syncing it here too means the caller never
-                // links a name that a power cut could take away.
-                std::fs::remove_file(&upload)?;
-            } else {
-                std::fs::rename(&upload, &blob)?;
-            }
-            // Make the name durable.
-            File::open(dir)?.sync_all()
-        })
-        .await;
-        result.map_err(missing_upload(id))
+        self.group_commit
+            .commit(self.upload_path(id), self.blob_path(digest))
+            .await
+            .map_err(missing_upload(id))
     }
 
     async fn delete_upload(&self, id: &str) -> Result<()> {

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub mod fs;
+mod group_commit;
 pub mod local;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -19,6 +20,7 @@ pub mod space;
 pub mod suite;
 
 pub use fs::FsBlobStore;
+pub use group_commit::FlushStats;
 #[cfg(feature = "s3")]
 pub use s3::{S3BlobStore, S3Settings};
 pub use space::{DataDir, Space};
@@ -136,6 +138,11 @@ pub trait BlobStore: Send + Sync {
     /// Every stored blob and when it was written. Walks the whole store (minutes on a big
     /// bucket): only the orphan sweep calls it, never a request or a normal GC run.
     async fn list_blobs(&self) -> Result<Vec<(Digest, std::time::SystemTime)>>;
+
+    /// How commits share their flushes, for a backend that groups them (the filesystem's).
+    fn flush_stats(&self) -> Option<FlushStats> {
+        None
+    }
 
     /// Whether blob reads should be redirected to [`BlobStore::redirect_url`]. A plain
     /// function, so the filesystem's read path pays no extra await for the question.

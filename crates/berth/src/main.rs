@@ -432,7 +432,7 @@ async fn run(config: Config) -> Result<(), String> {
     }
     let registry = Registry::new(
         meta.clone(),
-        blobs,
+        blobs.clone(),
         RegistryOptions {
             delete_enabled: config.delete_enabled,
             // Exact with SQLite (this process is the only writer); with PostgreSQL kept
@@ -495,6 +495,7 @@ async fn run(config: Config) -> Result<(), String> {
     ));
     metrics.add_source(Arc::new(ops::DataDirSource(data_dir_probe.clone())));
     metrics.add_source(Arc::new(ops::MetadataSource(metadata.clone())));
+    metrics.add_source(Arc::new(ops::BlobFlushSource(blobs.clone())));
     metrics.add_source(Arc::new(ops::UsageSource {
         registry: registry.clone(),
         per_project: config.metrics_addr.is_some(),

@@ -1,7 +1,7 @@
 //! The metrics the binary reads at scrape time ([`berth_metrics::MetricsSource`]s): the data
-//! directory's free space and last probe, the metadata database's pools and write queue, and
-//! storage usage per project from the usage counters. Registered in `main.rs` with
-//! `Metrics::add_source`.
+//! directory's free space and last probe, the blob store's flush rounds, the metadata
+//! database's pools and write queue, and storage usage per project from the usage counters.
+//! Registered in `main.rs` with `Metrics::add_source`.
 
 use std::sync::Arc;
 
@@ -42,6 +42,29 @@ impl MetricsSource for DataDirSource {
             "berth_data_dir_writable",
             "1 if the last /readyz probe could write to the data directory and found room.",
             i64::from(self.0.last_probe_ok()),
+        );
+    }
+}
+
+/// `berth_blob_flush_rounds_total` and `berth_blob_flushed_total`: how the filesystem store's
+/// blob commits share their flushes (none on S3, whose commits are requests).
+pub struct BlobFlushSource(pub Arc<dyn berth_storage::BlobStore>);
+
+#[async_trait]
+impl MetricsSource for BlobFlushSource {
+    async fn collect(&self, out: &mut Exposition) {
+        let Some(stats) = self.0.flush_stats() else {
+            return;
+        };
+        out.counter(
+            "berth_blob_flush_rounds_total",
+            "Flush rounds of committed blob files (one round serves every blob committed at that moment).",
+            stats.rounds,
+        );
+        out.counter(
+            "berth_blob_flushed_total",
+            "Blob files committed by those rounds.",
+            stats.blobs,
         );
     }
 }
