@@ -320,17 +320,33 @@ async fn handle(
             from,
             digest_algorithm,
         } => {
-            // A mount without `from` may take the blob from any repository the caller may
-            // pull: the authorizer says which.
-            let visible = state.auth.visibility(principal).await;
-            let may_pull = |repository: &RepositoryName| visible.may_pull(repository);
+            // A mount without `from` is a cross-repository link, like a pusher's `HEAD`: it
+            // may take the blob from any repository the caller may pull (the authorizer
+            // says which), and only while such links are switched on.
+            let visible = if mount.is_some() && from.is_none() && state.cross_repository_links {
+                Some(state.auth.visibility(principal).await)
+            } else {
+                None
+            };
+            let may_pull = |repository: &RepositoryName| {
+                visible.as_ref().is_some_and(|v| v.may_pull(repository))
+            };
+            let linked = mount.clone();
             let request = uploads::StartUpload {
                 digest,
                 mount,
                 from,
                 digest_algorithm,
             };
-            uploads::start(registry, &name, request, &may_pull, body).await
+            match uploads::start(registry, &name, request, &may_pull, body).await? {
+                uploads::Started::Linked(response) => {
+                    if let Some(digest) = &linked {
+                        record_link(state, principal, &name, digest);
+                    }
+                    Ok(response)
+                }
+                uploads::Started::Other(response) => Ok(response),
+            }
         }
         Endpoint::UploadStatus { name, id } => uploads::status(registry, &name, &id).await,
         Endpoint::PatchUpload { name, id } => {
@@ -375,6 +391,17 @@ async fn link_known_blob(
     {
         return Err(unknown());
     }
+    record_link(state, principal, name, digest);
+    Ok(())
+}
+
+/// Count a cross-repository link (an upload saved) and put it in the audit log.
+fn record_link(
+    state: &AppState,
+    principal: &Principal,
+    name: &RepositoryName,
+    digest: &berth_core::Digest,
+) {
     berth_metrics::STORAGE.blob_links.inc();
     if state.audit.is_on() {
         let event = berth_audit::AuditEvent::new(
@@ -386,7 +413,6 @@ async fn link_known_blob(
         );
         state.audit.record(event);
     }
-    Ok(())
 }
 
 /// Turn a request body into the byte stream the stores take.

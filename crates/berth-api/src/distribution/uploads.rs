@@ -83,6 +83,15 @@ pub struct StartUpload {
     pub digest_algorithm: Algorithm,
 }
 
+/// How a `POST` to the uploads endpoint ended.
+pub enum Started {
+    /// A mount without `from` linked the blob from another repository the caller may pull
+    /// (a cross-repository link: counted and audited by the caller).
+    Linked(Response),
+    /// Anything else: a mount from `from`, a monolithic upload, or a new session.
+    Other(Response),
+}
+
 /// `may_pull` is the authorizer's answer for other repositories (for a mount without
 /// `from`); the handler asks it, never decides.
 pub async fn start(
@@ -91,7 +100,7 @@ pub async fn start(
     request: StartUpload,
     may_pull: &(dyn Fn(&RepositoryName) -> bool + Sync),
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Result<Started, ApiError> {
     let StartUpload {
         digest,
         mount,
@@ -100,11 +109,16 @@ pub async fn start(
     } = request;
     if let Some(mount) = &mount {
         let mounted = match &from {
-            Some(from) => registry.mount_blob(from, name, mount).await?,
-            None => registry.mount_blob_from_any(name, mount, may_pull).await?,
+            Some(from) => registry.mount_blob(from, name, mount).await?.map(|_| false),
+            None => registry
+                .mount_blob_from_any(name, mount, may_pull)
+                .await?
+                .map(|_| true),
         };
-        if mounted.is_some() {
-            return Ok(blob_created(name, mount));
+        match mounted {
+            Some(true) => return Ok(Started::Linked(blob_created(name, mount))),
+            Some(false) => return Ok(Started::Other(blob_created(name, mount))),
+            None => {}
         }
     }
     // A mount that cannot be served falls back to an ordinary session (spec).
@@ -112,10 +126,15 @@ pub async fn start(
         && let Some(digest) = digest
     {
         registry.put_blob(name, &digest, body_stream(body)).await?;
-        return Ok(blob_created(name, &digest));
+        return Ok(Started::Other(blob_created(name, &digest)));
     }
     let id = registry.start_upload(name, digest_algorithm).await?;
-    Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
+    Ok(Started::Other(session_response(
+        StatusCode::ACCEPTED,
+        name,
+        &id,
+        0,
+    )))
 }
 
 pub async fn status(

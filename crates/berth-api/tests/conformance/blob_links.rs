@@ -152,3 +152,54 @@ async fn switched_off_a_head_links_nothing() {
     );
     assert!(!holds(&root, "team/app", &shared).await);
 }
+
+async fn mount(app: &TestApp, repo: &str, digest: &str) -> StatusCode {
+    app.post(format!("/v2/{repo}/blobs/uploads/?mount={digest}"))
+        .send()
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn a_mount_without_from_is_the_same_link_with_the_same_checks() {
+    let (root, alice, _, shared, hidden) = world(true).await;
+    // Not readable elsewhere: an ordinary upload session, as if the blob existed nowhere.
+    assert_eq!(
+        mount(&alice, "team/app", &hidden).await,
+        StatusCode::ACCEPTED
+    );
+    assert!(!holds(&root, "team/app", &hidden).await);
+    let before = links_counted(&root);
+    assert_eq!(
+        mount(&alice, "team/app", &shared).await,
+        StatusCode::CREATED
+    );
+    assert!(holds(&root, "team/app", &shared).await);
+    assert!(links_counted(&root) > before, "counted as a link");
+    root.flush_audit().await;
+    let linked = format!("team/app@{shared}");
+    assert!(
+        root.audit_lines().iter().any(|l| l["username"] == "alice"
+            && l["resource_type"] == "blob"
+            && l["resource"] == linked.as_str()),
+        "the link is in the audit log"
+    );
+}
+
+#[tokio::test]
+async fn switched_off_a_mount_without_from_starts_an_upload() {
+    let (root, alice, _, shared, _) = world(false).await;
+    assert_eq!(
+        mount(&alice, "team/app", &shared).await,
+        StatusCode::ACCEPTED
+    );
+    assert!(!holds(&root, "team/app", &shared).await);
+    // A mount that names `from` is the client's own choice and still works.
+    let named = alice
+        .post(format!(
+            "/v2/team/app/blobs/uploads/?mount={shared}&from=team/base"
+        ))
+        .send()
+        .await;
+    assert_eq!(named.status, StatusCode::CREATED);
+}
