@@ -96,7 +96,8 @@ async fn push_small_image(
 }
 
 /// `DELETE` a manifest, trying again on a 5xx: registry:2 answers 500 "invalid checksum
-/// digest format" now and then when a tag of the same repository is being written.
+/// digest format" now and then when a tag of the same repository is being written — after
+/// deleting the manifest, so a 404 on a retry means the first attempt did it.
 async fn delete_manifest(http: &Http, repo: &str, digest: &str) -> Result<()> {
     let path = format!("/v2/{repo}/manifests/{digest}");
     for attempt in 1.. {
@@ -107,6 +108,7 @@ async fn delete_manifest(http: &Http, repo: &str, digest: &str) -> Result<()> {
         let body = client::collect(response).await?;
         match status {
             StatusCode::ACCEPTED => return Ok(()),
+            StatusCode::NOT_FOUND if attempt > 1 => return Ok(()),
             s if s.is_server_error() && attempt < 5 => {
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
