@@ -19,7 +19,7 @@ use berth_core::{Access, Action, RepositoryName, RobotPermission, Role};
 use berth_meta::IdentityStore;
 use sha2::Digest as _;
 
-use crate::password::{self, VerifiedCache};
+use crate::password::{Verifications, VerifiedCache};
 use crate::throttle::Throttle;
 use crate::token::{Audience, Claims, KeyRing, ResourceActions, TokenError, random_id};
 
@@ -227,6 +227,8 @@ pub struct TokenAuth {
     /// by the CLI or another node) and at once for a token signed by an unknown key.
     keys: RwLock<(Arc<KeyRing>, Instant)>,
     verified_credentials: VerifiedCache,
+    /// argon2id checks running: shared per credential, one per core.
+    verifications: Verifications,
     verified_tokens: VerifiedTokens,
     grants: TtlCache<Option<Arc<Grants>>>,
     accounts: TtlCache<Option<(String, Account)>>,
@@ -253,6 +255,7 @@ impl TokenAuth {
             store,
             keys: RwLock::new((Arc::new(keys), Instant::now())),
             verified_credentials: VerifiedCache::new(Duration::from_secs(300), 10_000),
+            verifications: Verifications::default(),
             verified_tokens: VerifiedTokens {
                 entries: RwLock::new(HashMap::new()),
             },
@@ -345,16 +348,9 @@ impl TokenAuth {
             return Ok(account);
         }
         let ok = match &found {
-            Some((hash, _)) => {
-                let (password, hash) = (password.to_owned(), hash.clone());
-                tokio::task::spawn_blocking(move || password::verify(&password, &hash))
-                    .await
-                    .unwrap_or(false)
-            }
+            Some((hash, _)) => self.verifications.verify(name, password, hash).await,
             None => {
-                let password = password.to_owned();
-                let _ =
-                    tokio::task::spawn_blocking(move || password::verify_nothing(&password)).await;
+                self.verifications.verify_nothing(password).await;
                 false
             }
         };

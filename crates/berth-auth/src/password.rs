@@ -2,7 +2,7 @@
 //! policy, generated secrets, and a cache so a credential is hashed once, not per request.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
@@ -89,7 +89,7 @@ impl VerifiedCache {
         }
     }
 
-    fn key(account: &str, password: &str, stored_hash: &str) -> [u8; 32] {
+    pub(crate) fn key(account: &str, password: &str, stored_hash: &str) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         for part in [account, password, stored_hash] {
             h.update((part.len() as u64).to_le_bytes());
@@ -118,9 +118,107 @@ impl VerifiedCache {
     }
 }
 
+/// The argon2id checks in progress. Each takes about 19 MiB and a core for tens of
+/// milliseconds, so a burst of requests — 32 CI jobs starting at once with the same robot's
+/// secret, or someone guessing passwords — must not run one per request: a credential
+/// presented by many requests at once is checked once and all of them get that answer, and
+/// at most one check per core runs at a time (the rest queue), which bounds the memory.
+pub struct Verifications {
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    cores: tokio::sync::Semaphore,
+}
+
+impl Default for Verifications {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Verifications {
+            in_flight: Mutex::new(HashMap::new()),
+            cores: tokio::sync::Semaphore::new(cores),
+        }
+    }
+}
+
+impl Verifications {
+    /// Whether `password` matches `stored_hash` (of `account`), sharing a check already
+    /// running for the same three.
+    pub async fn verify(&self, account: &str, password: &str, stored_hash: &str) -> bool {
+        let key = VerifiedCache::key(account, password, stored_hash);
+        let check = Arc::clone(
+            self.lock()
+                .entry(key)
+                .or_insert_with(|| Arc::new(tokio::sync::OnceCell::new())),
+        );
+        // If the request running the check goes away, a waiting one takes it over.
+        let ok = *check
+            .get_or_init(|| async {
+                let (password, stored) = (password.to_owned(), stored_hash.to_owned());
+                self.on_a_core(move || verify(&password, &stored)).await
+            })
+            .await;
+        let mut in_flight = self.lock();
+        if in_flight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &check)) {
+            in_flight.remove(&key);
+        }
+        ok
+    }
+
+    /// The same work as a check, for an account that does not exist (no timing oracle).
+    pub async fn verify_nothing(&self, password: &str) {
+        let password = password.to_owned();
+        self.on_a_core(move || {
+            verify_nothing(&password);
+            false
+        })
+        .await;
+    }
+
+    async fn on_a_core(&self, check: impl FnOnce() -> bool + Send + 'static) -> bool {
+        let Ok(_core) = self.cores.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(check).await.unwrap_or(false)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_requests_with_one_credential_share_one_check() {
+        let stored = Arc::new(hash("Secret123").expect("hash"));
+        let checks = Arc::new(Verifications::default());
+        let began = Instant::now();
+        let one = checks.verify("alice", "Secret123", &stored).await;
+        let alone = began.elapsed();
+        assert!(one);
+        let began = Instant::now();
+        let mut requests = tokio::task::JoinSet::new();
+        for i in 0..32 {
+            let (checks, stored) = (Arc::clone(&checks), Arc::clone(&stored));
+            requests.spawn(async move {
+                let password = if i == 7 { "wrong" } else { "Secret123" };
+                (i, checks.verify("alice", password, &stored).await)
+            });
+        }
+        while let Some(answer) = requests.join_next().await {
+            let (i, ok) = answer.expect("request");
+            assert_eq!(ok, i != 7, "request {i}");
+        }
+        // Two distinct credentials: about two checks' time, not 32 (generous for a busy box).
+        assert!(
+            began.elapsed() < alone * 12,
+            "32 requests took {:?}, one check {alone:?}",
+            began.elapsed()
+        );
+        assert!(checks.lock().is_empty(), "nothing left in flight");
+    }
 
     #[test]
     fn argon2id_round_trip() {
