@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: berth (release build) against Debian's docker-registry
 # (CNCF Distribution 2.8, "registry:2") on 127.0.0.1, same client, same data disk, alternating
-# berth / registry:2 for every figure, medians over BENCH_REPEATS runs. Prints one table.
+# berth / registry:2 for every figure, medians over BENCH_REPEATS runs. Prints one table, and
+# one of berth before wave 2 against berth now. berth runs with wave 2 on (token mode, audit
+# log, usage accounting, storage quotas) unless a figure says otherwise.
 #
-#   bench/run.sh            full run (~35 min on 2 cores)
+#   bench/run.sh            full run (~60 min on 2 cores; the first also builds BENCH_BEFORE)
 #   bench/run.sh --quick    tiny sizes, one repeat: a smoke run of a minute or so
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_TMPDIR (parent of the data dirs, default
 # /var/tmp: the data disk), BENCH_SKIP_BUILD=1 (reuse target/release binaries),
-# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines).
+# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines), BENCH_BEFORE (the commit
+# measured as "before wave 2", default f590c9d; empty: leave it out).
 # Not part of .ci/run: it measures, it does not pass or fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +66,24 @@ BERTH_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
 BERTH=$ROOT/target/release/berth
 BB=$ROOT/target/release/berth-bench
 REG2=$(command -v docker-registry)
+# "before": berth as it was before wave 2 (token auth, audit log, quotas, usage, Harbor API),
+# measured in the same run for the before/after table. Built once from git into
+# target/bench-before/ and reused; BENCH_BEFORE= (empty) leaves it out.
+BEFORE_REV=${BENCH_BEFORE-f590c9d}
+PRE=""
+if [[ -n $BEFORE_REV ]]; then
+  PRE=$ROOT/target/bench-before/$BEFORE_REV/berth
+  if [[ ! -x $PRE ]]; then
+    log "building berth $BEFORE_REV, before wave 2 (once: cached in target/bench-before/)"
+    src=$ROOT/target/bench-before/src-$BEFORE_REV
+    rm -rf "$src" && mkdir -p "$src" "$(dirname "$PRE")"
+    git -C "$ROOT" archive "$BEFORE_REV" | tar -x -C "$src"
+    CARGO_TARGET_DIR=$ROOT/target/bench-before/target cargo build --release --quiet -p berth \
+      --manifest-path "$src/Cargo.toml"
+    cp "$ROOT/target/bench-before/target/release/berth" "$PRE"
+    rm -rf "$src"
+  fi
+fi
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-/var/tmp}/berth-bench.XXXXXX")
 RES=$WORK/results
@@ -104,12 +125,17 @@ free_port() { # a loopback port nothing listens on, below Linux's ephemeral rang
   return 1
 }
 
-PORT_berth=$(free_port)
-PORT_reg2=$(free_port)
-while [[ $PORT_reg2 == "$PORT_berth" ]]; do PORT_reg2=$(free_port); done
-# berth0: berth with its audit log (and pull counting) off, for (a)'s audit on/off ratio.
-PORT_berth0=$(free_port)
-while [[ $PORT_berth0 == "$PORT_berth" || $PORT_berth0 == "$PORT_reg2" ]]; do PORT_berth0=$(free_port); done
+# berth: wave 2 on (token mode, audit log, usage accounting, a storage quota on every
+# project it pushes to; clients send a project developer's credentials). berth0: the same
+# binary with auth off (audit and usage on, the defaults), for the auth on/off ratios.
+# pre: berth before wave 2 (BEFORE_REV), auth off. reg2: registry:2 without auth.
+declare -A TAKEN=()
+for reg in berth reg2 berth0 pre; do
+  port=$(free_port)
+  while [[ -n ${TAKEN[$port]:-} ]]; do port=$(free_port); done
+  TAKEN[$port]=1
+  eval "PORT_$reg=$port"
+done
 url() { echo "http://127.0.0.1:$(eval echo "\$PORT_$1")"; }
 source "$ROOT/bench/scale.sh"
 
@@ -136,27 +162,59 @@ EOF
   echo "$cfg"
 }
 
-# start REG: a fresh, empty data dir each time; records the pid in PIDS[REG].
+ADMIN_PW=Bench-Admin-1234
+ADMIN_AUTH="Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
+CI_PW=Bench-Ci-1234
+CI_AUTH="Basic $(printf 'ci:%s' "$CI_PW" | base64 -w0)"
+TOKEN_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW")
+# Every project the figures (a)–(g) push to; each gets a 1 TiB storage quota in wave-2 mode.
+W2_PROJECTS=(bench catalog tagged arts)
+declare -A AUTH_OF=() # registry -> the Authorization value its berth-bench clients send
+
+# wave2_setup REG: user "ci", a developer (push and pull, nothing more) of every project in
+# W2_PROJECTS, each created with a storage quota, so every push is checked against one.
+wave2_setup() {
+  local api p
+  api=$(url "$1")/api/v2.0
+  api_post() { curl -sf -H "Authorization: $ADMIN_AUTH" -H 'Content-Type: application/json' -d "$2" "$api$1" >/dev/null; }
+  api_post /users "{\"username\": \"ci\", \"password\": \"$CI_PW\", \"email\": \"ci@example.com\", \"realname\": \"CI\"}"
+  for p in "${W2_PROJECTS[@]}"; do
+    api_post /projects "{\"project_name\": \"$p\", \"storage_limit\": $((1 << 40))}"
+    api_post "/projects/$p/members" '{"role_id": 2, "member_user": {"username": "ci"}}'
+  done
+  AUTH_OF[$1]=$CI_AUTH
+}
+
+# start REG: a fresh, empty data dir each time; records the pid in PIDS[REG]. berth, pg, cl1
+# and cl2 start in wave-2 mode (wave2_setup) unless a section set BERTH_ENV itself.
 start() {
-  local reg=$1 dir=$WORK/data-$1
+  local reg=$1 dir=$WORK/data-$1 wave2=0
   rm -rf "$dir" && mkdir -p "$dir"
   case $reg in
-    berth) env "${BERTH_ENV[@]}" BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
-      "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
+    berth)
+      if ((${#BERTH_ENV[@]} == 0)); then wave2=1; fi
+      env "${TOKEN_ENV[@]}" "${BERTH_ENV[@]}" BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir \
+        BERTH_LOG=error "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
       PIDS[berth]=$! ;;
-    berth0) BERTH_ADDR=127.0.0.1:$PORT_berth0 BERTH_DATA_DIR=$dir BERTH_LOG=error BERTH_AUDIT_ENABLED=false \
+    berth0) BERTH_ADDR=127.0.0.1:$PORT_berth0 BERTH_DATA_DIR=$dir BERTH_LOG=error \
       "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
       PIDS[berth0]=$! ;;
+    pre) BERTH_ADDR=127.0.0.1:$PORT_pre BERTH_DATA_DIR=$dir BERTH_LOG=error \
+      "$PRE" serve >>"$WORK/berth-pre.log" 2>&1 &
+      PIDS[pre]=$! ;;
     reg2) "$REG2" serve "$(reg2_config "$dir")" >>"$WORK/reg2.log" 2>&1 &
       PIDS[reg2]=$! ;;
-    pg | cl1 | cl2) scale_start "$reg" "$dir" ;;
+    pg | cl1 | cl2)
+      if ((${#BERTH_ENV[@]} == 0)); then wave2=1; fi
+      scale_start "$reg" "$dir" ;;
   esac
-  "$BB" --url "$(url "$reg")" ping --timeout-secs 30
+  BENCH_AUTHORIZATION=$ADMIN_AUTH "$BB" --url "$(url "$reg")" ping --timeout-secs 30
+  if ((wave2)); then wave2_setup "$reg"; fi
 }
 stop() {
   local reg=$1
   [[ -n ${PIDS[$reg]:-} ]] && stop_pid "${PIDS[$reg]}"
-  unset "PIDS[$reg]"
+  unset "PIDS[$reg]" "AUTH_OF[$reg]"
   [[ $reg == pg || $reg == cl1 || $reg == cl2 ]] && scale_stop
   rm -rf "$WORK/data-$reg"
   sync
@@ -175,12 +233,16 @@ calc() { bc -l <<<"$1"; }
 bench() { # reg subcommand args...: run berth-bench against REG, keep its JSON line
   local reg=$1 out
   shift
-  out=$(timeout 900 "$BB" --url "$(url "$reg")" "$@")
+  # A section's own BENCH_AUTHORIZATION (even empty) wins over the registry's clients' one.
+  out=$(BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION-${AUTH_OF[$reg]:-}} timeout 900 "$BB" --url "$(url "$reg")" "$@")
   echo "$reg $out" >>"$WORK/raw.jsonl"
   echo "$out"
 }
 REGS=(berth reg2)
-BERTH_ENV=() # extra environment for berth's starts (the (j) section's token mode)
+# The figures (a)–(i) also measure berth before wave 2.
+MAIN_REGS=(berth reg2)
+[[ -n $PRE ]] && MAIN_REGS+=(pre)
+BERTH_ENV=() # a section's own environment for berth's starts (then not in wave-2 mode)
 
 # --- the machine and its limits ------------------------------------------------------------
 MODEL=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
@@ -202,39 +264,50 @@ done
 DD_GIBS=$(printf '%.3f' "$(median dd machine)")
 
 # --- (i) cold start and (h) idle RSS -------------------------------------------------------
+# berth in token mode: its first start creates the administrator and a signing key, and
+# /v2/ answers 401 once it serves.
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${REGS[@]}"; do
+  for reg in "${MAIN_REGS[@]}"; do
     log "(i) cold start $reg ($r/$REPEATS)"
     dir=$WORK/data-cold && rm -rf "$dir" && mkdir -p "$dir"
-    if [[ $reg == berth ]]; then
-      out=$(BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
-        bench berth coldstart -- "$BERTH" serve)
-    else
-      out=$(bench reg2 coldstart -- "$REG2" serve "$(reg2_config "$dir")")
-    fi
+    ready=200
+    case $reg in
+      berth) cmd=(env "${TOKEN_ENV[@]}" BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error "$BERTH" serve)
+        ready=401 ;;
+      pre) cmd=(env BERTH_ADDR=127.0.0.1:$PORT_pre BERTH_DATA_DIR=$dir BERTH_LOG=error "$PRE" serve) ;;
+      reg2) cmd=("$REG2" serve "$(reg2_config "$dir")") ;;
+    esac
+    out=$(bench "$reg" coldstart --ready-status "$ready" -- "${cmd[@]}")
     record cold "$reg" "$(j .ms "$out")"
     record idle "$reg" "$(j '.idle_rss_kib / 1024' "$out")"
     # Again on the now initialised data dir: a restart.
-    if [[ $reg == berth ]]; then
-      out=$(BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error \
-        bench berth coldstart --settle-ms 0 -- "$BERTH" serve)
-    else
-      out=$(bench reg2 coldstart --settle-ms 0 -- "$REG2" serve "$(reg2_config "$dir")")
-    fi
+    out=$(bench "$reg" coldstart --ready-status "$ready" --settle-ms 0 -- "${cmd[@]}")
     record restart "$reg" "$(j .ms "$out")"
     rm -rf "$dir"
   done
 done
 
 # --- (a) GET manifest by tag, (b) HEAD blob: 64 connections --------------------------------
-# berth0 (audit off) is measured for (a) only, right after berth (audit on, the default).
+# berth (wave 2 on) with a bearer token for ci (repository:bench/small:pull), as docker sends
+# it; berth0 (auth off) right after it, for the auth on/off ratio.
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
 declare -A LAYER_OF=()
-for reg in "${REGS[@]}" berth0; do
+for reg in "${MAIN_REGS[@]}" berth0; do
   start "$reg"
   out=$(bench "$reg" push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42)
   LAYER_OF[$reg]=$(j '.layer_digests[0]' "$out")
 done
+# auth_args REG: wrk/oha arguments that authenticate as REG's clients: a fresh bearer token
+# for berth in wave-2 mode, nothing for the others.
+auth_args() {
+  AUTH_ARGS=()
+  [[ -n ${AUTH_OF[$1]:-} ]] || return 0
+  local token
+  token=$(curl -sf -H "Authorization: ${AUTH_OF[$1]}" \
+    "$(url "$1")/service/token?service=berth&scope=repository:bench/small:pull" | jq -r .token)
+  [[ -n $token && $token != null ]] || { echo "no token from $1" >&2; exit 1; }
+  AUTH_ARGS=(-H "Authorization: Bearer $token")
+}
 wrk_run() { # fig reg url [wrk args]
   local fig=$1 reg=$2 target=$3 out
   shift 3
@@ -245,43 +318,47 @@ wrk_run() { # fig reg url [wrk args]
     if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000
     print v }' <<<"$out")"
 }
-oha_run() { # fig reg url
+oha_run() { # fig reg url [oha args]
   local fig=$1 reg=$2 target=$3 out
-  out=$(timeout $((WRK_SECS + 60)) "$OHA" -c 64 -z "${WRK_SECS}s" -m HEAD --no-tui --output-format json "$target" 2>/dev/null)
+  shift 3
+  out=$(timeout $((WRK_SECS + 60)) "$OHA" -c 64 -z "${WRK_SECS}s" -m HEAD --no-tui --output-format json "$@" "$target" 2>/dev/null)
   echo "$reg $fig $out" >>"$WORK/oha.log"
   record "$fig" "$reg" "$(j '.summary.requestsPerSec' "$out")"
   record "$fig-p99" "$reg" "$(j '.latencyPercentiles.p99 * 1000' "$out")"
 }
-for reg in "${REGS[@]}" berth0; do # warm-up, not recorded
-  timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "$(url "$reg")/v2/bench/small/manifests/latest" >/dev/null
+for reg in "${MAIN_REGS[@]}" berth0; do # warm-up, not recorded
+  auth_args "$reg"
+  timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "${AUTH_ARGS[@]}" "$(url "$reg")/v2/bench/small/manifests/latest" >/dev/null
 done
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${REGS[@]}"; do
+  for reg in "${MAIN_REGS[@]}" berth0; do
     log "(a) GET manifest $reg ($r/$REPEATS)"
-    wrk_run manifest "$reg" "$(url "$reg")/v2/bench/small/manifests/latest" -H "$ACCEPT"
-    if [[ $reg == berth ]]; then
-      log "(a) GET manifest berth, audit off ($r/$REPEATS)"
-      wrk_run manifest-audit-off berth "$(url berth0)/v2/bench/small/manifests/latest" -H "$ACCEPT"
-    fi
+    auth_args "$reg"
+    fig=manifest && [[ $reg == berth0 ]] && fig=manifest-auth-off
+    wrk_run "$fig" "${reg/berth0/berth}" "$(url "$reg")/v2/bench/small/manifests/latest" -H "$ACCEPT" "${AUTH_ARGS[@]}"
   done
-  for reg in "${REGS[@]}"; do
+  for reg in "${MAIN_REGS[@]}" berth0; do
     log "(b) HEAD blob $reg ($r/$REPEATS)"
-    oha_run head "$reg" "$(url "$reg")/v2/bench/small/blobs/${LAYER_OF[$reg]}"
+    auth_args "$reg"
+    fig=head && [[ $reg == berth0 ]] && fig=head-auth-off
+    oha_run "$fig" "${reg/berth0/berth}" "$(url "$reg")/v2/bench/small/blobs/${LAYER_OF[$reg]}" "${AUTH_ARGS[@]}"
   done
 done
-for reg in "${REGS[@]}" berth0; do stop "$reg"; done
+for reg in "${MAIN_REGS[@]}" berth0; do stop "$reg"; done
 
 # --- (a), (b) on PostgreSQL + S3 (one node) --------------------------------------------------
 scale_deps_start
 start pg
 out=$(bench pg push-image --repo bench/small --tag latest --layer-size 4KiB --seed 42)
 PG_LAYER=$(j '.layer_digests[0]' "$out")
-timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "$(url pg)/v2/bench/small/manifests/latest" >/dev/null
+auth_args pg
+timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "${AUTH_ARGS[@]}" "$(url pg)/v2/bench/small/manifests/latest" >/dev/null
 for ((r = 1; r <= REPEATS; r++)); do
+  auth_args pg
   log "(a) GET manifest, PostgreSQL + S3 ($r/$REPEATS)"
-  wrk_run manifest-pg berth "$(url pg)/v2/bench/small/manifests/latest" -H "$ACCEPT"
+  wrk_run manifest-pg berth "$(url pg)/v2/bench/small/manifests/latest" -H "$ACCEPT" "${AUTH_ARGS[@]}"
   log "(b) HEAD blob, PostgreSQL + S3 ($r/$REPEATS)"
-  oha_run head-pg berth "$(url pg)/v2/bench/small/blobs/$PG_LAYER"
+  oha_run head-pg berth "$(url pg)/v2/bench/small/blobs/$PG_LAYER" "${AUTH_ARGS[@]}"
 done
 stop pg
 
@@ -290,8 +367,7 @@ stop pg
 # (project "bench" created with the CLI): GET manifest with a bearer token, and with Basic
 # credentials straight to /v2/; token issue for a repeat user over keep-alive. registry:2:
 # the same image served with htpasswd (bcrypt, checked on every request).
-ADMIN_PW=Bench-Admin-1234
-BASIC_HDR="Authorization: Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
+BASIC_HDR="Authorization: $ADMIN_AUTH"
 auth_dir=$WORK/data-auth-berth
 rm -rf "$auth_dir" && mkdir -p "$auth_dir"
 BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$auth_dir BERTH_LOG=error "$BERTH" serve >>"$WORK/berth.log" 2>&1 &
@@ -358,7 +434,7 @@ rm -rf "$auth_dir" "$reg2_auth_dir"
 # --- (d) monolithic push, (c) pull, (e) chunked push; peak RSS during (d) -----------------
 # Each run starts the registry fresh, so VmHWM read right after (d) is the peak during (d).
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${REGS[@]}"; do
+  for reg in "${MAIN_REGS[@]}"; do
     start "$reg"
     log "(d) monolithic push $BLOB $reg ($r/$REPEATS)"
     out=$(bench "$reg" push-blob --size "$BLOB")
@@ -392,13 +468,13 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 
 # --- (f) concurrent image push + pull; peak RSS during (f) ---------------------------------
-# berth0 (audit off) too, for the "(f) with audit on within 5%" figure.
+# berth0 (auth off) too, for the auth on/off ratio. Repositories bench/img-<run>/c<client>.
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${REGS[@]}" berth0; do
+  for reg in "${MAIN_REGS[@]}" berth0; do
     start "$reg"
     log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$REPEATS)"
-    out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
-    [[ $reg == berth0 ]] && { record images-audit-off berth "$(j .images_per_s "$out")"; stop "$reg"; continue; }
+    out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER" --repo-prefix bench/img)
+    [[ $reg == berth0 ]] && { record images-auth-off berth "$(j .images_per_s "$out")"; stop "$reg"; continue; }
     record images "$reg" "$(j .images_per_s "$out")"
     record images-p99 "$reg" "$(j .image.p99_ms "$out")"
     record rss-images "$reg" "$(hwm_mib "$reg")"
@@ -411,7 +487,7 @@ for ((r = 1; r <= REPEATS; r++)); do
   for reg in pg cl1 cl2; do
     start "$reg"
     log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$REPEATS)"
-    out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER")
+    out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER" --repo-prefix bench/img)
     record "images-$reg" berth "$(j .images_per_s "$out")"
     record "images-p99-$reg" berth "$(j .image.p99_ms "$out")"
     stop "$reg"
@@ -419,7 +495,8 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 
 # --- (g) _catalog and tag list with many repositories / tags ------------------------------
-for reg in "${REGS[@]}"; do
+# berth lists what ci may see: every repository here is in one of its projects.
+for reg in "${MAIN_REGS[@]}"; do
   start "$reg"
   log "(g) seeding $REPOS repositories and $TAGS tags into $reg"
   out=$(bench "$reg" seed --repos "$REPOS" --name catalog/r)
@@ -432,7 +509,7 @@ log "(g) seeding $TAGS artifacts into berth"
 out=$(bench berth seed --artifacts "$TAGS" --name arts/many)
 record seed-artifacts berth "$(j .per_s "$out")"
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${REGS[@]}"; do
+  for reg in "${MAIN_REGS[@]}"; do
     log "(g) list $reg ($r/$REPEATS)"
     out=$(bench "$reg" list --catalog --n "$CATALOG_N" --rounds "$LIST_ROUNDS")
     (($(j .items_per_walk "$out") >= REPOS)) || { echo "catalog walk: $out" >&2; exit 1; }
@@ -452,7 +529,7 @@ for ((r = 1; r <= REPEATS; r++)); do
   record artifacts berth "$(j .page.p50_ms "$out")"
   record artifacts-max berth "$(j .page.max_ms "$out")"
 done
-for reg in "${REGS[@]}"; do stop "$reg"; done
+for reg in "${MAIN_REGS[@]}"; do stop "$reg"; done
 
 # --- (j) operations: GC, usage and quota answers at 10 000 manifests / 50 000 blobs ---------
 # berth in token mode (GC and usage answer on /api/v2.0 to a system administrator), projects
@@ -712,27 +789,30 @@ row "(a) GET manifest by tag, req/s (64 conn)" higher manifest "≥ 5×" '$X >= 
 row "(a) GET manifest by tag, p99 ms" lower manifest-p99 "≥ 5×" '$X >= 5'
 row "(b) HEAD blob, req/s (64 conn)" higher head "≥ 5×" '$X >= 5'
 row "(b) HEAD blob, p99 ms" lower head-p99 "≥ 5×" '$X >= 5'
-# Token mode against auth off (same registry): the ratio of the two berth medians.
-A_OFF=$(median manifest berth)
+# Wave 2 on (token mode: a bearer token, audit, usage) against auth off, same binary.
+A_ON=$(median manifest berth)
+A_OFF=$(median manifest-auth-off berth)
+B_ON=$(median head berth)
+B_OFF=$(median head-auth-off berth)
 A_BEARER=$(median manifest-bearer berth)
 A_BASIC=$(median manifest-basic berth)
 share() { [[ $1 == n/a || $2 == n/a ]] && { echo n/a; return; }; printf '%.0f%%' "$(calc "100 * $1 / $2")"; }
 met_share() { [[ $1 == n/a || $2 == n/a ]] && { echo; return; }; yes_no "$1 >= $3 * $2"; }
-A_AUDIT_OFF=$(median manifest-audit-off berth)
-ROWS+=("| (a) GET manifest, audit log off (BERTH_AUDIT_ENABLED=false), req/s | $(fmt "$A_AUDIT_OFF") | | audit on: $(share "$A_OFF" "$A_AUDIT_OFF") of off | audit on ≥ 90% of off | $(met_share "$A_OFF" "$A_AUDIT_OFF" 0.9) |")
+ROWS+=("| (a) GET manifest, berth with auth off, req/s | $(fmt "$A_OFF") | | token mode: $(share "$A_ON" "$A_OFF") of auth off | ≥ 85% of auth off | $(met_share "$A_ON" "$A_OFF" 0.85) |")
+ROWS+=("| (b) HEAD blob, berth with auth off, req/s | $(fmt "$B_OFF") | | token mode: $(share "$B_ON" "$B_OFF") of auth off | ≥ 85% of auth off | $(met_share "$B_ON" "$B_OFF" 0.85) |")
 ROWS+=("| (a2) GET manifest, bearer token (token mode), req/s | $(fmt "$A_BEARER") | | $(share "$A_BEARER" "$A_OFF") of auth off | ≥ 85% of auth off | $(met_share "$A_BEARER" "$A_OFF" 0.85) |")
 row "(a2) GET manifest, bearer (berth) vs Basic (registry:2 htpasswd), req/s" higher manifest-basic "≥ 20×" '$X >= 20'
-ROWS[-1]=$(sed "s/| $(fmt "$(median manifest-basic berth)") |/| $(fmt "$A_BEARER") |/" <<<"${ROWS[-1]}")
+ROWS[-1]=$(sed "s#| $(fmt "$(median manifest-basic berth)") |#| $(fmt "$A_BEARER") |#" <<<"${ROWS[-1]}")
 ROWS+=("| (a2) GET manifest, Basic straight to /v2/ (token mode), req/s | $(fmt "$A_BASIC") | $(fmt "$(median manifest-basic reg2)") | | ≥ 80% of anonymous ($(share "$A_BASIC" "$A_OFF")) | $(met_share "$A_BASIC" "$A_OFF" 0.8) |")
 ROWS+=("| (a2) token issue, repeat user, keep-alive, tokens/s | $(fmt "$(median token-issue berth)") | | | ≥ 2000/s | $(met_share "$(median token-issue berth)" 2000 1) |")
 ROWS+=("| (h) RSS idle in token mode, MiB | $(fmt "$(median idle-token berth)") | | | ≤ 20 MiB | $(met_share 20 "$(median idle-token berth)" 1) |")
 row "(c) pull $BLOB blob, GiB/s" higher pull "≥ 2 GiB/s and ≥ 1×" '$B >= 2 && $X >= 1'
 row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s" "\$X >= 3 && \$B >= $SIXTY"
 row "(e) chunked push $BLOB, $CHUNK chunks, GiB/s" higher chunked "" ""
-row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher images "≥ 2×" '$X >= 2'
+row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher images "≥ 2.5×" '$X >= 2.5'
 row "(f) p99 per image (push + pull), ms" lower images-p99 "≥ 1× (no worse)" '$X >= 1'
 A_PG=$(median manifest-pg berth)
-ROWS+=("| (a) GET manifest, PostgreSQL + S3 (one node), req/s | $(fmt "$A_PG") | | $(share "$A_PG" "$A_OFF") of SQLite | ≥ 50% of SQLite | $(met_share "$A_PG" "$A_OFF" 0.5) |")
+ROWS+=("| (a) GET manifest, PostgreSQL + S3 (one node), req/s | $(fmt "$A_PG") | | $(share "$A_PG" "$A_ON") of SQLite | ≥ 50% of SQLite | $(met_share "$A_PG" "$A_ON" 0.5) |")
 ROWS+=("| (b) HEAD blob, PostgreSQL + S3 (one node), req/s | $(fmt "$(median head-pg berth)") | | $(share "$(median head-pg berth)" "$(median head berth)") of SQLite | | |")
 ROWS+=("| (c) pull $BLOB, PostgreSQL + S3 (one node, 307 to S3), GiB/s | $(fmt "$(median pull-pg berth)") | | $(share "$(median pull-pg berth)" "$(median pull berth)") of filesystem | | |")
 ROWS+=("| (d) monolithic push $BLOB, PostgreSQL + S3 (one node), GiB/s | $(fmt "$(median push-pg berth)") | | $(share "$(median push-pg berth)" "$(median push berth)") of filesystem | | |")
@@ -742,8 +822,8 @@ for reg in pg cl1 cl2; do
   ROWS+=("| (f) images/s, PostgreSQL + S3, $what (p99 $(fmt "$(median "images-p99-$reg" berth)") ms) | $(fmt "$(median "images-$reg" berth)") | | $(share "$(median "images-$reg" berth)" "$(median images berth)") of SQLite + filesystem | | |")
 done
 F_ON=$(median images berth)
-F_OFF=$(median images-audit-off berth)
-ROWS+=("| (f) images/s, audit log off | $(fmt "$F_OFF") | | audit on: $(share "$F_ON" "$F_OFF") of off | audit on ≥ 95% of off | $(met_share "$F_ON" "$F_OFF" 0.95) |")
+F_OFF=$(median images-auth-off berth)
+ROWS+=("| (f) images/s, berth with auth off | $(fmt "$F_OFF") | | token mode: $(share "$F_ON" "$F_OFF") of auth off | | |")
 row "(g) _catalog page (n=$CATALOG_N, $REPOS repos), ms" lower catalog "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
 row "(g) tag list page ($TAGS tags, one page), ms" lower tags "≥ 10× and < 5 ms" '$X >= 10 && $B < 5'
 row "(g) tag list page, slowest of $LIST_ROUNDS walks (first: cold caches), ms" lower tags-max "" ""
@@ -786,6 +866,39 @@ row "seeding: manifest PUTs into new repos, repos/s (64 conn)" higher seed-repos
 row "seeding: tag PUTs into one repo, tags/s (64 conn)" higher seed-tags "" ""
 ROWS+=("| seeding: manifest PUTs into one repo (artifacts), per s (64 conn) | $(fmt "$(median seed-artifacts berth)") | | | | |")
 
+# Before wave 2 (pre, auth off: it had no token mode) against now with wave 2 on.
+BA_ROWS=()
+before_after() { # label kind fig [read]: a read path must keep ≥ 95% of its before figure
+  local label=$1 kind=$2 fig=$3 read=${4:-} P N S goal="" met=""
+  P=$(median "$fig" pre) N=$(median "$fig" berth)
+  S=$(ratio "$kind" "$N" "$P")
+  [[ -n $read ]] && goal="≥ 95% (a read path)"
+  if [[ $S != n/a ]]; then
+    [[ -n $read ]] && met=$(yes_no "$S >= 0.95")
+    S=$(printf '%.0f%%' "$(calc "100 * $S")")
+  fi
+  BA_ROWS+=("| $label | $(fmt "$P") | $(fmt "$N") | $S | $goal | $met |")
+}
+before_after "(a) GET manifest by tag, req/s" higher manifest read
+before_after "(a) GET manifest by tag, p99 ms" lower manifest-p99 read
+before_after "(b) HEAD blob, req/s" higher head read
+before_after "(b) HEAD blob, p99 ms" lower head-p99 read
+before_after "(c) pull $BLOB, GiB/s" higher pull read
+before_after "(d) monolithic push $BLOB, GiB/s" higher push
+before_after "(e) chunked push $BLOB, GiB/s" higher chunked
+before_after "(f) images/s" higher images
+before_after "(f) p99 per image, ms" lower images-p99
+before_after "(g) _catalog page, ms" lower catalog read
+before_after "(g) tag list page, ms" lower tags read
+before_after "(g) tag list page asking n=$CATALOG_N, ms" lower tags-n read
+before_after "(h) RSS idle, MiB" lower idle
+before_after "(h) peak RSS during (d), MiB" lower rss-push
+before_after "(h) peak RSS during (f), MiB" lower rss-images
+before_after "(i) cold start, ms" lower cold
+before_after "(i) restart, ms" lower restart
+before_after "seeding: manifest PUTs into new repos, repos/s" higher seed-repos
+before_after "seeding: tag PUTs into one repo, tags/s" higher seed-tags
+
 {
   echo
   echo "## berth vs registry:2 — $(date -u '+%Y-%m-%d %H:%M UTC')$( ((QUICK)) && echo ' (quick mode: tiny sizes, not comparable)')"
@@ -794,12 +907,21 @@ ROWS+=("| seeding: manifest PUTs into one repo (artifacts), per s (64 conn) | $(
   echo "- berth $BERTH_REV, $("$REG2" --version 2>/dev/null | awk '{ print $2, $3 }'); $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'); $("$OHA" --version 2>/dev/null)"
   echo "- limits: SHA-256 one core (openssl, 16 KiB blocks) $SHA_GIBS GiB/s; disk write (dd 1 GiB, fdatasync) $DD_GIBS GiB/s; 60% of the lower: $SIXTY GiB/s"
   echo "- medians of $REPEATS runs, berth and registry:2 alternating; load average $LOAD_START at start, $LOAD_END at end"
+  echo "- berth in (a)–(i): wave 2 on — token mode (wrk and oha with a bearer token, berth-bench with a project developer's Basic credentials), audit log, usage accounting, a 1 TiB storage quota on every project pushed to; PostgreSQL + S3 likewise. \"auth off\": the same binary without auth (audit and usage on)"
   echo "- × = how many times better berth is (throughput berth ÷ registry:2; times and RSS registry:2 ÷ berth)"
   echo "- (g): _catalog walked with n=$CATALOG_N (${CATALOG_PAGES:-?} pages); tags/list asked without n: one page of all $TAGS tags on both (Distribution 2.8 ignores n there)"
   echo
   echo "| figure | berth | registry:2 | × | goal | met? |"
   echo "|---|---|---|---|---|---|"
   printf '%s\n' "${ROWS[@]}"
+  if [[ -n $PRE ]]; then
+    echo
+    echo "### Before wave 2 ($BEFORE_REV, auth off) and now with wave 2 on ($BERTH_REV: token mode, audit, usage, quotas)"
+    echo
+    echo "| figure | before | now | now ÷ before (higher is better) | goal | met? |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${BA_ROWS[@]}"
+  fi
 } | tee "$RES/table.md"
 if [[ ${BENCH_KEEP:-0} == 1 ]]; then
   cp "$RES/table.md" "$WORK/table.md"

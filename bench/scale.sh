@@ -1,6 +1,7 @@
 # Scale-out registries for bench/run.sh (sourced): berth on PostgreSQL + S3 (s3s-fs, a Rust
 # S3 server on the same disk), alone ("pg"), and behind nginx round-robin with one node
-# ("cl1") or two ("cl2"). Each start gets an empty database and bucket.
+# ("cl1") or two ("cl2"). Each start gets an empty database and bucket. Nodes run in token
+# mode (run.sh's start() then sets up wave-2 mode: a user, projects with quotas).
 #
 # PostgreSQL keeps its defaults (fsync and synchronous_commit on), as SQLite keeps its
 # flushes: durability is part of what is measured.
@@ -39,14 +40,14 @@ scale_start() {
     [[ $reg != pg ]] && port=$(free_port)
     ports+=("$port")
     mkdir -p "$dir/node-$i"
-    env "${BERTH_ENV[@]}" BERTH_ADDR=127.0.0.1:$port BERTH_DATA_DIR=$dir/node-$i BERTH_LOG=error \
+    env "${TOKEN_ENV[@]}" "${BERTH_ENV[@]}" BERTH_ADDR=127.0.0.1:$port BERTH_DATA_DIR=$dir/node-$i BERTH_LOG=error \
       BERTH_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bench" \
       BERTH_STORAGE_BACKEND=s3 BERTH_STORAGE_S3_ENDPOINT="http://127.0.0.1:$S3_PORT" \
       BERTH_STORAGE_S3_BUCKET=bench BERTH_STORAGE_S3_ALLOW_HTTP=true \
       BERTH_STORAGE_S3_ACCESS_KEY=bench BERTH_STORAGE_S3_SECRET_KEY=bench-secret \
       "$BERTH" serve >>"$WORK/berth-$reg.log" 2>&1 &
     SCALE_NODE_PIDS+=($!)
-    "$BB" --url "http://127.0.0.1:$port" ping --timeout-secs 60
+    BENCH_AUTHORIZATION=$ADMIN_AUTH "$BB" --url "http://127.0.0.1:$port" ping --timeout-secs 60
   done
   if [[ $reg == pg ]]; then
     PIDS[pg]=${SCALE_NODE_PIDS[0]}
@@ -81,7 +82,7 @@ http {
 EOF
   nginx -c "$dir/nginx.conf" -p "$dir" >>"$WORK/nginx.log" 2>&1 &
   PIDS[$reg]=$!
-  "$BB" --url "$(url "$reg")" ping --timeout-secs 30
+  BENCH_AUTHORIZATION=$ADMIN_AUTH "$BB" --url "$(url "$reg")" ping --timeout-secs 30
 }
 
 scale_stop() {

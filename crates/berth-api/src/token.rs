@@ -135,12 +135,12 @@ fn token_failure(state: &AppState, request: &Parts, failure: AuthFailure) -> Api
     }
 }
 
-pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+pub async fn get(State(state): State<std::sync::Arc<AppState>>, request: Request) -> Response {
     crate::observe::classify(berth_metrics::EndpointClass::Token);
     respond(get_token(&state, request).await)
 }
 
-pub async fn post(State(state): State<AppState>, request: Request) -> Response {
+pub async fn post(State(state): State<std::sync::Arc<AppState>>, request: Request) -> Response {
     crate::observe::classify(berth_metrics::EndpointClass::Token);
     respond(post_token(&state, request).await)
 }

@@ -21,7 +21,7 @@ mod listing;
 mod manifests;
 mod uploads;
 
-pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+pub async fn dispatch(State(state): State<std::sync::Arc<AppState>>, request: Request) -> Response {
     let mut response = match route(&state, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),

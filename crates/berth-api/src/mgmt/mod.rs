@@ -95,7 +95,7 @@ pub async fn openapi_document() -> Response {
     }
 }
 
-pub async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+pub async fn dispatch(State(state): State<std::sync::Arc<AppState>>, request: Request) -> Response {
     // The request id (`X-Request-Id`, echoed in the answer) is `observe`'s, as everywhere.
     crate::observe::classify(berth_metrics::EndpointClass::Management);
     match route(&state, request).await {
