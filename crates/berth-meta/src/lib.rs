@@ -565,6 +565,47 @@ impl<
 }
 
 /// Seconds since the Unix epoch, for row timestamps.
+/// A catalog page of only the repositories in `projects`, after `last`: at most `limit`
+/// names, in name order. A project's repositories are one contiguous range of the name index
+/// — from `p/` up to, not including, `p0` (`0` is the character after `/`) — and ranges of
+/// different projects never overlap, so the page is read as index range scans
+/// (`between(after, before, limit)`: names strictly between), project by project in name
+/// order, and no row outside the caller's projects is ever looked at.
+pub(crate) async fn repositories_in_projects<F, Fut>(
+    projects: &[String],
+    last: Option<&str>,
+    limit: usize,
+    mut between: F,
+) -> Result<Vec<String>>
+where
+    F: FnMut(String, String, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>>>,
+{
+    let mut ranges: Vec<(String, String)> = projects
+        .iter()
+        .map(|p| (format!("{p}/"), format!("{p}0")))
+        .collect();
+    ranges.sort_unstable();
+    ranges.dedup();
+    let last = last.unwrap_or("");
+    let mut names = Vec::new();
+    for (start, end) in ranges {
+        if names.len() >= limit {
+            break;
+        }
+        if last >= end.as_str() {
+            continue;
+        }
+        let after = if last > start.as_str() {
+            last.to_owned()
+        } else {
+            start
+        };
+        names.extend(between(after, end, limit - names.len()).await?);
+    }
+    Ok(names)
+}
+
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

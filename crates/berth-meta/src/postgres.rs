@@ -629,11 +629,6 @@ async fn insert_tags(
     Ok(())
 }
 
-/// Project names as the text array `= ANY($n)` compares with.
-fn project_names(projects: &[String]) -> Vec<&str> {
-    projects.iter().map(String::as_str).collect()
-}
-
 #[async_trait]
 impl RepositoryStore for PgStore {
     async fn list_repositories(&self, last: Option<&str>, limit: usize) -> Result<Vec<String>> {
@@ -652,16 +647,18 @@ impl RepositoryStore for PgStore {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE name > $1 AND strpos(name, '/') > 0
-               AND split_part(name, '/', 1) = ANY($2)
-             ORDER BY name LIMIT $3",
-        )
-        .bind(last.unwrap_or(""))
-        .bind(project_names(projects))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?)
+        crate::repositories_in_projects(projects, last, limit, |after, before, n| async move {
+            Ok(sqlx::query_scalar(
+                "SELECT name FROM repositories WHERE name > $1 AND name < $2
+                 ORDER BY name LIMIT $3",
+            )
+            .bind(after)
+            .bind(before)
+            .bind(n as i64)
+            .fetch_all(&self.pool)
+            .await?)
+        })
+        .await
     }
 
     async fn repository_page(&self, query: &RepositoryQuery<'_>) -> Result<Paged<RepositoryInfo>> {

@@ -348,20 +348,20 @@ impl RepositoryStore for SqliteStore {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
-        let projects = serde_json::to_string(projects)
-            .map_err(|e| MetaError::Corrupt(format!("project list: {e}")))?;
-        let names: String = sqlx::query_scalar(
-            "SELECT json_group_array(name) FROM
-               (SELECT name FROM repositories WHERE name > ? AND instr(name, '/') > 0
-                  AND substr(name, 1, instr(name, '/') - 1) IN (SELECT value FROM json_each(?))
-                ORDER BY name LIMIT ?)",
-        )
-        .bind(last.unwrap_or(""))
-        .bind(projects)
-        .bind(limit as i64)
-        .fetch_one(&self.reader)
-        .await?;
-        names_from_json(&names)
+        crate::repositories_in_projects(projects, last, limit, |after, before, n| async move {
+            let names: String = sqlx::query_scalar(
+                "SELECT json_group_array(name) FROM
+                   (SELECT name FROM repositories WHERE name > ? AND name < ?
+                    ORDER BY name LIMIT ?)",
+            )
+            .bind(after)
+            .bind(before)
+            .bind(n as i64)
+            .fetch_one(&self.reader)
+            .await?;
+            names_from_json(&names)
+        })
+        .await
     }
 
     async fn repository_page(&self, query: &RepositoryQuery<'_>) -> Result<Paged<RepositoryInfo>> {

@@ -436,11 +436,11 @@ pub async fn reopened(store: &dyn MetaStore) {
             .expect("query"),
         Some(5)
     );
-    // suite/app, suite/other, the three the identity cases linked into, audit/app,
+    // suite/app, suite/other, the five the identity cases linked into, audit/app,
     // harbor/app, gc/app, gc/other and gc/reserved.
     assert_eq!(
         store.list_repositories(None, 20).await.expect("list").len(),
-        10
+        12
     );
     assert!(store.user_by_name("alice").await.expect("get").is_some());
     let (entries, total) = store
@@ -1653,6 +1653,40 @@ async fn identity(store: &dyn MetaStore) {
             .await
             .expect("list")
             .is_empty()
+    );
+    // Several projects: read range by range, yet in one name order across them ("team-b/"
+    // sorts before "team/", "teamx/" belongs to neither), and paged across the ranges.
+    for repo in ["team-b/x", "a/z"] {
+        store.link_blob(&name(repo), &layer, 5).await.expect("link");
+    }
+    let three = vec!["team".to_string(), "team-b".to_string(), "a".to_string()];
+    assert_eq!(
+        store
+            .list_repositories_in(&three, None, 10)
+            .await
+            .expect("list"),
+        ["a/z", "team-b/x", "team/a/b", "team/app"]
+    );
+    assert_eq!(
+        store
+            .list_repositories_in(&three, None, 2)
+            .await
+            .expect("list"),
+        ["a/z", "team-b/x"]
+    );
+    assert_eq!(
+        store
+            .list_repositories_in(&three, Some("team-b/x"), 10)
+            .await
+            .expect("list"),
+        ["team/a/b", "team/app"]
+    );
+    assert_eq!(
+        store
+            .list_repositories_in(&three, Some("team/app"), 10)
+            .await
+            .expect("list"),
+        Vec::<String>::new()
     );
 
     // Robots: unique names, permissions kept as given, update, delete with their project.
