@@ -199,9 +199,19 @@ impl<V: Clone> TtlCache<V> {
     }
 }
 
-/// A token as the registry received it, verified once.
+/// Tokens as the registry received them, each verified once: by its signature's SHA-256
+/// (a JWT's last segment, unique to its header and claims), with the whole token kept and
+/// compared on a hit. Hashing only the signature, not the whole token with its claims, is
+/// most of what a cached check costs.
 struct VerifiedTokens {
-    entries: RwLock<HashMap<[u8; 32], Arc<Claims>>>,
+    entries: RwLock<HashMap<[u8; 32], (Box<str>, Arc<Claims>)>>,
+}
+
+impl VerifiedTokens {
+    fn key(token: &str) -> [u8; 32] {
+        let signature = token.rsplit_once('.').map_or(token, |(_, s)| s);
+        sha2::Sha256::digest(signature.as_bytes()).into()
+    }
 }
 
 /// What `/service/token` answers.
@@ -403,7 +413,7 @@ impl TokenAuth {
 
     /// Verify a bearer token presented to the registry (verified once, then cached).
     pub async fn authenticate_bearer(&self, token: &str) -> Result<Arc<Claims>, AuthFailure> {
-        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        let key = VerifiedTokens::key(token);
         let now = now_secs();
         {
             let entries = self
@@ -411,7 +421,8 @@ impl TokenAuth {
                 .entries
                 .read()
                 .unwrap_or_else(|p| p.into_inner());
-            if let Some(claims) = entries.get(&key)
+            if let Some((verified, claims)) = entries.get(&key)
+                && **verified == *token
                 && claims.exp > now
             {
                 return Ok(claims.clone());
@@ -431,12 +442,12 @@ impl TokenAuth {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         if entries.len() >= 10_000 {
-            entries.retain(|_, c| c.exp > now);
+            entries.retain(|_, (_, c)| c.exp > now);
             if entries.len() >= 10_000 {
                 entries.clear();
             }
         }
-        entries.insert(key, claims.clone());
+        entries.insert(key, (token.into(), claims.clone()));
         Ok(claims)
     }
 

@@ -106,10 +106,14 @@ pub async fn serve_plain(
 
 /// A clock for the connections' last activity, in milliseconds since the process's first
 /// connection (an atomic can hold it; an `Instant` cannot).
+/// Milliseconds on the coarse monotonic clock (a few ms resolution, read from memory the
+/// kernel updates each tick). It is read on every read and write of every connection, where
+/// a precise clock read cost more than the rest of the bookkeeping, and idle timeouts of
+/// seconds need no finer.
 fn now_millis() -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1000
+        + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
 /// Counts connections, caps them, and wraps each one's socket and service so the idle
