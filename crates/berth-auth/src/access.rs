@@ -204,8 +204,11 @@ impl<V: Clone> TtlCache<V> {
 /// compared on a hit. Hashing only the signature, not the whole token with its claims, is
 /// most of what a cached check costs.
 struct VerifiedTokens {
-    entries: RwLock<HashMap<[u8; 32], (Box<str>, Arc<Claims>)>>,
+    entries: RwLock<HashMap<[u8; 32], VerifiedToken>>,
 }
+
+/// A verified token as presented, and what it says.
+type VerifiedToken = (Box<str>, Arc<Claims>);
 
 impl VerifiedTokens {
     fn key(token: &str) -> [u8; 32] {
