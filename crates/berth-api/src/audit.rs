@@ -176,7 +176,7 @@ impl Audited {
             Ok(response) if pull => {
                 let Some(digest) = response
                     .headers()
-                    .get("docker-content-digest")
+                    .get(crate::distribution::DOCKER_CONTENT_DIGEST)
                     .and_then(|v| v.to_str().ok())
                 else {
                     return;

@@ -34,17 +34,19 @@ impl Peer {
     }
 }
 
-/// Credentials as sent.
-pub enum Presented {
+/// Credentials as sent (a bearer token borrowed from the request: it is only looked up).
+pub enum Presented<'a> {
     None,
     Basic { user: String, password: String },
-    Bearer(String),
+    Bearer(&'a str),
 }
 
-pub fn presented(headers: &HeaderMap) -> Presented {
+pub fn presented(headers: &HeaderMap) -> Presented<'_> {
+    // UTF-8, not `to_str`'s visible ASCII: a token's characters are checked when it is
+    // verified (or compared whole with one that was), and this runs on every request.
     let Some(value) = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
     else {
         return Presented::None;
     };
@@ -52,7 +54,7 @@ pub fn presented(headers: &HeaderMap) -> Presented {
         return Presented::None;
     };
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Presented::Bearer(rest.trim().to_owned());
+        return Presented::Bearer(rest.trim());
     }
     if !scheme.eq_ignore_ascii_case("basic") {
         return Presented::None;
@@ -120,7 +122,7 @@ pub async fn authenticate(
                     Err(failure) => Err(failure_response(state, request, failure)),
                 }
             }
-            Presented::Bearer(token) => match auth.authenticate_bearer(&token).await {
+            Presented::Bearer(token) => match auth.authenticate_bearer(token).await {
                 Ok(claims) => Ok(Principal::Bearer(claims)),
                 Err(failure) => Err(failure_response(state, request, failure)),
             },

@@ -65,7 +65,13 @@ pub async fn observe(
     );
     CLASS
         .scope(Cell::new(None), async move {
-            let mut response = crate::error::guarded(request, next).instrument(span).await;
+            let handled = crate::error::guarded(request, next);
+            // A span nobody records (the log level is above `info`) is not entered at all.
+            let mut response = if span.is_disabled() {
+                handled.await
+            } else {
+                handled.instrument(span).await
+            };
             let status = response.status().as_u16();
             let elapsed = started.elapsed();
             match CLASS.with(Cell::get) {
@@ -93,18 +99,23 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
             return incoming.clone();
         }
     }
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static PREFIX: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix = PREFIX.get_or_init(|| hex16(uuid::Uuid::new_v4().as_u64_pair().0));
     let mut text = [0u8; 32];
-    let digits = b"0123456789abcdef";
-    for (i, slot) in text.iter_mut().enumerate() {
-        let word = if i < 16 { prefix } else { n };
-        let shift = 60 - 4 * (i % 16);
-        *slot = digits[((word >> shift) & 0xf) as usize];
-    }
+    text[..16].copy_from_slice(prefix);
+    text[16..].copy_from_slice(&hex16(COUNTER.fetch_add(1, Ordering::Relaxed)));
     HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// `n` as 16 lowercase hex digits.
+fn hex16(n: u64) -> [u8; 16] {
+    let digits = b"0123456789abcdef";
+    let mut text = [0u8; 16];
+    for (i, slot) in text.iter_mut().enumerate() {
+        *slot = digits[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    text
 }
 
 /// A request body that fails once the client has sent nothing for `timeout` while the

@@ -3,8 +3,8 @@
 //! counts, writes JSON lines, then the batch in one transaction; expires old entries. It is
 //! the only place audit data reaches the database, and it never runs inside a request.
 
+use foldhash::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -96,8 +96,8 @@ struct Key {
 /// A batch of events as entries (identical events folded, in order of first occurrence)
 /// and pulls per manifest.
 pub fn fold(events: Vec<AuditEvent>) -> AuditBatch {
-    let mut entries: HashMap<Key, (usize, i64, u64)> = HashMap::new();
-    let mut pulls: HashMap<String, HashMap<String, (u64, i64)>> = HashMap::new();
+    let mut entries: HashMap<Key, (usize, i64, u64)> = HashMap::default();
+    let mut pulls: HashMap<String, HashMap<String, (u64, i64)>> = HashMap::default();
     for (order, mut event) in events.into_iter().enumerate() {
         if event.operation == Operation::Pull
             && let Some(digest) = event.digest.take()

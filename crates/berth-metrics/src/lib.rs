@@ -36,6 +36,9 @@ pub struct ConnectionMetrics {
     /// Connections closed because nothing moved for `[http] idle_timeout` while no request
     /// was being handled.
     pub idle_closed: Counter,
+    /// Connections closed because a request's headers were not in within
+    /// `[http] header_read_timeout` of the connection being ready for them.
+    pub header_timeouts: Counter,
     /// TLS handshakes that did not finish within `[http] tls_handshake_timeout`.
     pub tls_handshake_timeouts: Counter,
     /// Request bodies dropped because no byte came for `[http] body_idle_timeout`.
@@ -50,6 +53,7 @@ pub static CONNECTIONS: ConnectionMetrics = ConnectionMetrics {
     accepted: Counter::new(),
     rejected: Counter::new(),
     idle_closed: Counter::new(),
+    header_timeouts: Counter::new(),
     tls_handshake_timeouts: Counter::new(),
     body_timeouts: Counter::new(),
     received_bytes: Counter::new(),
@@ -193,6 +197,11 @@ fn render_connections(out: &mut Exposition) {
         "berth_connections_idle_closed_total",
         "Connections closed after [http] idle_timeout without a request or a byte.",
         c.idle_closed.get(),
+    );
+    out.counter(
+        "berth_connections_header_timeouts_total",
+        "Connections closed because a request's headers took longer than [http] header_read_timeout.",
+        c.header_timeouts.get(),
     );
     out.counter(
         "berth_tls_handshake_timeouts_total",

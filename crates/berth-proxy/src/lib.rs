@@ -4,7 +4,7 @@
 //! do what (`berth-auth` does), and never writes metadata except through the registry
 //! service (`berth_registry::Registry`), so what it caches passed the checks of a push.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,7 +112,8 @@ pub struct ProxyCache {
     /// that was last compared with the database (another node may change the row).
     clients: Mutex<HashMap<i64, KnownClient>>,
     /// Project name → the upstream it proxies (`None`: an ordinary project).
-    routes: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+    /// Read on every `/v2/` request of every repository: a read lock.
+    routes: std::sync::RwLock<HashMap<String, (Option<i64>, Instant)>>,
     /// Repositories found held here, and when: the default mirror leaves their pulls alone.
     held: Mutex<HashMap<String, Instant>>,
     /// When each (repository, tag) was last found current upstream.
@@ -206,7 +207,7 @@ impl ProxyCache {
     /// node; other nodes notice within a few seconds).
     pub fn forget(&self) {
         self.routes
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.clients
@@ -295,7 +296,7 @@ impl ProxyCache {
         };
         let known = self
             .routes
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(project)
             .filter(|(_, at)| at.elapsed() < ROUTE_TTL)
@@ -309,7 +310,7 @@ impl ProxyCache {
                     .await
                     .map_err(|e| berth_registry::Error::Internal(e.to_string()))?;
                 self.routes
-                    .lock()
+                    .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(project.to_owned(), (id, Instant::now()));
                 id

@@ -14,7 +14,9 @@
 //! its connection fails) the cache is suspended: it neither answers nor stores, and it
 //! starts empty when the feed is back.
 
-use std::collections::HashMap;
+// Keys are names from request paths: hashed with a seeded fast hash, not SipHash, which
+// was a measurable part of a cached GET.
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use berth_core::{Digest, RepositoryName};

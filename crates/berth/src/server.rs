@@ -2,12 +2,12 @@
 //! lives under, so that stalled or abandoned sockets cannot pile up (a slowloris would
 //! otherwise exhaust the file descriptors):
 //!
-//! - **header read timeout** (hyper): a request's headers must be in within
-//!   `[http] header_read_timeout`; for HTTP/1.1 the wait for the next request on a keep-alive
-//!   connection counts too;
+//! - **header read timeout** ([`ConnectionAcceptor`]): a connection must send a request's
+//!   headers within `[http] header_read_timeout` of being ready for one (opened, or done
+//!   answering the last request), the TLS handshake and a keep-alive wait included;
 //! - **idle timeout** ([`ConnectionAcceptor`]): a connection with no request in flight on
-//!   which no byte moves for `[http] idle_timeout` is closed (HTTP/2 too, which has no header
-//!   timer); a response being written moves bytes, so a slow download is not idle;
+//!   which no byte moves for `[http] idle_timeout` is closed; a response being written moves
+//!   bytes, so a slow download is not idle;
 //! - **connection cap** ([`ConnectionAcceptor`]): beyond `[http] max_connections` open
 //!   connections, each request on a new connection is answered 503 and the connection closed,
 //!   with a log line (at most one a second) and `berth_connections_rejected_total`;
@@ -68,14 +68,15 @@ impl Default for Limits {
     }
 }
 
-/// The connection settings every listener gets: `header_read_timeout` is how long a
-/// connection may take to send a request's headers, an idle keep-alive connection's next
-/// request included.
-pub fn harden(builder: &mut Builder<TokioExecutor>, header_read_timeout: Duration) {
+/// The connection settings every listener gets. The header read timeout is
+/// [`TrackedStream`]'s, not hyper's: hyper's arms a fresh timer for every request, and
+/// registering and cancelling it was a tenth of a cached `HEAD`'s CPU; one timer per
+/// connection, re-armed only when it fires, does the same for both HTTP versions.
+pub fn harden(builder: &mut Builder<TokioExecutor>) {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(None);
 }
 
 /// Serve `app` over plain HTTP on `listener` until `shutdown` resolves, then let the
@@ -96,9 +97,8 @@ pub async fn serve_plain(
     });
     let mut server = axum_server::Server::from_listener(listener)
         .acceptor(ConnectionAcceptor::new(&limits))
-        .first_request_timeout(limits.header_read_timeout)
         .handle(handle);
-    harden(server.http_builder(), limits.header_read_timeout);
+    harden(server.http_builder());
     server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
@@ -116,11 +116,11 @@ fn now_millis() -> u64 {
         + u64::try_from(now.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
-/// Counts connections, caps them, and wraps each one's socket and service so the idle
-/// timeout knows when the connection is idle.
+/// Counts connections, caps them, and wraps each one's socket and service so the header
+/// read and idle timeouts know when the connection waits for the client.
 #[derive(Clone)]
 pub struct ConnectionAcceptor {
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     max_connections: Option<usize>,
     open: Arc<AtomicUsize>,
     /// When the last "too many connections" line was logged (seconds of [`now_millis`]).
@@ -130,7 +130,10 @@ pub struct ConnectionAcceptor {
 impl ConnectionAcceptor {
     pub fn new(limits: &Limits) -> ConnectionAcceptor {
         ConnectionAcceptor {
-            idle_timeout: limits.idle_timeout,
+            timeouts: Timeouts {
+                header_read: limits.header_read_timeout,
+                idle: limits.idle_timeout,
+            },
             max_connections: limits.max_connections,
             open: Arc::new(AtomicUsize::new(0)),
             last_warning: Arc::new(AtomicU64::new(u64::MAX)),
@@ -150,12 +153,23 @@ impl ConnectionAcceptor {
     }
 }
 
-/// What a connection's socket and its service share.
+/// How long a connection may wait for its client (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    header_read: Duration,
+    idle: Duration,
+}
+
+/// What a connection's socket and its service share (times in [`now_millis`]).
 struct ConnectionState {
     /// Requests being handled on this connection now.
     in_flight: AtomicUsize,
-    /// When a byte last moved or a request last finished ([`now_millis`]).
+    /// When a byte last moved or a request last finished.
     last_activity: AtomicU64,
+    /// When the connection last became ready for a request's headers: opened, a request
+    /// finished, or a byte of a response was written (a response still being written is
+    /// not a wait for the next request).
+    ready_since: AtomicU64,
 }
 
 impl<S> Accept<TcpStream, S> for ConnectionAcceptor {
@@ -175,15 +189,17 @@ impl<S> Accept<TcpStream, S> for ConnectionAcceptor {
             CONNECTIONS.rejected.inc();
             self.warn_rejected(open, self.max_connections.unwrap_or(0));
         }
+        let now = now_millis();
         let state = Arc::new(ConnectionState {
             in_flight: AtomicUsize::new(0),
-            last_activity: AtomicU64::new(now_millis()),
+            last_activity: AtomicU64::new(now),
+            ready_since: AtomicU64::new(now),
         });
         std::future::ready(Ok((
             TrackedStream {
                 inner: stream,
                 state: state.clone(),
-                idle_timeout: self.idle_timeout,
+                timeouts: self.timeouts,
                 timer: None,
                 _open: OpenConnection(self.open.clone()),
             },
@@ -206,11 +222,12 @@ impl Drop for OpenConnection {
     }
 }
 
-/// A client socket that counts its bytes and closes itself when idle.
+/// A client socket that counts its bytes and closes itself when its client is too slow
+/// with a request's headers or idle too long.
 pub struct TrackedStream {
     inner: TcpStream,
     state: Arc<ConnectionState>,
-    idle_timeout: Duration,
+    timeouts: Timeouts,
     /// Armed while the connection waits for the client with no request in flight; may fire
     /// early (it is re-armed then), never late.
     timer: Option<Pin<Box<Sleep>>>,
@@ -218,38 +235,51 @@ pub struct TrackedStream {
 }
 
 impl TrackedStream {
-    fn moved(&self) {
+    fn received(&self) {
         self.state
             .last_activity
             .store(now_millis(), Ordering::Relaxed);
     }
 
-    /// Waiting for the client: an error once the connection has been idle too long, else
-    /// `Pending` with a timer that wakes the connection at the deadline.
+    fn sent(&self) {
+        let now = now_millis();
+        self.state.last_activity.store(now, Ordering::Relaxed);
+        self.state.ready_since.store(now, Ordering::Relaxed);
+    }
+
+    /// Waiting for the client: an error once it has taken too long to send a request's
+    /// headers or been idle too long, else `Pending` with a timer that wakes the connection
+    /// at the deadline.
     fn wait_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.state.in_flight.load(Ordering::Relaxed) > 0 {
             // A request is being handled: its own timers (body idle) decide.
             return Poll::Pending;
         }
-        let last = self.state.last_activity.load(Ordering::Relaxed);
-        let idle_for = Duration::from_millis(now_millis().saturating_sub(last));
-        let Some(left) = self
-            .idle_timeout
-            .checked_sub(idle_for)
-            .filter(|d| !d.is_zero())
-        else {
+        let now = now_millis();
+        let left = |since: &AtomicU64, timeout: Duration| {
+            let waited = Duration::from_millis(now.saturating_sub(since.load(Ordering::Relaxed)));
+            timeout.checked_sub(waited).filter(|d| !d.is_zero())
+        };
+        let Some(headers_left) = left(&self.state.ready_since, self.timeouts.header_read) else {
+            CONNECTIONS.header_timeouts.inc();
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no request headers within [http] header_read_timeout",
+            )));
+        };
+        let Some(idle_left) = left(&self.state.last_activity, self.timeouts.idle) else {
             CONNECTIONS.idle_closed.inc();
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "connection idle for [http] idle_timeout",
             )));
         };
-        let deadline = Instant::now() + left;
+        let left = headers_left.min(idle_left);
         let timer = self
             .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + left)));
         if timer.as_mut().poll(cx).is_ready() {
-            timer.as_mut().reset(deadline);
+            timer.as_mut().reset(Instant::now() + left);
             let _ = timer.as_mut().poll(cx);
         }
         Poll::Pending
@@ -269,7 +299,7 @@ impl AsyncRead for TrackedStream {
                 let read = buf.filled().len() - before;
                 if read > 0 {
                     CONNECTIONS.received_bytes.add(read as u64);
-                    this.moved();
+                    this.received();
                 }
                 Poll::Ready(Ok(()))
             }
@@ -291,7 +321,7 @@ impl AsyncWrite for TrackedStream {
             && *written > 0
         {
             CONNECTIONS.sent_bytes.add(*written as u64);
-            this.moved();
+            this.sent();
         }
         result
     }
@@ -307,7 +337,7 @@ impl AsyncWrite for TrackedStream {
             && *written > 0
         {
             CONNECTIONS.sent_bytes.add(*written as u64);
-            this.moved();
+            this.sent();
         }
         result
     }
@@ -346,8 +376,11 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        // The idle time starts now, not at the last byte before a long request.
-        self.0.last_activity.store(now_millis(), Ordering::Relaxed);
+        // The idle time and the wait for the next request start now, not at the last byte
+        // before a long request.
+        let now = now_millis();
+        self.0.last_activity.store(now, Ordering::Relaxed);
+        self.0.ready_since.store(now, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -187,7 +187,7 @@ pub async fn serve(
     let mut server = axum_server::Server::from_listener(listener)
         .acceptor(acceptor)
         .handle(handle);
-    crate::server::harden(server.http_builder(), limits.header_read_timeout);
+    crate::server::harden(server.http_builder());
     let result = server
         .accept_error_handler(|peer: Option<&SocketAddr>, error| match peer {
             // A client that does not trust the certificate, has no client certificate, or

@@ -41,9 +41,9 @@ pub async fn get(
         return Ok(redirect(&url, digest));
     }
     let mut response = if head || len == 0 {
-        Response::new(Body::empty())
+        super::content_response(Body::empty())
     } else {
-        Response::new(Body::from_stream(
+        super::content_response(Body::from_stream(
             registry.read_blob(digest, start, len).await?,
         ))
     };
@@ -58,12 +58,7 @@ pub async fn get(
         header::ACCEPT_RANGES,
         header::HeaderValue::from_static("bytes"),
     );
-    if let Ok(v) = digest.to_string().parse() {
-        h.insert("docker-content-digest", v);
-    }
-    if let Ok(v) = format!("\"{digest}\"").parse() {
-        h.insert(header::ETAG, v);
-    }
+    super::insert_digest_headers(h, digest);
     if status == StatusCode::PARTIAL_CONTENT
         && let Ok(v) = format!("bytes {}-{}/{size}", start, start + len - 1).parse()
     {
@@ -89,12 +84,7 @@ pub fn fetched(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/octet-stream"),
     );
-    if let Ok(v) = digest.to_string().parse() {
-        h.insert("docker-content-digest", v);
-    }
-    if let Ok(v) = format!("\"{digest}\"").parse() {
-        h.insert(header::ETAG, v);
-    }
+    super::insert_digest_headers(h, digest);
     response
 }
 
@@ -113,7 +103,7 @@ fn redirect(url: &str, digest: &Digest) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     if let Ok(v) = digest.to_string().parse() {
-        h.insert("docker-content-digest", v);
+        h.insert(super::DOCKER_CONTENT_DIGEST, v);
     }
     response
 }

@@ -29,12 +29,11 @@ pub fn serve(
 ) -> Result<Response, ApiError> {
     // Clients send one Accept line per media type (docker, skopeo, podman) or one line
     // with a comma-separated list; every line counts.
-    let accept: Vec<&str> = headers
+    let accept = headers
         .get_all(header::ACCEPT)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !accepts(&accept, &manifest.media_type) {
+        .filter_map(|v| v.to_str().ok());
+    if !accepts(accept, &manifest.media_type) {
         return Err(ApiError::new(
             404,
             ErrorCode::ManifestUnknown,
@@ -46,30 +45,24 @@ pub fn serve(
     }
     let len = manifest.content.len();
     let mut response = if head {
-        Response::new(Body::empty())
+        super::content_response(Body::empty())
     } else {
-        Response::new(Body::from(manifest.content))
+        super::content_response(Body::from(manifest.content))
     };
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, len.into());
-    if let Ok(v) = manifest.media_type.parse() {
+    if let Some(v) = super::content_type(&manifest.media_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    if let Ok(v) = manifest.digest.to_string().parse() {
-        h.insert("docker-content-digest", v);
-    }
-    if let Ok(v) = format!("\"{}\"", manifest.digest).parse() {
-        h.insert(header::ETAG, v);
-    }
+    super::insert_digest_headers(h, &manifest.digest);
     Ok(response)
 }
 
 /// Whether the `Accept` header lines admit `media_type`. No header, a wildcard or plain
 /// JSON admits everything; otherwise the type must be listed (as Distribution does for OCI
 /// types).
-fn accepts(lines: &[&str], media_type: &str) -> bool {
+fn accepts<'a>(lines: impl Iterator<Item = &'a str>, media_type: &str) -> bool {
     let mut listed = lines
-        .iter()
         .flat_map(|line| line.split(','))
         .map(|t| t.split(';').next().unwrap_or("").trim())
         .filter(|t| !t.is_empty())
@@ -125,7 +118,7 @@ pub async fn put(
         h.insert(header::LOCATION, v);
     }
     if let Ok(v) = pushed.digest.to_string().parse() {
-        h.insert("docker-content-digest", v);
+        h.insert(super::DOCKER_CONTENT_DIGEST, v);
     }
     if let Some(subject) = pushed.subject
         && let Ok(v) = subject.to_string().parse()
@@ -155,8 +148,11 @@ pub async fn delete(
 
 #[cfg(test)]
 mod tests {
-    use super::accepts;
     use berth_core::media_type::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+
+    fn accepts(lines: &[&str], media_type: &str) -> bool {
+        super::accepts(lines.iter().copied(), media_type)
+    }
 
     #[test]
     fn accept_negotiation() {

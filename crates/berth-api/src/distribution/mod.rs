@@ -27,7 +27,7 @@ pub async fn dispatch(State(state): State<std::sync::Arc<AppState>>, request: Re
         Err(error) => error.into_response(),
     };
     response.headers_mut().insert(
-        "docker-distribution-api-version",
+        const { header::HeaderName::from_static("docker-distribution-api-version") },
         HeaderValue::from_static("registry/2.0"),
     );
     response
@@ -424,6 +424,51 @@ fn body_stream(body: Body) -> berth_storage_stream::ByteStream {
 /// `berth_storage::ByteStream`, named without depending on the storage crate.
 mod berth_storage_stream {
     pub type ByteStream = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+}
+
+/// `Docker-Content-Digest`.
+pub(crate) const DOCKER_CONTENT_DIGEST: header::HeaderName =
+    header::HeaderName::from_static("docker-content-digest");
+
+/// The headers of a response that answers with content: a map sized for all of them (the
+/// handler's, the version header and the request id), so none of them makes it grow.
+fn content_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.headers_mut() = HeaderMap::with_capacity(8);
+    response
+}
+
+/// `Docker-Content-Digest` and `ETag` (the digest quoted), both views of one buffer.
+fn insert_digest_headers(h: &mut HeaderMap, digest: &berth_core::Digest) {
+    let algorithm = digest.algorithm().as_str();
+    let mut quoted = Vec::with_capacity(algorithm.len() + digest.hex().len() + 3);
+    quoted.push(b'"');
+    quoted.extend_from_slice(algorithm.as_bytes());
+    quoted.push(b':');
+    quoted.extend_from_slice(digest.hex().as_bytes());
+    quoted.push(b'"');
+    let quoted = axum::body::Bytes::from(quoted);
+    if let Ok(v) = HeaderValue::from_maybe_shared(quoted.slice(1..quoted.len() - 1)) {
+        h.insert(DOCKER_CONTENT_DIGEST, v);
+    }
+    if let Ok(v) = HeaderValue::from_maybe_shared(quoted) {
+        h.insert(header::ETAG, v);
+    }
+}
+
+/// `Content-Type` for a media type: the common ones without an allocation.
+fn content_type(media_type: &str) -> Option<HeaderValue> {
+    use berth_core::media_type::*;
+    let known = [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ];
+    match known.iter().find(|known| **known == media_type) {
+        Some(known) => Some(HeaderValue::from_static(known)),
+        None => media_type.parse().ok(),
+    }
 }
 
 /// Header value as text, if present and valid.

@@ -43,7 +43,7 @@ fn blob_created(name: &RepositoryName, digest: &Digest) -> Response {
         h.insert(header::LOCATION, v);
     }
     if let Ok(v) = digest.to_string().parse() {
-        h.insert("docker-content-digest", v);
+        h.insert(super::DOCKER_CONTENT_DIGEST, v);
     }
     response
 }

@@ -265,6 +265,14 @@ async fn forged_tokens_are_refused() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(v).expect("json"))
     };
+    // The real token is used first, so it is in the cache of verified tokens when a forged
+    // one with the same signature arrives.
+    let genuine = app
+        .with_bearer(&real)
+        .get("/v2/team/app/tags/list")
+        .send()
+        .await;
+    assert_ne!(genuine.status, StatusCode::UNAUTHORIZED);
     let mut escalated = claims(&real);
     escalated["access"][0]["actions"] = serde_json::json!(["pull", "push", "delete"]);
     let parts: Vec<&str> = real.split('.').collect();
