@@ -43,6 +43,42 @@ PY
 }
 check "200 stalled and 1 idle connection are closed after the 3 s header timeout" stalled_and_idle_are_closed
 check_eq "the registry still answers" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$REG_URL/v2/")"
+check "/metrics counts the connections closed by the header timeout" \
+  bash -c "curl -s '$REG_URL/metrics' | awk '\$1==\"berth_connections_header_timeouts_total\" && \$2>=200 {ok=1} END {exit !ok}'"
+
+# A client that stops reading a download for longer than the header timeout is not waiting
+# for its next request: only the idle timeout (60 s here) may close it.
+stalled_reader_is_not_cut() {
+  head -c 33554432 /dev/urandom >"$T/big"
+  local digest loc
+  digest="sha256:$(sha256sum "$T/big" | cut -d' ' -f1)"
+  loc=$(curl -s -D - -o /dev/null -X POST "$REG_URL/v2/e2e/download/blobs/uploads/" \
+    | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  [[ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' \
+    --data-binary "@$T/big" "$REG_URL${loc#"$REG_URL"}?digest=$digest")" == 201 ]] || return 1
+  python3 - "$REG_PORT" "$digest" <<'PY'
+import hashlib, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(f"GET /v2/e2e/download/blobs/{sys.argv[2]} HTTP/1.1\r\nHost: e2e\r\n\r\n".encode())
+time.sleep(5)  # the server's writes block: longer than the 3 s header timeout
+s.settimeout(10)
+data = b""
+while b"\r\n\r\n" not in data:
+    data += s.recv(65536)
+head, body = data.split(b"\r\n\r\n", 1)
+length = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+while len(body) < length:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    body += chunk
+print(f"{len(body)} of {length} bytes after a 5 s pause")
+sys.exit(0 if len(body) == length and "sha256:" + hashlib.sha256(body).hexdigest() == sys.argv[2] else 1)
+PY
+}
+check "a download whose client stops reading for 5 s (header timeout 3 s) is not cut" stalled_reader_is_not_cut
 
 # The other limits, on a registry of their own: an idle timeout (2 s) well below the header
 # read timeout (30 s), a request body idle timeout (2 s) and a cap of 8 connections.

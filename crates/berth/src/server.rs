@@ -201,6 +201,7 @@ impl<S> Accept<TcpStream, S> for ConnectionAcceptor {
                 state: state.clone(),
                 timeouts: self.timeouts,
                 timer: None,
+                write_blocked: false,
                 _open: OpenConnection(self.open.clone()),
             },
             TrackedService {
@@ -231,6 +232,9 @@ pub struct TrackedStream {
     /// Armed while the connection waits for the client with no request in flight; may fire
     /// early (it is re-armed then), never late.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The last write could not go out: the client is not reading a response. Only the
+    /// idle timeout applies then; it is not waiting for the client's next request.
+    write_blocked: bool,
     _open: OpenConnection,
 }
 
@@ -241,10 +245,18 @@ impl TrackedStream {
             .store(now_millis(), Ordering::Relaxed);
     }
 
-    fn sent(&self) {
-        let now = now_millis();
-        self.state.last_activity.store(now, Ordering::Relaxed);
-        self.state.ready_since.store(now, Ordering::Relaxed);
+    fn wrote(&mut self, result: &Poll<io::Result<usize>>) {
+        match result {
+            Poll::Ready(Ok(written)) if *written > 0 => {
+                CONNECTIONS.sent_bytes.add(*written as u64);
+                let now = now_millis();
+                self.state.last_activity.store(now, Ordering::Relaxed);
+                self.state.ready_since.store(now, Ordering::Relaxed);
+                self.write_blocked = false;
+            }
+            Poll::Pending => self.write_blocked = true,
+            Poll::Ready(_) => {}
+        }
     }
 
     /// Waiting for the client: an error once it has taken too long to send a request's
@@ -260,7 +272,12 @@ impl TrackedStream {
             let waited = Duration::from_millis(now.saturating_sub(since.load(Ordering::Relaxed)));
             timeout.checked_sub(waited).filter(|d| !d.is_zero())
         };
-        let Some(headers_left) = left(&self.state.ready_since, self.timeouts.header_read) else {
+        let headers_left = if self.write_blocked {
+            Some(self.timeouts.idle)
+        } else {
+            left(&self.state.ready_since, self.timeouts.header_read)
+        };
+        let Some(headers_left) = headers_left else {
             CONNECTIONS.header_timeouts.inc();
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -317,12 +334,7 @@ impl AsyncWrite for TrackedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(written)) = &result
-            && *written > 0
-        {
-            CONNECTIONS.sent_bytes.add(*written as u64);
-            this.sent();
-        }
+        this.wrote(&result);
         result
     }
 
@@ -333,12 +345,7 @@ impl AsyncWrite for TrackedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write_vectored(cx, data);
-        if let Poll::Ready(Ok(written)) = &result
-            && *written > 0
-        {
-            CONNECTIONS.sent_bytes.add(*written as u64);
-            this.sent();
-        }
+        this.wrote(&result);
         result
     }
 
