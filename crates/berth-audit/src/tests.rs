@@ -296,3 +296,34 @@ fn audit_off_records_nothing() {
     audit.record(pull("alice", "team/app:v1", "sha256:a"));
     assert_eq!(audit.dropped(), 0);
 }
+
+#[tokio::test]
+async fn events_from_many_threads_are_all_written() {
+    let store = Arc::new(MemoryStore::default());
+    let audit = Audit::start(store.clone(), settings())
+        .await
+        .expect("start");
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let audit = audit.clone();
+            std::thread::spawn(move || {
+                for _ in 0..1_000 {
+                    audit.record(pull("alice", "team/app:v1", "sha256:a"));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    audit.flush().await;
+    let batches = store.batches.lock().expect("lock").clone();
+    let entries: u64 = batches
+        .iter()
+        .flat_map(|b| &b.entries)
+        .map(|e| e.count)
+        .sum();
+    let pulls: u64 = batches.iter().flat_map(|b| &b.pulls).map(|p| p.count).sum();
+    assert_eq!((entries, pulls), (8_000, 8_000));
+    assert_eq!(audit.dropped(), 0);
+}

@@ -15,11 +15,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::{
-    AuditEvent, Client, Control, JsonLines, Operation, ResourceType, Signals, now_ms, project_of,
+    AuditEvent, Client, Control, JsonLines, Operation, ResourceType, Shard, Signals, now_ms,
+    project_of,
 };
 
-/// Most events taken into one transaction.
-const MAX_BATCH: usize = 16_384;
 /// How often entries past the retention are deleted.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 /// Rows deleted per statement, so the writer connection is never held for long.
@@ -75,7 +74,7 @@ impl Sink {
 pub(crate) struct Writer {
     pub(crate) store: Arc<dyn AuditStore>,
     pub(crate) sink: Sink,
-    pub(crate) events: mpsc::Receiver<AuditEvent>,
+    pub(crate) shards: Arc<[Shard]>,
     pub(crate) commands: mpsc::UnboundedReceiver<Control>,
     pub(crate) signals: Arc<Signals>,
     pub(crate) interval: Duration,
@@ -96,17 +95,36 @@ struct Key {
 /// A batch of events as entries (identical events folded, in order of first occurrence)
 /// and pulls per manifest.
 pub fn fold(events: Vec<AuditEvent>) -> AuditBatch {
-    let mut entries: HashMap<Key, (usize, i64, u64)> = HashMap::default();
-    let mut pulls: HashMap<String, HashMap<String, (u64, i64)>> = HashMap::default();
-    for (order, mut event) in events.into_iter().enumerate() {
+    let mut folder = Folder::default();
+    for event in events {
+        folder.add(event);
+    }
+    folder.finish()
+}
+
+/// Events folded as they are recorded: identical events into one entry with a count, pulls
+/// into counts per manifest. A repeated event costs a lookup, not memory.
+#[derive(Default)]
+pub struct Folder {
+    /// Entry → (order of first occurrence, first time, count).
+    entries: HashMap<Key, (usize, i64, u64)>,
+    /// Repository → digest → (count, last time).
+    pulls: HashMap<String, HashMap<String, (u64, i64)>>,
+    /// Events folded in.
+    pub(crate) events: usize,
+}
+
+impl Folder {
+    pub fn add(&mut self, mut event: AuditEvent) {
+        self.events += 1;
         if event.operation == Operation::Pull
             && let Some(digest) = event.digest.take()
         {
             // Repository names hold neither ':' nor '@'.
             let repository = event.resource.split([':', '@']).next().unwrap_or_default();
-            let per_digest = match pulls.get_mut(repository) {
+            let per_digest = match self.pulls.get_mut(repository) {
                 Some(found) => found,
-                None => pulls.entry(repository.to_owned()).or_default(),
+                None => self.pulls.entry(repository.to_owned()).or_default(),
             };
             let counted = per_digest.entry(digest).or_insert((0, event.time_ms));
             counted.0 += 1;
@@ -120,7 +138,8 @@ pub fn fold(events: Vec<AuditEvent>) -> AuditBatch {
             resource: event.resource,
             failure: event.failure,
         };
-        entries
+        let order = self.entries.len();
+        self.entries
             .entry(key)
             .and_modify(|(_, first, count)| {
                 *first = (*first).min(event.time_ms);
@@ -128,37 +147,42 @@ pub fn fold(events: Vec<AuditEvent>) -> AuditBatch {
             })
             .or_insert((order, event.time_ms, 1));
     }
-    let mut ordered: Vec<(Key, (usize, i64, u64))> = entries.into_iter().collect();
-    ordered.sort_by_key(|(_, (order, _, _))| *order);
-    let entries = ordered
-        .into_iter()
-        .map(|(key, (_, first, count))| AuditRecord {
-            op_time_ms: first,
-            username: key.username.into_owned(),
-            client: key.client.to_string(),
-            operation: key.operation.as_str().to_owned(),
-            resource_type: key.resource_type.as_str().to_owned(),
-            project: project_of(key.resource_type, &key.resource).map(str::to_owned),
-            resource: key.resource,
-            success: key.failure.is_none(),
-            reason: key.failure.unwrap_or_default(),
-            count,
-        })
-        .collect();
-    let pulls = pulls
-        .into_iter()
-        .flat_map(|(repository, digests)| {
-            digests
-                .into_iter()
-                .map(move |(digest, (count, last_ms))| PullRecord {
-                    repository: repository.clone(),
-                    digest,
-                    count,
-                    last_ms,
-                })
-        })
-        .collect();
-    AuditBatch { entries, pulls }
+
+    /// The entries in order of first occurrence, and the pulls.
+    pub fn finish(self) -> AuditBatch {
+        let Folder { entries, pulls, .. } = self;
+        let mut ordered: Vec<(Key, (usize, i64, u64))> = entries.into_iter().collect();
+        ordered.sort_by_key(|(_, (order, _, _))| *order);
+        let entries = ordered
+            .into_iter()
+            .map(|(key, (_, first, count))| AuditRecord {
+                op_time_ms: first,
+                username: key.username.into_owned(),
+                client: key.client.to_string(),
+                operation: key.operation.as_str().to_owned(),
+                resource_type: key.resource_type.as_str().to_owned(),
+                project: project_of(key.resource_type, &key.resource).map(str::to_owned),
+                resource: key.resource,
+                success: key.failure.is_none(),
+                reason: key.failure.unwrap_or_default(),
+                count,
+            })
+            .collect();
+        let pulls = pulls
+            .into_iter()
+            .flat_map(|(repository, digests)| {
+                digests
+                    .into_iter()
+                    .map(move |(digest, (count, last_ms))| PullRecord {
+                        repository: repository.clone(),
+                        digest,
+                        count,
+                        last_ms,
+                    })
+            })
+            .collect();
+        AuditBatch { entries, pulls }
+    }
 }
 
 /// One entry as a JSON line.
@@ -196,7 +220,11 @@ impl Writer {
             };
             // Before taking the queue: a request that fills it again wakes us again.
             self.signals.woken.store(false, Ordering::Release);
-            let disconnected = self.write_queued().await;
+            if let Some(Some(Control::Shutdown(_))) = &command {
+                // Under each shard's lock, before it is taken: no event is added after.
+                self.signals.closed.store(true, Ordering::Release);
+            }
+            self.write_queued().await;
             let dropped = self.signals.dropped.load(Ordering::Relaxed);
             if dropped > reported_drops {
                 tracing::warn!(
@@ -217,8 +245,6 @@ impl Writer {
                     let _ = done.send(());
                 }
                 Some(Some(Control::Shutdown(done))) => {
-                    self.events.close();
-                    self.write_queued().await;
                     let _ = done.send(());
                     return;
                 }
@@ -226,33 +252,16 @@ impl Writer {
                 Some(None) => return,
                 None => {}
             }
-            if disconnected {
-                return;
-            }
         }
     }
 
     /// Write everything queued now, in batches; whether the queue is closed.
-    async fn write_queued(&mut self) -> bool {
-        loop {
-            let mut events = Vec::new();
-            let mut disconnected = false;
-            while events.len() < MAX_BATCH {
-                match self.events.try_recv() {
-                    Ok(event) => events.push(event),
-                    Err(mpsc::error::TryRecvError::Empty) => break,
-                    Err(mpsc::error::TryRecvError::Disconnected) => {
-                        disconnected = true;
-                        break;
-                    }
-                }
-            }
-            let full = events.len() == MAX_BATCH;
-            if !events.is_empty() {
-                self.write(fold(events)).await;
-            }
-            if !full {
-                return disconnected;
+    /// Write each shard's events, one transaction per shard.
+    async fn write_queued(&mut self) {
+        for index in 0..self.shards.len() {
+            let folded = std::mem::take(&mut *self.shards[index].lock());
+            if folded.events > 0 {
+                self.write(folded.finish()).await;
             }
         }
     }
