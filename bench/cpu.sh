@@ -20,11 +20,13 @@ SERVER_PIN=() CLIENT_PIN=()
 ADMIN="Basic $(printf 'admin:Bench-Admin-1234' | base64 -w0)"
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json'
 WORK=$(mktemp -d /var/tmp/berth-cpu.XXXXXX)
-declare -A PID URL AUTH LAYER
+declare -A PID=() URL=() AUTH=() LAYER=()
+STARTED=0
 trap 'kill "${PID[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 
 start() { # name binary env...
-  local name=$1 bin=$2 port=$((PORT + ${#PID[@]})); shift 2
+  local name=$1 bin=$2 port=$((PORT + STARTED)); shift 2
+  STARTED=$((STARTED + 1))
   mkdir -p "$WORK/$name"
   env "$@" BERTH_ADDR=127.0.0.1:$port BERTH_DATA_DIR="$WORK/$name" BERTH_LOG=error \
     "${SERVER_PIN[@]}" "$bin" serve >"$WORK/$name.log" 2>&1 &
