@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::exposition::{Exposition, Kind};
-use crate::primitives::{Counter, Gauge, Histogram};
+use crate::primitives::{Counter, Gauge, Histogram, STRIPES, stripe};
 
 /// What kind of request it was, decided from the parsed endpoint (never from the path
 /// string): the `endpoint` label.
@@ -156,8 +156,15 @@ pub fn status_index(status: u16) -> usize {
     }
 }
 
-/// Every request the HTTP layer answered.
+/// Every request the HTTP layer answered: one copy per stripe (see `primitives`), summed
+/// when read. A request may start on one thread and finish on another, so one stripe's
+/// in-flight count may go below zero; the sum is right.
 pub struct HttpMetrics {
+    stripes: [HttpStripe; STRIPES],
+}
+
+#[repr(align(128))]
+struct HttpStripe {
     requests: [[Counter; STATUSES]; CLASSES],
     latency: [Histogram; CLASSES],
     in_flight: [Gauge; CLASSES],
@@ -165,37 +172,61 @@ pub struct HttpMetrics {
 
 /// The process's request metrics.
 pub static HTTP: HttpMetrics = HttpMetrics {
-    requests: [const { [const { Counter::new() }; STATUSES] }; CLASSES],
-    latency: [const { Histogram::new() }; CLASSES],
-    in_flight: [const { Gauge::new() }; CLASSES],
+    stripes: [const {
+        HttpStripe {
+            requests: [const { [const { Counter::new() }; STATUSES] }; CLASSES],
+            latency: [const { Histogram::new() }; CLASSES],
+            in_flight: [const { Gauge::new() }; CLASSES],
+        }
+    }; STRIPES],
 };
 
 impl HttpMetrics {
+    fn mine(&self) -> &HttpStripe {
+        &self.stripes[stripe()]
+    }
+
+    fn in_flight(&self, class: EndpointClass) -> i64 {
+        self.stripes
+            .iter()
+            .map(|s| s.in_flight[class.index()].get())
+            .sum()
+    }
+
+    fn requests_of(&self, class: usize, status: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.requests[class][status].get())
+            .sum()
+    }
+
     /// A request of `class` has started (it counts as in flight until [`HttpMetrics::finish`]).
     pub fn start(&self, class: EndpointClass) {
-        self.in_flight[class.index()].inc();
+        self.mine().in_flight[class.index()].inc();
     }
 
     /// A request of `class` that [`HttpMetrics::start`]ed has been answered with `status`
     /// after `elapsed`.
     pub fn finish(&self, class: EndpointClass, status: u16, elapsed: Duration) {
         let class = class.index();
-        self.in_flight[class].dec();
-        self.requests[class][status_index(status)].inc();
-        self.latency[class].observe(elapsed);
+        let mine = self.mine();
+        mine.in_flight[class].dec();
+        mine.requests[class][status_index(status)].inc();
+        mine.latency[class].observe(elapsed);
     }
 
     /// A request whose class was never decided (no route claimed it): counted as
     /// [`EndpointClass::Other`] without passing through in-flight.
     pub fn record_unclassified(&self, status: u16, elapsed: Duration) {
         let class = EndpointClass::Other.index();
-        self.requests[class][status_index(status)].inc();
-        self.latency[class].observe(elapsed);
+        let mine = self.mine();
+        mine.requests[class][status_index(status)].inc();
+        mine.latency[class].observe(elapsed);
     }
 
     /// Requests answered so far with `class` and `status` (tests).
     pub fn requests(&self, class: EndpointClass, status: u16) -> u64 {
-        self.requests[class.index()][status_index(status)].get()
+        self.requests_of(class.index(), status_index(status))
     }
 
     /// Registry requests (`/v2/`, tokens) in flight now: clients being served, which
@@ -212,7 +243,7 @@ impl HttpMetrics {
                         | EndpointClass::Other
                 )
             })
-            .map(|class| self.in_flight[class.index()].get())
+            .map(|class| self.in_flight(*class))
             .sum()
     }
 
@@ -221,7 +252,7 @@ impl HttpMetrics {
         EndpointClass::ALL
             .iter()
             .filter(|class| class.is_upload())
-            .map(|class| self.in_flight[class.index()].get())
+            .map(|class| self.in_flight(*class))
             .sum()
     }
 
@@ -233,7 +264,7 @@ impl HttpMetrics {
         );
         for class in EndpointClass::ALL {
             for (status, label) in STATUS_LABELS.iter().enumerate() {
-                let count = self.requests[class.index()][status].get();
+                let count = self.requests_of(class.index(), status);
                 // Rows never used stay out of the scrape; a row once used stays in it.
                 if count > 0 {
                     out.sample(
@@ -250,14 +281,18 @@ impl HttpMetrics {
             Kind::Histogram,
         );
         for class in EndpointClass::ALL {
+            let latency = Histogram::new();
+            for stripe in &self.stripes {
+                latency.add_from(&stripe.latency[class.index()]);
+            }
             // Like the counters: a class appears once it has served a request.
-            if self.latency[class.index()].cumulative().1 == 0 {
+            if latency.cumulative().1 == 0 {
                 continue;
             }
             out.histogram(
                 "berth_http_request_duration_seconds",
                 &[("endpoint", class.as_str())],
-                &self.latency[class.index()],
+                &latency,
             );
         }
         out.family(
@@ -269,7 +304,7 @@ impl HttpMetrics {
             out.sample(
                 "berth_http_requests_in_flight",
                 &[("endpoint", class.as_str())],
-                self.in_flight[class.index()].get().into(),
+                self.in_flight(class).into(),
             );
         }
         out.gauge(
@@ -283,6 +318,46 @@ impl HttpMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stripes_written_by_many_threads_add_up() {
+        let metrics = HttpMetrics {
+            stripes: [const {
+                HttpStripe {
+                    requests: [const { [const { Counter::new() }; STATUSES] }; CLASSES],
+                    latency: [const { Histogram::new() }; CLASSES],
+                    in_flight: [const { Gauge::new() }; CLASSES],
+                }
+            }; STRIPES],
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..2 * STRIPES {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        metrics.start(EndpointClass::ManifestGet);
+                    }
+                });
+                // Finished elsewhere than started, as a request moved between threads.
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        metrics.finish(EndpointClass::ManifestGet, 200, Duration::from_millis(2));
+                    }
+                });
+            }
+        });
+        let requests = 2 * STRIPES as u64 * 100;
+        assert_eq!(metrics.requests(EndpointClass::ManifestGet, 200), requests);
+        assert_eq!(metrics.in_flight(EndpointClass::ManifestGet), 0);
+        let mut text = Exposition::new();
+        metrics.render(&mut text);
+        let text = text.into_text();
+        assert!(
+            text.contains(&format!(
+                "berth_http_request_duration_seconds_count{{endpoint=\"manifest_get\"}} {requests}"
+            )),
+            "{text}"
+        );
+    }
 
     #[test]
     fn every_class_has_its_own_index_and_name() {

@@ -24,7 +24,7 @@ mod primitives;
 
 pub use exposition::{CONTENT_TYPE, Exposition, Kind};
 pub use http::{EndpointClass, HTTP};
-pub use primitives::{Counter, Gauge, Histogram, LATENCY_BOUNDS};
+pub use primitives::{Counter, Gauge, Histogram, LATENCY_BOUNDS, StripedCounter};
 
 /// Connections as the listener sees them (the binary's acceptor records these).
 pub struct ConnectionMetrics {
@@ -44,8 +44,8 @@ pub struct ConnectionMetrics {
     /// Request bodies dropped because no byte came for `[http] body_idle_timeout`.
     pub body_timeouts: Counter,
     /// Bytes read from and written to client sockets (TLS included).
-    pub received_bytes: Counter,
-    pub sent_bytes: Counter,
+    pub received_bytes: StripedCounter,
+    pub sent_bytes: StripedCounter,
 }
 
 pub static CONNECTIONS: ConnectionMetrics = ConnectionMetrics {
@@ -56,8 +56,8 @@ pub static CONNECTIONS: ConnectionMetrics = ConnectionMetrics {
     header_timeouts: Counter::new(),
     tls_handshake_timeouts: Counter::new(),
     body_timeouts: Counter::new(),
-    received_bytes: Counter::new(),
-    sent_bytes: Counter::new(),
+    received_bytes: StripedCounter::new(),
+    sent_bytes: StripedCounter::new(),
 };
 
 /// Logins and tokens.
