@@ -171,17 +171,21 @@ struct HttpStripe {
 }
 
 /// The process's request metrics.
-pub static HTTP: HttpMetrics = HttpMetrics {
-    stripes: [const {
-        HttpStripe {
-            requests: [const { [const { Counter::new() }; STATUSES] }; CLASSES],
-            latency: [const { Histogram::new() }; CLASSES],
-            in_flight: [const { Gauge::new() }; CLASSES],
-        }
-    }; STRIPES],
-};
+pub static HTTP: HttpMetrics = HttpMetrics::new();
 
 impl HttpMetrics {
+    const fn new() -> HttpMetrics {
+        HttpMetrics {
+            stripes: [const {
+                HttpStripe {
+                    requests: [const { [const { Counter::new() }; STATUSES] }; CLASSES],
+                    latency: [const { Histogram::new() }; CLASSES],
+                    in_flight: [const { Gauge::new() }; CLASSES],
+                }
+            }; STRIPES],
+        }
+    }
+
     fn mine(&self) -> &HttpStripe {
         &self.stripes[stripe()]
     }
@@ -321,15 +325,7 @@ mod tests {
 
     #[test]
     fn stripes_written_by_many_threads_add_up() {
-        let metrics = HttpMetrics {
-            stripes: [const {
-                HttpStripe {
-                    requests: [const { [const { Counter::new() }; STATUSES] }; CLASSES],
-                    latency: [const { Histogram::new() }; CLASSES],
-                    in_flight: [const { Gauge::new() }; CLASSES],
-                }
-            }; STRIPES],
-        };
+        let metrics = HttpMetrics::new();
         std::thread::scope(|scope| {
             for _ in 0..2 * STRIPES {
                 scope.spawn(|| {
