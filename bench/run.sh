@@ -10,8 +10,9 @@
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_TMPDIR (parent of the data dirs, default
 # /var/tmp: the data disk), BENCH_SKIP_BUILD=1 (reuse target/release binaries),
-# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines), BENCH_BEFORE (the commit
-# measured as "before wave 2", default f590c9d; empty: leave it out).
+# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines), BENCH_ONLY="j k" (only
+# those sections), BENCH_BEFORE (the commit measured as "before wave 2", default f590c9d;
+# empty: leave it out).
 # Not part of .ci/run: it measures, it does not pass or fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +22,15 @@ QUICK=0
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
 
 REPEATS=${BENCH_REPEATS:-3}
+# BENCH_ONLY="j k": only those sections (i, a (with a2), d, f, g, j, k, l, m (with n));
+# the table shows n/a for the rest.
+only() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 if ((QUICK)); then
   REPEATS=1 BLOB=32MiB BLOB_BYTES=$((32 << 20)) CHUNK=4MiB WRK_SECS=2
   IMG_CLIENTS=8 IMG_COUNT=16 LAYER=1MiB REPOS=300 TAGS=300 LIST_ROUNDS=2
@@ -275,6 +279,7 @@ done
 DD_GIBS=$(printf '%.3f' "$(median dd machine)")
 
 # --- (i) cold start and (h) idle RSS -------------------------------------------------------
+if only i; then
 # berth in token mode: its first start creates the administrator and a signing key, and
 # /v2/ answers 401 once it serves.
 for ((r = 1; r <= REPEATS; r++)); do
@@ -298,7 +303,10 @@ for ((r = 1; r <= REPEATS; r++)); do
   done
 done
 
+fi
+
 # --- (a) GET manifest by tag, (b) HEAD blob: 64 connections --------------------------------
+if only a; then
 # berth (wave 2 on) with a bearer token for ci (repository:bench/small:pull), as docker sends
 # it; berth0 (auth off) right after it, for the auth on/off ratio.
 ACCEPT='Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
@@ -442,7 +450,10 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 rm -rf "$auth_dir" "$reg2_auth_dir"
 
+fi
+
 # --- (d) monolithic push, (c) pull, (e) chunked push; peak RSS during (d) -----------------
+if only d; then
 # Each run starts the registry fresh, so VmHWM read right after (d) is the peak during (d).
 for ((r = 1; r <= REPEATS; r++)); do
   for reg in "${MAIN_REGS[@]}"; do
@@ -478,7 +489,10 @@ for ((r = 1; r <= REPEATS; r++)); do
   stop pg
 done
 
+fi
+
 # --- (f) concurrent image push + pull; peak RSS during (f) ---------------------------------
+if only f; then
 # berth0 (auth off) too, for the auth on/off ratio. Repositories bench/img-<run>/c<client>.
 for ((r = 1; r <= REPEATS; r++)); do
   for reg in "${MAIN_REGS[@]}" berth0; do
@@ -506,7 +520,10 @@ for ((r = 1; r <= REPEATS; r++)); do
   done
 done
 
+fi
+
 # --- (g) _catalog and tag list with many repositories / tags ------------------------------
+if only g; then
 # berth lists what ci may see: every repository here is in one of its projects.
 for reg in "${MAIN_REGS[@]}"; do
   start "$reg"
@@ -543,7 +560,10 @@ for ((r = 1; r <= REPEATS; r++)); do
 done
 for reg in "${MAIN_REGS[@]}"; do stop "$reg"; done
 
+fi
+
 # --- (j) operations: GC, usage and quota answers at 10 000 manifests / 50 000 blobs ---------
+if only j; then
 # berth in token mode (GC and usage answer on /api/v2.0 to a system administrator), projects
 # made by the admin's first push.
 # Seeded: 100 repositories × 100 manifests of 5 blobs (1 KiB), every 5th manifest deleted:
@@ -598,10 +618,12 @@ for reg in berth pg; do
       record gc-mark berth "$(j .mark_ms "$out")"
       record gc-sweep berth "$(j .sweep_blobs_per_s "$out")"
       # Quota cost: the same small pushes into a project with a limit and into one without,
-      # in halves ordered quota, none, none, quota. The first pushes after a run that deleted
-      # many files pay for it (ext4 without a journal skips recently freed inodes when it
-      # allocates new ones), and a pair always run in the same order after the GC run above
-      # put that on one side only: 110–112 % in two full runs, 98–103 % when alternated.
+      # in chunks of 2 repositories ordered quota, none, none, quota, quota, none, … and
+      # summed per side. The first pushes after a run that deleted many files pay for it
+      # (ext4 without a journal skips recently freed inodes when it allocates new ones),
+      # and the effect fades fast: a pair always run in the same order after the GC run
+      # above put it on one side (110–112 % in two full runs), and four halves ordered
+      # quota, none, none, quota still gave 100–109 %.
       for p in quota free; do
         limit=$([[ $p == quota ]] && echo 1099511627776 || echo -1)
         curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
@@ -609,10 +631,10 @@ for reg in berth pg; do
       done
       log "(j) small pushes into a project with a quota and one without ($r/$REPEATS)"
       declare -A PUSH_SECS=([quota]=0 [free]=0)
-      for half in quota/a free/a free/b quota/b; do
-        settle
-        out=$(bench berth seed-garbage --prefix "${half%/*}$r/${half#*/}" --repos $((GC_MORE / 2)) --manifests 100 --garbage-every 0)
-        PUSH_SECS[${half%/*}]=$(calc "${PUSH_SECS[${half%/*}]} + $(j .secs "$out")")
+      for ((c = 0; c < GC_MORE; c++)); do
+        case $((c % 4)) in 0 | 3) p=quota ;; *) p=free ;; esac
+        out=$(bench berth seed-garbage --prefix "$p$r/c$c-r" --repos 2 --manifests 100 --garbage-every 0)
+        PUSH_SECS[$p]=$(calc "${PUSH_SECS[$p]} + $(j .secs "$out")")
       done
       record push-quota berth "${PUSH_SECS[quota]}"
       record push-noquota berth "${PUSH_SECS[free]}"
@@ -658,7 +680,10 @@ gc_began=$(date +%s%N)
 "$REG2" garbage-collect "$(reg2_config "$WORK/data-reg2")" >"$WORK/reg2-gc.log" 2>&1
 record gc-total reg2 $((($(date +%s%N) - gc_began) / 1000000))
 stop reg2
+fi
+
 # --- (k) proxy cache: cold, warm and 50-client pulls through berth of a registry:2 upstream ---
+if only k; then
 # registry:2 holds the blobs; berth (token mode) proxies it in project hub. Cold: the first
 # pull through berth (fetched, streamed, cached in one pass); warm: the same again, from the
 # cache; direct: from registry:2 itself. 50 clients: a fresh blob of $SHARED_BLOB pulled by
@@ -714,7 +739,10 @@ for ((r = 1; r <= REPEATS; r++)); do
   stop reg2
 done
 
+fi
+
 # --- (l) replication of 100 images (shared base layers) to a registry:2 ---------------------
+if only l; then
 # berth (token mode) holds REP_REPOS × REP_TAGS images on REP_BASE shared base layers, each
 # with a layer of its own. berth: a push policy to an empty registry:2, from the execution's
 # start until it is no longer InProgress. skopeo sync: the same repositories (a YAML source,
@@ -763,7 +791,10 @@ for ((r = 1; r <= REPEATS; r++)); do
   stop berth
 done
 
+fi
+
 # --- (m) 16 clients push then pull 32 fresh images; (n) the same images into new repositories --
+if only m; then
 # berth in token mode with its defaults (audit log, usage accounting, cross-repository links);
 # registry:2 without auth. (m): 16 `berth-bench images` clients, 32 images of 3 × 4 MiB (HEAD,
 # POST, PATCH, PUT per blob, then the manifest; then a pull of each). (n): the same images
@@ -798,6 +829,8 @@ unset BENCH_AUTHORIZATION
 BERTH_ENV=()
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+fi
 
 # --- the table -----------------------------------------------------------------------------
 fmt() { # 3 significant digits, no exponents

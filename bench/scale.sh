@@ -12,7 +12,8 @@ PORT_pg=$(free_port) PORT_cl1=$(free_port) PORT_cl2=$(free_port)
 PG_PORT=$(free_port) S3_PORT=$(free_port)
 SCALE_NODE_PIDS=()
 
-scale_deps_start() {
+scale_deps_start() { # once per run; scale_start calls it (a BENCH_ONLY run may skip (a))
+  [[ -n ${PIDS[s3fs]:-} ]] && return 0
   chmod o+x "$WORK"
   install -d -o postgres -m 700 "$WORK/pg"
   runuser -u postgres -- "$PG_BIN/initdb" -D "$WORK/pg/data" -A trust -U postgres >/dev/null
@@ -32,6 +33,7 @@ scale_deps_stop() {
 # scale_start REG DIR: nodes on a fresh database and bucket; nginx in front for cl1/cl2.
 scale_start() {
   local reg=$1 dir=$2 nodes=1 i port ports=()
+  scale_deps_start
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
   rm -rf "$WORK/s3/bench" && mkdir -p "$WORK/s3/bench"
   [[ $reg == cl2 ]] && nodes=2
