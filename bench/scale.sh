@@ -26,8 +26,9 @@ scale_deps_start() { # once per run; scale_start calls it (a BENCH_ONLY run may 
 }
 
 scale_deps_stop() {
-  [[ -d "$WORK/pg/data" ]] &&
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1
+  if [[ -d "$WORK/pg/data" ]]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1 || true
+  fi
 }
 
 # scale_start REG DIR: nodes on a fresh database and bucket; nginx in front for cl1/cl2.
