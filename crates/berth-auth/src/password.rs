@@ -26,6 +26,24 @@ fn argon2_memory(blocks: usize) -> Vec<Block> {
     memory
 }
 
+/// One argon2 computation of `password` with `salt` into `output`, in [`argon2_memory`].
+fn argon2_into(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &str,
+    salt: &[u8],
+    output: &mut [u8],
+) -> argon2::Result<()> {
+    let memory = argon2_memory(params.block_count());
+    Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password.as_bytes(),
+        salt,
+        output,
+        memory,
+    )
+}
+
 /// Hash a password (or robot secret) with argon2id (the crate's default parameters) and a
 /// fresh 16-byte salt, as a PHC string.
 pub fn hash(password: &str) -> Result<String, String> {
@@ -36,14 +54,15 @@ pub fn hash(password: &str) -> Result<String, String> {
         .map_err(|_| "the system random generator failed".to_string())?;
     let params = Params::default();
     let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password_into_with_memory(
-            password.as_bytes(),
-            &salt,
-            &mut output,
-            argon2_memory(params.block_count()),
-        )
-        .map_err(|e| fail(&e))?;
+    argon2_into(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params.clone(),
+        password,
+        &salt,
+        &mut output,
+    )
+    .map_err(|e| fail(&e))?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
@@ -75,12 +94,7 @@ pub fn verify(password: &str, stored: &str) -> bool {
         return false;
     };
     let mut output = vec![0u8; expected.len()];
-    let computed = Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
-        password.as_bytes(),
-        salt,
-        &mut output,
-        argon2_memory(params.block_count()),
-    );
+    let computed = argon2_into(algorithm, version, params, password, salt, &mut output);
     // `Output`'s equality is constant-time.
     computed.is_ok() && Output::new(&output).is_ok_and(|output| &output == expected)
 }
