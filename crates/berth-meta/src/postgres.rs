@@ -500,6 +500,8 @@ async fn ensure_repository(
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(id) = created {
+            // Other nodes' cached catalog pages lack it.
+            notify_changed(conn, name).await?;
             return Ok(id);
         }
         // Another node created it after the SELECT: the next SELECT sees it.

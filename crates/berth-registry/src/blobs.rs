@@ -59,7 +59,10 @@ impl Registry {
         to: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<u64>> {
-        Ok(self.meta.mount_blob(from, to, digest).await?)
+        let mounted = self.meta.mount_blob(from, to, digest).await;
+        // The mount may have created `to`.
+        self.cache.repositories_changed();
+        Ok(mounted?)
     }
 
     /// Link a blob into `to` from any repository that has it and that `may_pull` admits
@@ -80,7 +83,7 @@ impl Registry {
                 continue;
             };
             if may_pull(&from)
-                && let Some(size) = self.meta.mount_blob(&from, to, digest).await?
+                && let Some(size) = self.mount_blob(&from, to, digest).await?
             {
                 return Ok(Some(size));
             }

@@ -1,10 +1,13 @@
 //! A read cache for the hottest lookups: manifest by reference, a blob's size in a
-//! repository (every `HEAD` and `GET` of a blob), and tag-list pages.
+//! repository (every `HEAD` and `GET` of a blob), tag-list pages and catalog pages.
 //!
 //! It is exact, not eventually consistent, for a metadata store that only this process
 //! writes (embedded SQLite): every write through [`crate::Registry`] invalidates the
 //! repository's entries, and a lookup that raced with a write does not store its possibly
-//! stale result (a global generation is compared before inserting).
+//! stale result (a global generation is compared before inserting). Catalog pages change
+//! when a repository is created or deleted: every invalidation drops them, and so does
+//! [`ReadCache::repositories_changed`], which writes that can create a repository call
+//! (blob links and mounts) without touching the other entries.
 //!
 //! A store shared by several nodes (PostgreSQL) reports the other nodes' writes
 //! ([`berth_meta::RepositoryStore::invalidations`]), and [`ReadCache::follow`] applies them:
@@ -48,24 +51,34 @@ struct Entries {
     blob_sizes: HashMap<(String, Digest), u64>,
     /// Tag-list pages by (repository, last, page size).
     tag_pages: HashMap<(String, Option<String>, usize), Arc<Listing>>,
-    /// Tags held in `tag_pages`, counted as entries.
-    tag_page_items: usize,
+    /// Catalog pages by (who sees them, last, page size).
+    catalog_pages: HashMap<(CatalogScope, Option<String>, usize), Arc<Listing>>,
+    /// Bumped with `generation` and by [`ReadCache::repositories_changed`]: a catalog
+    /// lookup stores its page only if it is unchanged.
+    catalog_generation: u64,
+    /// Names held in `tag_pages` and `catalog_pages`, counted as entries.
+    page_items: usize,
     manifest_bytes: usize,
     /// Other nodes' writes may go unreported: nothing is answered or stored.
     suspended: bool,
 }
+
+/// Whose catalog a page is: everything (`None`), or the repositories of these projects
+/// (sorted).
+pub(crate) type CatalogScope = Option<Arc<[String]>>;
 
 impl Entries {
     fn clear(&mut self) {
         self.manifests.clear();
         self.blob_sizes.clear();
         self.tag_pages.clear();
-        self.tag_page_items = 0;
+        self.catalog_pages.clear();
+        self.page_items = 0;
         self.manifest_bytes = 0;
     }
 
     fn full(&self) -> bool {
-        self.manifests.len() + self.blob_sizes.len() + self.tag_page_items >= MAX_ENTRIES
+        self.manifests.len() + self.blob_sizes.len() + self.page_items >= MAX_ENTRIES
             || self.manifest_bytes >= MAX_MANIFEST_BYTES
     }
 }
@@ -176,13 +189,33 @@ impl ReadCache {
         }
         entries.blob_sizes.retain(|(repo, _), _| repo != name);
         entries.tag_pages.retain(|(repo, _, _), _| repo != name);
-        entries.tag_page_items = entries.tag_pages.values().map(|l| l.items.len()).sum();
+        // The repository may be gone (deleted), or new (another node's first push).
+        entries.catalog_generation += 1;
+        entries.catalog_pages.clear();
+        entries.page_items = entries.tag_pages.values().map(|l| l.items.len()).sum();
+    }
+
+    /// A write that may have created a repository committed: forget the catalog pages.
+    /// Call after it returns (with or without an error: it may have committed before a
+    /// later step failed).
+    pub fn repositories_changed(&self) {
+        if !self.enabled {
+            return;
+        }
+        let mut entries = self.lock();
+        entries.catalog_generation += 1;
+        if !entries.catalog_pages.is_empty() {
+            let dropped: usize = entries.catalog_pages.values().map(|l| l.items.len()).sum();
+            entries.catalog_pages.clear();
+            entries.page_items -= dropped;
+        }
     }
 
     /// Forget everything; answer and store again (`suspended: false`) or not.
     fn reset(&self, suspended: bool) {
         let mut entries = self.lock();
         entries.generation += 1;
+        entries.catalog_generation += 1;
         entries.clear();
         entries.suspended = suspended;
     }
@@ -239,7 +272,7 @@ impl ReadCache {
         page: &Arc<Listing>,
     ) {
         self.insert(ticket, |e| {
-            e.tag_page_items += page.items.len();
+            e.page_items += page.items.len();
             let key = (
                 repository.as_str().to_owned(),
                 last.map(str::to_owned),
@@ -247,6 +280,45 @@ impl ReadCache {
             );
             e.tag_pages.insert(key, page.clone());
         });
+    }
+
+    pub fn catalog_page(
+        &self,
+        scope: &CatalogScope,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Arc<Listing>, Ticket> {
+        let entries = self.lock();
+        if self.enabled && !entries.suspended {
+            let key = (scope.clone(), last.map(str::to_owned), limit);
+            if let Some(page) = entries.catalog_pages.get(&key) {
+                return Ok(page.clone());
+            }
+        }
+        Err(Ticket(entries.catalog_generation))
+    }
+
+    pub fn store_catalog_page(
+        &self,
+        ticket: Ticket,
+        scope: &CatalogScope,
+        last: Option<&str>,
+        limit: usize,
+        page: &Arc<Listing>,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.catalog_generation != ticket.0 || entries.suspended {
+            return;
+        }
+        if entries.full() {
+            entries.clear();
+        }
+        entries.page_items += page.items.len();
+        let key = (scope.clone(), last.map(str::to_owned), limit);
+        entries.catalog_pages.insert(key, page.clone());
     }
 }
 
@@ -337,6 +409,54 @@ mod tests {
         drop(feed);
         settle().await;
         assert!(cache.manifest(&repo, "v1").is_err(), "the feed ended: off");
+    }
+
+    fn page(names: &[&str]) -> Arc<Listing> {
+        Arc::new(Listing::new(
+            names.iter().map(|n| n.to_string()).collect(),
+            None,
+        ))
+    }
+
+    #[test]
+    fn catalog_pages_are_dropped_when_repositories_may_have_changed() {
+        let cache = ReadCache::new(true);
+        let team: CatalogScope = Some(vec!["team".to_string()].into());
+        for scope in [None, team.clone()] {
+            let ticket = cache.catalog_page(&scope, None, 10).expect_err("empty");
+            cache.store_catalog_page(ticket, &scope, None, 10, &page(&["team/a"]));
+        }
+        assert!(cache.catalog_page(&None, None, 10).is_ok());
+        assert!(cache.catalog_page(&team, None, 10).is_ok());
+        assert!(cache.catalog_page(&team, None, 5).is_err(), "another size");
+        assert!(
+            cache.catalog_page(&team, Some("a"), 10).is_err(),
+            "another page"
+        );
+        cache.repositories_changed();
+        assert!(cache.catalog_page(&None, None, 10).is_err());
+        assert!(cache.catalog_page(&team, None, 10).is_err());
+
+        // Any invalidation (a repository deleted, or another node's first push) drops them.
+        let ticket = cache.catalog_page(&None, None, 10).expect_err("empty");
+        cache.store_catalog_page(ticket, &None, None, 10, &page(&["team/a"]));
+        cache.invalidate(&"elsewhere".parse().expect("name"));
+        assert!(cache.catalog_page(&None, None, 10).is_err());
+    }
+
+    #[test]
+    fn a_catalog_lookup_that_raced_a_new_repository_is_not_stored() {
+        let cache = ReadCache::new(true);
+        let repo: RepositoryName = "a".parse().expect("name");
+        let ticket = cache.catalog_page(&None, None, 10).expect_err("empty");
+        cache.repositories_changed();
+        cache.store_catalog_page(ticket, &None, None, 10, &page(&["old"]));
+        assert!(cache.catalog_page(&None, None, 10).is_err());
+        // The other entries are not touched by a new repository.
+        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
+        cache.store_manifest(ticket, &repo, "v1", &manifest(b"one"));
+        cache.repositories_changed();
+        assert!(cache.manifest(&repo, "v1").is_ok());
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Registry {
             .collect();
         for source in self.copy_order(from, &root).await? {
             for blob in &source.blobs {
-                if self.meta.mount_blob(from, to, blob).await?.is_none() {
+                if self.mount_blob(from, to, blob).await?.is_none() {
                     return Err(Error::ManifestBlobUnknown(blob.clone()));
                 }
             }

@@ -240,6 +240,23 @@ impl Registry {
         F: Fn(i64) -> Fut,
         Fut: std::future::Future<Output = berth_meta::Result<()>>,
     {
+        let linked = self.link_reserved(digest, size, reservation, link).await;
+        // The link may have created the repository (even if a later step failed).
+        self.cache.repositories_changed();
+        linked
+    }
+
+    async fn link_reserved<F, Fut>(
+        &self,
+        digest: &Digest,
+        size: u64,
+        reservation: i64,
+        link: F,
+    ) -> Result<()>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: std::future::Future<Output = berth_meta::Result<()>>,
+    {
         let mut epoch = reservation;
         for _ in 0..3 {
             match link(epoch).await {

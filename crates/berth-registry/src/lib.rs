@@ -148,8 +148,7 @@ impl Registry {
     /// Whether both stores answer: a metadata read and a blob lookup (what every pull
     /// needs). The error names the one that failed.
     pub async fn ready(&self) -> std::result::Result<(), String> {
-        self.meta
-            .list_repositories(None, 1)
+        self.metadata_answers()
             .await
             .map_err(|e| format!("metadata database: {e}"))?;
         let probe = berth_core::Digest::of(berth_core::Algorithm::Sha256, b"");
@@ -157,6 +156,12 @@ impl Registry {
             .stat(&probe)
             .await
             .map_err(|e| format!("blob storage: {e}"))?;
+        Ok(())
+    }
+
+    /// Whether the metadata database answers a read (never from the read cache).
+    pub async fn metadata_answers(&self) -> Result<()> {
+        self.meta.list_repositories(None, 1).await?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use berth_core::RepositoryName;
 use berth_core::endpoint::Page;
 
+use crate::cache::CatalogScope;
 use crate::{Error, Registry, Result};
 
 /// The most entries one page returns, whatever `n` asks for.
@@ -24,7 +25,7 @@ pub struct Listing {
 }
 
 impl Listing {
-    fn new(items: Vec<String>, next_page_size: Option<usize>) -> Listing {
+    pub(crate) fn new(items: Vec<String>, next_page_size: Option<usize>) -> Listing {
         Listing {
             items,
             next_page_size,
@@ -45,29 +46,38 @@ fn finish(mut items: Vec<String>, limit: usize) -> Listing {
 }
 
 impl Registry {
-    pub async fn catalog(&self, page: &Page) -> Result<Listing> {
-        let limit = page_size(page, DEFAULT_CATALOG_PAGE);
-        if limit == 0 {
-            return Ok(Listing::new(Vec::new(), None));
-        }
-        let names = self
-            .meta
-            .list_repositories(page.last.as_deref(), limit + 1)
-            .await?;
-        Ok(finish(names, limit))
+    /// A catalog page of every repository.
+    pub async fn catalog(&self, page: &Page) -> Result<Arc<Listing>> {
+        self.catalog_page(None, page).await
     }
 
-    /// A catalog page of only the repositories in `projects`.
-    pub async fn catalog_in(&self, projects: &[String], page: &Page) -> Result<Listing> {
+    /// A catalog page of only the repositories in `projects` (sorted, no duplicates).
+    pub async fn catalog_in(&self, projects: &[String], page: &Page) -> Result<Arc<Listing>> {
+        self.catalog_page(Some(projects.into()), page).await
+    }
+
+    async fn catalog_page(&self, scope: CatalogScope, page: &Page) -> Result<Arc<Listing>> {
         let limit = page_size(page, DEFAULT_CATALOG_PAGE);
         if limit == 0 {
-            return Ok(Listing::new(Vec::new(), None));
+            return Ok(Arc::new(Listing::new(Vec::new(), None)));
         }
-        let names = self
-            .meta
-            .list_repositories_in(projects, page.last.as_deref(), limit + 1)
-            .await?;
-        Ok(finish(names, limit))
+        let last = page.last.as_deref();
+        let ticket = match self.cache.catalog_page(&scope, last, limit) {
+            Ok(listing) => return Ok(listing),
+            Err(ticket) => ticket,
+        };
+        let names = match &scope {
+            None => self.meta.list_repositories(last, limit + 1).await?,
+            Some(projects) => {
+                self.meta
+                    .list_repositories_in(projects, last, limit + 1)
+                    .await?
+            }
+        };
+        let listing = Arc::new(finish(names, limit));
+        self.cache
+            .store_catalog_page(ticket, &scope, last, limit, &listing);
+        Ok(listing)
     }
 
     pub async fn list_tags(

@@ -130,6 +130,28 @@ async fn another_nodes_write_reaches_the_read_cache() {
     assert_eq!(terminated, [true], "one node listens");
     until_served(&registry, &repo, &current).await;
 
+    // A repository another node creates shows in this node's (cached) catalog.
+    let everything = berth_core::endpoint::Page::default();
+    let listed = registry.catalog(&everything).await.expect("catalog");
+    assert_eq!(listed.items, ["shared/app"]);
+    there
+        .link_blob(&"shared/new".parse().expect("name"), &layer, 5)
+        .await
+        .expect("link");
+    let mut seen = false;
+    for _ in 0..500 {
+        let listed = registry.catalog(&everything).await.expect("catalog");
+        if listed.items == ["shared/app", "shared/new"] {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen,
+        "another node's new repository never reached the catalog"
+    );
+
     behind_the_back.close().await;
     here.close().await;
     there.close().await;

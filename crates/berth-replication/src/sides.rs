@@ -154,7 +154,7 @@ impl Side for Local {
             let listing = self.registry.catalog(&page).await?;
             let more = listing.next_page_size.is_some();
             last = listing.items.last().cloned();
-            all.extend(listing.items);
+            all.extend(listing.items.iter().cloned());
             if !more || last.is_none() {
                 return Ok(all);
             }

@@ -7,11 +7,7 @@ use super::response::{MgmtResult, json};
 
 pub async fn health(ctx: &Ctx<'_>) -> MgmtResult {
     // The metadata database answering a read is what every request needs.
-    let one = berth_core::endpoint::Page {
-        n: Some(1),
-        last: None,
-    };
-    let database = match ctx.state.registry.catalog(&one).await {
+    let database = match ctx.state.registry.metadata_answers().await {
         Ok(_) => serde_json::json!({"name": "database", "status": "healthy"}),
         Err(e) => {
             serde_json::json!({"name": "database", "status": "unhealthy", "error": e.to_string()})

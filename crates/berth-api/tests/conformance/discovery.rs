@@ -231,3 +231,34 @@ async fn tag_list_follows_pushes_and_deletes() {
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
     assert_eq!(tags(&app).await, json!(["b"]));
 }
+
+/// The catalog a client sees follows every repository made or deleted, even straight after
+/// it was read (its pages are cached): a blob pushed, a blob mounted, a repository deleted.
+#[tokio::test]
+async fn catalog_follows_new_and_deleted_repositories() {
+    let app = TestApp::new().await;
+    let digest = app.push_blob("a", b"x").await;
+    let catalog = |app: &TestApp| {
+        let app = app.clone();
+        async move {
+            let page = app.get("/v2/_catalog?n=10").send().await.json()["repositories"].clone();
+            let whole = app.get("/v2/_catalog").send().await.json()["repositories"].clone();
+            assert_eq!(page, whole, "two page sizes agree");
+            page
+        }
+    };
+    assert_eq!(catalog(&app).await, json!(["a"]));
+    app.push_blob("b", b"y").await;
+    assert_eq!(catalog(&app).await, json!(["a", "b"]));
+    let mounted = app
+        .post(format!("/v2/c/blobs/uploads/?mount={digest}&from=a"))
+        .send()
+        .await;
+    assert_eq!(mounted.status, StatusCode::CREATED);
+    assert_eq!(catalog(&app).await, json!(["a", "b", "c"]));
+    app.registry()
+        .delete_repository(&"b".parse().expect("name"))
+        .await
+        .expect("delete");
+    assert_eq!(catalog(&app).await, json!(["a", "c"]));
+}
