@@ -11,8 +11,10 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 CLUSTER_PIDS=()   # the nodes of the registry started last
 CLUSTER_PORTS=()  # their ports, in the same order
 
-# cluster_deps_start: PostgreSQL (trust auth, 127.0.0.1 only) and moto_server, once per run.
+# cluster_deps_start: PostgreSQL (trust auth, 127.0.0.1 only) and moto_server, once per run
+# (by run.sh, or by the first start_registry that needs them in a t-*.sh run alone).
 cluster_deps_start() {
+  [[ -n "${E2E_PG_PORT:-}" ]] && return 0
   local pg=$E2E_WORK/pg
   E2E_PG_PORT=$(free_port) E2E_S3_PORT=$(free_port)
   # PostgreSQL runs as "postgres", which must be able to reach its directory.
@@ -39,16 +41,25 @@ cluster_deps_stop() {
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$E2E_WORK/pg/data" -m immediate stop >/dev/null 2>&1
 }
 
-# cluster_start: like start_registry's berth case, for the cluster; berth_env as there.
-cluster_start() {
+# pg_database_url: the URL of $REG_DIR's own database (named after the directory, so a
+# restart finds it again), created if it is not there yet.
+pg_database_url() {
   local name
   name=b$(printf '%s' "$REG_DIR" | sha256sum | cut -c1-16)
   psql -h 127.0.0.1 -p "$E2E_PG_PORT" -U postgres -tAc \
     "SELECT 1 FROM pg_database WHERE datname = '$name'" | grep -q 1 ||
     psql -h 127.0.0.1 -p "$E2E_PG_PORT" -U postgres -qc "CREATE DATABASE $name" || return 1
+  echo "postgres://postgres@127.0.0.1:$E2E_PG_PORT/$name"
+}
+
+# cluster_start: like start_registry's berth case, for the cluster; berth_env as there.
+cluster_start() {
+  local url name
+  url=$(pg_database_url) || return 1
+  name=${url##*/}
   curl -s -o /dev/null -X PUT "http://127.0.0.1:$E2E_S3_PORT/$name" || return 1
   # This test's own CLI calls (`berth user add …`) reach the cluster's database too.
-  export BERTH_DATABASE_URL="postgres://postgres@127.0.0.1:$E2E_PG_PORT/$name"
+  export BERTH_DATABASE_URL=$url
   local node port ports=()
   for node in a b; do
     port=$(free_port)

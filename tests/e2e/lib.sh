@@ -20,7 +20,10 @@
 #                       with REG_ADMIN_PASSWORD as the password of the first-start user "admin"
 #   E2E_STORAGE=s3      berth only: blobs in S3 — each registry gets its own bucket on a
 #                       moto_server this process starts on 127.0.0.1 ([storage] backend = "s3",
-#                       blob GETs redirected to presigned URLs)
+#                       blob GETs redirected to presigned URLs; the cluster's moto_server when it runs)
+#   E2E_META=postgres   berth only: metadata in PostgreSQL — each registry gets its own database
+#                       (named after its directory) on the PostgreSQL of cluster.sh, started
+#                       by the first registry that needs it unless run.sh did
 
 set -uo pipefail
 
@@ -77,7 +80,7 @@ cleanup() {
   local path
   for path in "${REMOVE_ON_EXIT[@]}"; do rm -rf -- "$path"; done
   if [[ "$E2E_OWNER" == 1 ]]; then
-    [[ "$E2E_TARGET" == cluster ]] && cluster_deps_stop
+    cluster_deps_stop   # if they were started (the cluster, or E2E_META=postgres)
     # Anything still mounted under the temp dir (should be nothing) would make rm fail.
     grep -o " $E2E_WORK[^ ]*" /proc/mounts 2>/dev/null | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
     [[ "${E2E_KEEP:-0}" == 1 ]] && echo "# temp dir kept: $E2E_WORK"
@@ -201,6 +204,7 @@ free_port() {
 # s3_bucket_env: start moto_server once per process (E2E_STORAGE=s3), create a fresh bucket
 # and set S3_ENV to the BERTH_STORAGE_* settings for it.
 s3_bucket_env() {
+  [[ -z "$MOTO_URL" && -n "${E2E_S3_PORT:-}" ]] && MOTO_URL="http://127.0.0.1:$E2E_S3_PORT"
   if [[ -z "$MOTO_URL" ]]; then
     local port
     port=$(free_port)
@@ -262,6 +266,9 @@ start_registry() {
     berth_env+=("BERTH_AUTH_MODE=token" "BERTH_ADMIN_PASSWORD=${REG_ADMIN_PASSWORD:-}")
   fi
   mkdir -p "$REG_DIR/data"
+  if [[ "$E2E_TARGET" == cluster || "${E2E_META:-sqlite}" == postgres ]]; then
+    cluster_deps_start || return 1
+  fi
   if [[ "${E2E_STORAGE:-filesystem}" == s3 ]]; then
     [[ "$E2E_TARGET" == berth ]] || { echo "E2E_STORAGE=s3 needs E2E_TARGET=berth"; return 1; }
     # A restart on the same data dir keeps its bucket.
@@ -271,6 +278,12 @@ start_registry() {
     fi
     mapfile -t S3_ENV <"$REG_DIR/s3.env"
     berth_env+=("${S3_ENV[@]}")
+  fi
+  if [[ "${E2E_META:-sqlite}" == postgres ]]; then
+    [[ "$E2E_TARGET" == berth ]] || { echo "E2E_META=postgres needs E2E_TARGET=berth"; return 1; }
+    local url
+    url=$(pg_database_url) || return 1
+    berth_env+=("BERTH_DATABASE_URL=$url")
   fi
   case "$E2E_TARGET" in
     cluster)

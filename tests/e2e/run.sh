@@ -16,8 +16,9 @@ require_tools curl jq python3 sha256sum umoci skopeo podman buildah dockerd dock
 if [[ "$E2E_TARGET" == reference ]]; then require_tools docker-registry; fi
 # What the cluster runs: every client's suite and the token flow. TLS, listening addresses,
 # restarts of one process and the import are a single node's business.
-CLUSTER_TESTS=" auth buildah cluster curl-resume docker harbor-api oras podman skopeo token "
-if [[ "$E2E_TARGET" == cluster ]]; then
+# Replication runs there as two single berths on the cluster's PostgreSQL and S3.
+CLUSTER_TESTS=" auth buildah cluster curl-resume docker harbor-api oras podman replication skopeo token "
+if [[ "$E2E_TARGET" == cluster || "${E2E_META:-}" == postgres ]]; then
   require_tools nginx psql moto_server runuser
   cluster_deps_start >"$E2E_WORK/cluster-deps.msg" 2>&1 ||
     fail "start PostgreSQL and moto_server for the cluster" "$(cat "$E2E_WORK/cluster-deps.msg")"

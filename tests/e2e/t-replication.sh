@@ -3,8 +3,15 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 E2E_GROUP=replication
 
+# The cluster target runs it on PostgreSQL + S3: each berth here is one node with a database
+# and a bucket of its own on the cluster's PostgreSQL and moto_server.
+if [[ "$E2E_TARGET" == cluster ]]; then
+  E2E_TARGET=berth
+  export E2E_META=postgres E2E_STORAGE=s3
+fi
+[[ "${E2E_META:-}" == postgres ]] && E2E_GROUP=replication-pg
 if [[ "$E2E_TARGET" != berth ]]; then
-  skip "replication" "a berth feature, on one node here"
+  skip "replication" "a berth feature"
   exit 0
 fi
 
