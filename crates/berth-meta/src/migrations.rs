@@ -544,6 +544,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX replication_tasks_execution ON replication_tasks(execution_id, id);
     "#,
+    // 14: PostgreSQL counts link deletes once per statement (a statement-level trigger).
+    // SQLite has only row-level triggers, and its per-row work is in-process and cheap:
+    // nothing changes here.
+    "SELECT 1;",
 ];
 
 #[cfg(test)]

@@ -2811,6 +2811,23 @@ async fn usage_after_mixed_work(store: &dyn MetaStore) {
                     store.delete_repository(&name(repo)).await.expect("delete");
                     held.remove(repo);
                     manifests.remove(repo);
+                } else if step % 3 == 1 {
+                    // A GC step removes every link no manifest references, in one statement
+                    // (these manifests reference no blob).
+                    let found = store.gc_repositories(0, 1000).await.expect("repositories");
+                    if let Some(repository) = found.iter().find(|r| r.name.as_str() == repo) {
+                        let sweep = crate::gc::RepositorySweep {
+                            untagged_before: None,
+                            links_before: i64::MAX,
+                            limit: 1000,
+                            dry_run: false,
+                        };
+                        store
+                            .gc_sweep_repository(repository, &sweep)
+                            .await
+                            .expect("sweep");
+                        held.remove(repo);
+                    }
                 } else if let Some(m) = manifests.get_mut(repo)
                     && let Some(first) = m.keys().next().cloned()
                 {

@@ -572,4 +572,97 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX replication_tasks_execution ON replication_tasks(execution_id, id);
     "#,
+    // 14: link deletes counted once per statement, not per row. A GC sweep or a repository
+    // delete removes hundreds of links in one statement; the per-row trigger ran about eight
+    // statements for each, which bounded a GC run's mark on PostgreSQL. Inserts (one link
+    // per push) keep the per-row trigger. Same figures as version 9's rules, set by set.
+    r#"
+    DROP TRIGGER repository_blobs_used ON repository_blobs;
+    CREATE TRIGGER repository_blobs_used AFTER INSERT ON repository_blobs
+        FOR EACH ROW EXECUTE FUNCTION berth_usage_links();
+
+    CREATE FUNCTION berth_usage_links_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+        gone_bytes BIGINT;
+        emptied_ns TEXT[];
+        emptied_digest TEXT[];
+    BEGIN
+        -- Each blob's link count: `repository_links` is then what is left.
+        UPDATE blobs b SET repository_links = b.repository_links - p.n
+            FROM (SELECT digest, COUNT(*) AS n FROM gone GROUP BY digest) p
+            WHERE b.digest = p.digest;
+        -- The repositories that lost links: their bytes, and their unique bytes for a blob
+        -- they held alone (no link left, and only one went).
+        UPDATE repositories r SET blob_bytes = r.blob_bytes - x.bytes,
+                unique_blob_bytes = r.unique_blob_bytes - x.alone
+            FROM (SELECT g.repository_id AS id, SUM(b.size) AS bytes,
+                         COALESCE(SUM(b.size) FILTER (WHERE b.repository_links = 0 AND p.n = 1), 0) AS alone
+                  FROM gone g
+                  JOIN blobs b ON b.digest = g.digest
+                  JOIN (SELECT digest, COUNT(*) AS n FROM gone GROUP BY digest) p ON p.digest = g.digest
+                  GROUP BY g.repository_id) x
+            WHERE r.id = x.id;
+        -- A blob now linked by one repository only is that repository's alone.
+        UPDATE repositories r SET unique_blob_bytes = r.unique_blob_bytes + x.bytes
+            FROM (SELECT l.repository_id AS id, SUM(b.size) AS bytes
+                  FROM (SELECT DISTINCT digest FROM gone) p
+                  JOIN blobs b ON b.digest = p.digest AND b.repository_links = 1
+                  JOIN repository_blobs l ON l.digest = p.digest
+                  GROUP BY l.repository_id) x
+            WHERE r.id = x.id;
+        SELECT COALESCE(SUM(b.size), 0) INTO gone_bytes
+            FROM (SELECT DISTINCT digest FROM gone) p
+            JOIN blobs b ON b.digest = p.digest AND b.repository_links = 0;
+        IF gone_bytes <> 0 THEN
+            UPDATE registry_usage SET linked_blob_bytes = linked_blob_bytes - gone_bytes;
+        END IF;
+
+        -- Namespaces (of repositories still there: a deleted repository's links go first).
+        SELECT COALESCE(array_agg(p.namespace), '{}'), COALESCE(array_agg(p.digest), '{}')
+            INTO emptied_ns, emptied_digest
+            FROM (SELECT r.namespace, g.digest, COUNT(*) AS n FROM gone g
+                  JOIN repositories r ON r.id = g.repository_id
+                  GROUP BY r.namespace, g.digest) p
+            JOIN namespace_blobs nb ON nb.namespace = p.namespace AND nb.digest = p.digest
+            WHERE nb.links = p.n;
+        UPDATE namespace_blobs nb SET links = nb.links - p.n
+            FROM (SELECT r.namespace, g.digest, COUNT(*) AS n FROM gone g
+                  JOIN repositories r ON r.id = g.repository_id
+                  GROUP BY r.namespace, g.digest) p
+            WHERE nb.namespace = p.namespace AND nb.digest = p.digest AND nb.links > p.n;
+        IF cardinality(emptied_ns) = 0 THEN
+            RETURN NULL;
+        END IF;
+        DELETE FROM namespace_blobs nb
+            USING unnest(emptied_ns, emptied_digest) AS e(namespace, digest)
+            WHERE nb.namespace = e.namespace AND nb.digest = e.digest;
+        UPDATE blobs b SET namespace_holders = b.namespace_holders - m.m
+            FROM (SELECT digest, COUNT(*) AS m FROM unnest(emptied_ns, emptied_digest) AS e(namespace, digest)
+                  GROUP BY digest) m
+            WHERE b.digest = m.digest;
+        -- Each namespace that no longer holds a blob loses its bytes (and its unique bytes if
+        -- it held it alone); a namespace left as a blob's only holder gains its unique bytes.
+        UPDATE namespace_usage u SET blob_bytes = u.blob_bytes + x.bytes,
+                unique_blob_bytes = u.unique_blob_bytes + x.alone
+            FROM (SELECT d.namespace, SUM(d.bytes) AS bytes, SUM(d.alone) AS alone FROM (
+                    SELECT e.namespace, -b.size AS bytes,
+                           CASE WHEN b.namespace_holders = 0 AND m.m = 1 THEN -b.size ELSE 0 END AS alone
+                    FROM unnest(emptied_ns, emptied_digest) AS e(namespace, digest)
+                    JOIN blobs b ON b.digest = e.digest
+                    JOIN (SELECT digest, COUNT(*) AS m FROM unnest(emptied_ns, emptied_digest) AS e(namespace, digest)
+                          GROUP BY digest) m ON m.digest = e.digest
+                    UNION ALL
+                    SELECT nb.namespace, 0, b.size
+                    FROM (SELECT DISTINCT digest FROM unnest(emptied_digest) AS e(digest)) e
+                    JOIN blobs b ON b.digest = e.digest AND b.namespace_holders = 1
+                    JOIN namespace_blobs nb ON nb.digest = e.digest) d
+                  GROUP BY d.namespace) x
+            WHERE u.namespace = x.namespace;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER repository_blobs_gone AFTER DELETE ON repository_blobs
+        REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION berth_usage_links_gone();
+    "#,
 ];

@@ -362,3 +362,109 @@ async fn another_nodes_changes_arrive_as_invalidations() {
     assert_eq!(next(&mut feed).await, None, "the feed ends with its store");
     writer.close().await;
 }
+
+/// Every usage figure the triggers keep, each paired with a recount from the links: rows
+/// where the two differ.
+const USAGE_DRIFT: &str = "
+    SELECT 'repository ' || r.name FROM repositories r
+    WHERE r.blob_bytes <> (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs l
+                           JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = r.id)
+       OR r.unique_blob_bytes <> (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs l
+                                  JOIN blobs b ON b.digest = l.digest WHERE l.repository_id = r.id
+                                  AND (SELECT COUNT(*) FROM repository_blobs o WHERE o.digest = l.digest) = 1)
+    UNION ALL
+    SELECT 'blob ' || b.digest FROM blobs b
+    WHERE b.repository_links <> (SELECT COUNT(*) FROM repository_blobs l WHERE l.digest = b.digest)
+       OR b.namespace_holders <> (SELECT COUNT(DISTINCT r.namespace) FROM repository_blobs l
+                                  JOIN repositories r ON r.id = l.repository_id WHERE l.digest = b.digest)
+    UNION ALL
+    SELECT 'namespace link ' || n.namespace || ' ' || n.digest FROM namespace_blobs n
+    WHERE n.links <> (SELECT COUNT(*) FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+                      WHERE r.namespace = n.namespace AND l.digest = n.digest)
+    UNION ALL
+    SELECT 'namespace ' || u.namespace FROM namespace_usage u
+    WHERE u.blob_bytes <> (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE EXISTS (
+                             SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+                             WHERE r.namespace = u.namespace AND l.digest = b.digest))
+       OR u.unique_blob_bytes <> (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE EXISTS (
+                             SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+                             WHERE r.namespace = u.namespace AND l.digest = b.digest)
+                             AND NOT EXISTS (
+                             SELECT 1 FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id
+                             WHERE r.namespace <> u.namespace AND l.digest = b.digest))
+    UNION ALL
+    SELECT 'registry' FROM registry_usage
+    WHERE linked_blob_bytes <> (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE repository_links > 0)";
+
+/// Link deletes are counted per statement (migration 14): deletes of many links at once,
+/// the same blob in several repositories and namespaces in one statement among them, leave
+/// every figure equal to a recount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_after_deleting_many_links_at_once_equals_a_recount() {
+    let db = testing::database().await;
+    let store = node(&db).await;
+    let direct = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let repos = ["na/one", "na/two", "nb/one", "nb/two", "nc/one"];
+    let layers: Vec<Digest> = (0..8)
+        .map(|i| Digest::of(Algorithm::Sha256, format!("many-{i}").as_bytes()))
+        .collect();
+    // Each statement deletes a different shape of link set (`$1`: blobs it names); links
+    // are made again between.
+    let all_blobs: Vec<String> = layers.iter().map(Digest::to_string).collect();
+    let statements: [(&'static str, &[String]); 6] = [
+        // One blob everywhere.
+        ("DELETE FROM repository_blobs WHERE digest = ANY($1)", &all_blobs[..1]),
+        // Two blobs, from two namespaces' repositories, leaving a third namespace alone.
+        (
+            "DELETE FROM repository_blobs WHERE digest = ANY($1) AND repository_id IN
+             (SELECT id FROM repositories WHERE namespace IN ('na', 'nb'))",
+            &all_blobs[1..3],
+        ),
+        // One repository's links (a repository delete's first step).
+        (
+            "DELETE FROM repository_blobs WHERE cardinality($1::text[]) >= 0 AND
+             repository_id = (SELECT id FROM repositories WHERE name = 'na/two')",
+            &[],
+        ),
+        // Every link but one per blob.
+        (
+            "DELETE FROM repository_blobs l WHERE cardinality($1::text[]) >= 0 AND
+             repository_id <> (SELECT MIN(repository_id) FROM repository_blobs o WHERE o.digest = l.digest)",
+            &[],
+        ),
+        // Nothing.
+        ("DELETE FROM repository_blobs WHERE digest = ANY($1)", &[]),
+        // Everything.
+        ("DELETE FROM repository_blobs WHERE cardinality($1::text[]) >= 0", &[]),
+    ];
+    for (round, (statement, named)) in statements.iter().enumerate() {
+        for (r, repo) in repos.iter().enumerate() {
+            for (i, layer) in layers.iter().enumerate() {
+                // A pattern that differs per round: some blobs shared, some held alone.
+                if (i + r + round) % 3 != 0 {
+                    store
+                        .link_blob(&name(repo), layer, 100 + i as u64)
+                        .await
+                        .expect("link");
+                }
+            }
+        }
+        let drift: Vec<String> = sqlx::query_scalar(USAGE_DRIFT)
+            .fetch_all(&direct)
+            .await
+            .expect("recount");
+        assert!(drift.is_empty(), "before {statement}: {drift:?}");
+        sqlx::query(*statement)
+            .bind(named.to_vec())
+            .execute(&direct)
+            .await
+            .expect("delete");
+        let drift: Vec<String> = sqlx::query_scalar(USAGE_DRIFT)
+            .fetch_all(&direct)
+            .await
+            .expect("recount");
+        assert!(drift.is_empty(), "after {statement}: {drift:?}");
+    }
+    direct.close().await;
+    store.close().await;
+}
