@@ -40,6 +40,9 @@ else
 fi
 CATALOG_N=1000 # registry:2's largest catalog page (catalog.maxentries); berth's default
 if ((QUICK)); then SHARED_BLOB=4MiB; else SHARED_BLOB=128MiB; fi # (k)'s 50-client blob
+# (k) again over a wide-area link: registry:2 behind `berth-bench throttle` at 1 Gbit/s.
+WAN_MIB=119
+if ((QUICK)); then WAN_BLOB=8MiB; else WAN_BLOB=256MiB; fi
 if ((QUICK)); then GC_REPOS=10 GC_MANIFESTS=20 GC_MORE=4; else GC_REPOS=100 GC_MANIFESTS=100 GC_MORE=20; fi # (j)
 if ((QUICK)); then M_LAYER=256KiB; else M_LAYER=4MiB; fi # (m), (n)
 if ((QUICK)); then REP=(--repos 4 --tags 2 --base-size 256KiB --own-size 64KiB); else REP=(--repos 20 --tags 5); fi # (l)
@@ -139,7 +142,7 @@ free_port() { # a loopback port nothing listens on, below Linux's ephemeral rang
 # binary with auth off (audit and usage on, the defaults), for the auth on/off ratios.
 # pre: berth before wave 2 (BEFORE_REV), auth off. reg2: registry:2 without auth.
 declare -A TAKEN=()
-for reg in berth reg2 berth0 pre; do
+for reg in berth reg2 berth0 pre wan; do
   port=$(free_port)
   while [[ -n ${TAKEN[$port]:-} ]]; do port=$(free_port); done
   TAKEN[$port]=1
@@ -697,13 +700,23 @@ if only k; then
 # 50 at once through berth, against one client's cold pull of a blob of the same size.
 BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW")
 export BENCH_AUTHORIZATION="Basic $(printf 'admin:%s' "$ADMIN_PW" | base64 -w0)"
-proxy_setup() { # berth's registry entry for registry:2 and its project hub
+proxy_setup() { # [upstream project]: berth's registry entry for registry:2 (or for another
+  local upstream=${1:-reg2} project=${2:-hub}        # address of it) and its proxy project
   local api=$(url berth)/api/v2.0 id
   id=$(curl -sf -D - -o /dev/null -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
-    -d "{\"name\": \"up\", \"type\": \"docker-registry\", \"url\": \"$(url reg2)\"}" "$api/registries" |
+    -d "{\"name\": \"$upstream\", \"type\": \"docker-registry\", \"url\": \"$(url "$upstream")\"}" "$api/registries" |
     tr -d '\r' | awk 'tolower($1) == "location:" { n = split($2, p, "/"); print p[n] }')
   curl -sf -H "Authorization: $BENCH_AUTHORIZATION" -H 'Content-Type: application/json' \
-    -d "{\"project_name\": \"hub\", \"registry_id\": $id, \"metadata\": {\"public\": \"true\"}}" "$api/projects" >/dev/null
+    -d "{\"project_name\": \"$project\", \"registry_id\": $id, \"metadata\": {\"public\": \"true\"}}" "$api/projects" >/dev/null
+}
+fifty_pulls() { # repo digest: 50 clients pull it through berth at once; FIFTY_SECS: until all are done
+  local began=$(date +%s%N) pids=() i pid
+  for i in $(seq 50); do
+    "$BB" --url "$(url berth)" pull-blob --repo "$1" --digest "$2" >"$WORK/shared.$i" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || { echo "a shared pull failed" >&2; exit 1; }; done
+  FIFTY_SECS=$(calc "($(date +%s%N) - $began) / 1000000000")
 }
 for ((r = 1; r <= REPEATS; r++)); do
   start reg2
@@ -733,14 +746,30 @@ for ((r = 1; r <= REPEATS; r++)); do
   out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/shared --size "$SHARED_BLOB")
   digest=$(j .digest "$out")
   log "(k) 50 clients pull one cold $SHARED_BLOB blob through berth ($r/$REPEATS)"
-  began=$(date +%s%N)
-  pids=()
-  for i in $(seq 50); do
-    "$BB" --url "$(url berth)" pull-blob --repo hub/up/shared --digest "$digest" >"$WORK/shared.$i" &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid" || { echo "a shared pull failed" >&2; exit 1; }; done
-  record proxy-fifty berth "$(calc "($(date +%s%N) - $began) / 1000000000")"
+  fifty_pulls hub/up/shared "$digest"
+  record proxy-fifty berth "$FIFTY_SECS"
+  # The same over a wide-area link: the upstream's bytes at $WAN_MIB MiB/s, for the direct
+  # pull and for berth's fetches alike (project far, upstream "wan": the throttle).
+  "$BB" throttle --listen "127.0.0.1:$PORT_wan" --upstream "127.0.0.1:$PORT_reg2" --mib-per-sec "$WAN_MIB" >/dev/null &
+  throttle=$!
+  BENCH_AUTHORIZATION="" bench wan ping --timeout-secs 10
+  proxy_setup wan far
+  out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/wan --size "$WAN_BLOB")
+  digest=$(j .digest "$out")
+  log "(k) pull $WAN_BLOB directly over the $WAN_MIB MiB/s link ($r/$REPEATS)"
+  out=$(BENCH_AUTHORIZATION="" bench wan pull-blob --repo up/wan --digest "$digest")
+  record proxy-wan-direct berth "$(j .secs "$out")"
+  log "(k) cold pull $WAN_BLOB through berth over the link ($r/$REPEATS)"
+  out=$(bench berth pull-blob --repo far/up/wan --digest "$digest")
+  record proxy-wan-cold berth "$(j .secs "$out")"
+  out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/wan-one --size "$SHARED_BLOB")
+  out=$(bench berth pull-blob --repo far/up/wan-one --digest "$(j .digest "$out")")
+  record proxy-wan-one berth "$(j .secs "$out")"
+  out=$(BENCH_AUTHORIZATION="" bench reg2 push-blob --repo up/wan-shared --size "$SHARED_BLOB")
+  log "(k) 50 clients pull one cold $SHARED_BLOB blob through berth over the link ($r/$REPEATS)"
+  fifty_pulls far/up/wan-shared "$(j .digest "$out")"
+  record proxy-wan-fifty berth "$FIFTY_SECS"
+  stop_pid "$throttle"
   stop berth
   stop reg2
 done
@@ -928,6 +957,11 @@ ROWS+=("| (k) cold pull of $BLOB through the proxy cache (registry:2 upstream), 
 ROWS+=("| (k) warm pull of $BLOB through the proxy cache, s | $(fmt "$P_WARM") | | $(share "$P_WARM" "$P_DIRECT") of direct | | |")
 P_ONE=$(median proxy-one berth) P_FIFTY=$(median proxy-fifty berth)
 ROWS+=("| (k) 50 clients pulling one cold $SHARED_BLOB blob through the proxy, all done, s | $(fmt "$P_FIFTY") | | $(share "$P_FIFTY" "$P_ONE") of one client's cold pull ($(fmt "$P_ONE") s) | ≤ 130% | $(met_share "$(calc "1.3 * $P_ONE")" "$P_FIFTY" 1) |")
+W_DIRECT=$(median proxy-wan-direct berth) W_COLD=$(median proxy-wan-cold berth)
+W_RATE=$(calc "${WAN_BLOB%MiB} / $W_DIRECT")
+ROWS+=("| (k) over a $WAN_MIB MiB/s upstream link (direct pulls got $(fmt "$W_RATE") MiB/s): cold pull of $WAN_BLOB through the proxy, s | $(fmt "$W_COLD") | $(fmt "$W_DIRECT") (direct, same link) | $(share "$W_COLD" "$W_DIRECT") of direct | ≤ 115% of direct | $(met_share "$(calc "1.15 * $W_DIRECT")" "$W_COLD" 1) |")
+W_ONE=$(median proxy-wan-one berth) W_FIFTY=$(median proxy-wan-fifty berth)
+ROWS+=("| (k) over the link: 50 clients pulling one cold $SHARED_BLOB blob, all done, s | $(fmt "$W_FIFTY") | | $(share "$W_FIFTY" "$W_ONE") of one client's cold pull ($(fmt "$W_ONE") s) | ≤ 130% | $(met_share "$(calc "1.3 * $W_ONE")" "$W_FIFTY" 1) |")
 row "(l) replicate $((REP_REPOS * ${REP[3]})) images (shared base layers) to an empty registry:2, s: berth's push policy vs skopeo sync" lower replicate "≥ 2× faster than skopeo sync" '$X >= 2'
 row "(m) 16 clients push + pull 32 fresh images of 3 × $M_LAYER (berth: token mode, audit, usage), s" lower fresh-images "≥ 3×" '$X >= 3'
 row "(m) p99 per image, ms" lower fresh-images-p99 "no worse than registry:2" '$X >= 1'

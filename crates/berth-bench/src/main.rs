@@ -10,6 +10,7 @@ mod data;
 mod housekeeping;
 mod ops;
 mod stats;
+mod throttle;
 mod workloads;
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -176,6 +177,16 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         rounds: usize,
     },
+    /// Relay TCP from `--listen` to `--upstream`, the upstream's bytes (all connections
+    /// together) at `--mib-per-sec`: a wide-area link in front of a local registry.
+    Throttle {
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        upstream: String,
+        #[arg(long)]
+        mib_per_sec: f64,
+    },
     /// Start a registry command, time until `/v2/` answers 200, read its idle RSS, stop it.
     Coldstart {
         #[arg(long, default_value_t = 10)]
@@ -236,6 +247,11 @@ async fn run(cli: Cli) -> Result<()> {
             chunk,
             seed,
         } => workloads::push_blob(&http, &repo, size, chunk, seed.unwrap_or_else(clock_seed)).await,
+        Command::Throttle {
+            listen,
+            upstream,
+            mib_per_sec,
+        } => throttle::run(&listen, &upstream, mib_per_sec).await,
         Command::PullBlob {
             repo,
             digest,
