@@ -334,8 +334,19 @@ async fn another_nodes_changes_arrive_as_invalidations() {
     assert_eq!(next(&mut feed).await, Some(Invalidation::All));
     let repo = name("feed/app");
     let layer = Digest::of(Algorithm::Sha256, b"feed-layer");
-    // Adding a blob link changes no cached answer: no notification.
+    // A link that creates the repository changes the catalog: one notification.
     writer.link_blob(&repo, &layer, 5).await.expect("link");
+    assert_eq!(
+        next(&mut feed).await,
+        Some(Invalidation::Repository("feed/app".into()))
+    );
+    // Another link into it changes no cached answer: no notification (the feed's end,
+    // below, finds nothing left over).
+    let other_layer = Digest::of(Algorithm::Sha256, b"feed-layer-2");
+    writer
+        .link_blob(&repo, &other_layer, 5)
+        .await
+        .expect("link");
     writer
         .put_manifest(&repo, &image("feed-1", &layer), &[tag("v1")])
         .await
