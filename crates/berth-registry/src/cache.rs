@@ -106,21 +106,40 @@ impl ReadCache {
 
     /// A hit, or the ticket to hand back with the store's answer.
     fn lookup<T>(&self, find: impl FnOnce(&Entries) -> Option<T>) -> Result<T, Ticket> {
+        self.lookup_under(|e| e.generation, find)
+    }
+
+    /// [`ReadCache::lookup`], the ticket taken from the generation `generation` names.
+    fn lookup_under<T>(
+        &self,
+        generation: fn(&Entries) -> u64,
+        find: impl FnOnce(&Entries) -> Option<T>,
+    ) -> Result<T, Ticket> {
         let entries = self.lock();
         let usable = self.enabled && !entries.suspended;
         match usable.then(|| find(&entries)).flatten() {
             Some(hit) => Ok(hit),
-            None => Err(Ticket(entries.generation)),
+            None => Err(Ticket(generation(&entries))),
         }
     }
 
     /// Insert with `insert`, unless a write happened since `ticket` was taken.
     fn insert(&self, ticket: Ticket, insert: impl FnOnce(&mut Entries)) {
+        self.insert_under(|e| e.generation, ticket, insert)
+    }
+
+    /// [`ReadCache::insert`], the ticket checked against the generation `generation` names.
+    fn insert_under(
+        &self,
+        generation: fn(&Entries) -> u64,
+        ticket: Ticket,
+        insert: impl FnOnce(&mut Entries),
+    ) {
         if !self.enabled {
             return;
         }
         let mut entries = self.lock();
-        if entries.generation != ticket.0 || entries.suspended {
+        if generation(&entries) != ticket.0 || entries.suspended {
             return;
         }
         if entries.full() {
@@ -288,14 +307,11 @@ impl ReadCache {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Arc<Listing>, Ticket> {
-        let entries = self.lock();
-        if self.enabled && !entries.suspended {
-            let key = (scope.clone(), last.map(str::to_owned), limit);
-            if let Some(page) = entries.catalog_pages.get(&key) {
-                return Ok(page.clone());
-            }
-        }
-        Err(Ticket(entries.catalog_generation))
+        let key = (scope.clone(), last.map(str::to_owned), limit);
+        self.lookup_under(
+            |e| e.catalog_generation,
+            |e| e.catalog_pages.get(&key).cloned(),
+        )
     }
 
     pub fn store_catalog_page(
@@ -306,19 +322,15 @@ impl ReadCache {
         limit: usize,
         page: &Arc<Listing>,
     ) {
-        if !self.enabled {
-            return;
-        }
-        let mut entries = self.lock();
-        if entries.catalog_generation != ticket.0 || entries.suspended {
-            return;
-        }
-        if entries.full() {
-            entries.clear();
-        }
-        entries.page_items += page.items.len();
-        let key = (scope.clone(), last.map(str::to_owned), limit);
-        entries.catalog_pages.insert(key, page.clone());
+        self.insert_under(
+            |e| e.catalog_generation,
+            ticket,
+            |e| {
+                e.page_items += page.items.len();
+                let key = (scope.clone(), last.map(str::to_owned), limit);
+                e.catalog_pages.insert(key, page.clone());
+            },
+        );
     }
 }
 

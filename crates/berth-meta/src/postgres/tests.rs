@@ -407,6 +407,14 @@ const USAGE_DRIFT: &str = "
     SELECT 'registry' FROM registry_usage
     WHERE linked_blob_bytes <> (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE repository_links > 0)";
 
+/// The figures that differ from a recount (see [`USAGE_DRIFT`]).
+async fn usage_drift(database: &sqlx::PgPool) -> Vec<String> {
+    sqlx::query_scalar(USAGE_DRIFT)
+        .fetch_all(database)
+        .await
+        .expect("recount")
+}
+
 /// Link deletes are counted per statement (migration 14): deletes of many links at once,
 /// the same blob in several repositories and namespaces in one statement among them, leave
 /// every figure equal to a recount.
@@ -460,20 +468,14 @@ async fn usage_after_deleting_many_links_at_once_equals_a_recount() {
                 }
             }
         }
-        let drift: Vec<String> = sqlx::query_scalar(USAGE_DRIFT)
-            .fetch_all(&direct)
-            .await
-            .expect("recount");
+        let drift = usage_drift(&direct).await;
         assert!(drift.is_empty(), "before {statement}: {drift:?}");
         sqlx::query(*statement)
             .bind(named.to_vec())
             .execute(&direct)
             .await
             .expect("delete");
-        let drift: Vec<String> = sqlx::query_scalar(USAGE_DRIFT)
-            .fetch_all(&direct)
-            .await
-            .expect("recount");
+        let drift = usage_drift(&direct).await;
         assert!(drift.is_empty(), "after {statement}: {drift:?}");
     }
     direct.close().await;
