@@ -410,4 +410,15 @@ impl JobStore for WakingStore {
     ) -> Result<bool, MetaError> {
         self.inner.advance_schedule(due_ms, next_run_ms, job).await
     }
+
+    async fn prune_jobs(
+        &self,
+        kinds: Option<&[&str]>,
+        finished_before_ms: i64,
+        limit: u64,
+    ) -> Result<u64, MetaError> {
+        self.inner
+            .prune_jobs(kinds, finished_before_ms, limit)
+            .await
+    }
 }

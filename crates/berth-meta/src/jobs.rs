@@ -139,6 +139,16 @@ pub trait JobStore: Send + Sync {
     /// If the schedule of `job.kind` is still due at `due_ms` (nobody advanced it), move it
     /// to `next_run_ms` and enqueue `job`, in one transaction; whether this call did.
     async fn advance_schedule(&self, due_ms: i64, next_run_ms: i64, job: &NewJob) -> Result<bool>;
+
+    /// Delete at most `limit` jobs that ended (succeeded or failed for good) before
+    /// `finished_before_ms`, of `kinds` (every kind if `None`), oldest first; how many went.
+    /// Queued and running jobs are never touched.
+    async fn prune_jobs(
+        &self,
+        kinds: Option<&[&str]>,
+        finished_before_ms: i64,
+        limit: u64,
+    ) -> Result<u64>;
 }
 
 /// The columns of a [`Job`] row, in both backends' statements.

@@ -85,7 +85,8 @@ fn pool_stats<DB: sqlx::Database>(name: &'static str, pool: &sqlx::Pool<DB>) -> 
     }
 }
 pub use upstreams::{
-    NewUpstream, SecretKey, StoredCredential, Upstream, UpstreamDeletion, UpstreamStore,
+    NewUpstream, ProxyTagCheck, SecretKey, StoredCredential, Upstream, UpstreamDeletion,
+    UpstreamStore,
 };
 
 pub type Result<T, E = MetaError> = std::result::Result<T, E>;

@@ -548,6 +548,20 @@ pub const MIGRATIONS: &[&str] = &[
     // SQLite has only row-level triggers, and its per-row work is in-process and cheap:
     // nothing changes here.
     "SELECT 1;",
+    // 15: what the proxy cache last heard from upstreams about the tags it holds, shared by
+    // every node and kept fresh by a job; finished jobs found by age, to prune them.
+    r#"
+    CREATE TABLE proxy_tags (
+        repository  TEXT NOT NULL,
+        tag         TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        checked_at  INTEGER NOT NULL,
+        pulled_at   INTEGER NOT NULL,
+        PRIMARY KEY (repository, tag)
+    );
+    CREATE INDEX proxy_tags_checked ON proxy_tags(checked_at);
+    CREATE INDEX jobs_finished ON jobs(finished_at) WHERE state IN ('succeeded', 'failed');
+    "#,
 ];
 
 #[cfg(test)]

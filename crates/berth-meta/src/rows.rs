@@ -227,3 +227,20 @@ where
         updated_at: row.try_get("updated_at")?,
     })
 }
+
+/// A `proxy_tags` row.
+pub(crate) fn proxy_tag_row<'r, R>(row: &'r R) -> Result<crate::ProxyTagCheck>
+where
+    R: Row,
+    &'static str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::ProxyTagCheck {
+        repository: row.try_get("repository")?,
+        tag: row.try_get("tag")?,
+        digest: row.try_get("digest")?,
+        checked_at_ms: row.try_get("checked_at")?,
+        pulled_at_ms: row.try_get("pulled_at")?,
+    })
+}

@@ -413,7 +413,9 @@ pub async fn run(store: &dyn MetaStore) {
     audit(store).await;
     artifacts(store).await;
     jobs(store).await;
+    job_pruning(store).await;
     upstreams(store).await;
+    proxy_tag_checks(store).await;
     gc(store).await;
 }
 
@@ -2032,6 +2034,236 @@ async fn jobs(store: &dyn MetaStore) {
     assert_eq!(store.jobs(None, 1, 1).await.expect("jobs").items.len(), 1);
     store.set_schedule("sweep", None).await.expect("unschedule");
     assert!(store.schedules().await.expect("schedules").is_empty());
+}
+
+/// Pruning the job history: only jobs that ended, only before the cut-off, only the kinds
+/// asked for, oldest first and at most the limit.
+async fn job_pruning(store: &dyn MetaStore) {
+    use crate::{JobOutcome, JobState, NewJob};
+    // Before the times of `jobs`, whose jobs may still be there.
+    const T: i64 = 100;
+    // Ticks that ended at T+1, T+2, T+3 and (failed) T+4, a report that ended at T+4, a
+    // tick to retry and one that runs.
+    let mut ids = Vec::new();
+    for (kind, key) in [
+        ("tick", "t1"),
+        ("tick", "t2"),
+        ("tick", "t3"),
+        ("tick", "t4"),
+        ("report", "r1"),
+        ("tick", "t5"),
+        ("tick", "t6"),
+    ] {
+        let id = store
+            .enqueue_job(&NewJob {
+                kind: kind.into(),
+                key: key.into(),
+                params: serde_json::json!({}),
+                run_after_ms: T,
+            })
+            .await
+            .expect("enqueue")
+            .expect("new");
+        ids.push(id);
+    }
+    for (n, outcome) in [
+        (0, JobOutcome::Succeeded(serde_json::json!({}))),
+        (1, JobOutcome::Succeeded(serde_json::json!({}))),
+        (2, JobOutcome::Succeeded(serde_json::json!({}))),
+        (3, JobOutcome::Failed("no".into())),
+        (4, JobOutcome::Succeeded(serde_json::json!({}))),
+        (
+            5,
+            JobOutcome::Retry {
+                error: "later".into(),
+                run_after_ms: T + 100,
+            },
+        ),
+    ] {
+        let claimed = store
+            .claim_job(&["tick", "report"], "node", T, T + 10_000)
+            .await
+            .expect("claim")
+            .expect("due");
+        assert_eq!(claimed.id, ids[n], "claimed in order");
+        let finished = T + 1 + i64::try_from(n.min(3)).expect("small");
+        assert!(
+            store
+                .finish_job(claimed.id, "node", &outcome, finished)
+                .await
+                .expect("finish")
+        );
+    }
+    let running = store
+        .claim_job(&["tick"], "node", T + 200, T + 10_000)
+        .await
+        .expect("claim")
+        .expect("due");
+    assert_eq!(running.id, ids[6]);
+
+    let state = |id: i64| async move { store.job(id).await.expect("job").map(|j| j.state) };
+    // Nothing ended before T+1.
+    assert_eq!(store.prune_jobs(None, T + 1, 100).await.expect("prune"), 0);
+    // The limit: the oldest tick goes first.
+    assert_eq!(
+        store
+            .prune_jobs(Some(&["tick"]), T + 4, 1)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(state(ids[0]).await, None);
+    assert_eq!(state(ids[1]).await, Some(JobState::Succeeded));
+    // Only ticks: the report that ended at T+1 stays.
+    assert_eq!(
+        store
+            .prune_jobs(Some(&["tick"]), T + 5, 100)
+            .await
+            .expect("prune"),
+        3
+    );
+    assert_eq!(state(ids[3]).await, None, "failed ones go too");
+    assert_eq!(state(ids[4]).await, Some(JobState::Succeeded));
+    // Every kind: the report goes; the running and queued jobs never do.
+    assert_eq!(
+        store.prune_jobs(None, T + 5, 100).await.expect("prune"),
+        1
+    );
+    assert_eq!(state(ids[4]).await, None);
+    assert_eq!(state(ids[5]).await, Some(JobState::Queued));
+    assert_eq!(state(ids[6]).await, Some(JobState::Running));
+    // A pruned key may be used again.
+    assert!(
+        store
+            .enqueue_job(&NewJob {
+                kind: "tick".into(),
+                key: "t1".into(),
+                params: serde_json::json!({}),
+                run_after_ms: T,
+            })
+            .await
+            .expect("enqueue")
+            .is_some()
+    );
+}
+
+/// The proxy cache's records of tags: the latest check wins, pulls only move forward and
+/// create nothing, and the ones due for a check come longest unchecked first.
+async fn proxy_tag_checks(store: &dyn MetaStore) {
+    const T: i64 = 7_000_000;
+    assert_eq!(
+        store
+            .proxy_tag_check("hub/library/nginx", "1")
+            .await
+            .expect("read"),
+        None
+    );
+    // A pull of a tag never checked creates nothing.
+    store
+        .record_proxy_pull("hub/library/nginx", "1", T)
+        .await
+        .expect("pull");
+    assert_eq!(
+        store
+            .proxy_tag_check("hub/library/nginx", "1")
+            .await
+            .expect("read"),
+        None
+    );
+    store
+        .record_proxy_check("hub/library/nginx", "1", "sha256:aa", T + 10)
+        .await
+        .expect("check");
+    let first = store
+        .proxy_tag_check("hub/library/nginx", "1")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(
+        (
+            first.digest.as_str(),
+            first.checked_at_ms,
+            first.pulled_at_ms
+        ),
+        ("sha256:aa", T + 10, T + 10)
+    );
+    // A later answer wins; an earlier one (a slower node) changes nothing.
+    store
+        .record_proxy_check("hub/library/nginx", "1", "sha256:bb", T + 30)
+        .await
+        .expect("check");
+    store
+        .record_proxy_check("hub/library/nginx", "1", "sha256:cc", T + 20)
+        .await
+        .expect("check");
+    store
+        .record_proxy_pull("hub/library/nginx", "1", T + 40)
+        .await
+        .expect("pull");
+    store
+        .record_proxy_pull("hub/library/nginx", "1", T + 35)
+        .await
+        .expect("pull");
+    let now = store
+        .proxy_tag_check("hub/library/nginx", "1")
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(
+        (now.digest.as_str(), now.checked_at_ms, now.pulled_at_ms),
+        ("sha256:bb", T + 30, T + 40)
+    );
+
+    // Two more: one checked long ago but not pulled lately, one checked long ago and pulled.
+    store
+        .record_proxy_check("hub/team/app", "v1", "sha256:dd", T - 1_000)
+        .await
+        .expect("check");
+    store
+        .record_proxy_check("hub/team/app", "v2", "sha256:ee", T - 500)
+        .await
+        .expect("check");
+    store
+        .record_proxy_pull("hub/team/app", "v2", T + 50)
+        .await
+        .expect("pull");
+    let due = |pulled_since: i64, checked_before: i64, limit: u64| async move {
+        store
+            .proxy_tags_to_check(pulled_since, checked_before, limit)
+            .await
+            .expect("due")
+            .into_iter()
+            .map(|c| format!("{}:{}", c.repository, c.tag))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        due(T - 2_000, T + 100, 10).await,
+        ["hub/team/app:v1", "hub/team/app:v2", "hub/library/nginx:1"],
+        "longest unchecked first"
+    );
+    assert_eq!(due(T - 2_000, T + 100, 1).await, ["hub/team/app:v1"]);
+    assert_eq!(
+        due(T, T + 100, 10).await,
+        ["hub/team/app:v2", "hub/library/nginx:1"],
+        "not pulled lately: not kept fresh"
+    );
+    assert_eq!(
+        due(T, T + 30, 10).await,
+        ["hub/team/app:v2"],
+        "checked since: not due"
+    );
+    store
+        .forget_proxy_tag("hub/team/app", "v2")
+        .await
+        .expect("forget");
+    assert_eq!(due(T, T + 100, 10).await, ["hub/library/nginx:1"]);
+    assert_eq!(
+        store
+            .proxy_tag_check("hub/team/app", "v2")
+            .await
+            .expect("read"),
+        None
+    );
 }
 
 fn upstream(name: &str, credential: Option<crate::StoredCredential>) -> crate::NewUpstream {

@@ -512,6 +512,10 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "garbage collection's tombstones for the source's blob store: the blobs they name are no longer in the registry, so none is copied",
     ),
     (
+        "proxy_tags",
+        "the proxy cache's record of when it last asked upstreams about its tags (migration 15): after a migration, the first pull of each cached tag asks again",
+    ),
+    (
         "schema_migrations",
         "each database has its own; the versions must be equal",
     ),

@@ -76,6 +76,21 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
+/// What the proxy cache knows about a tag it holds: the digest the upstream last named for
+/// it and when, and when the tag was last pulled here. Shared by every node, so that one
+/// node's answer from the upstream spares the others the question, and kept fresh ahead of
+/// pulls by the `proxy_revalidate` job. A hint, never the truth about content: a lost row
+/// only costs one more question to the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTagCheck {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    /// Unix milliseconds.
+    pub checked_at_ms: i64,
+    pub pulled_at_ms: i64,
+}
+
 #[async_trait]
 pub trait UpstreamStore: Send + Sync {
     /// Create an upstream; [`crate::MetaError::Conflict`] if the name is taken. Its id.
@@ -96,4 +111,30 @@ pub trait UpstreamStore: Send + Sync {
     async fn secret_keys(&self) -> Result<Vec<SecretKey>>;
     /// Add a key unless one with its kid exists; whether it was added.
     async fn add_secret_key(&self, key: &SecretKey) -> Result<bool>;
+
+    /// The proxy cache's record of `repository:tag`.
+    async fn proxy_tag_check(&self, repository: &str, tag: &str) -> Result<Option<ProxyTagCheck>>;
+    /// The upstream named `digest` for the tag at `checked_at_ms`; an earlier answer than
+    /// the one recorded changes nothing. A new record counts as pulled then too (tags are
+    /// checked because they are pulled).
+    async fn record_proxy_check(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+        checked_at_ms: i64,
+    ) -> Result<()>;
+    /// The tag was pulled at `pulled_at_ms` (no record is created: only checked tags have one).
+    async fn record_proxy_pull(&self, repository: &str, tag: &str, pulled_at_ms: i64)
+    -> Result<()>;
+    /// Tags pulled at or after `pulled_since_ms` and last checked before `checked_before_ms`,
+    /// longest unchecked first, at most `limit`.
+    async fn proxy_tags_to_check(
+        &self,
+        pulled_since_ms: i64,
+        checked_before_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<ProxyTagCheck>>;
+    /// Drop the record of a tag the cache no longer holds.
+    async fn forget_proxy_tag(&self, repository: &str, tag: &str) -> Result<()>;
 }

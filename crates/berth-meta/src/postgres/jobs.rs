@@ -206,4 +206,24 @@ impl JobStore for PgStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    async fn prune_jobs(
+        &self,
+        kinds: Option<&[&str]>,
+        finished_before_ms: i64,
+        limit: u64,
+    ) -> Result<u64> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+                 WHERE state IN ('succeeded', 'failed') AND finished_at < $1
+                   AND ($2::text[] IS NULL OR kind = ANY($2))
+                 ORDER BY finished_at LIMIT $3)",
+        )
+        .bind(finished_before_ms)
+        .bind(kinds)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }

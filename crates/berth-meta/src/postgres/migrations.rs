@@ -665,4 +665,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         REFERENCING OLD TABLE AS gone
         FOR EACH STATEMENT EXECUTE FUNCTION berth_usage_links_gone();
     "#,
+    // 15: what the proxy cache last heard from upstreams about the tags it holds, shared by
+    // every node and kept fresh by a job; finished jobs found by age, to prune them.
+    r#"
+    CREATE TABLE proxy_tags (
+        repository  TEXT NOT NULL,
+        tag         TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        checked_at  BIGINT NOT NULL,
+        pulled_at   BIGINT NOT NULL,
+        PRIMARY KEY (repository, tag)
+    );
+    CREATE INDEX proxy_tags_checked ON proxy_tags(checked_at);
+    CREATE INDEX jobs_finished ON jobs(finished_at) WHERE state IN ('succeeded', 'failed');
+    "#,
 ];

@@ -211,4 +211,28 @@ impl JobStore for SqliteStore {
         tx.commit().await?;
         Ok(true)
     }
+
+    async fn prune_jobs(
+        &self,
+        kinds: Option<&[&str]>,
+        finished_before_ms: i64,
+        limit: u64,
+    ) -> Result<u64> {
+        let kinds = kinds
+            .map(|k| serde_json::to_string(k))
+            .transpose()
+            .map_err(|e| MetaError::Corrupt(format!("job kinds: {e}")))?;
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs
+                 WHERE state IN ('succeeded', 'failed') AND finished_at < ?1
+                   AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2)))
+                 ORDER BY finished_at LIMIT ?3)",
+        )
+        .bind(finished_before_ms)
+        .bind(kinds)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }

@@ -5,8 +5,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{SqliteQuery, SqliteStore};
-use crate::rows::{UPSTREAM_COLUMNS, upstream_row};
-use crate::upstreams::{NewUpstream, SecretKey, Upstream, UpstreamDeletion, UpstreamStore};
+use crate::rows::{UPSTREAM_COLUMNS, proxy_tag_row, upstream_row};
+use crate::upstreams::{
+    NewUpstream, ProxyTagCheck, SecretKey, Upstream, UpstreamDeletion, UpstreamStore,
+};
 use crate::{MetaError, Result, now};
 
 /// Binds an upstream's fields in the order of the `INSERT` and `UPDATE` below.
@@ -157,5 +159,89 @@ impl UpstreamStore for SqliteStore {
         .bind(&key.key)
         .bind(key.created_at);
         Ok(self.execute_durably(statement).await? > 0)
+    }
+
+    // The proxy cache's records are hints: they commit without waiting for a flush (a
+    // record lost to a power cut costs one more question to the upstream).
+
+    async fn proxy_tag_check(&self, repository: &str, tag: &str) -> Result<Option<ProxyTagCheck>> {
+        let row = sqlx::query(
+            "SELECT repository, tag, digest, checked_at, pulled_at FROM proxy_tags
+             WHERE repository = ? AND tag = ?",
+        )
+        .bind(repository)
+        .bind(tag)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(proxy_tag_row).transpose()
+    }
+
+    async fn record_proxy_check(
+        &self,
+        repository: &str,
+        tag: &str,
+        digest: &str,
+        checked_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO proxy_tags (repository, tag, digest, checked_at, pulled_at)
+             VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT (repository, tag) DO UPDATE
+             SET digest = excluded.digest, checked_at = excluded.checked_at
+             WHERE excluded.checked_at >= proxy_tags.checked_at",
+        )
+        .bind(repository)
+        .bind(tag)
+        .bind(digest)
+        .bind(checked_at_ms)
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_proxy_pull(
+        &self,
+        repository: &str,
+        tag: &str,
+        pulled_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE proxy_tags SET pulled_at = ?3
+             WHERE repository = ?1 AND tag = ?2 AND pulled_at < ?3",
+        )
+        .bind(repository)
+        .bind(tag)
+        .bind(pulled_at_ms)
+        .execute(&mut *self.write().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn proxy_tags_to_check(
+        &self,
+        pulled_since_ms: i64,
+        checked_before_ms: i64,
+        limit: u64,
+    ) -> Result<Vec<ProxyTagCheck>> {
+        let rows = sqlx::query(
+            "SELECT repository, tag, digest, checked_at, pulled_at FROM proxy_tags
+             WHERE checked_at < ? AND pulled_at >= ?
+             ORDER BY checked_at, repository, tag LIMIT ?",
+        )
+        .bind(checked_before_ms)
+        .bind(pulled_since_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(proxy_tag_row).collect()
+    }
+
+    async fn forget_proxy_tag(&self, repository: &str, tag: &str) -> Result<()> {
+        sqlx::query("DELETE FROM proxy_tags WHERE repository = ? AND tag = ?")
+            .bind(repository)
+            .bind(tag)
+            .execute(&mut *self.write().await?)
+            .await?;
+        Ok(())
     }
 }
