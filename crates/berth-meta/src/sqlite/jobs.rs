@@ -219,7 +219,7 @@ impl JobStore for SqliteStore {
         limit: u64,
     ) -> Result<u64> {
         let kinds = kinds
-            .map(|k| serde_json::to_string(k))
+            .map(serde_json::to_string)
             .transpose()
             .map_err(|e| MetaError::Corrupt(format!("job kinds: {e}")))?;
         let done = sqlx::query(
