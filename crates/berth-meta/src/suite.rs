@@ -2125,10 +2125,7 @@ async fn job_pruning(store: &dyn MetaStore) {
     assert_eq!(state(ids[3]).await, None, "failed ones go too");
     assert_eq!(state(ids[4]).await, Some(JobState::Succeeded));
     // Every kind: the report goes; the running and queued jobs never do.
-    assert_eq!(
-        store.prune_jobs(None, T + 5, 100).await.expect("prune"),
-        1
-    );
+    assert_eq!(store.prune_jobs(None, T + 5, 100).await.expect("prune"), 1);
     assert_eq!(state(ids[4]).await, None);
     assert_eq!(state(ids[5]).await, Some(JobState::Queued));
     assert_eq!(state(ids[6]).await, Some(JobState::Running));

@@ -70,6 +70,37 @@ impl Mirrors {
 /// How long which upstream a project proxies is remembered (another node may bind one).
 const ROUTE_TTL: Duration = Duration::from_secs(5);
 
+/// A node records a pull of a cached tag in the database at most this often (the
+/// revalidation job asks only which tags were pulled lately, not how often).
+const PULL_NOTE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Upstream questions one revalidation run asks at once.
+const REVALIDATION_CONCURRENCY: usize = 8;
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// What one revalidation run did (the job's result).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RevalidationReport {
+    /// Tags the upstream was asked about.
+    pub checked: u64,
+    /// Still naming the cached manifest.
+    pub unchanged: u64,
+    /// Moved upstream: the new manifest is being cached, with its blobs.
+    pub moved: u64,
+    /// No longer cached here (or no longer in a proxy project): their records went.
+    pub forgotten: u64,
+    /// The upstream could not answer; asked again by the next run or pull.
+    pub failed: u64,
+    /// Not asked within the run's time: left to the next run.
+    pub deferred: u64,
+}
+
 /// Where pulls of a repository in a proxy-cache project go.
 #[derive(Clone, Debug)]
 pub struct Route {
@@ -116,8 +147,13 @@ pub struct ProxyCache {
     routes: std::sync::RwLock<HashMap<String, (Option<i64>, Instant)>>,
     /// Repositories found held here, and when: the default mirror leaves their pulls alone.
     held: Mutex<HashMap<String, Instant>>,
-    /// When each (repository, tag) was last found current upstream.
+    /// When each (repository, tag) was last found current upstream, as far as this node
+    /// knows: its own answers, and those of other nodes and the `proxy_revalidate` job read
+    /// from the database (`proxy_tags`) when this one is out of date.
     revalidated: Mutex<HashMap<(String, String), Instant>>,
+    /// When this node last recorded a pull of each (repository, tag) in the database (what
+    /// the `proxy_revalidate` job keeps fresh): at most once per [`PULL_NOTE_INTERVAL`].
+    pulls_noted: Mutex<HashMap<(String, String), Instant>>,
     manifest_flights: Mutex<HashMap<(i64, String, String), ManifestFlight>>,
     /// Manifests fetched and not yet stored (their blobs are being cached), by (repository,
     /// reference).
@@ -170,6 +206,7 @@ impl ProxyCache {
             routes: Default::default(),
             held: Default::default(),
             revalidated: Default::default(),
+            pulls_noted: Default::default(),
             manifest_flights: Default::default(),
             pending: Default::default(),
             blob_flights,
@@ -407,6 +444,9 @@ impl ProxyCache {
                 .get(&freshness_key)
                 .is_some_and(|at| at.elapsed() < self.options.tag_ttl || *at >= asked_at),
         };
+        if let Reference::Tag(_) = reference {
+            self.note_pull(&freshness_key);
+        }
         // Fetched and being cached: answered from memory rather than fetched again.
         let pending = self
             .pending
@@ -425,7 +465,10 @@ impl ProxyCache {
             Err(e) => return Err(e.into()),
         };
         if let Some(manifest) = &cached
-            && fresh()
+            && (fresh()
+                || self
+                    .checked_elsewhere(&freshness_key, &manifest.digest)
+                    .await)
         {
             return Ok(Some(manifest.clone()));
         }
@@ -522,11 +565,18 @@ impl ProxyCache {
                 .await;
                 // Recorded before the flight leaves the map, so that a caller arriving
                 // after it left sees that it answered (and finds the manifest pending).
-                if fetched.is_ok() {
+                if let Ok(answer) = &fetched {
                     self.revalidated
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(freshness_key.clone(), Instant::now());
+                    let digest = match (answer, &known) {
+                        (Fetched::New(m), _) => Some(&m.digest),
+                        (Fetched::Unchanged, known) => known.as_ref(),
+                    };
+                    if let (Reference::Tag(_), Some(digest)) = (reference, digest) {
+                        self.record_check(&freshness_key, digest);
+                    }
                 }
                 fetched
             })
@@ -541,6 +591,183 @@ impl ProxyCache {
             flights.remove(&key);
         }
         result.map(Some)
+    }
+
+    /// Whether another node, or the revalidation job, found the cached `digest` current
+    /// upstream within the TTL (their answers are in the database); remembered if so.
+    async fn checked_elsewhere(&self, key: &(String, String), digest: &Digest) -> bool {
+        if self.options.tag_ttl.is_zero() {
+            return false;
+        }
+        let check = match self.store.proxy_tag_check(&key.0, &key.1).await {
+            Ok(Some(check)) => check,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::debug!(repository = %key.0, tag = %key.1, error = %e, "proxy tag record unread");
+                return false;
+            }
+        };
+        let age =
+            Duration::from_millis(u64::try_from(unix_ms() - check.checked_at_ms).unwrap_or(0));
+        if check.digest != digest.to_string() || age >= self.options.tag_ttl {
+            return false;
+        }
+        let Some(at) = Instant::now().checked_sub(age) else {
+            return false;
+        };
+        let mut revalidated = self.revalidated.lock().unwrap_or_else(|e| e.into_inner());
+        let known = revalidated.entry(key.clone()).or_insert(at);
+        *known = (*known).max(at);
+        true
+    }
+
+    /// Record in the database, in the background, that the upstream named `digest` for the
+    /// tag just now (for the other nodes and the revalidation job).
+    fn record_check(&self, key: &(String, String), digest: &Digest) {
+        let store = self.store.clone();
+        let (repository, tag) = key.clone();
+        let digest = digest.to_string();
+        let at = unix_ms();
+        self.pulls_noted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), Instant::now());
+        tokio::spawn(async move {
+            if let Err(e) = store
+                .record_proxy_check(&repository, &tag, &digest, at)
+                .await
+            {
+                tracing::debug!(%repository, %tag, error = %e, "proxy tag check not recorded");
+            }
+        });
+    }
+
+    /// Record a pull of a tag in the database, in the background, unless this node did so
+    /// lately: the revalidation job keeps the tags pulled lately fresh.
+    fn note_pull(&self, key: &(String, String)) {
+        {
+            let mut noted = self.pulls_noted.lock().unwrap_or_else(|e| e.into_inner());
+            if noted
+                .get(key)
+                .is_some_and(|at| at.elapsed() < PULL_NOTE_INTERVAL)
+            {
+                return;
+            }
+            if noted.len() > 100_000 {
+                noted.retain(|_, at| at.elapsed() < PULL_NOTE_INTERVAL);
+            }
+            noted.insert(key.clone(), Instant::now());
+        }
+        let store = self.store.clone();
+        let (repository, tag) = key.clone();
+        let at = unix_ms();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_proxy_pull(&repository, &tag, at).await {
+                tracing::debug!(%repository, %tag, error = %e, "proxy tag pull not recorded");
+            }
+        });
+    }
+
+    /// The `proxy_revalidate` job: ask the upstreams about the cached tags pulled within
+    /// `pulled_within` whose last answer will be older than the TTL before the next run
+    /// (`lead` from now), at most `limit` of them, longest unasked first, starting none
+    /// after `budget` (a slow or dead upstream must not hold the node's job runner). A tag
+    /// that moved is fetched anew, with its blobs, as a pull would; pulls of tags kept
+    /// fresh never wait for the upstream. With a TTL of zero every pull asks, and this
+    /// does nothing.
+    pub async fn revalidate_pulled(
+        &self,
+        pulled_within: Duration,
+        lead: Duration,
+        limit: u64,
+        budget: Duration,
+    ) -> Result<RevalidationReport, ProxyError> {
+        use futures_util::StreamExt;
+        let ttl = self.options.tag_ttl;
+        if ttl.is_zero() {
+            return Ok(RevalidationReport::default());
+        }
+        let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let now = unix_ms();
+        let horizon = ttl.saturating_sub(lead).max(ttl / 2);
+        let due = self
+            .store
+            .proxy_tags_to_check(
+                now.saturating_sub(millis(pulled_within)),
+                now.saturating_sub(millis(horizon)),
+                limit,
+            )
+            .await
+            .map_err(|e| berth_registry::Error::Internal(e.to_string()))?;
+        let deadline = Instant::now() + budget;
+        let total = due.len() as u64;
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(due)
+            .take_while(|_| std::future::ready(Instant::now() < deadline))
+            .map(|check| self.revalidate_one(check))
+            .buffer_unordered(REVALIDATION_CONCURRENCY)
+            .collect()
+            .await;
+        let mut report = RevalidationReport::default();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Unchanged => report.unchanged += 1,
+                Outcome::Moved => report.moved += 1,
+                Outcome::Forgotten => report.forgotten += 1,
+                Outcome::Failed => report.failed += 1,
+            }
+        }
+        report.checked = report.unchanged + report.moved + report.failed;
+        report.deferred = total - report.checked - report.forgotten;
+        Ok(report)
+    }
+
+    async fn revalidate_one(&self, check: berth_meta::ProxyTagCheck) -> Outcome {
+        let forget = || async {
+            match self
+                .store
+                .forget_proxy_tag(&check.repository, &check.tag)
+                .await
+            {
+                Ok(()) => Outcome::Forgotten,
+                Err(_) => Outcome::Failed,
+            }
+        };
+        let (Ok(repository), Ok(tag)) = (
+            check.repository.parse::<RepositoryName>(),
+            check.tag.parse::<berth_core::Tag>(),
+        ) else {
+            return forget().await;
+        };
+        let route = match self.route(&repository).await {
+            Ok(Some(route)) => route,
+            Ok(None) => return forget().await,
+            Err(e) => {
+                tracing::warn!(%repository, %tag, error = %e, "proxy revalidation: no upstream");
+                return Outcome::Failed;
+            }
+        };
+        let reference = Reference::Tag(tag);
+        let cached = match self.registry.get_manifest(&repository, &reference).await {
+            Ok(manifest) => manifest,
+            Err(
+                berth_registry::Error::ManifestUnknown(_) | berth_registry::Error::NameUnknown(_),
+            ) => return forget().await,
+            Err(e) => {
+                tracing::warn!(%repository, %reference, error = %e, "proxy revalidation: cache unread");
+                return Outcome::Failed;
+            }
+        };
+        match self
+            .ask_upstream(&route, &repository, &reference, Some(cached.digest), None)
+            .await
+        {
+            Ok(Some(Fetched::Unchanged)) | Ok(None) => Outcome::Unchanged,
+            Ok(Some(Fetched::New(_))) => Outcome::Moved,
+            Err(e) => {
+                tracing::warn!(%repository, %reference, error = %e, "proxy revalidation: upstream failed");
+                Outcome::Failed
+            }
+        }
     }
 
     /// In the background: fetch the manifest's blobs (joining clients' fetches), then
@@ -648,6 +875,14 @@ impl ProxyCache {
         let flight = self.blob_flights.join(key, route.client.clone()).await?;
         Ok((flight.size, flight.reader()))
     }
+}
+
+/// What revalidating one tag came to.
+enum Outcome {
+    Unchanged,
+    Moved,
+    Forgotten,
+    Failed,
 }
 
 /// A manifest in `ProxyCache::pending` while its caching task runs.

@@ -79,6 +79,9 @@ pub struct RawProxy {
     /// Seconds a manifest pulled by tag is served from the cache before the upstream is
     /// asked whether the tag moved.
     pub tag_ttl: Option<u64>,
+    /// Seconds: cached tags pulled within this long are revalidated by a job ahead of their
+    /// TTL, so that their pulls never wait for the upstream (`0`: only on pulls).
+    pub keep_fresh: Option<u64>,
     /// Seconds to wait for an upstream to connect, answer, or send the next piece of a body.
     pub timeout: Option<u64>,
     /// Where blobs being fetched from upstreams are spooled when the blob store is S3 (on the
@@ -382,6 +385,8 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ProxySetting {
     pub tag_ttl: std::time::Duration,
+    /// Tags pulled within this long are kept fresh by the `proxy_revalidate` job (zero: off).
+    pub keep_fresh: std::time::Duration,
     pub timeout: std::time::Duration,
     pub spool_dir: PathBuf,
     /// The default mirror project (`[proxy] mirror`).
@@ -610,6 +615,7 @@ impl RawConfig {
             },
             proxy: RawProxy {
                 tag_ttl: number("proxy.tag_ttl", "seconds")?,
+                keep_fresh: number("proxy.keep_fresh", "seconds")?,
                 timeout: number("proxy.timeout", "seconds")?,
                 spool_dir: get("proxy.spool_dir").map(PathBuf::from),
                 mirror: get("proxy.mirror"),
@@ -679,6 +685,7 @@ pub fn berth_env_name(field: &'static str) -> Option<&'static str> {
         "database.statement_timeout" => "BERTH_DATABASE_STATEMENT_TIMEOUT",
         "database.connect_timeout" => "BERTH_DATABASE_CONNECT_TIMEOUT",
         "proxy.tag_ttl" => "BERTH_PROXY_TAG_TTL",
+        "proxy.keep_fresh" => "BERTH_PROXY_KEEP_FRESH",
         "proxy.timeout" => "BERTH_PROXY_TIMEOUT",
         "proxy.spool_dir" => "BERTH_PROXY_SPOOL_DIR",
         "proxy.mirror" => "BERTH_PROXY_MIRROR",
@@ -909,6 +916,8 @@ impl Config {
             .transpose()?;
 
         let tag_ttl = pick!("proxy.tag_ttl", proxy.tag_ttl, Some(300u64)).unwrap_or(300);
+        let keep_fresh =
+            pick!("proxy.keep_fresh", proxy.keep_fresh, Some(86_400u64)).unwrap_or(86_400);
         let proxy_timeout = pick!("proxy.timeout", proxy.timeout, Some(30u64)).unwrap_or(30);
         if !(1..=3600).contains(&proxy_timeout) {
             return Err(ConfigError::Invalid {
@@ -1339,6 +1348,7 @@ impl Config {
             database,
             proxy: ProxySetting {
                 tag_ttl: std::time::Duration::from_secs(tag_ttl),
+                keep_fresh: std::time::Duration::from_secs(keep_fresh),
                 timeout: std::time::Duration::from_secs(proxy_timeout),
                 spool_dir,
                 mirror,

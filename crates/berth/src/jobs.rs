@@ -343,6 +343,95 @@ fn latest_due(cron: &berth_core::cron::Cron, now: i64) -> Option<i64> {
     due
 }
 
+/// Revalidate, ahead of their TTL, the proxy cache's tags pulled lately
+/// (`berth_proxy::ProxyCache::revalidate_pulled`), so that their pulls never wait for the
+/// upstream and one node asks for all of them.
+pub struct ProxyRevalidate {
+    pub proxy: Arc<berth_proxy::ProxyCache>,
+    pub keep_fresh: Duration,
+}
+
+/// How often the proxy revalidation runs, and how far ahead of the TTL it asks.
+const PROXY_REVALIDATE_SCHEDULE: &str = "* * * * *";
+const PROXY_REVALIDATE_LEAD: Duration = Duration::from_secs(90);
+/// Tags one run asks about at most, and how long it starts new questions (the rest wait
+/// for the next run, or their pulls ask).
+const PROXY_REVALIDATE_LIMIT: u64 = 2_000;
+const PROXY_REVALIDATE_BUDGET: Duration = Duration::from_secs(45);
+
+#[async_trait]
+impl JobHandler for ProxyRevalidate {
+    fn kind(&self) -> &'static str {
+        "proxy_revalidate"
+    }
+
+    async fn run(&self, _params: &Value) -> Result<Value, JobError> {
+        let report = self
+            .proxy
+            .revalidate_pulled(
+                self.keep_fresh,
+                PROXY_REVALIDATE_LEAD,
+                PROXY_REVALIDATE_LIMIT,
+                PROXY_REVALIDATE_BUDGET,
+            )
+            .await
+            .map_err(|e| JobError::transient(e.to_string()))?;
+        serde_json::to_value(&report).map_err(|e| JobError::permanent(e.to_string()))
+    }
+}
+
+/// Jobs that run every minute or hour to look for work: their history is kept a day.
+const FREQUENT_JOBS: &[&str] = &[
+    "retention_schedule",
+    "replication_schedule",
+    "purge_uploads",
+    "proxy_revalidate",
+    PRUNE_JOBS,
+];
+const FREQUENT_JOBS_KEPT: Duration = Duration::from_secs(24 * 3600);
+/// Every other job (GC, retention and replication runs) is kept this long.
+const JOBS_KEPT: Duration = Duration::from_secs(90 * 24 * 3600);
+const PRUNE_JOBS: &str = "prune_jobs";
+const PRUNE_JOBS_SCHEDULE: &str = "23 * * * *";
+/// Rows one statement deletes: a first prune of a long history holds the writer briefly.
+const PRUNE_BATCH: u64 = 5_000;
+
+/// Delete the history of finished jobs past its keeping time; queued and running jobs stay.
+pub struct PruneJobs {
+    pub jobs: Arc<dyn berth_meta::JobStore>,
+}
+
+impl PruneJobs {
+    async fn prune(&self, kinds: Option<&[&str]>, kept: Duration) -> Result<u64, JobError> {
+        let before = berth_audit::now_ms() - i64::try_from(kept.as_millis()).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .jobs
+                .prune_jobs(kinds, before, PRUNE_BATCH)
+                .await
+                .map_err(|e| JobError::transient(e.to_string()))?;
+            deleted += batch;
+            if batch < PRUNE_BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobHandler for PruneJobs {
+    fn kind(&self) -> &'static str {
+        PRUNE_JOBS
+    }
+
+    async fn run(&self, _params: &Value) -> Result<Value, JobError> {
+        let frequent = self.prune(Some(FREQUENT_JOBS), FREQUENT_JOBS_KEPT).await?;
+        let others = self.prune(None, JOBS_KEPT).await?;
+        Ok(json!({"deleted": frequent + others}))
+    }
+}
+
 /// This node's runner with every job berth has, scheduled, and started; a purge is also
 /// queued for now, as a start-up always did. GC's schedule is `[gc] schedule` when the
 /// configuration sets one; otherwise whatever Harbor's API last set stays.
@@ -352,6 +441,7 @@ pub async fn start(
     gc: GcSetting,
     audit: berth_audit::Audit,
     replication: ReplicationSetup,
+    proxy_keep_fresh: Duration,
 ) -> Result<(Arc<Runner>, Arc<berth_replication::Replicator>), String> {
     let gc_schedule = gc.schedule.clone();
     let gc_params = json!({"delete_untagged": gc.delete_untagged, "dry_run": false});
@@ -363,7 +453,12 @@ pub async fn start(
         .handle(Arc::new(CollectGarbage::new(registry.clone(), gc)))
         .handle(Arc::new(RetentionScheduler {
             registry: registry.clone(),
-            jobs,
+            jobs: jobs.clone(),
+        }))
+        .handle(Arc::new(PruneJobs { jobs }))
+        .handle(Arc::new(ProxyRevalidate {
+            proxy: replication.proxy.clone(),
+            keep_fresh: proxy_keep_fresh,
         }))
         .handle(Arc::new(RetentionRun {
             registry: registry.clone(),
@@ -400,6 +495,19 @@ pub async fn start(
         .schedule("purge_uploads", Some(&schedule), json!({}))
         .await
         .map_err(|e| format!("cannot schedule the upload purge: {e}"))?;
+    let schedule = PRUNE_JOBS_SCHEDULE.parse().map_err(|e| format!("{e}"))?;
+    runner
+        .schedule(PRUNE_JOBS, Some(&schedule), json!({}))
+        .await
+        .map_err(|e| format!("cannot schedule the job history's pruning: {e}"))?;
+    let schedule = PROXY_REVALIDATE_SCHEDULE
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let revalidate = (!proxy_keep_fresh.is_zero()).then_some(&schedule);
+    runner
+        .schedule("proxy_revalidate", revalidate, json!({}))
+        .await
+        .map_err(|e| format!("cannot schedule the proxy cache's revalidation: {e}"))?;
     if let Some(cron) = &gc_schedule {
         runner
             .schedule(GC_JOB, Some(cron), gc_params)
@@ -638,5 +746,72 @@ mod tests {
                 "{operation} {kind} {resource} by retention in {logged:?}"
             );
         }
+    }
+
+    /// The history of frequent jobs goes after a day, that of the others after 90 days;
+    /// a job still queued stays however old.
+    #[tokio::test]
+    async fn pruning_keeps_each_kind_of_job_for_its_time() {
+        use berth_jobs::JobHandler as _;
+        use berth_meta::{JobOutcome, NewJob};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("meta.db"))
+                .await
+                .expect("open"),
+        );
+        let now = berth_audit::now_ms();
+        let day = 24 * 3600 * 1000;
+        let mut ids = Vec::new();
+        // (kind, ended how many days ago; None: still queued)
+        let jobs = [
+            ("retention_schedule", Some(2)),
+            ("proxy_revalidate", Some(0)),
+            ("gc", Some(2)),
+            ("gc", Some(100)),
+            ("replication", Some(100)),
+            ("gc", None),
+        ];
+        for (n, (kind, _)) in jobs.iter().enumerate() {
+            let id = store
+                .enqueue_job(&NewJob {
+                    kind: (*kind).into(),
+                    key: format!("k{n}"),
+                    params: json!({}),
+                    run_after_ms: 0,
+                })
+                .await
+                .expect("enqueue")
+                .expect("new");
+            ids.push(id);
+        }
+        for (n, (kind, ended)) in jobs.iter().enumerate() {
+            let Some(days) = ended else { continue };
+            let claimed = store
+                .claim_job(&[kind], "node", 1, now + day)
+                .await
+                .expect("claim")
+                .expect("queued");
+            assert_eq!(claimed.id, ids[n]);
+            store
+                .finish_job(
+                    claimed.id,
+                    "node",
+                    &JobOutcome::Succeeded(json!({})),
+                    now - days * day - 1,
+                )
+                .await
+                .expect("finish");
+        }
+        let prune = super::PruneJobs {
+            jobs: store.clone(),
+        };
+        let result = prune.run(&json!({})).await.expect("prune");
+        assert_eq!(result, json!({"deleted": 3}));
+        let mut left = Vec::new();
+        for id in &ids {
+            left.push(store.job(*id).await.expect("job").is_some());
+        }
+        assert_eq!(left, [false, true, true, false, false, true]);
     }
 }

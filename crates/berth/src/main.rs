@@ -486,6 +486,7 @@ async fn run(config: Config) -> Result<(), String> {
             proxy: proxy.clone(),
             projects: identity.is_some(),
         },
+        config.proxy.keep_fresh,
     )
     .await?;
     let metrics = berth_metrics::Metrics::new();

@@ -51,6 +51,8 @@ pub struct TestApp {
     /// Replication (with proxy-cache projects, whose registry endpoints it uses); its
     /// executions are queued in the jobs table, which tests run by hand.
     replicator: Option<Arc<berth_replication::Replicator>>,
+    /// The proxy cache (an app built with `.proxy()`), for the jobs tests run by hand.
+    proxy: Option<Arc<berth_proxy::ProxyCache>>,
 }
 
 /// How to build a [`TestApp`]: deletes on by default, a fresh directory unless reused.
@@ -186,6 +188,7 @@ impl TestAppBuilder {
         let registry = Arc::new(registry);
         let mut state = AppState::new(registry.clone(), Arc::new(Authorizer::new(mode)));
         let mut replicator_handle = None;
+        let mut proxy_handle = None;
         if let Some(tag_ttl) = self.proxy_tag_ttl {
             let upstreams: Arc<dyn berth_meta::UpstreamStore> = meta.clone();
             let proxy = berth_proxy::ProxyCache::open(
@@ -212,6 +215,7 @@ impl TestAppBuilder {
             registry.observe(replicator.events());
             state.replication = Some(replicator.clone());
             replicator_handle = Some(replicator);
+            proxy_handle = Some(proxy.clone());
             state.proxy = Some(proxy);
             state.upstreams = Some(upstreams);
         }
@@ -251,6 +255,7 @@ impl TestAppBuilder {
             token_auth,
             audit,
             replicator: replicator_handle,
+            proxy: proxy_handle,
         }
     }
 }
@@ -305,6 +310,16 @@ impl TestApp {
     /// The replication service (an app built with proxy-cache projects).
     pub fn replicator(&self) -> &Arc<berth_replication::Replicator> {
         self.replicator.as_ref().expect("built with .proxy()")
+    }
+
+    /// The directory of this app's database and blobs, for a second node on them.
+    pub fn shared_dir(&self) -> Arc<TempDir> {
+        self.dir.clone()
+    }
+
+    /// The proxy cache (an app built with `.proxy()`).
+    pub fn proxy_cache(&self) -> &Arc<berth_proxy::ProxyCache> {
+        self.proxy.as_ref().expect("built with .proxy()")
     }
 
     /// A handle whose requests carry HTTP basic credentials.

@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use berth_auth::identity::NewAccount;
+use berth_meta::UpstreamStore as _;
 use serde_json::{Value, json};
 
 use crate::common::{OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, TestApp};
@@ -631,4 +632,122 @@ async fn a_default_mirror_serves_unprefixed_pulls_and_ns_routes_to_its_upstream(
         .send()
         .await;
     assert!(private.status.is_client_error());
+}
+
+/// What nodes hear from the upstream about a cached tag is shared through the database,
+/// and the `proxy_revalidate` job asks ahead of the TTL about the tags pulled lately: a
+/// second node serves a tag the first just checked without asking, a pull after the TTL
+/// of the last pull's answer does not wait for the upstream when the job asked since, a tag
+/// that moved upstream is fetched by the job, and a tag no longer cached is forgotten.
+#[tokio::test]
+async fn revalidation_is_shared_by_nodes_and_run_ahead_of_pulls_by_the_job() {
+    const TTL: Duration = Duration::from_secs(2);
+    // Everything checked more than a second ago is due (the run's horizon is TTL/2).
+    const LEAD: Duration = TTL;
+    let upstream = Upstream::start().await;
+    let (first_digest, first) = upstream.app.push_image("lib/app", "v1", "one").await;
+    let node_a = proxy(TTL).await;
+    bind(&node_a, &upstream).await;
+    let node_b = TestApp::builder()
+        .token_mode()
+        .proxy(TTL)
+        .dir(node_a.shared_dir())
+        .build()
+        .await
+        .with_basic("root", PASSWORD);
+    let revalidate = |app: &TestApp| {
+        let proxy = app.proxy_cache().clone();
+        async move {
+            proxy
+                .revalidate_pulled(
+                    Duration::from_secs(3600),
+                    LEAD,
+                    100,
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("revalidation run")
+        }
+    };
+    let pull = |app: &TestApp| {
+        let app = app.clone();
+        async move {
+            let got = app
+                .get("/v2/cache/lib/app/manifests/v1")
+                .header("accept", OCI_MANIFEST)
+                .send()
+                .await;
+            assert_eq!(got.status, StatusCode::OK, "{:?}", got.body);
+            got.body.to_vec()
+        }
+    };
+    let heads = || upstream.count("HEAD /v2/lib/app/manifests/v1");
+    let gets = || upstream.count("GET /v2/lib/app/manifests/v1");
+
+    assert_eq!(pull(&node_a).await, first);
+    cached(&node_a, "v1").await;
+    // Node A's answer is recorded in the background: wait for it.
+    for _ in 0..50 {
+        if node_a
+            .meta()
+            .proxy_tag_check("cache/lib/app", "v1")
+            .await
+            .expect("read")
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        pull(&node_b).await,
+        first,
+        "served by node B from the cache"
+    );
+    assert_eq!((gets(), heads()), (1, 0), "node B asked nothing");
+
+    // Past the horizon, the job asks (a HEAD) and finds the tag unchanged.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = revalidate(&node_a).await;
+    assert_eq!((report.checked, report.unchanged), (1, 1), "{report:?}");
+    assert_eq!((gets(), heads()), (1, 1));
+    // Past the TTL of node B's only knowledge (node A's first answer): the job's answer is
+    // fresh, so node B still asks nothing.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(pull(&node_b).await, first);
+    assert_eq!((gets(), heads()), (1, 1), "node B used the job's answer");
+
+    // The tag moves upstream: the next run fetches it, and pulls get it without asking.
+    let (moved_digest, moved) = upstream.app.push_image("lib/app", "v1", "two").await;
+    assert_ne!(moved_digest, first_digest);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = revalidate(&node_a).await;
+    assert_eq!((report.checked, report.moved), (1, 1), "{report:?}");
+    assert_eq!((gets(), heads()), (2, 2));
+    cached(&node_a, &moved_digest).await;
+    assert_eq!(pull(&node_a).await, moved);
+    assert_eq!((gets(), heads()), (2, 2), "the pull asked nothing");
+
+    // A run finds nothing due before the horizon.
+    let report = revalidate(&node_a).await;
+    assert_eq!(report.checked, 0, "{report:?}");
+
+    // The repository deleted here: its tag's record goes at the next run.
+    let deleted = node_a
+        .delete("/api/v2.0/projects/cache/repositories/lib%252Fapp")
+        .send()
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{:?}", deleted.body);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let report = revalidate(&node_a).await;
+    assert_eq!((report.checked, report.forgotten), (0, 1), "{report:?}");
+    assert_eq!((gets(), heads()), (2, 2));
+    assert_eq!(
+        node_a
+            .meta()
+            .proxy_tag_check("cache/lib/app", "v1")
+            .await
+            .expect("read"),
+        None
+    );
 }
