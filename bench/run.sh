@@ -28,6 +28,7 @@ for arg in "$@"; do
 done
 
 REPEATS=${BENCH_REPEATS:-3}
+PULLS=5 # (c): pulls per run
 # BENCH_ONLY="j k": only those sections (i, a (with a2), d, f, g, j, k, l, m (with n));
 # the table shows n/a for the rest.
 only() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
@@ -243,6 +244,9 @@ settle() {
   if [[ -w /proc/sys/vm/drop_caches ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
 }
 hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/${PIDS[$1]}/status"; }
+# CPU time of a registry's threads, ms (the scheduler's nanoseconds, not the 10 ms ticks of
+# /proc/PID/stat; threads that exited meanwhile are not counted).
+cpu_ms() { cat /proc/"${PIDS[$1]}"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.1f", ns / 1e6 }'; }
 
 record() { echo "$3" >>"$RES/$1.$2"; } # figure registry value
 median() {                            # figure registry -> median, or "n/a"
@@ -462,6 +466,7 @@ fi
 
 # --- (d) monolithic push, (c) pull, (e) chunked push; peak RSS during (d) -----------------
 if only d; then
+declare -A PULL_DIGEST=() CPU_BEFORE=()
 # Each run starts the registry fresh, so VmHWM read right after (d) is the peak during (d).
 for ((r = 1; r <= REPEATS; r++)); do
   for reg in "${MAIN_REGS[@]}"; do
@@ -470,13 +475,30 @@ for ((r = 1; r <= REPEATS; r++)); do
     out=$(bench "$reg" push-blob --size "$BLOB")
     record push "$reg" "$(j .gib_s "$out")"
     record rss-push "$reg" "$(hwm_mib "$reg")"
-    log "(c) pull $BLOB $reg ($r/$REPEATS)"
-    out=$(bench "$reg" pull-blob --digest "$(j .digest "$out")")
-    [[ $(j .bytes "$out") == "$BLOB_BYTES" ]] || { echo "short pull: $out" >&2; exit 1; }
-    record pull "$reg" "$(j .gib_s "$out")"
     log "(e) chunked push $BLOB in $CHUNK chunks $reg ($r/$REPEATS)"
     out=$(bench "$reg" push-blob --size "$BLOB" --chunk "$CHUNK")
     record chunked "$reg" "$(j .gib_s "$out")"
+    stop "$reg"
+  done
+  # (c): every registry serves a blob of its own at once, and their pulls alternate, so that
+  # each meets the machine in the same state (one pull of a blob this size varies by ±30 %
+  # here whoever serves it, and drifts between registries run one after another).
+  for reg in "${MAIN_REGS[@]}"; do
+    start "$reg"
+    PULL_DIGEST[$reg]=$(j .digest "$(bench "$reg" push-blob --size "$BLOB")")
+    CPU_BEFORE[$reg]=$(cpu_ms "$reg")
+  done
+  log "(c) pull $BLOB, $PULLS times from each, alternating ($r/$REPEATS)"
+  for ((p = 1; p <= PULLS; p++)); do
+    for reg in "${MAIN_REGS[@]}"; do
+      out=$(bench "$reg" pull-blob --digest "${PULL_DIGEST[$reg]}")
+      [[ $(j .bytes "$out") == "$BLOB_BYTES" ]] || { echo "short pull: $out" >&2; exit 1; }
+      record pull "$reg" "$(j .gib_s "$out")"
+    done
+  done
+  # The server's CPU time per GiB sent does not depend on that noise.
+  for reg in "${MAIN_REGS[@]}"; do
+    record pull-cpu "$reg" "$(calc "($(cpu_ms "$reg") - ${CPU_BEFORE[$reg]}) / ($PULLS * $BLOB_BYTES / 2^30)")"
     stop "$reg"
   done
 done
@@ -915,6 +937,7 @@ ROWS+=("| (a2) GET manifest, Basic straight to /v2/ (token mode), req/s | $(fmt 
 ROWS+=("| (a2) token issue, repeat user, keep-alive, tokens/s | $(fmt "$(median token-issue berth)") | | | ≥ 2000/s | $(met_share "$(median token-issue berth)" 2000 1) |")
 ROWS+=("| (h) RSS idle in token mode, MiB | $(fmt "$(median idle-token berth)") | | | ≤ 20 MiB | $(met_share 20 "$(median idle-token berth)" 1) |")
 row "(c) pull $BLOB blob, GiB/s" higher pull "≥ 2 GiB/s and ≥ 1×" '$B >= 2 && $X >= 1'
+row "(c) server CPU per GiB pulled, ms" lower pull-cpu "" ""
 row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s" "\$X >= 3 && \$B >= $SIXTY"
 row "(e) chunked push $BLOB, $CHUNK chunks, GiB/s" higher chunked "" ""
 row "(f) $IMG_CLIENTS clients push+pull 3×$LAYER images, images/s" higher images "≥ 2.5×" '$X >= 2.5'
@@ -999,6 +1022,7 @@ before_after "(a) GET manifest by tag, p99 ms" lower manifest-p99 read
 before_after "(b) HEAD blob, req/s" higher head read
 before_after "(b) HEAD blob, p99 ms" lower head-p99 read
 before_after "(c) pull $BLOB, GiB/s" higher pull read
+before_after "(c) server CPU per GiB pulled, ms" lower pull-cpu read
 before_after "(d) monolithic push $BLOB, GiB/s" higher push
 before_after "(e) chunked push $BLOB, GiB/s" higher chunked
 before_after "(f) images/s" higher images
