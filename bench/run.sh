@@ -1025,7 +1025,7 @@ before_after "(a) GET manifest by tag, p99 ms" lower manifest-p99 read
 before_after "(b) HEAD blob, req/s" higher head read
 before_after "(b) HEAD blob, p99 ms" lower head-p99 read
 before_after "(c) pull $BLOB, GiB/s" higher pull read
-before_after "(c) server CPU per GiB pulled, ms" lower pull-cpu read
+before_after "(c) server CPU per GiB pulled, ms (98 % in the kernel: see BENCHMARKS.md)" lower pull-cpu
 before_after "(d) monolithic push $BLOB, GiB/s" higher push
 before_after "(e) chunked push $BLOB, GiB/s" higher chunked
 before_after "(f) images/s" higher images
