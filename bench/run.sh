@@ -588,6 +588,17 @@ for ((r = 1; r <= REPEATS; r++)); do
     out=$(bench "$reg" list --tags tagged/one --n "$CATALOG_N" --rounds "$TAG_ROUNDS")
     record tags-n "$reg" "$(j .page.p50_ms "$out")"
   done
+  # berth against berth before wave 2 on the tag lists, each walk of one followed by one of
+  # the other (the before/after rows): a walk's time drifts by up to 30 % between repeats.
+  if [[ -n $PRE ]]; then
+    log "(g) tag lists, berth and before wave 2 walk by walk ($r/$REPEATS)"
+    out=$(bench berth list --tags tagged/one --rounds "$TAG_ROUNDS" --pair-url "$(url pre)")
+    record tags-pair berth "$(j .page.p50_ms "$out")"
+    record tags-pair pre "$(j .pair_page.p50_ms "$out")"
+    out=$(bench berth list --tags tagged/one --n "$CATALOG_N" --rounds "$TAG_ROUNDS" --pair-url "$(url pre)")
+    record tags-n-pair berth "$(j .page.p50_ms "$out")"
+    record tags-n-pair pre "$(j .pair_page.p50_ms "$out")"
+  fi
   log "(g) Harbor artifact list, berth ($r/$REPEATS)"
   out=$(bench berth list --artifacts arts/many --n 100 --rounds "$LIST_ROUNDS")
   [[ $(j .items_per_walk "$out") == "$TAGS" ]] || { echo "artifact walk: $out" >&2; exit 1; }
@@ -1034,8 +1045,10 @@ before_after "(e) chunked push $BLOB, GiB/s" higher chunked
 before_after "(f) images/s" higher images
 before_after "(f) p99 per image, ms" lower images-p99
 before_after "(g) _catalog page, ms" lower catalog read
-before_after "(g) tag list page, ms" lower tags read
-before_after "(g) tag list page asking n=$CATALOG_N, ms" lower tags-n read
+before_after "(g) tag list page, ms (walks alternating with before)" lower tags-pair read
+before_after "(g) tag list page asking n=$CATALOG_N, ms (walks alternating with before)" lower tags-n-pair read
+before_after "(g) tag list page, ms (each registry's walks on their own)" lower tags
+before_after "(g) tag list page asking n=$CATALOG_N, ms (each registry's walks on their own)" lower tags-n
 before_after "(h) RSS idle, MiB" lower idle
 before_after "(h) peak RSS during (d), MiB" lower rss-push
 before_after "(h) peak RSS during (f), MiB" lower rss-images

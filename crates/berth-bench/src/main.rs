@@ -144,6 +144,13 @@ enum Command {
         /// Whole walks to time.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// A second registry holding the same listing: each walk of `--url` is followed by
+        /// one of it, and its figures are `pair_page` and `pair_walk`.
+        #[arg(long)]
+        pair_url: Option<String>,
+        /// The `Authorization` value for `--pair-url` (none if unset).
+        #[arg(long, requires = "pair_url")]
+        pair_authorization: Option<String>,
     },
     /// berth: push `--repos` × `--manifests` small images of `--blobs` blobs each, then
     /// delete every `--garbage-every`-th manifest (its blobs become garbage).
@@ -324,6 +331,8 @@ async fn run(cli: Cli) -> Result<()> {
             artifacts,
             n,
             rounds,
+            pair_url,
+            pair_authorization,
         } => {
             use workloads::Paging;
             let (path, paging) = match (catalog, tags, artifacts) {
@@ -344,7 +353,10 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 _ => return Err("give --catalog, --tags REPO or --artifacts PROJECT/REPO".into()),
             };
-            workloads::list(&http, &path, paging, n, rounds).await
+            let pair = pair_url
+                .as_deref()
+                .map(|url| client::Http::new(url, pair_authorization.as_deref()));
+            workloads::list(&http, pair.as_ref(), &path, paging, n, rounds).await
         }
         Command::SeedGarbage {
             prefix,

@@ -315,60 +315,55 @@ pub enum Paging {
 }
 
 /// Walk a listing (`_catalog`, `tags/list` or a Harbor list) by its `Link` headers,
-/// `rounds` times.
+/// `rounds` times. With `pair`, a second registry's same listing is walked right after or
+/// right before each walk of the first (in turns), so that both meet the machine in the same state (on a shared
+/// machine, one walk's time drifts by tens of percent from one minute to the next); its
+/// figures are reported as `pair_page` and `pair_walk`.
 pub async fn list(
     http: &Http,
+    pair: Option<&Http>,
     path: &str,
     paging: Paging,
     n: Option<usize>,
     rounds: usize,
 ) -> Result<()> {
-    const MAX_PAGES: usize = 1_000_000;
-    let mut pages = Vec::new();
-    let mut walks = Vec::new();
-    let (mut pages_per_walk, mut items_per_walk) = (0, 0);
-    for _ in 0..rounds.max(1) {
-        let size_key = match paging {
-            Paging::Distribution => "n",
-            Paging::Harbor => "page_size",
-        };
-        let mut next = Some(match n {
-            Some(n) => client::with_query(path, size_key, &n.to_string()),
-            None => path.to_owned(),
-        });
-        let (mut count, mut items) = (0, 0);
-        let walk_began = Instant::now();
-        while let Some(url) = next.take() {
-            let began = Instant::now();
-            let response = http
-                .expect(
-                    Method::GET,
-                    &url,
-                    &[("accept", "application/json")],
-                    client::empty(),
-                    StatusCode::OK,
-                )
-                .await?;
-            next = client::next_link(&response);
-            let body = client::collect(response).await?;
-            pages.push(began.elapsed().as_secs_f64());
-            let value: serde_json::Value = serde_json::from_slice(&body)?;
-            items += match value.as_array() {
-                // Harbor lists are arrays.
-                Some(list) => list.len(),
-                None => ["repositories", "tags"]
-                    .iter()
-                    .filter_map(|k| value[*k].as_array())
-                    .map(Vec::len)
-                    .sum::<usize>(),
+    let first_url = match n {
+        Some(n) => {
+            let size_key = match paging {
+                Paging::Distribution => "n",
+                Paging::Harbor => "page_size",
             };
-            count += 1;
-            if count >= MAX_PAGES {
-                return Err(format!("{path}: more than {MAX_PAGES} pages").into());
+            client::with_query(path, size_key, &n.to_string())
+        }
+        None => path.to_owned(),
+    };
+    let mut timed = Timed::default();
+    let mut pair_timed = Timed::default();
+    let (mut pages_per_walk, mut items_per_walk) = (0, 0);
+    for round in 0..rounds.max(1) {
+        // Who walks first takes turns: the first walk after a pause may pay for it.
+        if let Some(pair) = pair
+            && round % 2 == 1
+        {
+            walk(pair, &first_url, &mut pair_timed).await?;
+        }
+        (pages_per_walk, items_per_walk) = walk(http, &first_url, &mut timed).await?;
+        if let Some(pair) = pair
+            && round % 2 == 0
+        {
+            let (pages, items) = walk(pair, &first_url, &mut pair_timed).await?;
+            if items != items_per_walk {
+                return Err(format!(
+                    "{path}: the pair listed {items} items in {pages} pages, the first {items_per_walk}"
+                )
+                .into());
             }
         }
-        walks.push(walk_began.elapsed().as_secs_f64());
-        (pages_per_walk, items_per_walk) = (count, items);
+    }
+    let mut figures = json!({ "page": latency(&timed.pages), "walk": latency(&timed.walks) });
+    if pair.is_some() {
+        figures["pair_page"] = latency(&pair_timed.pages);
+        figures["pair_walk"] = latency(&pair_timed.walks);
     }
     emit(
         json!({
@@ -376,12 +371,59 @@ pub async fn list(
             "path": path,
             "n": n,
             "rounds": rounds,
+            "paired": pair.is_some(),
             "pages_per_walk": pages_per_walk,
             "items_per_walk": items_per_walk,
         }),
-        json!({ "page": latency(&pages), "walk": latency(&walks) }),
+        figures,
     );
     Ok(())
+}
+
+/// Seconds each page and each whole walk took.
+#[derive(Default)]
+struct Timed {
+    pages: Vec<f64>,
+    walks: Vec<f64>,
+}
+
+/// One walk from `first_url` by `Link` headers: its pages and items.
+async fn walk(http: &Http, first_url: &str, timed: &mut Timed) -> Result<(usize, usize)> {
+    const MAX_PAGES: usize = 1_000_000;
+    let mut next = Some(first_url.to_owned());
+    let (mut count, mut items) = (0, 0);
+    let walk_began = Instant::now();
+    while let Some(url) = next.take() {
+        let began = Instant::now();
+        let response = http
+            .expect(
+                Method::GET,
+                &url,
+                &[("accept", "application/json")],
+                client::empty(),
+                StatusCode::OK,
+            )
+            .await?;
+        next = client::next_link(&response);
+        let body = client::collect(response).await?;
+        timed.pages.push(began.elapsed().as_secs_f64());
+        let value: serde_json::Value = serde_json::from_slice(&body)?;
+        items += match value.as_array() {
+            // Harbor lists are arrays.
+            Some(list) => list.len(),
+            None => ["repositories", "tags"]
+                .iter()
+                .filter_map(|k| value[*k].as_array())
+                .map(Vec::len)
+                .sum::<usize>(),
+        };
+        count += 1;
+        if count >= MAX_PAGES {
+            return Err(format!("{first_url}: more than {MAX_PAGES} pages").into());
+        }
+    }
+    timed.walks.push(walk_began.elapsed().as_secs_f64());
+    Ok((count, items))
 }
 
 /// Resident set size of a process in KiB (`VmRSS` or `VmHWM`).
