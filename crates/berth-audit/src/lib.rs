@@ -141,12 +141,7 @@ pub struct AuditEvent {
 }
 
 /// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use berth_core::time::now_ms;
 
 impl AuditEvent {
     /// A successful event, now.

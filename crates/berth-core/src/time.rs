@@ -25,6 +25,14 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
+/// Unix milliseconds now (the clock read once; 0 before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Unix milliseconds as RFC 3339 in UTC with milliseconds: `2024-01-02T03:04:05.678Z`.
 pub fn rfc3339_millis(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

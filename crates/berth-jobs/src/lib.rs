@@ -8,6 +8,7 @@
 //! run, resume or be shown is in the `JobStore`. Handlers must be idempotent (a job can run
 //! again after a crash or a lost lease).
 
+use berth_core::time::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,13 +94,6 @@ pub struct Runner {
     /// Rung when a job is enqueued through [`Runner::waking_store`]: it runs at once, not
     /// at the next poll.
     wake: Arc<Notify>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn millis(d: Duration) -> i64 {

@@ -163,12 +163,7 @@ pub(crate) fn parse_json(text: &str, what: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|e| MetaError::Corrupt(format!("job {what}: {e}")))
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use berth_core::time::now_ms;
 
 /// A [`Job`] from a row of [`JOB_COLUMNS`], in either backend.
 pub(crate) fn job_row<R>(row: &R) -> Result<Job>

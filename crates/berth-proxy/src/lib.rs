@@ -77,13 +77,6 @@ const PULL_NOTE_INTERVAL: Duration = Duration::from_secs(60);
 /// Upstream questions one revalidation run asks at once.
 const REVALIDATION_CONCURRENCY: usize = 8;
 
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 /// What one revalidation run did (the job's result).
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct RevalidationReport {
@@ -607,8 +600,9 @@ impl ProxyCache {
                 return false;
             }
         };
-        let age =
-            Duration::from_millis(u64::try_from(unix_ms() - check.checked_at_ms).unwrap_or(0));
+        let age = Duration::from_millis(
+            u64::try_from(berth_core::time::now_ms() - check.checked_at_ms).unwrap_or(0),
+        );
         if check.digest != digest.to_string() || age >= self.options.tag_ttl {
             return false;
         }
@@ -627,7 +621,7 @@ impl ProxyCache {
         let store = self.store.clone();
         let (repository, tag) = key.clone();
         let digest = digest.to_string();
-        let at = unix_ms();
+        let at = berth_core::time::now_ms();
         self.pulls_noted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -660,7 +654,7 @@ impl ProxyCache {
         }
         let store = self.store.clone();
         let (repository, tag) = key.clone();
-        let at = unix_ms();
+        let at = berth_core::time::now_ms();
         tokio::spawn(async move {
             if let Err(e) = store.record_proxy_pull(&repository, &tag, at).await {
                 tracing::debug!(%repository, %tag, error = %e, "proxy tag pull not recorded");
@@ -688,7 +682,7 @@ impl ProxyCache {
             return Ok(RevalidationReport::default());
         }
         let millis = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        let now = unix_ms();
+        let now = berth_core::time::now_ms();
         let horizon = ttl.saturating_sub(lead).max(ttl / 2);
         let due = self
             .store

@@ -8,6 +8,7 @@
 use berth_core::immutable::{ImmutableRule, Selector};
 use berth_core::mgmt::{ArtifactFilter, ArtifactKey, ArtifactWith, Order};
 use berth_core::retention::{Candidate, RetentionRule, Template, plan};
+use berth_core::time::now_ms;
 use berth_core::{Digest, Reference, RepositoryName};
 use berth_meta::ArtifactQuery;
 use serde::{Deserialize, Serialize};
@@ -318,13 +319,6 @@ pub struct StoredPolicy {
 
 fn parse_policy(text: &str) -> Result<PolicyJson> {
     serde_json::from_str(text).map_err(|e| Error::RuleInvalid(format!("retention policy: {e}")))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Registry {

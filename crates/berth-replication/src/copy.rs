@@ -3,6 +3,7 @@
 //! another repository there), the tag last, then the referrers (signatures, SBOMs) and
 //! theirs. Blobs stream through, throttled to the policy's speed; nothing is buffered whole.
 
+use berth_core::time::now_ms;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,13 +74,6 @@ impl TaskReport {
         let now = berth_core::time::rfc3339_millis(now_ms());
         self.log.push_str(&format!("{now} {}\n", text.as_ref()));
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn parse_reference(text: &str) -> StepResult<Reference> {

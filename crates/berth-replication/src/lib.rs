@@ -9,6 +9,7 @@
 //! in `berth-auth`), and never writes this registry's metadata except through the registry
 //! service (`berth_registry::Registry`, so copies pass a push's checks) and its own rows.
 
+use berth_core::time::now_ms;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,13 +88,6 @@ pub struct Replicator {
 
 /// The enabled event-based push policies: id and definition.
 type EventPolicies = Arc<Vec<(i64, Definition)>>;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn meta_error(e: MetaError) -> StepError {
     StepError {

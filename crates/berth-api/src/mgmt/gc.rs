@@ -5,6 +5,7 @@
 
 use berth_core::cron::Cron;
 use berth_core::mgmt::ListQuery;
+use berth_core::time::now_ms;
 use berth_meta::{Job, JobState, JobStore, NewJob, Schedule};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -110,13 +111,6 @@ fn cron_of(schedule: &ScheduleObj) -> Result<Option<Cron>, MgmtApiError> {
     text.parse()
         .map(Some)
         .map_err(|e| MgmtApiError::bad_request(format!("cron {text:?}: {e}")))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn millis_time(ms: i64) -> String {
