@@ -48,6 +48,16 @@ pub struct Tombstone {
 /// shared suite.
 #[async_trait]
 pub trait GcStore: Send + Sync {
+    /// Bring the query planner's statistics of the tables a run reads up to date where
+    /// many rows changed since they were taken; returns the tables refreshed. A run right
+    /// after a bulk import, before the database's own background analysis caught up, was
+    /// planned for a fraction of the rows (PostgreSQL: 77 s instead of 0.6 s to mark
+    /// 10 000 manifests). SQLite plans without statistics (berth never gathers them there):
+    /// nothing to do.
+    async fn gc_refresh_statistics(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Repositories with an id above `after`, in id order, at most `limit`.
     async fn gc_repositories(&self, after: i64, limit: usize) -> Result<Vec<GcRepository>>;
 

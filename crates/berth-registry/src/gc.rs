@@ -301,6 +301,16 @@ impl Registry {
                 .await?;
         }
 
+        let analyzed = Instant::now();
+        let refreshed = self.meta.gc_refresh_statistics().await?;
+        if !refreshed.is_empty() {
+            report.note(format!(
+                "planner statistics refreshed in {} ms: {}",
+                millis(analyzed.elapsed()),
+                refreshed.join(", ")
+            ));
+        }
+
         // Repositories: manifests and links.
         let now = unix_now();
         let untagged_before = options

@@ -481,3 +481,66 @@ async fn usage_after_deleting_many_links_at_once_equals_a_recount() {
     direct.close().await;
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_refreshes_statistics_left_behind_by_a_bulk_import() {
+    use crate::gc::GcStore;
+    let db = testing::database().await;
+    let store = node(&db).await;
+    let direct = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    // Autovacuum would analyze the table itself sooner or later: this test is about GC not
+    // waiting for it.
+    sqlx::query("ALTER TABLE repository_blobs SET (autovacuum_enabled = false)")
+        .execute(&direct)
+        .await
+        .expect("autovacuum off");
+    let analyzed = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT analyze_count + autoanalyze_count FROM pg_stat_user_tables
+             WHERE relname = 'repository_blobs'",
+        )
+        .fetch_one(&direct)
+        .await
+        .expect("stats")
+    };
+    let before = analyzed().await;
+    // Fresh statistics: nothing to do.
+    assert!(
+        !store
+            .gc_refresh_statistics()
+            .await
+            .expect("refresh")
+            .contains(&"repository_blobs".to_owned())
+    );
+    for i in 0..200 {
+        let layer = Digest::of(Algorithm::Sha256, format!("import-{i}").as_bytes());
+        store
+            .link_blob(&name("bulk/import"), &layer, 10)
+            .await
+            .expect("link");
+    }
+    // Backends report their row counts to the statistics within a second or so of going idle.
+    let mut refreshed = Vec::new();
+    for _ in 0..100 {
+        refreshed = store.gc_refresh_statistics().await.expect("refresh");
+        if refreshed.contains(&"repository_blobs".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        refreshed.contains(&"repository_blobs".to_owned()),
+        "{refreshed:?}"
+    );
+    assert_eq!(analyzed().await, before + 1);
+    // Analyzed now: the next run leaves it alone.
+    assert!(
+        !store
+            .gc_refresh_statistics()
+            .await
+            .expect("refresh")
+            .contains(&"repository_blobs".to_owned())
+    );
+    direct.close().await;
+    store.close().await;
+}
