@@ -308,6 +308,7 @@ for ((r = 1; r <= REPEATS; r++)); do
     out=$(bench "$reg" coldstart --ready-status "$ready" -- "${cmd[@]}")
     record cold "$reg" "$(j .ms "$out")"
     record idle "$reg" "$(j '.idle_rss_kib / 1024' "$out")"
+    record idle-anon "$reg" "$(j '.idle_rss_anon_kib / 1024' "$out")"
     # Again on the now initialised data dir: a restart.
     out=$(bench "$reg" coldstart --ready-status "$ready" --settle-ms 0 -- "${cmd[@]}")
     record restart "$reg" "$(j .ms "$out")"
@@ -466,6 +467,7 @@ for ((r = 1; r <= REPEATS; r++)); do
   out=$(BERTH_ADDR=127.0.0.1:$PORT_berth BERTH_DATA_DIR=$dir BERTH_LOG=error BERTH_AUTH_MODE=token \
     BERTH_ADMIN_PASSWORD=$ADMIN_PW bench berth coldstart --ready-status 401 -- "$BERTH" serve)
   record idle-token berth "$(j '.idle_rss_kib / 1024' "$out")"
+  record idle-token-anon berth "$(j '.idle_rss_anon_kib / 1024' "$out")"
   rm -rf "$dir"
 done
 rm -rf "$auth_dir" "$reg2_auth_dir"
@@ -963,6 +965,7 @@ ROWS[-1]=$(sed "s#| $(fmt "$(median manifest-basic berth)") |#| $(fmt "$A_BEARER
 ROWS+=("| (a2) GET manifest, Basic straight to /v2/ (token mode), req/s | $(fmt "$A_BASIC") | $(fmt "$(median manifest-basic reg2)") | | ≥ 80% of anonymous ($(share "$A_BASIC" "$A2_OFF")) | $(met_share "$A_BASIC" "$A2_OFF" 0.8) |")
 ROWS+=("| (a2) token issue, repeat user, keep-alive, tokens/s | $(fmt "$(median token-issue berth)") | | | ≥ 2000/s | $(met_share "$(median token-issue berth)" 2000 1) |")
 ROWS+=("| (h) RSS idle in token mode, MiB | $(fmt "$(median idle-token berth)") | | | ≤ 20 MiB | $(met_share 20 "$(median idle-token berth)" 1) |")
+ROWS+=("| (h) of which private (RssAnon; the rest is the binary's code, shared), MiB | $(fmt "$(median idle-token-anon berth)") | | | | |")
 row "(c) pull $BLOB blob, GiB/s" higher pull "≥ 2 GiB/s and ≥ 1×" '$B >= 2 && $X >= 1'
 row "(c) server CPU per GiB pulled, ms" lower pull-cpu "" ""
 row "(d) monolithic push $BLOB, GiB/s" higher push "≥ 3× and ≥ $SIXTY GiB/s" "\$X >= 3 && \$B >= $SIXTY"
@@ -1023,6 +1026,7 @@ row "(m) p99 per image, ms" lower fresh-images-p99 "no worse than registry:2" '$
 row "(m) peak RSS, MiB" lower rss-fresh "≤ 150 MiB" '$B <= 150'
 row "(n) the same 32 images pushed + pulled into new repositories (base-layer reuse), s" lower reused-images "≥ 10×" '$X >= 10'
 row "(h) RSS idle, MiB" lower idle "≤ 20 MiB" '$B <= 20'
+row "(h) RSS idle, private (RssAnon), MiB" lower idle-anon "" ""
 row "(h) peak RSS during (d), MiB" lower rss-push "≤ 150 MiB" '$B <= 150'
 row "(h) peak RSS during (f), MiB" lower rss-images "≤ 150 MiB" '$B <= 150'
 row "(i) cold start to first 200 on /v2/ (empty data dir), ms" lower cold "≤ 100 ms" '$B <= 100'
@@ -1060,6 +1064,7 @@ before_after "(g) tag list page asking n=$CATALOG_N, ms (walks alternating with 
 before_after "(g) tag list page, ms (each registry's walks on their own)" lower tags
 before_after "(g) tag list page asking n=$CATALOG_N, ms (each registry's walks on their own)" lower tags-n
 before_after "(h) RSS idle, MiB" lower idle
+before_after "(h) RSS idle, private (RssAnon), MiB" lower idle-anon
 before_after "(h) peak RSS during (d), MiB" lower rss-push
 before_after "(h) peak RSS during (f), MiB" lower rss-images
 before_after "(i) cold start, ms" lower cold

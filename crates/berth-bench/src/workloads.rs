@@ -471,11 +471,16 @@ pub async fn coldstart(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
-    let idle = if ready.is_ok() {
+    // Of the resident set, most is the binary's code mapped from the page cache (shared,
+    // and given back under memory pressure); `RssAnon` is what the process holds alone.
+    let (idle, idle_anon) = if ready.is_ok() {
         tokio::time::sleep(settle).await;
-        proc_status_kib(pid, "VmRSS")
+        (
+            proc_status_kib(pid, "VmRSS"),
+            proc_status_kib(pid, "RssAnon"),
+        )
     } else {
-        None
+        (None, None)
     };
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -495,6 +500,7 @@ pub async fn coldstart(
             "op": "coldstart",
             "ms": (ready.as_secs_f64() * 1e6).round() / 1e3,
             "idle_rss_kib": idle,
+            "idle_rss_anon_kib": idle_anon,
         }),
         json!({}),
     );
