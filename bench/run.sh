@@ -363,13 +363,17 @@ for reg in "${MAIN_REGS[@]}" berth0; do # warm-up, not recorded
   timeout 60 wrk -t2 -c64 -d1s -H "$ACCEPT" "${AUTH_ARGS[@]}" "$(url "$reg")/v2/bench/small/manifests/latest" >/dev/null
 done
 for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${MAIN_REGS[@]}" berth0; do
+  # Each registry in a different place in each repeat, so that none always follows the
+  # same neighbour (a 10 s wrk run leaves the machine warmer or cooler for the next one).
+  all=("${MAIN_REGS[@]}" berth0)
+  order=("${all[@]:$(((r - 1) % ${#all[@]}))}" "${all[@]:0:$(((r - 1) % ${#all[@]}))}")
+  for reg in "${order[@]}"; do
     log "(a) GET manifest $reg ($r/$REPEATS)"
     auth_args "$reg"
     fig=manifest && [[ $reg == berth0 ]] && fig=manifest-auth-off
     wrk_run "$fig" "${reg/berth0/berth}" "$(url "$reg")/v2/bench/small/manifests/latest" -H "$ACCEPT" "${AUTH_ARGS[@]}"
   done
-  for reg in "${MAIN_REGS[@]}" berth0; do
+  for reg in "${order[@]}"; do
     log "(b) HEAD blob $reg ($r/$REPEATS)"
     auth_args "$reg"
     fig=head && [[ $reg == berth0 ]] && fig=head-auth-off
