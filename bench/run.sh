@@ -33,10 +33,10 @@ PULLS=5 # (c): pulls per run
 # the table shows n/a for the rest.
 only() { [[ -z ${BENCH_ONLY:-} || " $BENCH_ONLY " == *" $1 "* ]]; }
 if ((QUICK)); then
-  REPEATS=1 BLOB=32MiB BLOB_BYTES=$((32 << 20)) CHUNK=4MiB WRK_SECS=2
+  REPEATS=1 BLOB=32MiB BLOB_BYTES=$((32 << 20)) CHUNK=4MiB WRK_SECS=2 PAIR_SECS=1
   IMG_CLIENTS=8 IMG_COUNT=16 LAYER=1MiB REPOS=300 TAGS=300 LIST_ROUNDS=2 TAG_ROUNDS=2 PAIR_ROUNDS=2
 else
-  BLOB=1GiB BLOB_BYTES=$((1 << 30)) CHUNK=10MiB WRK_SECS=10
+  BLOB=1GiB BLOB_BYTES=$((1 << 30)) CHUNK=10MiB WRK_SECS=10 PAIR_SECS=2
   IMG_CLIENTS=32 IMG_COUNT=128 LAYER=10MiB REPOS=10000 TAGS=10000 LIST_ROUNDS=5 TAG_ROUNDS=50 PAIR_ROUNDS=200
 fi
 CATALOG_N=1000 # registry:2's largest catalog page (catalog.maxentries); berth's default
@@ -261,7 +261,10 @@ bench() { # reg subcommand args...: run berth-bench against REG, keep its JSON l
   local reg=$1 out
   shift
   # A section's own BENCH_AUTHORIZATION (even empty) wins over the registry's clients' one.
-  out=$(BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION-${AUTH_OF[$reg]:-}} timeout 900 "$BB" --url "$(url "$reg")" "$@")
+  # Not `set -e`'s to catch: a command substitution inside a function does not inherit it,
+  # and a failed push once became an empty figure (a median of two) instead of a stop.
+  out=$(BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION-${AUTH_OF[$reg]:-}} timeout 900 "$BB" --url "$(url "$reg")" "$@") ||
+    { echo "berth-bench $1 against $reg failed" >&2; return 1; }
   echo "$reg $out" >>"$WORK/raw.jsonl"
   echo "$out"
 }
@@ -380,6 +383,20 @@ for ((r = 1; r <= REPEATS; r++)); do
     oha_run "$fig" "${reg/berth0/berth}" "$(url "$reg")/v2/bench/small/blobs/${LAYER_OF[$reg]}" "${AUTH_ARGS[@]}"
   done
 done
+# (a) and (b) against berth before wave 2, taking turns: 10 s runs one registry after another
+# moved by ±20 % with the minute (one run had (a) at 77 % and (b) at 118 % of before in the
+# same minutes), so the before/after rows come from 2 s runs alternating, ten per repeat.
+if [[ -n $PRE ]]; then
+  for ((r = 1; r <= REPEATS; r++)); do
+    log "(a), (b) berth and before wave 2 taking turns ($r/$REPEATS)"
+    for ((k = 0; k < 10; k++)); do
+      reg=berth; if (((k + r) % 2)); then reg=pre; fi
+      auth_args "$reg"
+      WRK_SECS=$PAIR_SECS wrk_run manifest-pair "$reg" "$(url "$reg")/v2/bench/small/manifests/latest" -H "$ACCEPT" "${AUTH_ARGS[@]}"
+      WRK_SECS=$PAIR_SECS oha_run head-pair "$reg" "$(url "$reg")/v2/bench/small/blobs/${LAYER_OF[$reg]}" "${AUTH_ARGS[@]}"
+    done
+  done
+fi
 for reg in "${MAIN_REGS[@]}" berth0; do stop "$reg"; done
 
 # --- (a), (b) on PostgreSQL + S3 (one node) --------------------------------------------------
@@ -1052,10 +1069,14 @@ before_after() { # label kind fig [read]: a read path must keep ≥ 95% of its b
   fi
   BA_ROWS+=("| $label | $(fmt "$P") | $(fmt "$N") | $S | $goal | $met |")
 }
-before_after "(a) GET manifest by tag, req/s" higher manifest read
-before_after "(a) GET manifest by tag, p99 ms" lower manifest-p99 read
-before_after "(b) HEAD blob, req/s" higher head read
-before_after "(b) HEAD blob, p99 ms" lower head-p99 read
+before_after "(a) GET manifest by tag, req/s (2 s runs taking turns with before)" higher manifest-pair read
+before_after "(a) GET manifest by tag, p99 ms (taking turns)" lower manifest-pair-p99 read
+before_after "(b) HEAD blob, req/s (taking turns)" higher head-pair read
+before_after "(b) HEAD blob, p99 ms (taking turns)" lower head-pair-p99 read
+before_after "(a) GET manifest by tag, req/s (10 s runs, one registry after another)" higher manifest
+before_after "(a) GET manifest by tag, p99 ms (10 s runs)" lower manifest-p99
+before_after "(b) HEAD blob, req/s (10 s runs)" higher head
+before_after "(b) HEAD blob, p99 ms (10 s runs)" lower head-p99
 before_after "(c) pull $BLOB, GiB/s" higher pull read
 before_after "(c) server CPU per GiB pulled, ms (98 % in the kernel: see BENCHMARKS.md)" lower pull-cpu
 before_after "(d) monolithic push $BLOB, GiB/s" higher push
