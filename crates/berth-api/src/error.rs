@@ -95,6 +95,13 @@ impl From<Error> for ApiError {
             err.0.internal = Some(inner.clone());
             return err;
         }
+        if let Error::MetadataBusy(inner) = &e {
+            // Clients retry a 503; `Retry-After` says how soon is sensible.
+            let mut err = ApiError::new(503, ErrorCode::Unavailable, e.to_string())
+                .with_header(header::RETRY_AFTER, "1");
+            err.0.internal = Some(inner.clone());
+            return err;
+        }
         if let Error::StorageFull(inner) = &e {
             // The message (what docker prints) says what happened; the cause (which file,
             // which errno) is for the log only.

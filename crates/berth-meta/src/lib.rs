@@ -141,6 +141,33 @@ impl MetaError {
             _ => false,
         }
     }
+
+    /// Whether the database could not serve the statement in time because something else
+    /// held what it needed: SQLite's `SQLITE_BUSY` or `SQLITE_LOCKED` (any extended code of
+    /// theirs), PostgreSQL's `serialization_failure` (40001), `deadlock_detected` (40P01) or
+    /// `lock_not_available` (55P03), or no pooled connection free within the pool's timeout.
+    /// Nothing of the statement was kept, so the request can be retried as it was.
+    pub fn is_busy(&self) -> bool {
+        let MetaError::Backend(error) = self else {
+            return false;
+        };
+        match error.downcast_ref::<sqlx::Error>() {
+            Some(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // Extended codes: the low byte is the primary one.
+                    const SQLITE_BUSY: i64 = 5;
+                    const SQLITE_LOCKED: i64 = 6;
+                    let primary = code.parse::<i64>().unwrap_or_default() & 0xff;
+                    matches!(primary, SQLITE_BUSY | SQLITE_LOCKED)
+                } else {
+                    matches!(code.as_ref(), "40001" | "40P01" | "55P03")
+                }
+            }
+            Some(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        }
+    }
 }
 
 /// An upload session: how far it has got and the hash state up to there.

@@ -82,6 +82,16 @@ impl SqliteStore {
 
     /// Open (creating if needed) the database at `path` and bring its schema up to date.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_with_busy_timeout(path, Duration::from_secs(10)).await
+    }
+
+    /// [`SqliteStore::open`], with statements waiting at most `busy_timeout` for a lock
+    /// another connection holds before they fail as [`MetaError::is_busy`] (tests use a
+    /// short one).
+    pub async fn open_with_busy_timeout(
+        path: &Path,
+        busy_timeout: Duration,
+    ) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -89,7 +99,7 @@ impl SqliteStore {
             // NORMAL: commits write the WAL; `wal_sync` makes those that must be durable so.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(busy_timeout);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -832,6 +842,52 @@ mod tests {
             .await
             .expect("reopens");
         crate::suite::reopened(&store).await;
+    }
+
+    /// A write that waits past the busy timeout for a lock another connection holds fails
+    /// as busy (what the API answers 503 to), keeps nothing, and the same write succeeds
+    /// once the lock is gone.
+    #[tokio::test]
+    async fn a_write_kept_waiting_on_a_lock_fails_as_busy_and_can_be_retried() {
+        use sqlx::Connection;
+
+        use crate::{Upload, UploadStore};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.db");
+        let store = super::SqliteStore::open_with_busy_timeout(
+            &path,
+            std::time::Duration::from_millis(200),
+        )
+        .await
+        .expect("opens");
+        let mut other = sqlx::sqlite::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .expect("a second connection");
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("holds the write lock");
+        let upload = Upload {
+            id: "u1".into(),
+            repository: "busy/app".parse().expect("name"),
+            offset: 0,
+            hash_state: vec![],
+            store_state: None,
+            created_at: 7,
+        };
+        let error = store.create_upload(&upload).await.expect_err("locked out");
+        assert!(error.is_busy(), "{error}");
+        assert!(!crate::MetaError::Conflict("x".into()).is_busy());
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut other)
+            .await
+            .expect("lets go");
+        assert_eq!(store.get_upload("u1").await.expect("get"), None);
+        store.create_upload(&upload).await.expect("retried");
+        assert!(store.get_upload("u1").await.expect("get").is_some());
     }
 
     #[tokio::test]

@@ -49,6 +49,10 @@ pub enum Error {
     /// Retriable; the cause is for the log.
     #[error("the registry's blob storage is unavailable: {0}")]
     StorageUnavailable(String),
+    /// The metadata database could not take the statement in time (a lock held too long,
+    /// no connection free). Nothing was written; retriable. The cause is for the log.
+    #[error("the registry's database is busy: try again")]
+    MetadataBusy(String),
     /// Garbage collection is deleting this digest's bytes; pushing it again succeeds once
     /// that is over (seconds).
     #[error("blob {0} is being deleted by garbage collection: push it again")]
@@ -93,7 +97,7 @@ impl Error {
             Error::TagUnknown { .. } => ErrorCode::ManifestUnknown,
             Error::ArtifactReferenced { .. } => ErrorCode::Denied,
             Error::StorageFull(_) => ErrorCode::StorageFull,
-            Error::StorageUnavailable(_) => ErrorCode::Unavailable,
+            Error::StorageUnavailable(_) | Error::MetadataBusy(_) => ErrorCode::Unavailable,
             Error::BlobBeingDeleted(_) => ErrorCode::Toomanyrequests,
             Error::QuotaExceeded(_) | Error::TagImmutable(_) => ErrorCode::Denied,
             Error::RuleInvalid(_) | Error::PolicyExists(_) => ErrorCode::Unsupported,
@@ -128,6 +132,7 @@ impl From<MetaError> for Error {
         match e {
             MetaError::MissingReference { digest, .. } => Error::ManifestBlobUnknown(digest),
             e if e.is_storage_full() => Error::StorageFull(e.to_string()),
+            e if e.is_busy() => Error::MetadataBusy(e.to_string()),
             MetaError::BlobBeingDeleted(digest) => Error::BlobBeingDeleted(digest),
             e @ MetaError::QuotaExceeded { .. } => Error::QuotaExceeded(e.to_string()),
             MetaError::TagImmutable(tag) => Error::TagImmutable(tag),

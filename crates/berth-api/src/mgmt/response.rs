@@ -90,6 +90,7 @@ impl From<berth_auth::IdentityError> for MgmtApiError {
             E::NotFound(what) => MgmtApiError::not_found(format!("{what} not found")),
             E::Conflict(what) => MgmtApiError::conflict(format!("{what} already exists")),
             E::Invalid(m) => MgmtApiError::bad_request(m),
+            E::Store(inner) if inner.is_busy() => busy(inner),
             E::Store(inner) => MgmtApiError::internal(inner),
         }
     }
@@ -105,6 +106,7 @@ impl From<berth_registry::Error> for MgmtApiError {
                 tracing::error!(%cause, "blob storage unavailable");
                 MgmtApiError::new(503, "SERVICE_UNAVAILABLE", ErrorCode::Unavailable.message())
             }
+            e @ E::MetadataBusy(_) => busy(e),
             e @ E::DeleteDisabled => MgmtApiError::new(405, "METHOD_NOT_ALLOWED", e.to_string()),
             e @ (E::TagExists(_) | E::PolicyExists(_)) => MgmtApiError::conflict(e.to_string()),
             // Harbor's answer to deleting what an immutability rule protects.
@@ -125,9 +127,22 @@ impl From<berth_meta::MetaError> for MgmtApiError {
             berth_meta::MetaError::Conflict(what) => {
                 MgmtApiError::conflict(format!("{what} already exists"))
             }
+            other if other.is_busy() => busy(other),
             other => MgmtApiError::internal(other),
         }
     }
+}
+
+/// 503 with `Retry-After` for a database that could not take the statement in time: the
+/// caller's request was fine and nothing of it was kept.
+fn busy(cause: impl std::fmt::Display) -> MgmtApiError {
+    tracing::warn!(%cause, "metadata database busy");
+    MgmtApiError::new(
+        503,
+        "SERVICE_UNAVAILABLE",
+        "the registry's database is busy: try again",
+    )
+    .with_header(header::RETRY_AFTER, "1")
 }
 
 impl IntoResponse for MgmtApiError {

@@ -71,9 +71,18 @@ pub struct TestAppBuilder {
     /// `/readyz` probes the data directory with this minimum of free bytes.
     probe_data_dir: Option<u64>,
     cross_repository_links: bool,
+    /// How long a metadata statement waits for a lock held elsewhere (`SqliteStore::open`'s
+    /// 10 s unless set).
+    busy_timeout: Option<std::time::Duration>,
 }
 
 impl TestAppBuilder {
+    /// Metadata statements give up after waiting this long for a lock held elsewhere.
+    pub fn busy_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.busy_timeout = Some(timeout);
+        self
+    }
+
     pub fn delete_enabled(mut self, enabled: bool) -> Self {
         self.delete_enabled = enabled;
         self
@@ -152,9 +161,14 @@ impl TestAppBuilder {
             .dir
             .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("create tempdir")));
         let meta = Arc::new(
-            SqliteStore::open(&dir.path().join("metadata.db"))
-                .await
-                .expect("open metadata store"),
+            match self.busy_timeout {
+                Some(timeout) => {
+                    SqliteStore::open_with_busy_timeout(&dir.path().join("metadata.db"), timeout)
+                        .await
+                }
+                None => SqliteStore::open(&dir.path().join("metadata.db")).await,
+            }
+            .expect("open metadata store"),
         );
         let blobs = match self.blobs {
             Some(blobs) => blobs,
@@ -275,6 +289,7 @@ impl TestApp {
             proxy_mirrors: Default::default(),
             probe_data_dir: None,
             cross_repository_links: true,
+            busy_timeout: None,
         }
     }
 

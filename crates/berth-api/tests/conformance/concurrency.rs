@@ -165,3 +165,44 @@ async fn racing_single_request_pushes_of_the_same_blob_both_answer_201() {
         (StatusCode::CREATED, StatusCode::CREATED)
     );
 }
+
+/// A push that meets the database locked for longer than a statement may wait (another
+/// process holding it, as a backup tool might) is answered 503 with `Retry-After`, keeps
+/// nothing, and the client's retry succeeds once the lock is gone.
+#[tokio::test]
+async fn a_push_kept_waiting_on_a_database_lock_gets_503_and_its_retry_succeeds() {
+    use sqlx::Connection;
+
+    let app = TestApp::builder()
+        .busy_timeout(std::time::Duration::from_millis(200))
+        .build()
+        .await;
+    let digest = app.push_blob("repo", b"before the lock").await;
+    let mut other = sqlx::sqlite::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(app.data_dir().join("metadata.db")),
+    )
+    .await
+    .expect("a second connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("holds the write lock");
+
+    let refused = app
+        .post("/v2/repo/blobs/uploads/")
+        .server_error_expected()
+        .send()
+        .await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.header("retry-after"), "1");
+    assert_eq!(refused.json()["errors"][0]["code"], "UNAVAILABLE");
+    // Reads go on: readers do not wait for the writer.
+    let read = app.head(format!("/v2/repo/blobs/{digest}")).send().await;
+    assert_eq!(read.status, StatusCode::OK);
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("lets go");
+    app.push_blob("repo", b"after the lock").await;
+}

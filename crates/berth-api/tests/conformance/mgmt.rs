@@ -1071,3 +1071,54 @@ async fn wave_two_endpoints_answer_bad_input_with_a_4xx() {
         );
     }
 }
+
+/// `/api/v2.0` meeting the database locked past a statement's wait: Harbor's error body with
+/// 503 and `Retry-After`, nothing created, and the same request succeeds afterwards.
+#[tokio::test]
+async fn a_write_kept_waiting_on_a_database_lock_gets_503_and_its_retry_succeeds() {
+    use sqlx::Connection;
+
+    let app = TestApp::builder()
+        .token_mode()
+        .busy_timeout(std::time::Duration::from_millis(200))
+        .build()
+        .await;
+    app.identity()
+        .add_user(NewAccount {
+            name: "root".into(),
+            password: PASSWORD.into(),
+            email: "root@example.com".into(),
+            sysadmin: true,
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    let mut other = sqlx::sqlite::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(app.data_dir().join("metadata.db")),
+    )
+    .await
+    .expect("a second connection");
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("holds the write lock");
+    let root = as_user(&app, "root");
+    let body = serde_json::to_vec(&json!({"project_name": "locked"})).expect("json");
+    let refused = root
+        .post("/api/v2.0/projects")
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .server_error_expected()
+        .send()
+        .await;
+    assert_harbor_error(&refused, 503, "SERVICE_UNAVAILABLE");
+    assert_eq!(refused.header("retry-after"), "1");
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("lets go");
+    let missing = root.get("/api/v2.0/projects/locked").send().await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    create_project(&app, "root", "locked", false).await;
+}
