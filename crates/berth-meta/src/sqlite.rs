@@ -111,11 +111,20 @@ impl SqliteStore {
         // The writer connection keeps the WAL in existence from here on.
         let wal = WalSync::open(wal_path(path))?;
         wal.wait_durable().await?;
+        // Readers are opened as load asks for them, while the writer works. They do not
+        // repeat `journal_mode=WAL` (the file keeps it since the writer set it): a connection
+        // setting the journal mode may meet a lock the busy timeout does not wait for, and
+        // fail with SQLITE_BUSY at once.
+        let reader_options = SqliteConnectOptions::new()
+            .filename(path)
+            .foreign_keys(true)
+            .busy_timeout(busy_timeout)
+            .read_only(true);
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.read_only(true))
+            .connect_with(reader_options)
             .await?;
         Ok(SqliteStore {
             writer,
