@@ -112,9 +112,9 @@ impl SqliteStore {
         let wal = WalSync::open(wal_path(path))?;
         wal.wait_durable().await?;
         // Readers are opened as load asks for them, while the writer works. They do not
-        // repeat `journal_mode=WAL` (the file keeps it since the writer set it): a connection
-        // setting the journal mode may meet a lock the busy timeout does not wait for, and
-        // fail with SQLITE_BUSY at once.
+        // repeat `journal_mode=WAL`: the file keeps it since the writer set it, and a
+        // read-only connection has no journal mode to change (sqlx warns that changing it
+        // takes a lock the busy timeout does not wait for).
         let reader_options = SqliteConnectOptions::new()
             .filename(path)
             .foreign_keys(true)
