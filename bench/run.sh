@@ -559,11 +559,17 @@ fi
 # --- (f) concurrent image push + pull; peak RSS during (f) ---------------------------------
 if only f; then
 # berth0 (auth off) too, for the auth on/off ratio. Repositories bench/img-<run>/c<client>.
-for ((r = 1; r <= REPEATS; r++)); do
-  for reg in "${MAIN_REGS[@]}" berth0; do
+# A run of berth lasts 4 s, so five repeats (not three), each registry in a different place
+# in each: with three, berth always first, the ratio to registry:2 moved 2.44–2.52× between
+# full runs and berth's to before wave 2 91–100 %.
+F_REPEATS=$((QUICK ? 1 : 5))
+for ((r = 1; r <= F_REPEATS; r++)); do
+  all=("${MAIN_REGS[@]}" berth0)
+  order=("${all[@]:$(((r - 1) % ${#all[@]}))}" "${all[@]:0:$(((r - 1) % ${#all[@]}))}")
+  for reg in "${order[@]}"; do
     start "$reg"
     settle
-    log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$REPEATS)"
+    log "(f) $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER, $reg ($r/$F_REPEATS)"
     out=$(bench "$reg" images --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER" --repo-prefix bench/img)
     [[ $reg == berth0 ]] && { record images-auth-off berth "$(j .images_per_s "$out")"; stop "$reg"; continue; }
     record images "$reg" "$(j .images_per_s "$out")"
@@ -1029,7 +1035,7 @@ done
 row "(j) first GC run: berth online (SQLite + fs) vs registry:2 garbage-collect offline, ms" lower gc-total "" ""
 F_NOGC=$(median images-nogc berth) F_GC=$(median images-gc berth)
 P_NOGC=$(median images-p99-nogc berth) P_GC=$(median images-p99-gc berth)
-ROWS+=("| (j) (f) images/s in token mode while GC runs back to back ($(fmt "$(median gc-runs-during berth)") runs) | $(fmt "$F_GC") | | $(share "$F_GC" "$F_NOGC") of no GC ($(fmt "$F_NOGC")) | ≥ 90% of no GC | $(met_share "$F_GC" "$F_NOGC" 0.9) |")
+ROWS+=("| (j) (f) images/s in token mode while GC runs back to back (a run pauses 9× each step while clients are served: $(fmt "$(median gc-runs-during berth)") finished within (f)) | $(fmt "$F_GC") | | $(share "$F_GC" "$F_NOGC") of no GC ($(fmt "$F_NOGC")) | ≥ 90% of no GC | $(met_share "$F_GC" "$F_NOGC" 0.9) |")
 ROWS+=("| (j) (f) p99 per image while GC runs, ms | $(fmt "$P_GC") | | $(share "$P_GC" "$P_NOGC") of no GC ($(fmt "$P_NOGC") ms) | ≤ 150% of no GC | $(met_share "$P_NOGC" "$P_GC" 0.6667) |")
 Q_ON=$(median push-quota berth) Q_OFF=$(median push-noquota berth)
 ROWS+=("| (j) small pushes into a project with a quota, s ($((GC_MORE * 100)) manifests, $((GC_MORE * 500)) blobs) | $(fmt "$Q_ON") | | $(share "$Q_ON" "$Q_OFF") of no quota ($(fmt "$Q_OFF") s) | ≤ 105% of no quota | $(met_share "$Q_OFF" "$Q_ON" 0.9524) |")
