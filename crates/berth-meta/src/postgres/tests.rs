@@ -520,16 +520,26 @@ async fn gc_refreshes_statistics_left_behind_by_a_bulk_import() {
             .await
             .expect("link");
     }
-    // Backends report their row counts to the statistics within a second or so of going idle.
-    let mut refreshed = false;
-    for _ in 0..100 {
-        refreshed = refreshes_links().await;
-        if refreshed {
-            break;
-        }
+    // Backends report their row counts to the statistics within a second or so of going
+    // idle, each pool connection on its own: wait for all 200, so that none arrives after
+    // the `ANALYZE` and makes the table stale again.
+    let modified = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'repository_blobs'",
+        )
+        .fetch_one(&direct)
+        .await
+        .expect("stats")
+    };
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while modified().await < 200 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the links never reached the statistics"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(refreshed, "repository_blobs was never analyzed");
+    assert!(refreshes_links().await, "repository_blobs was not analyzed");
     assert_eq!(analyzed().await, before + 1);
     // Analyzed now: the next run leaves it alone.
     assert!(!refreshes_links().await);
