@@ -446,6 +446,23 @@ impl TestApp {
         self.request(Method::DELETE, uri)
     }
 
+    /// Hold the metadata database's write lock from a second connection (as another
+    /// process could) until the returned connection runs `ROLLBACK`.
+    pub async fn hold_metadata_write_lock(&self) -> sqlx::SqliteConnection {
+        use sqlx::Connection;
+        let mut other = sqlx::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(self.data_dir().join("metadata.db")),
+        )
+        .await
+        .expect("a second connection");
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("holds the write lock");
+        other
+    }
+
     /// Open an upload session; returns its `Location`.
     pub async fn start_upload(&self, repo: &str) -> String {
         let response = self.post(format!("/v2/{repo}/blobs/uploads/")).send().await;

@@ -171,22 +171,12 @@ async fn racing_single_request_pushes_of_the_same_blob_both_answer_201() {
 /// nothing, and the client's retry succeeds once the lock is gone.
 #[tokio::test]
 async fn a_push_kept_waiting_on_a_database_lock_gets_503_and_its_retry_succeeds() {
-    use sqlx::Connection;
-
     let app = TestApp::builder()
         .busy_timeout(std::time::Duration::from_millis(200))
         .build()
         .await;
     let digest = app.push_blob("repo", b"before the lock").await;
-    let mut other = sqlx::sqlite::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new().filename(app.data_dir().join("metadata.db")),
-    )
-    .await
-    .expect("a second connection");
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .expect("holds the write lock");
+    let mut other = app.hold_metadata_write_lock().await;
 
     let refused = app
         .post("/v2/repo/blobs/uploads/")

@@ -1076,8 +1076,6 @@ async fn wave_two_endpoints_answer_bad_input_with_a_4xx() {
 /// 503 and `Retry-After`, nothing created, and the same request succeeds afterwards.
 #[tokio::test]
 async fn a_write_kept_waiting_on_a_database_lock_gets_503_and_its_retry_succeeds() {
-    use sqlx::Connection;
-
     let app = TestApp::builder()
         .token_mode()
         .busy_timeout(std::time::Duration::from_millis(200))
@@ -1093,15 +1091,7 @@ async fn a_write_kept_waiting_on_a_database_lock_gets_503_and_its_retry_succeeds
         })
         .await
         .expect("user");
-    let mut other = sqlx::sqlite::SqliteConnection::connect_with(
-        &sqlx::sqlite::SqliteConnectOptions::new().filename(app.data_dir().join("metadata.db")),
-    )
-    .await
-    .expect("a second connection");
-    sqlx::raw_sql("BEGIN IMMEDIATE")
-        .execute(&mut other)
-        .await
-        .expect("holds the write lock");
+    let mut other = app.hold_metadata_write_lock().await;
     let root = as_user(&app, "root");
     let body = serde_json::to_vec(&json!({"project_name": "locked"})).expect("json");
     let refused = root
