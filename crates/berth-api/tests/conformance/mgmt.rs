@@ -13,7 +13,11 @@ pub(crate) const PASSWORD: &str = "Passw0rd-mgmt";
 
 /// A token-mode registry with `root` (system admin) and a few users.
 pub(crate) async fn app() -> TestApp {
-    let app = TestApp::builder().token_mode().build().await;
+    with_users(TestApp::builder().token_mode().build().await).await
+}
+
+/// `app` (in token mode) with `root` (system admin) and a few users.
+async fn with_users(app: TestApp) -> TestApp {
     let id = app.identity();
     for (name, sysadmin) in [
         ("root", true),
@@ -1076,21 +1080,14 @@ async fn wave_two_endpoints_answer_bad_input_with_a_4xx() {
 /// 503 and `Retry-After`, nothing created, and the same request succeeds afterwards.
 #[tokio::test]
 async fn a_write_kept_waiting_on_a_database_lock_gets_503_and_its_retry_succeeds() {
-    let app = TestApp::builder()
-        .token_mode()
-        .busy_timeout(std::time::Duration::from_millis(200))
-        .build()
-        .await;
-    app.identity()
-        .add_user(NewAccount {
-            name: "root".into(),
-            password: PASSWORD.into(),
-            email: "root@example.com".into(),
-            sysadmin: true,
-            ..Default::default()
-        })
-        .await
-        .expect("user");
+    let app = with_users(
+        TestApp::builder()
+            .token_mode()
+            .busy_timeout(std::time::Duration::from_millis(200))
+            .build()
+            .await,
+    )
+    .await;
     let mut other = app.hold_metadata_write_lock().await;
     let root = as_user(&app, "root");
     let body = serde_json::to_vec(&json!({"project_name": "locked"})).expect("json");
