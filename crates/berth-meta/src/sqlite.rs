@@ -159,6 +159,15 @@ fn wal_path(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
+/// A manifest's references as one JSON parameter, `[[digest, 0 or 1 (is a manifest)], …]` in
+/// their order, for `json_each`; `None` when there are none.
+fn references_json<'a>(references: impl Iterator<Item = (&'a Digest, bool)>) -> Option<String> {
+    let pairs: Vec<serde_json::Value> = references
+        .map(|(digest, is_manifest)| serde_json::json!([digest.to_string(), u8::from(is_manifest)]))
+        .collect();
+    (!pairs.is_empty()).then(|| serde_json::Value::Array(pairs).to_string())
+}
+
 async fn migrate(pool: &SqlitePool) -> Result<()> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
@@ -631,27 +640,33 @@ impl ManifestStore for SqliteStore {
             &manifest.digest.to_string(),
         )
         .await?;
+        // The first reference missing, blobs first, in the order given: one statement for
+        // them all, however many there are (the one writer is held until the commit).
         let blobs = manifest.blobs.iter().map(|d| (d, false));
         let children = manifest
             .manifests
             .iter()
             .filter(|_| manifest.require_manifests)
             .map(|d| (d, true));
-        for (digest, is_manifest) in blobs.chain(children) {
-            // Both statements are constants: which table holds this kind of reference.
-            let sql = if is_manifest {
-                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?"
-            } else {
-                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?"
-            };
-            let present: Option<i64> = sqlx::query_scalar(sql)
-                .bind(repo_id)
-                .bind(digest.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if present.is_none() {
+        let wanted = references_json(blobs.chain(children));
+        if let Some(wanted) = wanted {
+            let missing: Option<(String, bool)> = sqlx::query_as(
+                "SELECT w.value ->> 0, w.value ->> 1 FROM json_each(?2) w
+                 WHERE CASE WHEN w.value ->> 1
+                   THEN NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = ?1 AND m.digest = w.value ->> 0)
+                   ELSE NOT EXISTS (SELECT 1 FROM repository_blobs l WHERE l.repository_id = ?1 AND l.digest = w.value ->> 0)
+                 END
+                 ORDER BY w.key LIMIT 1",
+            )
+            .bind(repo_id)
+            .bind(wanted)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((digest, is_manifest)) = missing {
                 return Err(MetaError::MissingReference {
-                    digest: digest.clone(),
+                    digest: digest
+                        .parse()
+                        .map_err(|e| MetaError::Corrupt(format!("digest {digest:?}: {e}")))?,
                     is_manifest,
                 });
             }
@@ -692,15 +707,16 @@ impl ManifestStore for SqliteStore {
             .iter()
             .map(|d| (d, false))
             .chain(manifest.manifests.iter().map(|d| (d, true)));
-        for (child, is_manifest) in children {
+        if let Some(children) = references_json(children) {
+            // `WHERE true`: without a WHERE, SQLite would read the upsert's ON as a join's.
             sqlx::query(
                 "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
-                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                 SELECT ?1, ?2, c.value ->> 0, c.value ->> 1 FROM json_each(?3) c WHERE true
+                 ON CONFLICT DO NOTHING",
             )
             .bind(repo_id)
             .bind(&digest)
-            .bind(child.to_string())
-            .bind(is_manifest)
+            .bind(children)
             .execute(&mut *tx)
             .await?;
         }

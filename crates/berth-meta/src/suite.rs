@@ -198,6 +198,21 @@ pub async fn run(store: &dyn MetaStore) {
         }) => assert_eq!(d, digest("absent")),
         other => panic!("expected MissingReference, got {other:?}"),
     }
+    // The first missing reference in the manifest's order is the one named, blobs before
+    // child manifests.
+    let mut two_missing = manifest(
+        "m-two-missing",
+        vec![digest("absent-2"), layer.clone(), digest("absent-1")],
+        None,
+    );
+    two_missing.manifests = vec![digest("absent-child")];
+    match store.put_manifest(&repo, &two_missing, &[]).await {
+        Err(MetaError::MissingReference {
+            digest: d,
+            is_manifest: false,
+        }) => assert_eq!(d, digest("absent-2")),
+        other => panic!("expected MissingReference, got {other:?}"),
+    }
     let image = manifest("m-image", vec![layer.clone(), blob.clone()], None);
     let latest: Tag = "latest".parse().expect("tag");
     store
