@@ -213,6 +213,16 @@ pub async fn run(store: &dyn MetaStore) {
         }) => assert_eq!(d, digest("absent-2")),
         other => panic!("expected MissingReference, got {other:?}"),
     }
+    // The same layer twice (docker's empty layers): stored, its reference recorded once.
+    let repeated = manifest(
+        "m-repeated-layer",
+        vec![layer.clone(), blob.clone(), layer.clone()],
+        None,
+    );
+    store
+        .put_manifest(&repo, &repeated, &[])
+        .await
+        .expect("a layer listed twice");
     let image = manifest("m-image", vec![layer.clone(), blob.clone()], None);
     let latest: Tag = "latest".parse().expect("tag");
     store
