@@ -10,7 +10,8 @@
 #
 # Environment: BENCH_REPEATS (default 3), BENCH_TMPDIR (parent of the data dirs, default
 # /var/tmp: the data disk), BENCH_SKIP_BUILD=1 (reuse target/release binaries),
-# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines), BENCH_ONLY="j k" (only
+# BENCH_KEEP=1 (keep the work dir with logs and raw JSON lines), BENCH_FLAME=DIR (flame graphs
+# of (f) on berth and registry:2 into DIR, from one extra run each), BENCH_ONLY="j k" (only
 # those sections), BENCH_BEFORE (the commit measured as "before wave 2", default f590c9d;
 # empty: leave it out).
 # Not part of .ci/run: it measures, it does not pass or fail.
@@ -67,6 +68,13 @@ if [[ ! -x $OHA ]]; then
   dpkg -s libssl-dev pkg-config >/dev/null 2>&1 ||
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null; }
   cargo install oha --locked --no-default-features --features native-tls --quiet
+fi
+
+# BENCH_FLAME=DIR (flame graphs of (f), below) needs perf and inferno.
+if [[ -n ${BENCH_FLAME:-} ]]; then
+  command -v perf >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; }
+  command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --quiet
 fi
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
@@ -578,6 +586,39 @@ for ((r = 1; r <= F_REPEATS; r++)); do
     stop "$reg"
   done
 done
+
+# BENCH_FLAME=DIR: one more (f) run of berth and one of registry:2, not counted, under
+# `perf record -a` (DWARF call stacks, 499 Hz, the timed part only: berth-bench enables and
+# disables it through a FIFO), drawn as DIR/f-berth.svg and DIR/f-registry2.svg: the whole
+# machine, each process under its name, idle CPU as "idle".
+if [[ -n ${BENCH_FLAME:-} ]]; then
+  mkdir -p "$BENCH_FLAME"
+  for reg in berth reg2; do
+    name=$([[ $reg == reg2 ]] && echo registry2 || echo berth)
+    start "$reg"
+    settle
+    log "(f) once more under perf, for a flame graph: $name"
+    rm -f "$WORK/perf-ctl" && mkfifo "$WORK/perf-ctl"
+    perf record -q -a -D -1 --control "fifo:$WORK/perf-ctl" --call-graph dwarf,16384 -F 499 \
+      -o "$WORK/f-$name.perf" 2>/dev/null &
+    perf_pid=$!
+    BENCH_AUTHORIZATION=${BENCH_AUTHORIZATION-${AUTH_OF[$reg]:-}} "$BB" --url "$(url "$reg")" images \
+      --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER" \
+      --repo-prefix bench/flame --perf-control "$WORK/perf-ctl" >/dev/null &
+    client=$!
+    wait "$client"
+    kill -INT "$perf_pid" && wait "$perf_pid" || true
+    perf script -i "$WORK/f-$name.perf" -F comm,pid,tid,period,event,ip,sym,dso 2>/dev/null |
+      inferno-collapse-perf --pid |
+      sed -E -e "s/^([^;]*)-${PIDS[$reg]};/$name;\1;/" -e "s/^([^;]*)-$client;/client;\1;/" \
+        -e 's/^swapper-0;/idle;/' -e "/^(idle|client|$name);/!s/^/other;/" |
+      inferno-flamegraph --countname ns --minwidth 0.5 \
+        --title "(f) on $name, $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER: the whole machine (berth $BERTH_REV)" \
+        >"$BENCH_FLAME/f-$name.svg"
+    rm -f "$WORK/f-$name.perf"
+    stop "$reg"
+  done
+fi
 
 # (f) on PostgreSQL + S3: one node, then nginx round-robin in front of one node and of two.
 for ((r = 1; r <= REPEATS; r++)); do

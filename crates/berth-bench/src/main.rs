@@ -93,6 +93,11 @@ enum Command {
         repo_prefix: String,
         #[arg(long)]
         seed: Option<u64>,
+        /// A `perf record --control fifo:PATH` FIFO: `enable` is written to it when the
+        /// clock starts and `disable` when it stops, so that a profile started with `-D -1`
+        /// holds the measured run only, not the preparation of the images before it.
+        #[arg(long)]
+        perf_control: Option<std::path::PathBuf>,
     },
     /// Push `--repos` × `--tags` images sharing `--base-layers` base layers, each with one
     /// layer of its own (setup for the replication figure).
@@ -281,6 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
             layer_size,
             repo_prefix,
             seed,
+            perf_control,
         } => {
             let spec = workloads::ImagesSpec {
                 clients,
@@ -289,6 +295,7 @@ async fn run(cli: Cli) -> Result<()> {
                 layer_size,
                 repo_prefix,
                 seed: seed.unwrap_or_else(clock_seed),
+                perf_control,
             };
             workloads::images(&http, spec).await
         }

@@ -126,6 +126,8 @@ pub struct ImagesSpec {
     pub layer_size: u64,
     pub repo_prefix: String,
     pub seed: u64,
+    /// Told `enable` / `disable` around the measured run (`perf record --control`).
+    pub perf_control: Option<std::path::PathBuf>,
 }
 
 /// `clients` tasks; image `i` belongs to client `i % clients`, which pushes it to its own
@@ -147,6 +149,7 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
     let prepared = Arc::new(prepared);
     let run = spec.seed % 1_000_000;
     client::take_waits();
+    perf_control(spec.perf_control.as_deref(), "enable")?;
     let began = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for c in 0..clients {
@@ -176,6 +179,7 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
         }
     }
     let secs = began.elapsed().as_secs_f64();
+    perf_control(spec.perf_control.as_deref(), "disable")?;
     let total: Vec<f64> = push.iter().zip(&pull).map(|(a, b)| a + b).collect();
     let bytes = spec.count as u64 * spec.layers as u64 * spec.layer_size * 2;
     // Per kind of request: latency to the answer's head, and the total wait in seconds.
@@ -205,6 +209,16 @@ pub async fn images(http: &Http, spec: ImagesSpec) -> Result<()> {
             "requests": waits,
         }),
     );
+    Ok(())
+}
+
+/// Send `command` to a `perf record --control fifo:` FIFO, if there is one. Opening a FIFO
+/// for writing waits for its reader: perf has it open from its start.
+fn perf_control(fifo: Option<&std::path::Path>, command: &str) -> Result<()> {
+    if let Some(fifo) = fifo {
+        std::fs::write(fifo, format!("{command}\n"))
+            .map_err(|e| format!("perf control FIFO {}: {e}", fifo.display()))?;
+    }
     Ok(())
 }
 
