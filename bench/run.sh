@@ -612,7 +612,7 @@ if [[ -n ${BENCH_FLAME:-} ]]; then
       inferno-collapse-perf --pid |
       sed -E -e "s/^([^;]*)-${PIDS[$reg]};/$name;\1;/" -e "s/^([^;]*)-$client;/client;\1;/" \
         -e 's/^swapper-0;/idle;/' -e "/^(idle|client|$name);/!s/^/other;/" |
-      inferno-flamegraph --countname ns --minwidth 0.5 \
+      inferno-flamegraph --countname samples --minwidth 0.5 \
         --title "(f) on $name, $IMG_CLIENTS clients, $IMG_COUNT images of 3 x $LAYER: the whole machine (berth $BERTH_REV)" \
         >"$BENCH_FLAME/f-$name.svg"
     rm -f "$WORK/f-$name.perf"
