@@ -606,7 +606,11 @@ if [[ -n ${BENCH_FLAME:-} ]]; then
       --clients "$IMG_CLIENTS" --count "$IMG_COUNT" --layers 3 --layer-size "$LAYER" \
       --repo-prefix bench/flame --perf-control "$WORK/perf-ctl" >/dev/null &
     client=$!
+    # Were perf not reading its FIFO, the client would wait for it to open forever.
+    (sleep 900 && kill "$client") 2>/dev/null &
+    watchdog=$!
     wait "$client"
+    kill "$watchdog" 2>/dev/null || true
     kill -INT "$perf_pid" && wait "$perf_pid" || true
     perf script -i "$WORK/f-$name.perf" -F comm,pid,tid,period,event,ip,sym,dso 2>/dev/null |
       inferno-collapse-perf --pid |
