@@ -648,8 +648,7 @@ impl ManifestStore for SqliteStore {
             .iter()
             .filter(|_| manifest.require_manifests)
             .map(|d| (d, true));
-        let wanted = references_json(blobs.chain(children));
-        if let Some(wanted) = wanted {
+        if let Some(wanted) = references_json(blobs.chain(children)) {
             let missing: Option<(String, bool)> = sqlx::query_as(
                 "SELECT w.value ->> 0, w.value ->> 1 FROM json_each(?2) w
                  WHERE CASE WHEN w.value ->> 1
