@@ -1,9 +1,10 @@
 //! The embedded SQLite backend.
 //!
 //! One writer connection and a pool of read-only connections over a WAL database: SQLite
-//! allows one writer at a time anyway, and funnelling writes through one connection means a
-//! write transaction never fails half-way with `SQLITE_BUSY` because another connection
-//! upgraded first. Readers never block the writer or each other.
+//! allows one writer at a time anyway, and funnelling writes through one connection means
+//! writes queue in the pool instead of contending for SQLite's lock. Readers never block the
+//! writer or each other. The writer's transactions still take the write lock at `BEGIN`
+//! (see [`Writer::begin`]): a reader holds it too, for an instant, now and then.
 //!
 //! Writes that must survive a power cut (manifests, tags, deletes) are made durable by group
 //! commit after the writer is released (see `wal_sync`), so no write waits on another's
@@ -16,7 +17,8 @@ use async_trait::async_trait;
 use berth_core::{Digest, Reference, RepositoryName, Tag};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
@@ -134,8 +136,8 @@ impl SqliteStore {
     }
 
     /// The one writer connection.
-    async fn write(&self) -> Result<PoolConnection<Sqlite>> {
-        Ok(self.writer.acquire().await?)
+    async fn write(&self) -> Result<Writer> {
+        Ok(Writer(self.writer.acquire().await?))
     }
 
     /// Run one statement on the writer, let the writer go, and return (the number of rows
@@ -149,6 +151,38 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+    }
+}
+
+/// The writer connection, lent by its pool of one: statements run on it as on any
+/// connection, and its transactions begin with the write lock held.
+pub(crate) struct Writer(PoolConnection<Sqlite>);
+
+impl Writer {
+    /// Begin a write transaction that holds SQLite's write lock from its first statement
+    /// (`BEGIN IMMEDIATE`).
+    ///
+    /// A deferred `BEGIN` whose transaction reads first takes the lock only at its first
+    /// write, and SQLite fails that upgrade at once with `SQLITE_BUSY` ("database is
+    /// locked"), without the busy wait, if the lock is held at that instant. Even with one
+    /// writer connection it can be: a reader that finds the WAL-index header torn (the
+    /// writer was updating it) takes the write lock to read the header again. Taken at
+    /// `BEGIN`, the lock is waited for like any other (`busy_timeout`).
+    pub(crate) async fn begin(&mut self) -> sqlx::Result<Transaction<'_, Sqlite>> {
+        self.0.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl std::ops::Deref for Writer {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.0
     }
 }
 
@@ -183,7 +217,7 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
         if version <= current {
             continue;
         }
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
         // Migrations are constants compiled into the binary, not input.
         sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
             .execute(&mut *tx)
@@ -866,6 +900,60 @@ mod tests {
             .await
             .expect("reopens");
         crate::suite::reopened(&store).await;
+    }
+
+    /// A write transaction that reads before it writes waits for a write lock held for a
+    /// moment elsewhere, as a single statement does, instead of failing at once with
+    /// "database is locked" when it comes to write (what a deferred `BEGIN` does: the busy
+    /// wait does not apply to a transaction that already reads). Here the lock is held by a
+    /// second connection; in berth it is a reader re-reading a torn WAL-index header.
+    #[tokio::test]
+    async fn a_transaction_that_reads_first_waits_for_a_write_lock_held_elsewhere() {
+        use sqlx::Connection;
+
+        use berth_core::{Digest, RepositoryName};
+
+        use crate::BlobIndex;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("meta.db");
+        let store = super::SqliteStore::open(&path).await.expect("opens");
+        let from: RepositoryName = "team/base".parse().expect("name");
+        let to: RepositoryName = "team/app".parse().expect("name");
+        let digest = Digest::of(berth_core::Algorithm::Sha256, b"layer");
+        store.link_blob(&from, &digest, 5).await.expect("links");
+
+        let mut other = sqlx::sqlite::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .expect("a second connection");
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("holds the write lock");
+        let held = std::time::Duration::from_millis(300);
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(held).await;
+            sqlx::raw_sql("ROLLBACK")
+                .execute(&mut other)
+                .await
+                .expect("lets go");
+        });
+        let started = std::time::Instant::now();
+        // A mount reads the source's link, then writes the new one, in one transaction.
+        let mounted = store.mount_blob(&from, &to, &digest).await;
+        let waited = started.elapsed();
+        release.await.expect("released");
+        assert_eq!(mounted.expect("waits, then mounts"), Some(5));
+        assert!(
+            waited >= held,
+            "mounted after {waited:?}, with the lock held"
+        );
+        assert_eq!(
+            store.linked_blob_size(&to, &digest).await.expect("size"),
+            Some(5)
+        );
     }
 
     /// A write that waits past the busy timeout for a lock another connection holds fails

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use berth_core::{Digest, RepositoryName};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use super::SqliteStore;
 use crate::gc::{GcRepository, GcStore, RepositorySweep, RepositorySwept, Tombstone};

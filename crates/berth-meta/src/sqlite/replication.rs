@@ -194,7 +194,7 @@ impl ReplicationStore for SqliteStore {
     ) -> Result<Vec<ReplicationTaskRow>> {
         {
             let mut writer = self.write().await?;
-            let mut tx = sqlx::Connection::begin(&mut *writer).await?;
+            let mut tx = writer.begin().await?;
             let existing: i64 = sqlx::query_scalar(sql(COUNT_TASKS))
                 .bind(execution_id)
                 .fetch_one(&mut *tx)
