@@ -902,6 +902,23 @@ mod tests {
         crate::suite::reopened(&store).await;
     }
 
+    /// A second connection to the database at `path`, holding its write lock until it
+    /// rolls back.
+    async fn hold_write_lock(path: &std::path::Path) -> sqlx::sqlite::SqliteConnection {
+        use sqlx::Connection;
+
+        let mut other = sqlx::sqlite::SqliteConnection::connect_with(
+            &sqlx::sqlite::SqliteConnectOptions::new().filename(path),
+        )
+        .await
+        .expect("a second connection");
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("holds the write lock");
+        other
+    }
+
     /// A write transaction that reads before it writes waits for a write lock held for a
     /// moment elsewhere, as a single statement does, instead of failing at once with
     /// "database is locked" when it comes to write (what a deferred `BEGIN` does: the busy
@@ -909,8 +926,6 @@ mod tests {
     /// second connection; in berth it is a reader re-reading a torn WAL-index header.
     #[tokio::test]
     async fn a_transaction_that_reads_first_waits_for_a_write_lock_held_elsewhere() {
-        use sqlx::Connection;
-
         use berth_core::{Digest, RepositoryName};
 
         use crate::BlobIndex;
@@ -923,15 +938,7 @@ mod tests {
         let digest = Digest::of(berth_core::Algorithm::Sha256, b"layer");
         store.link_blob(&from, &digest, 5).await.expect("links");
 
-        let mut other = sqlx::sqlite::SqliteConnection::connect_with(
-            &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
-        )
-        .await
-        .expect("a second connection");
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
-            .expect("holds the write lock");
+        let mut other = hold_write_lock(&path).await;
         let held = std::time::Duration::from_millis(300);
         let release = tokio::spawn(async move {
             tokio::time::sleep(held).await;
@@ -961,8 +968,6 @@ mod tests {
     /// once the lock is gone.
     #[tokio::test]
     async fn a_write_kept_waiting_on_a_lock_fails_as_busy_and_can_be_retried() {
-        use sqlx::Connection;
-
         use crate::{Upload, UploadStore};
 
         let dir = tempfile::tempdir().expect("tempdir");
@@ -973,15 +978,7 @@ mod tests {
         )
         .await
         .expect("opens");
-        let mut other = sqlx::sqlite::SqliteConnection::connect_with(
-            &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
-        )
-        .await
-        .expect("a second connection");
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
-            .expect("holds the write lock");
+        let mut other = hold_write_lock(&path).await;
         let upload = Upload {
             id: "u1".into(),
             repository: "busy/app".parse().expect("name"),
