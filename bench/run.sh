@@ -907,6 +907,9 @@ fi
 
 # --- (l) replication of 100 images (shared base layers) to a registry:2 ---------------------
 if only l; then
+# Its own set-up, so that BENCH_ONLY can run it alone: berth in token mode, clients as admin.
+BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW")
+export BENCH_AUTHORIZATION=$ADMIN_AUTH
 # berth (token mode) holds REP_REPOS × REP_TAGS images on REP_BASE shared base layers, each
 # with a layer of its own. berth: a push policy to an empty registry:2, from the execution's
 # start until it is no longer InProgress. skopeo sync: the same repositories (a YAML source,
@@ -957,6 +960,9 @@ fi
 
 # --- (m) 16 clients push then pull 32 fresh images; (n) the same images into new repositories --
 if only m; then
+# Its own set-up, so that BENCH_ONLY can run it alone: berth in token mode, clients as admin.
+BERTH_ENV=(BERTH_AUTH_MODE=token "BERTH_ADMIN_PASSWORD=$ADMIN_PW")
+export BENCH_AUTHORIZATION=$ADMIN_AUTH
 # berth in token mode with its defaults (audit log, usage accounting, cross-repository links);
 # registry:2 without auth. (m): 16 `berth-bench images` clients, 32 images of 3 × 4 MiB (HEAD,
 # POST, PATCH, PUT per blob, then the manifest; then a pull of each). (n): the same images
