@@ -264,7 +264,7 @@ median() {                            # figure registry -> median, or "n/a"
     printf "%.6f", m }'
 }
 j() { jq -r "$1" <<<"$2"; }
-calc() { bc -l <<<"$1"; }
+calc() { [[ $1 == *n/a* ]] && { echo n/a; return; }; bc -l <<<"$1"; } # n/a: a figure not measured
 bench() { # reg subcommand args...: run berth-bench against REG, keep its JSON line
   local reg=$1 out
   shift
