@@ -154,6 +154,9 @@ impl SqliteStore {
     }
 }
 
+/// How every write transaction begins: see [`Writer::begin`].
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// The writer connection, lent by its pool of one: statements run on it as on any
 /// connection, and its transactions begin with the write lock held.
 pub(crate) struct Writer(PoolConnection<Sqlite>);
@@ -169,7 +172,7 @@ impl Writer {
     /// writer was updating it) takes the write lock to read the header again. Taken at
     /// `BEGIN`, the lock is waited for like any other (`busy_timeout`).
     pub(crate) async fn begin(&mut self) -> sqlx::Result<Transaction<'_, Sqlite>> {
-        self.0.begin_with("BEGIN IMMEDIATE").await
+        self.0.begin_with(BEGIN_WRITE).await
     }
 }
 
@@ -217,7 +220,7 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
         if version <= current {
             continue;
         }
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = pool.begin_with(BEGIN_WRITE).await?;
         // Migrations are constants compiled into the binary, not input.
         sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
             .execute(&mut *tx)

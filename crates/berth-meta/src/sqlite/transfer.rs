@@ -54,7 +54,7 @@ impl TableAccess for SqliteStore {
 
     async fn writer(&self) -> Result<Box<dyn TableWriter>> {
         Ok(Box::new(SqliteWriter {
-            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            tx: self.writer.begin_with(super::BEGIN_WRITE).await?,
             wal: self.wal.clone(),
         }))
     }
