@@ -102,11 +102,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
+        // Neither pool pings a connection before lending it (sqlx's default): an SQLite
+        // connection is a thread of this process, not a socket that can drop, and the ping
+        // is one more hand-off to that thread and back on every statement's way in. sqlx
+        // still pings it when it comes back, which is where a crashed one is found.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         migrate(&writer).await?;
@@ -126,6 +131,7 @@ impl SqliteStore {
             .max_connections(8)
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(reader_options)
             .await?;
         Ok(SqliteStore {
@@ -293,46 +299,63 @@ async fn touch_repository(tx: &mut Transaction<'_, Sqlite>, repo_id: i64) -> Res
     Ok(())
 }
 
-/// Link `digest` into `repository`, within its project's quota. With a `reservation` (an
-/// upload's, see `GcStore::reserve_blob`) only the row it reserved is linked; without one
-/// the row is created if missing.
+/// What a linking transaction knows about the blob's row in `blobs`.
+///
+/// A digest never has a row in `blobs` and one in `blob_deletions` at once: condemning a
+/// blob deletes the first in the transaction that inserts the second, and nothing inserts a
+/// `blobs` row for a digest being deleted (`link_in` and `reserve_blob` check first). So a
+/// transaction that has seen the `blobs` row need not look for a deletion.
+pub(crate) enum BlobRow {
+    /// Not read yet: created if missing, refused if garbage collection is deleting the bytes.
+    Unknown { size: u64 },
+    /// Read by this transaction (a mount's source link joins it).
+    Seen,
+    /// Reserved by an upload with this epoch (see `GcStore::reserve_blob`): only that row is
+    /// linked, and the link is refused if the row is gone or another one.
+    Reserved(i64),
+}
+
+/// Link `digest` into `repository`, within its project's quota.
 pub(crate) async fn link_in(
     tx: &mut Transaction<'_, Sqlite>,
     repository: &RepositoryName,
     digest: &Digest,
-    size: u64,
-    reservation: Option<i64>,
+    row: BlobRow,
 ) -> Result<()> {
     let quota = usage::quota_hold(tx, repository.namespace()).await?;
     let repo_id = ensure_repository(tx, repository).await?;
-    // Garbage collection is deleting the bytes (their row is gone already): a link now
-    // would outlive them.
-    let condemned: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
+    match row {
+        BlobRow::Unknown { size } => {
+            // Garbage collection is deleting the bytes (their row is gone already): a link
+            // now would outlive them.
+            let condemned: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
+                    .bind(digest.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            if condemned.is_some() {
+                return Err(MetaError::BlobBeingDeleted(digest.clone()));
+            }
+            sqlx::query(
+                "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
+                 ON CONFLICT (digest) DO NOTHING",
+            )
             .bind(digest.to_string())
-            .fetch_optional(&mut **tx)
+            .bind(size as i64)
+            .bind(now())
+            .execute(&mut **tx)
             .await?;
-    if condemned.is_some() {
-        return Err(MetaError::BlobBeingDeleted(digest.clone()));
-    }
-    if let Some(reserved) = reservation {
-        let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = ?")
-            .bind(digest.to_string())
-            .fetch_optional(&mut **tx)
-            .await?;
-        if epoch != Some(reserved) {
-            return Err(MetaError::BlobBeingDeleted(digest.clone()));
         }
-    } else {
-        sqlx::query(
-            "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(digest.to_string())
-        .bind(size as i64)
-        .bind(now())
-        .execute(&mut **tx)
-        .await?;
+        BlobRow::Seen => {}
+        BlobRow::Reserved(reserved) => {
+            let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM blobs WHERE digest = ?")
+                .bind(digest.to_string())
+                .fetch_optional(&mut **tx)
+                .await?;
+            if epoch != Some(reserved) {
+                return Err(MetaError::BlobBeingDeleted(digest.clone()));
+            }
+        }
     }
     sqlx::query(
         // A link made again is fresh again: GC's grace window counts from the last upload.
@@ -478,7 +501,7 @@ impl BlobIndex for SqliteStore {
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size, None).await?;
+        link_in(&mut tx, repository, digest, BlobRow::Unknown { size }).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -502,7 +525,7 @@ impl BlobIndex for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(size) = size else { return Ok(None) };
-        link_in(&mut tx, to, digest, size as u64, None).await?;
+        link_in(&mut tx, to, digest, BlobRow::Seen).await?;
         tx.commit().await?;
         Ok(Some(size as u64))
     }
@@ -618,12 +641,12 @@ impl UploadStore for SqliteStore {
         id: &str,
         repository: &RepositoryName,
         digest: &Digest,
-        size: u64,
+        _size: u64,
         reservation: i64,
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        link_in(&mut tx, repository, digest, size, Some(reservation)).await?;
+        link_in(&mut tx, repository, digest, BlobRow::Reserved(reservation)).await?;
         sqlx::query("DELETE FROM uploads WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

@@ -284,29 +284,21 @@ impl GcStore for SqliteStore {
     }
 
     async fn reserve_blob(&self, digest: &Digest, size: u64) -> Result<Option<i64>> {
-        let mut conn = self.write().await?;
-        let mut tx = conn.begin().await?;
-        let digest = digest.to_string();
-        let condemned: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM blob_deletions WHERE digest = ?")
-                .bind(&digest)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if condemned.is_some() {
-            return Ok(None);
-        }
+        // One statement, so no transaction: no row when garbage collection is deleting the
+        // bytes (they are refused), else the row, created or refreshed, and its epoch.
         let epoch = sqlx::query_scalar(
-            "INSERT INTO blobs (digest, size, created_at, epoch) VALUES (?, ?, ?, abs(random()))
+            "INSERT INTO blobs (digest, size, created_at, epoch)
+             SELECT ?1, ?2, ?3, abs(random())
+             WHERE NOT EXISTS (SELECT 1 FROM blob_deletions WHERE digest = ?1)
              ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at
              RETURNING epoch",
         )
-        .bind(&digest)
+        .bind(digest.to_string())
         .bind(size as i64)
         .bind(now())
-        .fetch_one(&mut *tx)
+        .fetch_optional(&mut *self.write().await?)
         .await?;
-        tx.commit().await?;
-        Ok(Some(epoch))
+        Ok(epoch)
     }
 
     async fn link_reserved_blob(
@@ -317,7 +309,7 @@ impl GcStore for SqliteStore {
     ) -> Result<()> {
         let mut conn = self.write().await?;
         let mut tx = conn.begin().await?;
-        super::link_in(&mut tx, repository, digest, 0, Some(epoch)).await?;
+        super::link_in(&mut tx, repository, digest, super::BlobRow::Reserved(epoch)).await?;
         tx.commit().await?;
         Ok(())
     }
