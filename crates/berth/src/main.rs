@@ -21,6 +21,15 @@ mod ops;
 mod server;
 mod tls;
 
+/// jemalloc rather than glibc's malloc. A cached GET of a manifest makes ~43 allocations
+/// (most in hyper, axum and tower); glibc spends ~210 instructions per malloc/free pair on
+/// them (its per-thread cache holds 7 blocks of a size, the rest goes through its bins),
+/// jemalloc about half: 11 % fewer instructions per request (callgrind, token mode). It
+/// also hands memory back after a burst of pushes, where glibc kept its peak. The cost is
+/// ~1.5 MiB more RSS at idle (its arenas' metadata). Figures in docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use config::{AuthModeSetting, Config, RawConfig, berth_env_name, registry_env_name};
 
 #[derive(Parser)]
