@@ -34,7 +34,7 @@ pub enum Unknown {
 }
 
 /// A manifest reference: a tag or a digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reference {
     Tag(Tag),
     Digest(Digest),
@@ -256,7 +256,9 @@ impl Endpoint {
             if end == 0 {
                 return Err(EndpointError::NotFound);
             }
-            Ok(segments[..end].join("/").parse()?)
+            // The first `end` segments and the slashes between them, sliced, not joined.
+            let len = segments[..end].iter().map(|s| s.len()).sum::<usize>() + end - 1;
+            Ok(rest[..len].parse()?)
         };
 
         // <name>/tags/list

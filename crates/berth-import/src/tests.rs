@@ -200,7 +200,7 @@ impl Berth {
             .get_manifest(&repository, &reference)
             .await
             .ok()
-            .map(|m| m.digest)
+            .map(|m| m.digest.clone())
     }
 
     async fn blob_bytes(&self, repository: &str, digest: &Digest) -> Option<Vec<u8>> {

@@ -150,7 +150,7 @@ pub struct ProxyCache {
     manifest_flights: Mutex<HashMap<(i64, String, String), ManifestFlight>>,
     /// Manifests fetched and not yet stored (their blobs are being cached), by (repository,
     /// reference).
-    pending: Arc<Mutex<HashMap<(String, String), Manifest>>>,
+    pending: PendingManifests,
     pub blob_flights: Arc<Flights>,
     /// Upstream manifest requests (GET or HEAD) made, for tests and metrics.
     pub manifest_requests: std::sync::atomic::AtomicU64,
@@ -399,7 +399,7 @@ impl ProxyCache {
         route: &Route,
         repository: &RepositoryName,
         reference: &Reference,
-    ) -> Result<Manifest, ProxyError> {
+    ) -> Result<Arc<Manifest>, ProxyError> {
         let asked_at = Instant::now();
         match self
             .lookup(route, repository, reference, asked_at, true)
@@ -425,7 +425,7 @@ impl ProxyCache {
         reference: &Reference,
         asked_at: Instant,
         first: bool,
-    ) -> Result<Option<Manifest>, ProxyError> {
+    ) -> Result<Option<Arc<Manifest>>, ProxyError> {
         let freshness_key = (repository.to_string(), reference.to_string());
         // Within the TTL, or revalidated by another caller since this one asked.
         let fresh = || match reference {
@@ -478,11 +478,11 @@ impl ProxyCache {
         {
             Ok(None) => Ok(None),
             Ok(Some(fetched)) => match (fetched, cached) {
-                (Fetched::New(m), _) => Ok(Some(Manifest {
+                (Fetched::New(m), _) => Ok(Some(Arc::new(Manifest {
                     digest: m.digest,
                     media_type: m.media_type,
                     content: m.content,
-                })),
+                }))),
                 (Fetched::Unchanged, Some(manifest)) => Ok(Some(manifest)),
                 (Fetched::Unchanged, None) => {
                     Err(UpstreamError::Local("the cached manifest went away".into()).into())
@@ -752,7 +752,13 @@ impl ProxyCache {
             }
         };
         match self
-            .ask_upstream(&route, &repository, &reference, Some(cached.digest), None)
+            .ask_upstream(
+                &route,
+                &repository,
+                &reference,
+                Some(cached.digest.clone()),
+                None,
+            )
             .await
         {
             Ok(Some(Fetched::Unchanged)) | Ok(None) => Outcome::Unchanged,
@@ -783,11 +789,11 @@ impl ProxyCache {
         let pending = PendingEntry::insert(
             self.pending.clone(),
             (repository.to_string(), reference.to_string()),
-            Manifest {
+            Arc::new(Manifest {
                 digest: fetched.digest.clone(),
                 media_type: fetched.media_type.clone(),
                 content: fetched.content.clone(),
-            },
+            }),
         );
         tokio::spawn(async move {
             // Whatever the outcome, the entry goes when the task ends.
@@ -879,17 +885,20 @@ enum Outcome {
     Failed,
 }
 
+/// Manifests being cached, by (repository, reference): served while their task runs.
+type PendingManifests = Arc<Mutex<HashMap<(String, String), Arc<Manifest>>>>;
+
 /// A manifest in `ProxyCache::pending` while its caching task runs.
 struct PendingEntry {
-    map: Arc<Mutex<HashMap<(String, String), Manifest>>>,
+    map: PendingManifests,
     key: (String, String),
 }
 
 impl PendingEntry {
     fn insert(
-        map: Arc<Mutex<HashMap<(String, String), Manifest>>>,
+        map: PendingManifests,
         key: (String, String),
-        manifest: Manifest,
+        manifest: Arc<Manifest>,
     ) -> PendingEntry {
         map.lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -22,7 +22,7 @@
 use foldhash::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use berth_core::{Digest, RepositoryName};
+use berth_core::{Digest, Reference, RepositoryName};
 use berth_meta::Invalidation;
 use bytes::Bytes;
 
@@ -47,20 +47,31 @@ pub struct Manifest {
 struct Entries {
     /// Bumped by every invalidation; a lookup stores its result only if it is unchanged.
     generation: u64,
-    manifests: HashMap<(String, String), Manifest>,
-    blob_sizes: HashMap<(String, Digest), u64>,
-    /// Tag-list pages by (repository, last, page size).
-    tag_pages: HashMap<(String, Option<String>, usize), Arc<Listing>>,
+    /// By repository name, so that a hit allocates no key and an invalidation drops one
+    /// map instead of scanning every entry.
+    repositories: HashMap<String, RepositoryEntries>,
     /// Catalog pages by (who sees them, last, page size).
     catalog_pages: HashMap<(CatalogScope, Option<String>, usize), Arc<Listing>>,
     /// Bumped with `generation` and by [`ReadCache::repositories_changed`]: a catalog
     /// lookup stores its page only if it is unchanged.
     catalog_generation: u64,
-    /// Names held in `tag_pages` and `catalog_pages`, counted as entries.
-    page_items: usize,
+    /// Manifests, blob sizes and names in pages held, over all repositories.
+    items: usize,
     manifest_bytes: usize,
     /// Other nodes' writes may go unreported: nothing is answered or stored.
     suspended: bool,
+}
+
+/// What is cached about one repository.
+#[derive(Default)]
+struct RepositoryEntries {
+    manifests: HashMap<Reference, Arc<Manifest>>,
+    blob_sizes: HashMap<Digest, u64>,
+    /// Tag-list pages by (last, page size).
+    tag_pages: HashMap<(Option<String>, usize), Arc<Listing>>,
+    /// This repository's share of [`Entries::items`] and [`Entries::manifest_bytes`].
+    items: usize,
+    manifest_bytes: usize,
 }
 
 /// Whose catalog a page is: everything (`None`), or the repositories of these projects
@@ -69,17 +80,44 @@ pub(crate) type CatalogScope = Option<Arc<[String]>>;
 
 impl Entries {
     fn clear(&mut self) {
-        self.manifests.clear();
-        self.blob_sizes.clear();
-        self.tag_pages.clear();
+        self.repositories.clear();
         self.catalog_pages.clear();
-        self.page_items = 0;
+        self.items = 0;
         self.manifest_bytes = 0;
     }
 
     fn full(&self) -> bool {
-        self.manifests.len() + self.blob_sizes.len() + self.page_items >= MAX_ENTRIES
-            || self.manifest_bytes >= MAX_MANIFEST_BYTES
+        self.items >= MAX_ENTRIES || self.manifest_bytes >= MAX_MANIFEST_BYTES
+    }
+
+    fn repository(&self, name: &RepositoryName) -> Option<&RepositoryEntries> {
+        self.repositories.get(name.as_str())
+    }
+
+    /// Add to `name`'s entries with `add`, which returns the items and manifest bytes it
+    /// added (negative: a replaced entry's).
+    fn add_to(
+        &mut self,
+        name: &RepositoryName,
+        add: impl FnOnce(&mut RepositoryEntries) -> (isize, isize),
+    ) {
+        let repository = self
+            .repositories
+            .entry(name.as_str().to_owned())
+            .or_default();
+        let (items, bytes) = add(repository);
+        repository.items = repository.items.saturating_add_signed(items);
+        repository.manifest_bytes = repository.manifest_bytes.saturating_add_signed(bytes);
+        self.items = self.items.saturating_add_signed(items);
+        self.manifest_bytes = self.manifest_bytes.saturating_add_signed(bytes);
+    }
+
+    /// Drop everything cached about repository `name`.
+    fn drop_repository(&mut self, name: &str) {
+        if let Some(gone) = self.repositories.remove(name) {
+            self.items -= gone.items;
+            self.manifest_bytes -= gone.manifest_bytes;
+        }
     }
 }
 
@@ -151,32 +189,35 @@ impl ReadCache {
     pub fn manifest(
         &self,
         repository: &RepositoryName,
-        reference: &str,
-    ) -> Result<Manifest, Ticket> {
-        let key = (repository.as_str().to_owned(), reference.to_owned());
-        self.lookup(|e| e.manifests.get(&key).cloned())
+        reference: &Reference,
+    ) -> Result<Arc<Manifest>, Ticket> {
+        self.lookup(|e| e.repository(repository)?.manifests.get(reference).cloned())
     }
 
     pub fn store_manifest(
         &self,
         ticket: Ticket,
         repository: &RepositoryName,
-        reference: &str,
-        manifest: &Manifest,
+        reference: &Reference,
+        manifest: &Arc<Manifest>,
     ) {
-        if manifest.content.len() > MAX_CACHED_MANIFEST {
+        let len = manifest.content.len();
+        if len > MAX_CACHED_MANIFEST {
             return;
         }
         self.insert(ticket, |e| {
-            e.manifest_bytes += manifest.content.len();
-            let key = (repository.as_str().to_owned(), reference.to_owned());
-            e.manifests.insert(key, manifest.clone());
+            e.add_to(repository, |r| {
+                match r.manifests.insert(reference.clone(), manifest.clone()) {
+                    // A racing lookup stored it first.
+                    Some(old) => (0, len as isize - old.content.len() as isize),
+                    None => (1, len as isize),
+                }
+            });
         });
     }
 
     pub fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<u64, Ticket> {
-        let key = (repository.as_str().to_owned(), digest.clone());
-        self.lookup(|e| e.blob_sizes.get(&key).copied())
+        self.lookup(|e| e.repository(repository)?.blob_sizes.get(digest).copied())
     }
 
     pub fn store_blob_size(
@@ -187,8 +228,12 @@ impl ReadCache {
         size: u64,
     ) {
         self.insert(ticket, |e| {
-            let key = (repository.as_str().to_owned(), digest.clone());
-            e.blob_sizes.insert(key, size);
+            e.add_to(repository, |r| {
+                match r.blob_sizes.insert(digest.clone(), size) {
+                    Some(_) => (0, 0),
+                    None => (1, 0),
+                }
+            });
         });
     }
 
@@ -201,17 +246,12 @@ impl ReadCache {
     fn invalidate_named(&self, name: &str) {
         let mut entries = self.lock();
         entries.generation += 1;
-        let before = entries.manifests.len();
-        entries.manifests.retain(|(repo, _), _| repo != name);
-        if entries.manifests.len() != before {
-            entries.manifest_bytes = entries.manifests.values().map(|m| m.content.len()).sum();
-        }
-        entries.blob_sizes.retain(|(repo, _), _| repo != name);
-        entries.tag_pages.retain(|(repo, _, _), _| repo != name);
+        entries.drop_repository(name);
         // The repository may be gone (deleted), or new (another node's first push).
         entries.catalog_generation += 1;
+        let dropped: usize = entries.catalog_pages.values().map(|l| l.items.len()).sum();
         entries.catalog_pages.clear();
-        entries.page_items = entries.tag_pages.values().map(|l| l.items.len()).sum();
+        entries.items -= dropped;
     }
 
     /// A write that may have created a repository committed: forget the catalog pages.
@@ -226,7 +266,7 @@ impl ReadCache {
         if !entries.catalog_pages.is_empty() {
             let dropped: usize = entries.catalog_pages.values().map(|l| l.items.len()).sum();
             entries.catalog_pages.clear();
-            entries.page_items -= dropped;
+            entries.items -= dropped;
         }
     }
 
@@ -274,12 +314,8 @@ impl ReadCache {
         last: Option<&str>,
         limit: usize,
     ) -> Result<Arc<Listing>, Ticket> {
-        let key = (
-            repository.as_str().to_owned(),
-            last.map(str::to_owned),
-            limit,
-        );
-        self.lookup(|e| e.tag_pages.get(&key).cloned())
+        let key = (last.map(str::to_owned), limit);
+        self.lookup(|e| e.repository(repository)?.tag_pages.get(&key).cloned())
     }
 
     pub fn store_tag_page(
@@ -291,13 +327,16 @@ impl ReadCache {
         page: &Arc<Listing>,
     ) {
         self.insert(ticket, |e| {
-            e.page_items += page.items.len();
-            let key = (
-                repository.as_str().to_owned(),
-                last.map(str::to_owned),
-                limit,
-            );
-            e.tag_pages.insert(key, page.clone());
+            e.add_to(repository, |r| {
+                let added = page.items.len() as isize;
+                match r
+                    .tag_pages
+                    .insert((last.map(str::to_owned), limit), page.clone())
+                {
+                    Some(old) => (added - old.items.len() as isize, 0),
+                    None => (added, 0),
+                }
+            });
         });
     }
 
@@ -326,9 +365,11 @@ impl ReadCache {
             |e| e.catalog_generation,
             ticket,
             |e| {
-                e.page_items += page.items.len();
                 let key = (scope.clone(), last.map(str::to_owned), limit);
-                e.catalog_pages.insert(key, page.clone());
+                if let Some(old) = e.catalog_pages.insert(key, page.clone()) {
+                    e.items -= old.items.len();
+                }
+                e.items += page.items.len();
             },
         );
     }
@@ -339,38 +380,42 @@ mod tests {
     use super::*;
     use berth_core::Algorithm;
 
-    fn manifest(body: &'static [u8]) -> Manifest {
-        Manifest {
+    fn manifest(body: &'static [u8]) -> Arc<Manifest> {
+        Arc::new(Manifest {
             digest: Digest::of(Algorithm::Sha256, body),
             media_type: "x".into(),
             content: Bytes::from_static(body),
-        }
+        })
+    }
+
+    fn v1() -> Reference {
+        "v1".parse().expect("tag")
     }
 
     #[test]
     fn hit_after_store_and_miss_after_invalidate() {
         let cache = ReadCache::new(true);
         let repo: RepositoryName = "a".parse().expect("name");
-        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
-        cache.store_manifest(ticket, &repo, "v1", &manifest(b"one"));
+        let ticket = cache.manifest(&repo, &v1()).expect_err("empty");
+        cache.store_manifest(ticket, &repo, &v1(), &manifest(b"one"));
         assert_eq!(
-            cache.manifest(&repo, "v1").expect("hit").content,
+            cache.manifest(&repo, &v1()).expect("hit").content,
             Bytes::from_static(b"one")
         );
         cache.invalidate(&repo);
-        assert!(cache.manifest(&repo, "v1").is_err());
+        assert!(cache.manifest(&repo, &v1()).is_err());
     }
 
     #[test]
     fn a_lookup_that_raced_a_write_is_not_stored() {
         let cache = ReadCache::new(true);
         let repo: RepositoryName = "a".parse().expect("name");
-        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
+        let ticket = cache.manifest(&repo, &v1()).expect_err("empty");
         // A write lands between the lookup's read of the store and its insert.
         cache.invalidate(&repo);
-        cache.store_manifest(ticket, &repo, "v1", &manifest(b"stale"));
+        cache.store_manifest(ticket, &repo, &v1(), &manifest(b"stale"));
         assert!(
-            cache.manifest(&repo, "v1").is_err(),
+            cache.manifest(&repo, &v1()).is_err(),
             "stale result must not be cached"
         );
         let digest = Digest::of(Algorithm::Sha256, b"blob");
@@ -387,40 +432,40 @@ mod tests {
         cache.follow(changes);
         let repo: RepositoryName = "a".parse().expect("name");
         let fill = |body: &'static [u8]| {
-            let ticket = cache.manifest(&repo, "v1").expect_err("a miss");
-            cache.store_manifest(ticket, &repo, "v1", &manifest(body));
+            let ticket = cache.manifest(&repo, &v1()).expect_err("a miss");
+            cache.store_manifest(ticket, &repo, &v1(), &manifest(body));
         };
         // The follower runs on this (single-threaded) runtime whenever the test waits.
         let settle = || tokio::time::sleep(std::time::Duration::from_millis(20));
         fill(b"before the feed listens");
-        assert!(cache.manifest(&repo, "v1").is_err(), "suspended at first");
+        assert!(cache.manifest(&repo, &v1()).is_err(), "suspended at first");
         feed.send(Invalidation::All).await.expect("send");
         settle().await;
         fill(b"one");
-        assert!(cache.manifest(&repo, "v1").is_ok());
+        assert!(cache.manifest(&repo, &v1()).is_ok());
         feed.send(Invalidation::Repository("b".into()))
             .await
             .expect("send");
         settle().await;
-        assert!(cache.manifest(&repo, "v1").is_ok(), "another repository");
+        assert!(cache.manifest(&repo, &v1()).is_ok(), "another repository");
         feed.send(Invalidation::Repository("a".into()))
             .await
             .expect("send");
         settle().await;
-        assert!(cache.manifest(&repo, "v1").is_err(), "invalidated");
+        assert!(cache.manifest(&repo, &v1()).is_err(), "invalidated");
         fill(b"two");
         feed.send(Invalidation::Lost).await.expect("send");
         settle().await;
-        assert!(cache.manifest(&repo, "v1").is_err(), "lost: off");
+        assert!(cache.manifest(&repo, &v1()).is_err(), "lost: off");
         fill(b"while lost");
         feed.send(Invalidation::All).await.expect("send");
         settle().await;
-        assert!(cache.manifest(&repo, "v1").is_err(), "back, and empty");
+        assert!(cache.manifest(&repo, &v1()).is_err(), "back, and empty");
         fill(b"three");
-        assert!(cache.manifest(&repo, "v1").is_ok());
+        assert!(cache.manifest(&repo, &v1()).is_ok());
         drop(feed);
         settle().await;
-        assert!(cache.manifest(&repo, "v1").is_err(), "the feed ended: off");
+        assert!(cache.manifest(&repo, &v1()).is_err(), "the feed ended: off");
     }
 
     fn page(names: &[&str]) -> Arc<Listing> {
@@ -465,18 +510,50 @@ mod tests {
         cache.store_catalog_page(ticket, &None, None, 10, &page(&["old"]));
         assert!(cache.catalog_page(&None, None, 10).is_err());
         // The other entries are not touched by a new repository.
-        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
-        cache.store_manifest(ticket, &repo, "v1", &manifest(b"one"));
+        let ticket = cache.manifest(&repo, &v1()).expect_err("empty");
+        cache.store_manifest(ticket, &repo, &v1(), &manifest(b"one"));
         cache.repositories_changed();
-        assert!(cache.manifest(&repo, "v1").is_ok());
+        assert!(cache.manifest(&repo, &v1()).is_ok());
+    }
+
+    #[test]
+    fn sizes_are_counted_once_and_dropped_with_their_repository() {
+        let cache = ReadCache::new(true);
+        let (a, b): (RepositoryName, RepositoryName) =
+            ("a".parse().expect("name"), "b".parse().expect("name"));
+        let counts = || {
+            let e = cache.lock();
+            (e.items, e.manifest_bytes)
+        };
+        for repo in [&a, &b] {
+            // Stored twice (two lookups that missed together): counted once.
+            let first = cache.manifest(repo, &v1()).expect_err("empty");
+            let second = cache.manifest(repo, &v1()).expect_err("empty");
+            cache.store_manifest(first, repo, &v1(), &manifest(b"four"));
+            cache.store_manifest(second, repo, &v1(), &manifest(b"four"));
+            let digest = Digest::of(Algorithm::Sha256, b"blob");
+            let ticket = cache.blob_size(repo, &digest).expect_err("empty");
+            cache.store_blob_size(ticket, repo, &digest, 4);
+            let ticket = cache.tag_page(repo, None, 10).expect_err("empty");
+            cache.store_tag_page(ticket, repo, None, 10, &page(&["v1", "v2"]));
+        }
+        let ticket = cache.catalog_page(&None, None, 10).expect_err("empty");
+        cache.store_catalog_page(ticket, &None, None, 10, &page(&["a", "b"]));
+        assert_eq!(counts(), (2 * (1 + 1 + 2) + 2, 8));
+        // Dropping `a` drops its entries and the catalog pages, and nothing of `b`.
+        cache.invalidate(&a);
+        assert_eq!(counts(), (1 + 1 + 2, 4));
+        assert!(cache.manifest(&b, &v1()).is_ok());
+        cache.invalidate(&b);
+        assert_eq!(counts(), (0, 0));
     }
 
     #[test]
     fn disabled_cache_never_hits() {
         let cache = ReadCache::new(false);
         let repo: RepositoryName = "a".parse().expect("name");
-        let ticket = cache.manifest(&repo, "v1").expect_err("empty");
-        cache.store_manifest(ticket, &repo, "v1", &manifest(b"one"));
-        assert!(cache.manifest(&repo, "v1").is_err());
+        let ticket = cache.manifest(&repo, &v1()).expect_err("empty");
+        cache.store_manifest(ticket, &repo, &v1(), &manifest(b"one"));
+        assert!(cache.manifest(&repo, &v1()).is_err());
     }
 }

@@ -31,7 +31,7 @@ impl Registry {
         reference: &Reference,
         to: &RepositoryName,
     ) -> Result<Digest> {
-        let root = self.get_manifest(from, reference).await?.digest;
+        let root = self.get_manifest(from, reference).await?.digest.clone();
         let tags: Vec<Tag> = self
             .meta
             .artifact(
@@ -115,7 +115,7 @@ impl Registry {
             let children = parsed.manifests.clone();
             stack.push(Step::Store(Source {
                 digest,
-                media_type: stored.media_type,
+                media_type: stored.media_type.clone(),
                 content: stored.content.to_vec(),
                 blobs: parsed.blobs,
             }));

@@ -4,6 +4,8 @@ use berth_core::manifest::{self, MAX_MANIFEST_BYTES, ManifestError};
 use berth_core::{Algorithm, Digest, Reference, RepositoryName, Tag};
 use berth_meta::{NewManifest, Referrer};
 
+use std::sync::Arc;
+
 use crate::cache::Manifest;
 
 use crate::{Error, Registry, Result};
@@ -126,9 +128,8 @@ impl Registry {
         &self,
         repository: &RepositoryName,
         reference: &Reference,
-    ) -> Result<Manifest> {
-        let key = reference.to_string();
-        let ticket = match self.cache.manifest(repository, &key) {
+    ) -> Result<Arc<Manifest>> {
+        let ticket = match self.cache.manifest(repository, reference) {
             Ok(manifest) => return Ok(manifest),
             Err(ticket) => ticket,
         };
@@ -136,14 +137,14 @@ impl Registry {
             .meta
             .get_manifest(repository, reference)
             .await?
-            .ok_or(Error::ManifestUnknown(key.clone()))?;
-        let manifest = Manifest {
+            .ok_or_else(|| Error::ManifestUnknown(reference.to_string()))?;
+        let manifest = Arc::new(Manifest {
             digest: stored.digest,
             media_type: stored.media_type,
             content: stored.content.into(),
-        };
+        });
         self.cache
-            .store_manifest(ticket, repository, &key, &manifest);
+            .store_manifest(ticket, repository, reference, &manifest);
         Ok(manifest)
     }
 

@@ -45,7 +45,12 @@ async fn make_stale(
 ) -> (Digest, Digest) {
     let v1 = Reference::Tag("v1".parse::<Tag>().expect("tag"));
     for _ in 0..50 {
-        let first = registry.get_manifest(repo, &v1).await.expect("get").digest;
+        let first = registry
+            .get_manifest(repo, &v1)
+            .await
+            .expect("get")
+            .digest
+            .clone();
         let other = if first == one.digest {
             &two.digest
         } else {

@@ -192,9 +192,9 @@ impl Side for Local {
         let name = repository_name(repository)?;
         match self.registry.get_manifest(&name, reference).await {
             Ok(m) => Ok(Some(ManifestBytes {
-                digest: m.digest,
-                media_type: m.media_type,
-                content: m.content,
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                content: m.content.clone(),
             })),
             Err(
                 berth_registry::Error::ManifestUnknown(_) | berth_registry::Error::NameUnknown(_),

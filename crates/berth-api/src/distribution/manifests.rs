@@ -23,7 +23,7 @@ pub async fn get(
 
 /// Answer with `manifest` if the request's `Accept` admits it.
 pub fn serve(
-    manifest: berth_registry::Manifest,
+    manifest: std::sync::Arc<berth_registry::Manifest>,
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response, ApiError> {
@@ -47,7 +47,7 @@ pub fn serve(
     let mut response = if head {
         super::content_response(Body::empty())
     } else {
-        super::content_response(Body::from(manifest.content))
+        super::content_response(Body::from(manifest.content.clone()))
     };
     let h = response.headers_mut();
     h.insert(header::CONTENT_LENGTH, len.into());
