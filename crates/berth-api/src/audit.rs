@@ -9,7 +9,7 @@ use axum::response::Response;
 use berth_audit::{ANONYMOUS, AuditEvent, Client, Operation, ResourceType};
 use berth_auth::access::IssuedToken;
 use berth_auth::{AuthFailure, Principal};
-use berth_core::{Endpoint, Reference};
+use berth_core::{Endpoint, Reference, RepositoryName};
 
 use crate::credentials::Peer;
 use crate::{ApiError, AppState};
@@ -94,11 +94,25 @@ pub struct Audited {
     resource: String,
 }
 
-fn artifact(name: &impl std::fmt::Display, reference: &Reference) -> String {
+fn artifact(name: &RepositoryName, reference: &Reference) -> String {
+    // Appended, not `format!`ed: this runs on every pull, and the formatting machinery was
+    // a quarter of what the audit log cost a cached GET. (A tag is at most 128 characters,
+    // a digest 7 + 128.)
+    let mut resource = String::with_capacity(name.as_str().len() + 136);
+    resource.push_str(name.as_str());
     match reference {
-        Reference::Tag(tag) => format!("{name}:{tag}"),
-        Reference::Digest(digest) => format!("{name}@{digest}"),
+        Reference::Tag(tag) => {
+            resource.push(':');
+            resource.push_str(tag.as_str());
+        }
+        Reference::Digest(digest) => {
+            resource.push('@');
+            resource.push_str(digest.algorithm().as_str());
+            resource.push(':');
+            resource.push_str(digest.hex());
+        }
     }
+    resource
 }
 
 impl Audited {
@@ -202,5 +216,30 @@ impl Audited {
     ) {
         let event = self.event(state, parts, peer, principal).failed(reason);
         state.audit.record(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_artifact_is_named_as_its_reference_prints() {
+        let name: RepositoryName = "team/app".parse().expect("name");
+        for reference in [
+            "v1.2",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            let reference: Reference = reference.parse().expect("reference");
+            let separator = if matches!(reference, Reference::Tag(_)) {
+                ':'
+            } else {
+                '@'
+            };
+            assert_eq!(
+                artifact(&name, &reference),
+                format!("{name}{separator}{reference}")
+            );
+        }
     }
 }
