@@ -112,6 +112,13 @@ impl Entries {
         self.manifest_bytes = self.manifest_bytes.saturating_add_signed(bytes);
     }
 
+    /// Drop every catalog page.
+    fn drop_catalog_pages(&mut self) {
+        let dropped: usize = self.catalog_pages.values().map(|l| l.items.len()).sum();
+        self.catalog_pages.clear();
+        self.items -= dropped;
+    }
+
     /// Drop everything cached about repository `name`.
     fn drop_repository(&mut self, name: &str) {
         if let Some(gone) = self.repositories.remove(name) {
@@ -249,9 +256,7 @@ impl ReadCache {
         entries.drop_repository(name);
         // The repository may be gone (deleted), or new (another node's first push).
         entries.catalog_generation += 1;
-        let dropped: usize = entries.catalog_pages.values().map(|l| l.items.len()).sum();
-        entries.catalog_pages.clear();
-        entries.items -= dropped;
+        entries.drop_catalog_pages();
     }
 
     /// A write that may have created a repository committed: forget the catalog pages.
@@ -263,11 +268,7 @@ impl ReadCache {
         }
         let mut entries = self.lock();
         entries.catalog_generation += 1;
-        if !entries.catalog_pages.is_empty() {
-            let dropped: usize = entries.catalog_pages.values().map(|l| l.items.len()).sum();
-            entries.catalog_pages.clear();
-            entries.items -= dropped;
-        }
+        entries.drop_catalog_pages();
     }
 
     /// Forget everything; answer and store again (`suspended: false`) or not.
