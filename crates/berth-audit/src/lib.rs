@@ -6,12 +6,17 @@
 //! wants. The event is folded into its thread's shard of the queue (identical events into
 //! one entry with a count, pulls into counts per manifest: [`writer::Folder`]); shards keep
 //! requests on different threads off each other's cache lines, which a shared channel did
-//! not (a tenth of a cached manifest `GET`'s CPU). When a shard holds its share of the
-//! queue the event is dropped and counted ([`Audit::dropped`], and a warning in the log)
-//! rather than making the request wait. A background task ([`writer`]) takes the shards
-//! every 200 ms (sooner once 8 192 events wait), and writes each in ONE database
-//! transaction (audit rows and pull counts, through `berth_meta::AuditStore`) and as JSON
-//! lines to the configured sink. It also deletes entries older than the retention.
+//! not (a tenth of a cached manifest `GET`'s CPU). The queue is measured in what it holds,
+//! distinct entries and pulled manifests, not in events: a flood of the same pull is one
+//! entry and one count however long it lasts. When a shard holds its share of the queue
+//! the event is dropped and counted ([`Audit::dropped`], and a warning in the log) rather
+//! than making the request wait. A background task ([`writer`]) takes the shards every
+//! 200 ms (sooner once 8 192 entries wait), and writes them in ONE database transaction
+//! (audit rows and pull counts, through `berth_meta::AuditStore`) and as JSON lines to the
+//! configured sink. It also deletes entries older than the retention. Waking it by entries,
+//! not events, keeps a stream of identical pulls to 5 transactions a second: counted by
+//! events it woke ~40 times a second under (a)'s load, each a transaction and a WAL sync on
+//! threads that share the cores with the requests (docs/BENCHMARKS.md, Session 19).
 //! [`Audit::flush`] waits until everything recorded so far is written (tests, shutdown).
 
 use std::borrow::Cow;
@@ -223,9 +228,10 @@ pub struct AuditSettings {
     pub retention: Option<Duration>,
     /// How often queued events are written.
     pub interval: Duration,
-    /// How many events may wait; more are dropped (and counted).
+    /// How many entries (identical events folded) and pulled manifests may wait; more
+    /// events are dropped (and counted).
     pub queue: usize,
-    /// How many waiting events wake the writer before its interval is up.
+    /// How many waiting entries wake the writer before its interval is up.
     pub batch: usize,
 }
 
@@ -278,7 +284,7 @@ enum Control {
 
 struct Shared {
     shards: Arc<[Shard]>,
-    /// How many events one shard may hold, and how many wake the writer early.
+    /// How many entries one shard may hold, and how many wake the writer early.
     shard_capacity: usize,
     shard_batch: usize,
     control: mpsc::UnboundedSender<Control>,
@@ -351,13 +357,15 @@ impl Audit {
         if signals.closed.load(Ordering::Acquire) {
             return;
         }
-        if shard.events >= shared.shard_capacity {
-            drop(shard);
-            signals.dropped.fetch_add(1, Ordering::Relaxed);
+        if shard.held >= shared.shard_capacity {
+            if !shard.add_if_held(event) {
+                drop(shard);
+                signals.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             return;
         }
         shard.add(event);
-        let waiting = shard.events;
+        let waiting = shard.held;
         drop(shard);
         if waiting >= shared.shard_batch
             && !signals.woken.load(Ordering::Relaxed)

@@ -83,17 +83,17 @@ async fn a_full_queue_drops_and_counts_and_never_waits() {
     .await
     .expect("start");
     // Let the writer take a first batch and hang in the store, as on a stuck disk.
-    for _ in 0..4 {
-        audit.record(pull("alice", "team/app:v1", "sha256:a"));
+    for i in 0..4 {
+        audit.record(pull("alice", &format!("team/app:v{i}"), "sha256:a"));
     }
     tokio::task::yield_now().await;
     tokio::task::yield_now().await;
     let started = Instant::now();
-    for _ in 0..10_000 {
-        audit.record(pull("alice", "team/app:v1", "sha256:a"));
+    for i in 0..10_000 {
+        audit.record(pull("alice", &format!("team/app:w{i}"), "sha256:a"));
     }
     assert!(started.elapsed() < Duration::from_secs(1), "record waited");
-    // At most the queue's 8 fit; everything else is counted as dropped.
+    // At most the queue's 8 entries fit; everything else is counted as dropped.
     assert!(audit.dropped() >= 10_000 - 8, "{}", audit.dropped());
     assert!(store.batches.lock().expect("lock").is_empty());
 }
@@ -189,6 +189,39 @@ async fn many_waiting_events_wake_the_writer_before_its_interval() {
     })
     .await
     .expect("written early");
+}
+
+#[tokio::test]
+async fn identical_events_fold_without_filling_the_queue_or_waking_the_writer() {
+    let store = Arc::new(MemoryStore::default());
+    let audit = Audit::start(
+        store.clone(),
+        AuditSettings {
+            // At most two entries a shard (on two cores or more), and one pull holds two:
+            // the queue is full after the first event. Waking the writer takes four.
+            queue: 8,
+            batch: 256,
+            ..settings()
+        },
+    )
+    .await
+    .expect("start");
+    for _ in 0..10_000 {
+        audit.record(pull("alice", "team/app:v1", "sha256:a"));
+    }
+    // One entry and one pulled manifest wait: no early wake-up (the interval is an hour).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        store.batches.lock().expect("lock").is_empty(),
+        "woken early"
+    );
+    assert_eq!(audit.dropped(), 0);
+    audit.flush().await;
+    let batches = store.batches.lock().expect("lock").clone();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].entries.len(), 1);
+    assert_eq!(batches[0].entries[0].count, 10_000);
+    assert_eq!(batches[0].pulls[0].count, 10_000);
 }
 
 #[tokio::test]
@@ -326,4 +359,7 @@ async fn events_from_many_threads_are_all_written() {
     let pulls: u64 = batches.iter().flat_map(|b| &b.pulls).map(|p| p.count).sum();
     assert_eq!((entries, pulls), (8_000, 8_000));
     assert_eq!(audit.dropped(), 0);
+    // Every thread's shard went into one transaction, folded into one entry and one count.
+    assert_eq!(batches.len(), 1);
+    assert_eq!((batches[0].entries.len(), batches[0].pulls.len()), (1, 1));
 }

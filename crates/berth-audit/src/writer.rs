@@ -112,6 +112,9 @@ pub struct Folder {
     pulls: HashMap<String, HashMap<String, (u64, i64)>>,
     /// Events folded in.
     pub(crate) events: usize,
+    /// Distinct entries and pulled manifests held: what the folder's memory grows with (a
+    /// repeated event adds to a count, not to this).
+    pub(crate) held: usize,
 }
 
 impl Folder {
@@ -126,7 +129,10 @@ impl Folder {
                 Some(found) => found,
                 None => self.pulls.entry(repository.to_owned()).or_default(),
             };
-            let counted = per_digest.entry(digest).or_insert((0, event.time_ms));
+            let counted = per_digest.entry(digest).or_insert_with(|| {
+                self.held += 1;
+                (0, event.time_ms)
+            });
             counted.0 += 1;
             counted.1 = counted.1.max(event.time_ms);
         }
@@ -145,7 +151,77 @@ impl Folder {
                 *first = (*first).min(event.time_ms);
                 *count += 1;
             })
-            .or_insert((order, event.time_ms, 1));
+            .or_insert_with(|| {
+                self.held += 1;
+                (order, event.time_ms, 1)
+            });
+    }
+
+    /// Fold `event` only into what is held already (its entry and, for a pull, its
+    /// manifest's count); `false`, and nothing changed, if it would hold something new.
+    pub fn add_if_held(&mut self, mut event: AuditEvent) -> bool {
+        let digest = match event.operation {
+            Operation::Pull => event.digest.take(),
+            _ => None,
+        };
+        let key = Key {
+            username: event.username,
+            client: event.client,
+            operation: event.operation,
+            resource_type: event.resource_type,
+            resource: event.resource,
+            failure: event.failure,
+        };
+        let Some((_, first, count)) = self.entries.get_mut(&key) else {
+            return false;
+        };
+        if let Some(digest) = digest {
+            let repository = key.resource.split([':', '@']).next().unwrap_or_default();
+            let Some(counted) = self
+                .pulls
+                .get_mut(repository)
+                .and_then(|digests| digests.get_mut(&digest))
+            else {
+                return false;
+            };
+            counted.0 += 1;
+            counted.1 = counted.1.max(event.time_ms);
+        }
+        *first = (*first).min(event.time_ms);
+        *count += 1;
+        self.events += 1;
+        true
+    }
+
+    /// Fold `other` (taken later, or from another thread) into this one.
+    pub fn merge(&mut self, other: Folder) {
+        self.events += other.events;
+        let mut entries: Vec<_> = other.entries.into_iter().collect();
+        entries.sort_by_key(|(_, (order, _, _))| *order);
+        for (key, (_, time_ms, count)) in entries {
+            let order = self.entries.len();
+            self.entries
+                .entry(key)
+                .and_modify(|(_, first, total)| {
+                    *first = (*first).min(time_ms);
+                    *total += count;
+                })
+                .or_insert_with(|| {
+                    self.held += 1;
+                    (order, time_ms, count)
+                });
+        }
+        for (repository, digests) in other.pulls {
+            let per_digest = self.pulls.entry(repository).or_default();
+            for (digest, (count, last_ms)) in digests {
+                let counted = per_digest.entry(digest).or_insert_with(|| {
+                    self.held += 1;
+                    (0, last_ms)
+                });
+                counted.0 += count;
+                counted.1 = counted.1.max(last_ms);
+            }
+        }
     }
 
     /// The entries in order of first occurrence, and the pulls.
@@ -255,14 +331,18 @@ impl Writer {
         }
     }
 
-    /// Write everything queued now, in batches; whether the queue is closed.
-    /// Write each shard's events, one transaction per shard.
+    /// Write everything queued now, every shard's events in one transaction: a batch costs
+    /// the database (and the WAL sync it waits for) about the same whatever its size.
     async fn write_queued(&mut self) {
-        for index in 0..self.shards.len() {
-            let folded = std::mem::take(&mut *self.shards[index].lock());
-            if folded.events > 0 {
-                self.write(folded.finish()).await;
+        let mut folded = Folder::default();
+        for shard in self.shards.iter() {
+            let taken = std::mem::take(&mut *shard.lock());
+            if taken.events > 0 {
+                folded.merge(taken);
             }
+        }
+        if folded.events > 0 {
+            self.write(folded.finish()).await;
         }
     }
 
