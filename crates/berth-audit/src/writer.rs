@@ -117,49 +117,9 @@ pub struct Folder {
     pub(crate) held: usize,
 }
 
-impl Folder {
-    pub fn add(&mut self, mut event: AuditEvent) {
-        self.events += 1;
-        if event.operation == Operation::Pull
-            && let Some(digest) = event.digest.take()
-        {
-            // Repository names hold neither ':' nor '@'.
-            let repository = event.resource.split([':', '@']).next().unwrap_or_default();
-            let per_digest = match self.pulls.get_mut(repository) {
-                Some(found) => found,
-                None => self.pulls.entry(repository.to_owned()).or_default(),
-            };
-            let counted = per_digest.entry(digest).or_insert_with(|| {
-                self.held += 1;
-                (0, event.time_ms)
-            });
-            counted.0 += 1;
-            counted.1 = counted.1.max(event.time_ms);
-        }
-        let key = Key {
-            username: event.username,
-            client: event.client,
-            operation: event.operation,
-            resource_type: event.resource_type,
-            resource: event.resource,
-            failure: event.failure,
-        };
-        let order = self.entries.len();
-        self.entries
-            .entry(key)
-            .and_modify(|(_, first, count)| {
-                *first = (*first).min(event.time_ms);
-                *count += 1;
-            })
-            .or_insert_with(|| {
-                self.held += 1;
-                (order, event.time_ms, 1)
-            });
-    }
-
-    /// Fold `event` only into what is held already (its entry and, for a pull, its
-    /// manifest's count); `false`, and nothing changed, if it would hold something new.
-    pub fn add_if_held(&mut self, mut event: AuditEvent) -> bool {
+impl Key {
+    /// The event's entry, the manifest it pulled (for a pull), and its time.
+    fn of(mut event: AuditEvent) -> (Key, Option<String>, i64) {
         let digest = match event.operation {
             Operation::Pull => event.digest.take(),
             _ => None,
@@ -172,22 +132,44 @@ impl Folder {
             resource: event.resource,
             failure: event.failure,
         };
+        (key, digest, event.time_ms)
+    }
+
+    /// The repository of the entry's resource (repository names hold neither ':' nor '@').
+    fn repository(&self) -> &str {
+        self.resource.split([':', '@']).next().unwrap_or_default()
+    }
+}
+
+impl Folder {
+    pub fn add(&mut self, event: AuditEvent) {
+        self.events += 1;
+        let (key, digest, time_ms) = Key::of(event);
+        if let Some(digest) = digest {
+            self.count_pulls(key.repository(), digest, 1, time_ms);
+        }
+        self.count_entry(key, time_ms, 1);
+    }
+
+    /// Fold `event` only into what is held already (its entry and, for a pull, its
+    /// manifest's count); `false`, and nothing changed, if it would hold something new.
+    pub fn add_if_held(&mut self, event: AuditEvent) -> bool {
+        let (key, digest, time_ms) = Key::of(event);
         let Some((_, first, count)) = self.entries.get_mut(&key) else {
             return false;
         };
         if let Some(digest) = digest {
-            let repository = key.resource.split([':', '@']).next().unwrap_or_default();
             let Some(counted) = self
                 .pulls
-                .get_mut(repository)
+                .get_mut(key.repository())
                 .and_then(|digests| digests.get_mut(&digest))
             else {
                 return false;
             };
             counted.0 += 1;
-            counted.1 = counted.1.max(event.time_ms);
+            counted.1 = counted.1.max(time_ms);
         }
-        *first = (*first).min(event.time_ms);
+        *first = (*first).min(time_ms);
         *count += 1;
         self.events += 1;
         true
@@ -199,29 +181,42 @@ impl Folder {
         let mut entries: Vec<_> = other.entries.into_iter().collect();
         entries.sort_by_key(|(_, (order, _, _))| *order);
         for (key, (_, time_ms, count)) in entries {
-            let order = self.entries.len();
-            self.entries
-                .entry(key)
-                .and_modify(|(_, first, total)| {
-                    *first = (*first).min(time_ms);
-                    *total += count;
-                })
-                .or_insert_with(|| {
-                    self.held += 1;
-                    (order, time_ms, count)
-                });
+            self.count_entry(key, time_ms, count);
         }
         for (repository, digests) in other.pulls {
-            let per_digest = self.pulls.entry(repository).or_default();
             for (digest, (count, last_ms)) in digests {
-                let counted = per_digest.entry(digest).or_insert_with(|| {
-                    self.held += 1;
-                    (0, last_ms)
-                });
-                counted.0 += count;
-                counted.1 = counted.1.max(last_ms);
+                self.count_pulls(&repository, digest, count, last_ms);
             }
         }
+    }
+
+    /// Add `count` occurrences of an entry, first seen at `time_ms`.
+    fn count_entry(&mut self, key: Key, time_ms: i64, count: u64) {
+        let order = self.entries.len();
+        self.entries
+            .entry(key)
+            .and_modify(|(_, first, total)| {
+                *first = (*first).min(time_ms);
+                *total += count;
+            })
+            .or_insert_with(|| {
+                self.held += 1;
+                (order, time_ms, count)
+            });
+    }
+
+    /// Add `count` pulls of a manifest, the latest at `last_ms`.
+    fn count_pulls(&mut self, repository: &str, digest: String, count: u64, last_ms: i64) {
+        let per_digest = match self.pulls.get_mut(repository) {
+            Some(found) => found,
+            None => self.pulls.entry(repository.to_owned()).or_default(),
+        };
+        let counted = per_digest.entry(digest).or_insert_with(|| {
+            self.held += 1;
+            (0, last_ms)
+        });
+        counted.0 += count;
+        counted.1 = counted.1.max(last_ms);
     }
 
     /// The entries in order of first occurrence, and the pulls.
