@@ -110,10 +110,8 @@ pub struct Folder {
     entries: HashMap<Key, (usize, i64, u64)>,
     /// Repository → digest → (count, last time).
     pulls: HashMap<String, HashMap<String, (u64, i64)>>,
-    /// Events folded in.
-    pub(crate) events: usize,
     /// Distinct entries and pulled manifests held: what the folder's memory grows with (a
-    /// repeated event adds to a count, not to this).
+    /// repeated event adds to a count, not to this; 0 when nothing was folded in).
     pub(crate) held: usize,
 }
 
@@ -143,7 +141,6 @@ impl Key {
 
 impl Folder {
     pub fn add(&mut self, event: AuditEvent) {
-        self.events += 1;
         let (key, digest, time_ms) = Key::of(event);
         if let Some(digest) = digest {
             self.count_pulls(key.repository(), digest, 1, time_ms);
@@ -171,13 +168,11 @@ impl Folder {
         }
         *first = (*first).min(time_ms);
         *count += 1;
-        self.events += 1;
         true
     }
 
     /// Fold `other` (taken later, or from another thread) into this one.
     pub fn merge(&mut self, other: Folder) {
-        self.events += other.events;
         let mut entries: Vec<_> = other.entries.into_iter().collect();
         entries.sort_by_key(|(_, (order, _, _))| *order);
         for (key, (_, time_ms, count)) in entries {
@@ -332,11 +327,11 @@ impl Writer {
         let mut folded = Folder::default();
         for shard in self.shards.iter() {
             let taken = std::mem::take(&mut *shard.lock());
-            if taken.events > 0 {
+            if taken.held > 0 {
                 folded.merge(taken);
             }
         }
-        if folded.events > 0 {
+        if folded.held > 0 {
             self.write(folded.finish()).await;
         }
     }
