@@ -54,9 +54,12 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # --- what it needs -------------------------------------------------------------------------
 missing=()
-for pair in wrk:wrk docker-registry:docker-registry jq:jq bc:bc openssl:openssl lscpu:util-linux skopeo:skopeo; do
+for pair in wrk:wrk docker-registry:docker-registry jq:jq bc:bc openssl:openssl lscpu:util-linux skopeo:skopeo curl:curl \
+  psql:postgresql nginx:nginx htpasswd:apache2-utils; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
+# PostgreSQL's server binaries (bench/scale.sh runs initdb and pg_ctl from there).
+[[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=(postgresql)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -68,6 +71,13 @@ if [[ ! -x $OHA ]]; then
   dpkg -s libssl-dev pkg-config >/dev/null 2>&1 ||
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config >/dev/null; }
   cargo install oha --locked --no-default-features --features native-tls --quiet
+fi
+
+# s3s-fs: the S3 server of the PostgreSQL + S3 figures (bench/scale.sh); the version
+# scripts/install-deps.sh installs for the tests.
+if ! command -v s3s-fs >/dev/null 2>&1 && [[ ! -x $HOME/.cargo/bin/s3s-fs ]]; then
+  log "installing s3s-fs (cargo install, a few minutes)"
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
 fi
 
 # BENCH_FLAME=DIR (flame graphs of (f), below) needs perf and inferno.
