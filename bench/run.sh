@@ -55,10 +55,10 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # --- what it needs -------------------------------------------------------------------------
 missing=()
 for pair in wrk:wrk docker-registry:docker-registry jq:jq bc:bc openssl:openssl lscpu:util-linux skopeo:skopeo curl:curl \
-  psql:postgresql nginx:nginx htpasswd:apache2-utils; do
+  nginx:nginx htpasswd:apache2-utils; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
-# PostgreSQL's server binaries (bench/scale.sh runs initdb and pg_ctl from there).
+# PostgreSQL (bench/scale.sh runs initdb and pg_ctl from here, and psql; the package brings both).
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=(postgresql)
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
