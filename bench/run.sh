@@ -267,11 +267,14 @@ hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/${PIDS[$1]}/stat
 cpu_ms() { cat /proc/"${PIDS[$1]}"/task/*/schedstat 2>/dev/null | awk '{ ns += $1 } END { printf "%.1f", ns / 1e6 }'; }
 
 record() { echo "$3" >>"$RES/$1.$2"; } # figure registry value
-median() {                            # figure registry -> median, or "n/a"
-  [[ -s $RES/$1.$2 ]] || { echo n/a; return; }
-  sort -g "$RES/$1.$2" | awk '{ v[NR] = $1 } END {
+median_of_lines() { # numbers, one per line, on stdin -> their median
+  sort -g | awk '{ v[NR] = $1 } END {
     if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
     printf "%.6f", m }'
+}
+median() { # figure registry -> median, or "n/a"
+  [[ -s $RES/$1.$2 ]] || { echo n/a; return; }
+  median_of_lines <"$RES/$1.$2"
 }
 j() { jq -r "$1" <<<"$2"; }
 calc() { [[ $1 == *n/a* ]] && { echo n/a; return; }; bc -l <<<"$1"; } # n/a: a figure not measured
@@ -405,9 +408,8 @@ done
 # moved by ±20 % with the minute (one run had (a) at 77 % and (b) at 118 % of before in the
 # same minutes), so the before/after rows come from 2 s runs alternating, ten per repeat.
 # A third turn sends before wave 2 berth's own bearer header, which it ignores ("pre-bytes"):
-# the load generator shares the two cores, and building, sending and receiving a 700-byte
-# header costs it and the kernel as much as it costs berth; with the same bytes on both
-# sides, what differs is the servers' work alone.
+# the load generator shares the two cores, so a 700-byte header costs it and the kernel time
+# too; with the same request bytes on both sides, what differs is the servers' work alone.
 if [[ -n $PRE ]]; then
   for ((r = 1; r <= REPEATS; r++)); do
     log "(a), (b) berth and before wave 2 taking turns ($r/$REPEATS)"
@@ -1153,14 +1155,12 @@ BA_ROWS=()
 paired_ratio() {
   local before=$RES/$2.$3 now=$RES/$2.berth
   [[ -s $before && -s $now && $(wc -l <"$before") == $(wc -l <"$now") ]] || { ratio "$1" n/a n/a; return; }
-  paste "$now" "$before" | awk -v kind="$1" '{ print (kind == "higher") ? $1 / $2 : $2 / $1 }' | sort -g |
-    awk '{ v[NR] = $1 } END { printf "%.6f", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+  paste "$now" "$before" | awk -v kind="$1" '{ print (kind == "higher") ? $1 / $2 : $2 / $1 }' | median_of_lines
 }
 before_after() { # label kind fig [read [before]]: a read path must keep ≥ 95% of its before figure
   local label=$1 kind=$2 fig=$3 read=${4:-} P N S goal="" met=""
   P=$(median "$fig" "${5:-pre}") N=$(median "$fig" berth)
-  S=$(ratio "$kind" "$N" "$P")
-  [[ $fig == *pair* ]] && S=$(paired_ratio "$kind" "$fig" "${5:-pre}")
+  if [[ $fig == *pair* ]]; then S=$(paired_ratio "$kind" "$fig" "${5:-pre}"); else S=$(ratio "$kind" "$N" "$P"); fi
   [[ -n $read ]] && goal="≥ 95% (a read path)"
   if [[ $S != n/a ]]; then
     [[ -n $read ]] && met=$(yes_no "$S >= 0.95")
